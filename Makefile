@@ -1,0 +1,42 @@
+# alignjax: two commands do everything on a fresh clone.
+#   make reproduce   every reproduction suite, quick CPU setting -> results/
+#   make test        the default test suite (what CI runs)
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= results
+SUITES ?= all
+
+.PHONY: reproduce test test-slow bench lock clean-venv
+
+$(STAMP): requirements.lock pyproject.toml
+	@set -e; \
+	if [ ! -x $(VPY) ]; then \
+	  py=$$(scripts/find-python.sh) || exit 1; \
+	  echo "creating $(VENV) with $$py"; \
+	  "$$py" -m venv $(VENV); \
+	fi; \
+	$(VPY) -m pip install -q --upgrade pip; \
+	$(VPY) -m pip install -q -r requirements.lock; \
+	$(VPY) -m pip install -q --no-deps -e .; \
+	touch $(STAMP)
+
+reproduce: $(STAMP)
+	$(VENV)/bin/alignjax reproduce $(SUITES) --quick --out $(OUT) --overwrite
+
+test: $(STAMP)
+	$(VPY) -m pytest -q -n 2
+
+test-slow: $(STAMP)
+	$(VPY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(VPY) benchmarks/run_all.py
+
+lock: $(STAMP)
+	@echo "# Exact pins: \`make\` installs from this file so that the numbers reproduce next year." > requirements.lock
+	@echo "# Regenerate with \`make lock\` after changing pyproject.toml dependencies." >> requirements.lock
+	$(VPY) -m pip freeze --exclude-editable | grep -v '^alignjax' >> requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,140 @@
+"""Direct-alignment losses on preference pairs: pure, elementwise, unreduced.
+
+Every loss takes arrays of per-sequence log-probabilities of the same shape ``(...)``
+(one entry per pair) and returns the per-pair loss of that shape; the caller reduces.
+Common signature::
+
+    loss(policy_chosen_logps, policy_rejected_logps,
+         reference_chosen_logps, reference_rejected_logps, *, beta, **extra)
+
+Notation (``docs`` and ``../shared/spec/algorithms.md`` §1): for a pair ``(y_w, y_l)``
+the log-ratio margin is
+
+    h = [log pi(y_w) - log pi_ref(y_w)] - [log pi(y_l) - log pi_ref(y_l)],
+
+``beta > 0`` is the KL coefficient, and ``log_sigmoid`` is evaluated stably
+(``-log_sigmoid(z) = softplus(-z)``), so the losses are finite for ``|beta * h|`` up to
+at least ``1e7`` in float32.
+
+Each loss is registered in :data:`alignjax.registry.LOSSES` with the defaults of its
+extra hyperparameters, so generic code (CLI, tests) can call any of them.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from alignjax.registry import LOSSES
+
+__all__ = ["margin", "dpo", "ipo", "cdpo", "rdpo", "simpo", "rpo", "gamma_dpo"]
+
+
+def margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
+    """Log-ratio margin ``h = log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l)``, shape ``(...)``."""
+    return (jnp.asarray(policy_chosen_logps) - jnp.asarray(reference_chosen_logps)) - (
+        jnp.asarray(policy_rejected_logps) - jnp.asarray(reference_rejected_logps)
+    )
+
+
+@LOSSES.register("dpo")
+def dpo(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
+        reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike,
+        *, beta: ArrayLike) -> jax.Array:
+    """DPO (Rafailov et al. 2023): ``l = -log sigmoid(beta * h)``.
+
+    With soft labels ``alpha = P(y_w > y_l)`` the population loss
+    ``alpha l(w,l) + (1-alpha) l(l,w)`` is minimised at ``sigmoid(beta h) = alpha``; under a
+    Bradley–Terry reward ``r`` the optimum policy is ``pi* ∝ pi_ref exp(r / beta)``.
+
+    Args:
+      policy_chosen_logps, policy_rejected_logps: ``log pi(y_w|x)``, ``log pi(y_l|x)``, shape ``(...)``.
+      reference_chosen_logps, reference_rejected_logps: the same under ``pi_ref``, shape ``(...)``.
+      beta: KL coefficient, > 0, broadcastable to ``(...)``.
+
+    Returns:
+      Per-pair loss, shape ``(...)``.
+    """
+    h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+    return -jax.nn.log_sigmoid(beta * h)
+
+
+@LOSSES.register("ipo")
+def ipo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+        *, beta):
+    """IPO (Azar et al. 2023): ``l = (h - 1/(2 beta))**2``.
+
+    The regression target ``1/(2 beta)`` is the IPO paper's (its tau is our beta). Shapes as
+    :func:`dpo`. Minimised (population, soft label ``alpha``) at ``h = (alpha - 1/2) / beta``.
+    """
+    h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+    return jnp.square(h - 1.0 / (2.0 * beta))
+
+
+@LOSSES.register("cdpo", hparams={"eps": 0.1})
+def cdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+         *, beta, eps):
+    """Conservative DPO (label smoothing ``eps`` in [0, 1/2)).
+
+    ``l = -(1-eps) log sigmoid(beta h) - eps log sigmoid(-beta h)``; ``eps = 0`` is DPO.
+    Shapes as :func:`dpo`; ``eps`` broadcastable.
+    """
+    h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+    return -(1.0 - eps) * jax.nn.log_sigmoid(beta * h) - eps * jax.nn.log_sigmoid(-beta * h)
+
+
+@LOSSES.register("rdpo", hparams={"eps": 0.1})
+def rdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+         *, beta, eps):
+    """Robust DPO (Chowdhury et al. 2024) for labels flipped with rate ``eps < 1/2``.
+
+    ``l = [(1-eps) l_dpo(w,l) - eps l_dpo(l,w)] / (1 - 2 eps)``. It is an unbiased estimate of
+    the clean DPO loss: if the observed label is flipped with probability ``eps``, the
+    expectation over flips of ``l`` equals ``l_dpo`` on the clean label. ``eps = 0`` is DPO.
+    Note ``l`` can be negative. Shapes as :func:`dpo`.
+    """
+    h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+    forward = -jax.nn.log_sigmoid(beta * h)
+    backward = -jax.nn.log_sigmoid(-beta * h)
+    return ((1.0 - eps) * forward - eps * backward) / (1.0 - 2.0 * eps)
+
+
+@LOSSES.register("simpo", hparams={"gamma": 0.5}, meta={"uses_lengths": True, "uses_reference": False})
+def simpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps=None,
+          reference_rejected_logps=None, *, beta, gamma, chosen_lengths=1.0, rejected_lengths=1.0):
+    """SimPO (Meng et al. 2024), reference-free and length-normalised.
+
+    ``l = -log sigmoid(beta/|y_w| log pi(y_w) - beta/|y_l| log pi(y_l) - gamma)``.
+    The reference log-probs are accepted for a uniform signature and ignored. Lengths
+    ``|y|`` (token counts, shape broadcastable to ``(...)``) default to 1 (no normalisation).
+    """
+    del reference_chosen_logps, reference_rejected_logps
+    z = beta * jnp.asarray(policy_chosen_logps) / chosen_lengths - beta * jnp.asarray(
+        policy_rejected_logps) / rejected_lengths - gamma
+    return -jax.nn.log_sigmoid(z)
+
+
+@LOSSES.register("rpo", hparams={"eta_sft": 0.005})
+def rpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+        *, beta, eta_sft):
+    """RPO (Pang et al. 2024, official code): DPO plus a weighted NLL of the chosen response.
+
+    ``l = -log sigmoid(beta h) + eta_sft * beta * (-log pi(y_w))`` with the *summed*
+    sequence log-prob (TRL's variant averages over tokens and drops beta: not this one).
+    """
+    return dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
+               reference_rejected_logps, beta=beta) - eta_sft * beta * jnp.asarray(policy_chosen_logps)
+
+
+@LOSSES.register("gamma_dpo", hparams={"gamma": 1.0})
+def gamma_dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+              *, beta, gamma):
+    """gamma-scaled DPO (Chen et al. 2024, eq. 4).
+
+    ``l = -log sigmoid(beta [log pi(y_w)/pi(y_l) + gamma log pi_ref(y_l)/pi_ref(y_w)])``.
+    ``gamma = 1`` is DPO; ``gamma = 0`` drops the reference. Shapes as :func:`dpo`.
+    """
+    z = (jnp.asarray(policy_chosen_logps) - jnp.asarray(policy_rejected_logps)) + gamma * (
+        jnp.asarray(reference_rejected_logps) - jnp.asarray(reference_chosen_logps))
+    return -jax.nn.log_sigmoid(beta * z)
