@@ -1,0 +1,4 @@
+"""Synthetic data generators (seeded, generated in code; no downloads).
+
+Import the submodules directly, e.g. ``from alignjax.data import bandits``.
+"""
