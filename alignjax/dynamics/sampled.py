@@ -1,0 +1,1 @@
+"""Sampled, loss-driven game dynamics on policy parameters. Filled in by the nash-games issue."""
