@@ -1,1 +1,217 @@
-"""Sampled, loss-driven game dynamics on policy parameters. Filled in by the nash-games issue."""
+"""Sampled, loss-driven preference-game dynamics on policy parameters.
+
+One mechanism for every algorithm: a per-prompt loss (:mod:`alignjax.dynamics.sampled_losses`)
+plus the shared builder :func:`make_dynamics`, which returns an optax-like ``(init, update)``
+pair::
+
+    dyn = sampled_egpo(policy, mode="sampled", num_samples=100)
+    state = dyn.init(key)
+    state, metrics = dyn.update(state, P, logp_ref, x, hparams, key)
+
+``P (B, N, N)``, ``logp_ref (B, N)`` and the prompt inputs ``x`` (batch ``B``, whatever
+``policy.log_probs`` takes: indices for tabular, features for log-linear / MLP) describe a
+contextual game with one preference matrix per prompt. One update:
+
+1. ``logp_now = stop_grad(log pi_theta(.|x))``; the anchor ``pi_t`` (INPO, SPPO) is the
+   policy at the start of the current round of ``round_length`` updates (1: the current one).
+2. EGPO only (``extragradient=True``): a half step ``theta_half = theta - lr * d(grad)`` with
+   the optimizer (its state is NOT advanced), and ``logp_now <- stop_grad(log pi_half)``.
+3. ``loss = mean_b loss_b(log pi_theta(.|x_b))`` (population or sampled form), gradient in
+   ``theta`` at the current ``theta``; ``theta <- theta - learning_rate * d`` where
+   ``d = optimizer(grad)`` (``optax.identity()`` = plain SGD, ``optax.scale_by_adam()`` = Adam).
+
+The learning rate multiplies the optimizer's direction outside the optimizer, so
+``hparams["learning_rate"]`` is an ordinary array leaf (vmappable). ``hparams`` is a dict of
+scalar arrays: ``learning_rate`` plus the loss's own (``beta``; ``eta`` for INPO/SPPO;
+``mixture`` for Nash-MD-PG).
+
+Step-size mapping (tested): for tabular logits and SGD, one population step of online IPO 1
+equals the exact OMD step (:mod:`alignjax.dynamics.exact`) with ``eta = 4 lr/(N beta)``, and
+EGPO's equals the exact extragradient step with the same ``eta`` (Zhou et al. 2025).
+
+References: EGPO, Zhou et al. 2025 (arXiv 2503.08942); online IPO, Calandriello et al. 2024
+(arXiv 2403.08635); Nash-MD-PG, Munos et al. 2023 (arXiv 2312.00886); INPO, Zhang et al.
+2024 (arXiv 2407.00617); SPPO, Wu et al. 2024 (arXiv 2405.00675).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from alignjax.dynamics.sampled_losses import GAME_LOSSES, GameInputs, GameLoss
+from alignjax.policies.base import Policy
+from alignjax.registry import DYNAMICS
+
+__all__ = ["SampledState", "SampledDynamics", "make_dynamics", "validate_hparams", "sampled_egpo",
+           "sampled_online_ipo_1", "sampled_online_ipo_2", "sampled_nash_md_pg", "sampled_inpo",
+           "sampled_sppo", "MODES"]
+
+MODES = ("population", "sampled")
+
+
+class SampledState(NamedTuple):
+    """State of a loss-driven dynamics (a pytree).
+
+    Attributes:
+      params: policy parameters ``theta``.
+      opt_state: the optimizer's state.
+      anchor: parameters of the round's anchor ``pi_t`` (INPO, SPPO).
+      step: number of updates done (int32 scalar).
+    """
+
+    params: Any
+    opt_state: Any
+    anchor: Any
+    step: jax.Array
+
+
+class SampledDynamics(NamedTuple):
+    """``init(key, params=None) -> state``; ``update(state, P, logp_ref, x, hparams, key) -> (state, metrics)``."""
+
+    init: Callable[..., SampledState]
+    update: Callable[..., tuple[SampledState, dict]]
+
+
+def validate_hparams(loss: GameLoss | str, hparams: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``hparams`` has the loss's keys with valid (concrete) values.
+
+    Requires ``learning_rate > 0``, ``beta > 0``, ``eta > 0`` and ``0 <= mixture <= 1``
+    where the loss uses them. Call it at the Python entry point, before compute.
+    """
+    if isinstance(loss, str):
+        loss = _loss(loss)
+    for name in ("learning_rate", *loss.hparams):
+        if name not in hparams:
+            raise ValueError(f"missing hyperparameter {name!r}; got {sorted(hparams)}")
+        v = np.asarray(hparams[name], dtype=np.float64)
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"hyperparameter {name} must be finite; got {v}")
+        if name == "mixture":
+            if np.any(v < 0) or np.any(v > 1):
+                raise ValueError(f"mixture must lie in [0, 1]; got {v}")
+        elif np.any(v <= 0):
+            raise ValueError(f"hyperparameter {name} must be > 0; got {v}")
+
+
+def _loss(name: str) -> GameLoss:
+    try:
+        return GAME_LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown game loss {name!r}; known: {', '.join(sorted(GAME_LOSSES))}") from None
+
+
+def make_dynamics(loss: GameLoss | str, policy: Policy, *, optimizer: optax.GradientTransformation | None = None,
+                  mode: str = "population", num_samples: int = 100, bernoulli: bool = True,
+                  extragradient: bool = False, round_length: int = 1) -> SampledDynamics:
+    """Build the ``(init, update)`` pair of a loss-driven game dynamics (see module docstring).
+
+    Args:
+      loss: a :class:`GameLoss` or its name in ``GAME_LOSSES``.
+      policy: any :class:`alignjax.policies.Policy` (tabular, log-linear, MLP).
+      optimizer: an optax transformation giving the update DIRECTION (no learning rate, no
+        sign): ``None``/``optax.identity()`` = SGD, ``optax.scale_by_adam()`` = Adam.
+      mode: ``"population"`` (exact expectation over all pairs, deterministic) or
+        ``"sampled"`` (``num_samples`` pairs per prompt per step).
+      num_samples: pairs per prompt per step in sampled mode (static).
+      bernoulli: sampled mode only; observe preferences as Bernoulli(P) draws (True) or as
+        the probabilities ``P[y, y']`` (False, as in the EGPO authors' simulation).
+      extragradient: take EGPO's half step first (the opponent becomes the half-step policy).
+      round_length: the anchor ``pi_t`` is refreshed every ``round_length`` updates.
+
+    Returns:
+      :class:`SampledDynamics`. ``update`` returns metrics ``{"loss", "grad_norm"}``: the
+      loss at the current parameters (against the opponent used for the step) and the
+      global norm of its gradient.
+    """
+    gl = _loss(loss) if isinstance(loss, str) else loss
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    if int(num_samples) < 1:
+        raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+    if int(round_length) < 1:
+        raise ValueError(f"round_length must be >= 1; got {round_length}")
+    tx = optax.identity() if optimizer is None else optimizer
+    num_samples, round_length = int(num_samples), int(round_length)
+
+    def init(key: jax.Array, params: Any = None) -> SampledState:
+        params = policy.init(key) if params is None else params
+        return SampledState(params, tx.init(params), params, jnp.zeros((), jnp.int32))
+
+    def total_loss(params, P, logp_ref, x, logp_now, logp_anchor, hp, key):
+        logp = policy.log_probs(params, x)  # (B, N)
+        g = GameInputs(P, logp_ref, logp_now, logp_anchor)
+        if mode == "population":
+            per = jax.vmap(gl.population, in_axes=(0, 0, None))(logp, g, hp)
+        else:
+            keys = jax.random.split(key, logp.shape[0])
+            per = jax.vmap(gl.sampled, in_axes=(0, 0, None, 0, None, None))(
+                logp, g, hp, keys, num_samples, bernoulli)
+        return jnp.mean(per)
+
+    grad_fn = jax.value_and_grad(total_loss)
+
+    def update(state: SampledState, P, logp_ref, x, hparams, key):
+        P = jnp.asarray(P)
+        logp_ref = jnp.asarray(logp_ref, P.dtype)
+        hp = {k: jnp.asarray(v, P.dtype) for k, v in hparams.items()}
+        lr = hp["learning_rate"]
+        k_half, k_main = jax.random.split(key)
+        params = state.params
+        new_round = (state.step % round_length) == 0
+        anchor = jax.tree.map(lambda a, p: jnp.where(new_round, p, a), state.anchor, params)
+        logp_anchor = jax.lax.stop_gradient(policy.log_probs(anchor, x))
+        logp_now = jax.lax.stop_gradient(policy.log_probs(params, x))
+        if extragradient:
+            _, g_half = grad_fn(params, P, logp_ref, x, logp_now, logp_anchor, hp, k_half)
+            d_half, _ = tx.update(g_half, state.opt_state, params)
+            params_half = jax.tree.map(lambda p, d: p - lr * d, params, d_half)
+            logp_now = jax.lax.stop_gradient(policy.log_probs(params_half, x))
+        loss, grads = grad_fn(params, P, logp_ref, x, logp_now, logp_anchor, hp, k_main)
+        direction, opt_state = tx.update(grads, state.opt_state, params)
+        params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return SampledState(params, opt_state, anchor, state.step + 1), metrics
+
+    return SampledDynamics(init, update)
+
+
+def _factory(loss_name: str, *, extragradient: bool = False, doc: str = ""):
+    def factory(policy: Policy, **kwargs) -> SampledDynamics:
+        return make_dynamics(loss_name, policy, extragradient=extragradient, **kwargs)
+
+    factory.__doc__ = doc + "\n\nKeyword arguments as :func:`make_dynamics` (mode, num_samples, optimizer, ...)."
+    return factory
+
+
+_META = {"kind": "sampled"}
+
+sampled_egpo = _factory("online_ipo_1", extragradient=True, doc=(
+    "EGPO (Zhou et al. 2025, arXiv 2503.08942): online IPO 1's loss with an extragradient half "
+    "step; tabular SGD == exact extragradient with eta = 4 lr/(N beta)."))
+sampled_online_ipo_1 = _factory("online_ipo_1", doc=(
+    "Online IPO 1 (EGPO paper's OMD loss): "
+    "mean_{y,y'}[h(y,y') - ((P@pi_s)[y]-(P@pi_s)[y'])/beta]^2, opponent pi_s = stop_grad(pi)."))
+sampled_online_ipo_2 = _factory("online_ipo_2", doc=(
+    "Online IPO 2 (Calandriello et al. 2024, arXiv 2403.08635): IPO on on-policy pairs with soft "
+    "target (P[y,y'] - 1/2)/beta."))
+sampled_nash_md_pg = _factory("nash_md_pg", doc=(
+    "Nash-MD-PG (Munos et al., arXiv 2312.00886): grad log pi(y) (P[y,y'] - 1/2 - beta Delta(y)), "
+    "y ~ pi, y' ~ pi_mix ∝ pi^(1-m) pi_ref^m."))
+sampled_inpo = _factory("inpo", doc="INPO (Zhang et al., arXiv 2407.00617): see sampled_losses.inpo.")
+sampled_sppo = _factory("sppo", doc="SPPO (Wu et al., arXiv 2405.00675): see sampled_losses.sppo.")
+
+DYNAMICS.register("sampled_egpo", sampled_egpo, hparams={"beta": 0.1, "learning_rate": 0.1}, meta=_META)
+DYNAMICS.register("sampled_online_ipo_1", sampled_online_ipo_1, hparams={"beta": 0.1, "learning_rate": 0.1},
+                  meta=_META)
+DYNAMICS.register("sampled_online_ipo_2", sampled_online_ipo_2, hparams={"beta": 0.1, "learning_rate": 0.1},
+                  meta=_META)
+DYNAMICS.register("sampled_nash_md_pg", sampled_nash_md_pg,
+                  hparams={"beta": 0.1, "learning_rate": 0.1, "mixture": 0.02}, meta=_META)
+DYNAMICS.register("sampled_inpo", sampled_inpo, hparams={"beta": 0.1, "eta": 1.0, "learning_rate": 0.1},
+                  meta=_META)
+DYNAMICS.register("sampled_sppo", sampled_sppo, hparams={"eta": 1.0, "learning_rate": 0.1}, meta=_META)

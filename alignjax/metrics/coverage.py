@@ -1,3 +1,129 @@
-"""Coverage metrics (Song et al. 2024). Filled in by the coverage issue."""
+"""Coverage metrics for preference fine-tuning (Song et al. 2024, arXiv 2406.01462).
 
-__all__: list[str] = []
+All functions take full log-distributions over the ``N`` responses (last axis) and are
+batched over any leading axes ``(...)`` (typically ``(..., X)`` prompts); they are pure and
+jittable. Conventions (``algorithms.md`` §0, §5):
+
+* ``KL(p || q) = sum_y p(y) log p(y)/q(y)``; the **reverse KL** of a policy is
+  ``KL(pi || pi_ref)`` (expectation under the policy, so it needs on-policy samples to estimate);
+* the **density ratio** ``pi(y|x) / pi_ref(y|x)``; the paper's global coverage asks
+  ``max_{x,y} pi(y|x)/pi_ref(y|x) <= C`` for every policy considered, partial coverage only for
+  policies close to ``pi_ref`` (a KL ball);
+* the **support** ``S(x)`` of an offline dataset: the responses appearing in some pair;
+* the KL-regularised objective under the true reward ``r``:
+  ``J_beta(pi) = E_{y~pi}[r(x, y)] - beta KL(pi(.|x) || pi_ref(.|x))``, maximised by
+  ``pi*_beta ∝ pi_ref exp(r / beta)`` with value ``beta log E_{pi_ref}[exp(r/beta)]``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+__all__ = [
+    "reverse_kl", "max_density_ratio", "mass_outside", "data_coverage", "expected_reward",
+    "kl_objective", "optimal_policy", "optimal_objective", "coverage_report",
+]
+
+
+def reverse_kl(logp: ArrayLike, log_pi_ref: ArrayLike) -> jax.Array:
+    """``KL(pi || pi_ref) = sum_y pi(y) [log pi(y) - log pi_ref(y)]``.
+
+    Args:
+      logp, log_pi_ref: ``(..., N)`` normalised log-probabilities.
+
+    Returns:
+      ``(...)``, >= 0. Terms with ``pi(y) = 0`` contribute 0 (even if ``pi_ref(y) = 0``).
+    """
+    lp = jnp.asarray(logp)
+    p = jnp.exp(lp)
+    diff = jnp.where(p > 0, lp - jnp.asarray(log_pi_ref), 0.0)
+    return jnp.sum(p * diff, axis=-1)
+
+
+def max_density_ratio(logp: ArrayLike, log_pi_ref: ArrayLike) -> jax.Array:
+    """``max_y pi(y) / pi_ref(y)`` (the per-prompt coverage coefficient of ``pi``), shape ``(...)``.
+
+    Computed as ``exp(max_y [log pi - log pi_ref])``; ``inf`` if ``pi`` puts mass where
+    ``pi_ref`` has none. Reduce over prompts with ``max`` for the paper's ``C``.
+    """
+    return jnp.exp(jnp.max(jnp.asarray(logp) - jnp.asarray(log_pi_ref), axis=-1))
+
+
+def mass_outside(logp: ArrayLike, support: ArrayLike) -> jax.Array:
+    """Probability the policy puts outside the data's support: ``sum_{y not in S} pi(y)``, ``(...)``.
+
+    Args:
+      logp: ``(..., N)``.
+      support: ``(..., N)`` bool (broadcastable), ``True`` for responses seen in the data.
+    """
+    p = jnp.exp(jnp.asarray(logp))
+    return jnp.sum(jnp.where(jnp.asarray(support, bool), 0.0, p), axis=-1)
+
+
+def data_coverage(support: ArrayLike, log_pi_ref: ArrayLike | None = None) -> jax.Array:
+    """How much of the response space the data covers, per prompt, shape ``(...)``.
+
+    Without ``log_pi_ref``: the fraction of responses in ``S``, ``|S| / N``. With it: the
+    reference mass on the support, ``sum_{y in S} pi_ref(y)`` (1 under global coverage).
+    """
+    s = jnp.asarray(support, bool)
+    if log_pi_ref is None:
+        return jnp.mean(s.astype(jnp.float32), axis=-1)
+    return jnp.sum(jnp.where(s, jnp.exp(jnp.asarray(log_pi_ref)), 0.0), axis=-1)
+
+
+def expected_reward(logp: ArrayLike, rewards: ArrayLike) -> jax.Array:
+    """True reward of the policy ``E_{y~pi}[r(y)] = sum_y pi(y) r(y)``, shape ``(...)``."""
+    return jnp.sum(jnp.exp(jnp.asarray(logp)) * jnp.asarray(rewards), axis=-1)
+
+
+def kl_objective(logp: ArrayLike, log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike) -> jax.Array:
+    """KL-regularised objective ``J_beta(pi) = E_pi[r] - beta KL(pi || pi_ref)``, shape ``(...)``.
+
+    ``beta`` broadcastable to ``(...)``. Its maximum is :func:`optimal_objective`.
+    """
+    return expected_reward(logp, rewards) - jnp.asarray(beta) * reverse_kl(logp, log_pi_ref)
+
+
+def optimal_policy(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike) -> jax.Array:
+    """``log pi*_beta = log_softmax(log pi_ref + r / beta)``, the maximiser of :func:`kl_objective`.
+
+    ``beta`` broadcastable to ``(...)`` (it is expanded over the response axis). Shape ``(..., N)``.
+    """
+    b = jnp.asarray(beta)[..., None]
+    return jax.nn.log_softmax(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / b, axis=-1)
+
+
+def optimal_objective(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike) -> jax.Array:
+    """``max_pi J_beta(pi) = beta * logsumexp(log pi_ref + r / beta)``, shape ``(...)``."""
+    b = jnp.asarray(beta)
+    return b * jax.nn.logsumexp(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / b[..., None], axis=-1)
+
+
+def coverage_report(logp: ArrayLike, log_pi_ref: ArrayLike, rewards: ArrayLike, support: ArrayLike,
+                    beta: ArrayLike, rho: ArrayLike | None = None) -> dict[str, jax.Array]:
+    """Every coverage metric of a policy table ``(X, N)``, averaged over prompts with weights ``rho``.
+
+    Args:
+      logp, log_pi_ref, rewards: ``(X, N)``; ``support``: ``(X, N)`` bool.
+      beta: scalar KL coefficient of the objective.
+      rho: ``(X,)`` prompt weights summing to 1 (uniform if None).
+
+    Returns:
+      Scalars: ``reward`` (``E_x E_pi r``), ``kl`` (``E_x KL(pi||pi_ref)``), ``objective``
+      (``reward - beta kl``), ``gap`` (``max J - J >= 0``), ``mass_outside`` (``E_x pi(not S)``),
+      ``max_ratio`` (``max_{x,y} pi/pi_ref``), ``log_max_ratio``.
+    """
+    lp = jnp.asarray(logp)
+    num_prompts = lp.shape[-2]
+    w = jnp.full((num_prompts,), 1.0 / num_prompts) if rho is None else jnp.asarray(rho)
+    rew = expected_reward(lp, rewards) @ w
+    kl = reverse_kl(lp, log_pi_ref) @ w
+    obj = rew - beta * kl
+    best = optimal_objective(log_pi_ref, rewards, jnp.broadcast_to(jnp.asarray(beta), (num_prompts,))) @ w
+    log_ratio = jnp.max(lp - jnp.asarray(log_pi_ref))
+    return {"reward": rew, "kl": kl, "objective": obj, "gap": best - obj,
+            "mass_outside": mass_outside(lp, support) @ w, "max_ratio": jnp.exp(log_ratio),
+            "log_max_ratio": log_ratio}

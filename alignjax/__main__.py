@@ -1,0 +1,5 @@
+import sys
+
+from alignjax.cli import main
+
+sys.exit(main())

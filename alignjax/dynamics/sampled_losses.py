@@ -1,0 +1,228 @@
+"""Per-prompt losses of the sampled (loss-driven) preference-game algorithms.
+
+Every algorithm is a :class:`GameLoss`: two pure functions of ONE prompt (the builder in
+:mod:`alignjax.dynamics.sampled` vmaps them over a batch of prompts and differentiates them
+with respect to the policy parameters through ``logp``):
+
+* ``population(logp, g, hp)``: the exact expectation of the loss over pairs (weights from
+  the stop-gradient policies in ``g``): deterministic.
+* ``sampled(logp, g, hp, key, num_samples, bernoulli)``: the same loss on ``num_samples``
+  sampled pairs. Its gradient is an unbiased estimate of the population gradient.
+
+Inputs (:class:`GameInputs`, one prompt, ``N`` responses): ``P (N, N)`` preferences,
+``logp_ref (N,)``, ``logp_now (N,)`` = the current policy (or EGPO's half-step policy),
+``logp_anchor (N,)`` = the round's anchor ``pi_t`` (INPO, SPPO); both stop-gradient.
+
+Observed preferences in sampled mode: with ``bernoulli=True`` the comparison of ``y`` with
+``y'`` is a draw ``o ~ Bernoulli(P[y, y'])`` (what a rater returns); with ``bernoulli=False``
+the probability ``P[y, y']`` itself is used (the EGPO authors' simulation). Every loss is
+affine in ``o`` inside a square or a product with a ``o``-free factor, so the gradient stays
+unbiased either way; Bernoulli feedback only adds variance.
+
+Notation (algorithms.md §0): ``Delta(y) = log pi(y) - log pi_ref(y)``,
+``h(y, y') = Delta(y) - Delta(y')``, ``beta`` the KL coefficient, ``eta`` a mirror step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["GameInputs", "GameLoss", "GAME_LOSSES", "online_ipo_1", "online_ipo_2", "nash_md_pg",
+           "inpo", "sppo", "mixture_logp"]
+
+
+class GameInputs(NamedTuple):
+    """One prompt's game (all stop-gradient). Shapes: ``P (N, N)``, the rest ``(N,)``."""
+
+    P: jax.Array
+    logp_ref: jax.Array
+    logp_now: jax.Array
+    logp_anchor: jax.Array
+
+
+class GameLoss(NamedTuple):
+    """An algorithm's loss: ``population`` and ``sampled`` forms (see module docstring).
+
+    Attributes:
+      population: ``(logp (N,), GameInputs, hp) -> scalar``.
+      sampled: ``(logp (N,), GameInputs, hp, key, num_samples, bernoulli) -> scalar``.
+      hparams: names of the continuous hyperparameters the loss reads (besides
+        ``learning_rate``, which the builder uses).
+    """
+
+    population: Callable
+    sampled: Callable
+    hparams: tuple[str, ...]
+
+
+def _observe(P, y, yp, key, bernoulli: bool):
+    """Observed outcome of ``y`` vs ``yp``: ``Bernoulli(P[y, yp])`` draws or ``P[y, yp]``."""
+    p = P[y, yp]
+    if bernoulli:
+        return jax.random.bernoulli(key, p).astype(p.dtype)
+    return p
+
+
+def _draw(key, logp, num_samples):
+    return jax.random.categorical(key, logp, shape=(num_samples,))
+
+
+def mixture_logp(logp, logp_ref, m):
+    """``log pi_mix`` with ``pi_mix ∝ pi^(1-m) * pi_ref^m`` (Munos et al., arXiv 2312.00886)."""
+    return jax.nn.log_softmax((1.0 - m) * logp + m * logp_ref)
+
+
+# ---------------------------------------------------------------- online IPO 1 / EGPO
+def _ipo1_population(logp, g, hp):
+    """``mean_{y,y'} [h(y,y') - ((P@pi_s)[y] - (P@pi_s)[y'])/beta]^2`` over ALL ``N^2`` pairs.
+
+    Uniform pair weights, opponent ``pi_s = exp(logp_now)``. With ``u = Delta - P@pi_s/beta``
+    the loss is ``mean_{a,b} (u_a - u_b)^2``, whose gradient in ``u`` is ``(4/N)(u - mean u)``;
+    on tabular logits (``d log_softmax`` kills constants) one SGD step of size ``lr`` is
+    ``log pi' = log pi - (4 lr/N)(Delta - P@pi_s/beta) + c``: the exact OMD step with
+    ``eta = 4 lr/(N beta)`` (Zhou et al. 2025, EGPO, algorithms.md §2).
+    """
+    u = logp - g.logp_ref - g.P @ jnp.exp(g.logp_now) / hp["beta"]
+    diff = u[:, None] - u[None, :]
+    return jnp.mean(diff**2)
+
+
+def _ipo1_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y, y' ~ Uniform(N)`` (the population weights), ``y'' ~ pi_s``; target ``(o(y,y'') - o(y',y''))/beta``."""
+    n = logp.shape[-1]
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    y = jax.random.randint(k1, (num_samples,), 0, n)
+    yp = jax.random.randint(k2, (num_samples,), 0, n)
+    ypp = _draw(k3, g.logp_now, num_samples)
+    delta = logp - g.logp_ref
+    target = (_observe(g.P, y, ypp, k4, bernoulli) - _observe(g.P, yp, ypp, k5, bernoulli)) / hp["beta"]
+    return jnp.mean((delta[y] - delta[yp] - target) ** 2)
+
+
+online_ipo_1 = GameLoss(_ipo1_population, _ipo1_sampled, ("beta",))
+
+
+# ---------------------------------------------------------------- online IPO 2 (Calandriello)
+def _ipo2_population(logp, g, hp):
+    """``sum_{y,y'} pi_t(y) pi_t(y') [h(y,y') - (P[y,y'] - 1/2)/beta]^2``, ``pi_t = exp(logp_now)``.
+
+    IPO with soft labels on on-policy pairs (Calandriello et al. 2024, arXiv 2403.08635).
+    """
+    w = jnp.exp(g.logp_now)
+    delta = logp - g.logp_ref
+    r = delta[:, None] - delta[None, :] - (g.P - 0.5) / hp["beta"]
+    return w @ (r**2) @ w
+
+
+def _ipo2_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y, y' ~ pi_t``; loss ``[h(y,y') - (o(y,y') - 1/2)/beta]^2``."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    y = _draw(k1, g.logp_now, num_samples)
+    yp = _draw(k2, g.logp_now, num_samples)
+    delta = logp - g.logp_ref
+    o = _observe(g.P, y, yp, k3, bernoulli)
+    return jnp.mean((delta[y] - delta[yp] - (o - 0.5) / hp["beta"]) ** 2)
+
+
+online_ipo_2 = GameLoss(_ipo2_population, _ipo2_sampled, ("beta",))
+
+
+# ---------------------------------------------------------------- Nash-MD-PG (Munos et al.)
+def _nmdpg_population(logp, g, hp):
+    """Surrogate ``-sum_y pi(y) A(y) log pi(y)`` with ``A = P@pi_mix - 1/2 - beta*Delta_t`` (stop-grad).
+
+    Its gradient is the policy gradient ``-E_{y~pi}[grad log pi(y) A(y)]`` of
+    ``P(pi > pi_mix) - beta KL(pi||pi_ref)``; ``pi_mix ∝ pi^(1-m) pi_ref^m``, ``m = hp["mixture"]``
+    (Munos et al. 2023, arXiv 2312.00886, Nash-MD-PG; ``m = 0`` is self-play).
+    """
+    pi = jnp.exp(g.logp_now)
+    pi_mix = jnp.exp(mixture_logp(g.logp_now, g.logp_ref, hp["mixture"]))
+    adv = g.P @ pi_mix - 0.5 - hp["beta"] * (g.logp_now - g.logp_ref)
+    return -jnp.sum(pi * adv * logp)
+
+
+def _nmdpg_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y ~ pi``, ``y' ~ pi_mix``; ``-mean[(o(y,y') - 1/2 - beta*Delta_t(y)) log pi(y)]``."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    y = _draw(k1, g.logp_now, num_samples)
+    yp = _draw(k2, mixture_logp(g.logp_now, g.logp_ref, hp["mixture"]), num_samples)
+    adv = _observe(g.P, y, yp, k3, bernoulli) - 0.5 - hp["beta"] * (g.logp_now[y] - g.logp_ref[y])
+    return -jnp.mean(adv * logp[y])
+
+
+nash_md_pg = GameLoss(_nmdpg_population, _nmdpg_sampled, ("beta", "mixture"))
+
+
+# ---------------------------------------------------------------- INPO (Zhang et al.)
+def _inpo_g(logp, g, hp, y, yp):
+    """``g(y,y') = log pi(y)/pi(y') - eta*beta*log pi_ref(y)/pi_ref(y') - (1-eta*beta)*log pi_t(y)/pi_t(y')``."""
+    eb = hp["eta"] * hp["beta"]
+    f = logp - eb * g.logp_ref - (1.0 - eb) * g.logp_anchor
+    return f[y] - f[yp]
+
+
+def _inpo_population(logp, g, hp):
+    """``sum_{y,y'} pi_t pi_t [P (g - eta/2)^2 + (1-P)(g + eta/2)^2]`` (winner drawn from P).
+
+    Zhang et al. 2024 (arXiv 2407.00617), project convention (algorithms.md §1). Since
+    ``g`` is antisymmetric, the pair ordered as (loser, winner) gives ``(g(y,y') + eta/2)^2``.
+    Its minimiser over all policies is the OMD step
+    ``log pi = (1-eta beta) log pi_t + eta beta log pi_ref + eta P@pi_t + c``.
+    """
+    n = logp.shape[-1]
+    idx = jnp.arange(n)
+    gm = _inpo_g(logp, g, hp, idx[:, None], idx[None, :])
+    w = jnp.exp(g.logp_anchor)
+    half = 0.5 * hp["eta"]
+    per_pair = g.P * (gm - half) ** 2 + (1.0 - g.P) * (gm + half) ** 2
+    return w @ per_pair @ w
+
+
+def _inpo_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y, y' ~ pi_t``; with outcome ``o`` the loss is ``o (g - eta/2)^2 + (1-o)(g + eta/2)^2``."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    y = _draw(k1, g.logp_anchor, num_samples)
+    yp = _draw(k2, g.logp_anchor, num_samples)
+    o = _observe(g.P, y, yp, k3, bernoulli)
+    gm = _inpo_g(logp, g, hp, y, yp)
+    half = 0.5 * hp["eta"]
+    return jnp.mean(o * (gm - half) ** 2 + (1.0 - o) * (gm + half) ** 2)
+
+
+inpo = GameLoss(_inpo_population, _inpo_sampled, ("beta", "eta"))
+
+
+# ---------------------------------------------------------------- SPPO (Wu et al.)
+def _sppo_population(logp, g, hp):
+    """``2 sum_y pi_t(y) [log pi(y)/pi_t(y) - eta((P@pi_t)[y] - 1/2)]^2`` (a pair = 2 samples).
+
+    Wu et al. 2024 (arXiv 2405.00675); no reference policy (``beta`` unused).
+    """
+    w = jnp.exp(g.logp_anchor)
+    r = logp - g.logp_anchor - hp["eta"] * (g.P @ w - 0.5)
+    return 2.0 * jnp.sum(w * r**2)
+
+
+def _sppo_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y, y' ~ pi_t``, ``Phat(y > pi_t) = o(y,y')``; loss summed over the pair."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    y = _draw(k1, g.logp_anchor, num_samples)
+    yp = _draw(k2, g.logp_anchor, num_samples)
+    o = _observe(g.P, y, yp, k3, bernoulli)
+    lr = logp - g.logp_anchor
+    eta = hp["eta"]
+    return jnp.mean((lr[y] - eta * (o - 0.5)) ** 2 + (lr[yp] - eta * (0.5 - o)) ** 2)
+
+
+sppo = GameLoss(_sppo_population, _sppo_sampled, ("eta",))
+
+GAME_LOSSES: dict[str, GameLoss] = {
+    "online_ipo_1": online_ipo_1,
+    "online_ipo_2": online_ipo_2,
+    "nash_md_pg": nash_md_pg,
+    "inpo": inpo,
+    "sppo": sppo,
+}

@@ -1,0 +1,285 @@
+"""The sweep runner: a whole hyperparameter grid as one compiled, sharded program.
+
+``make_run(program)`` builds ``run(hparams, key) -> metrics``: one jittable function whose
+step loop is ``lax.scan`` (outer scan over logged intervals, inner scan over the steps of
+an interval). ``run_sweep`` stacks the grid along a leading axis of ``B = configs x seeds``
+rows, pads it to a multiple of ``len(jax.devices())``, shards it over a 1-D device mesh
+(axis ``"sweep"``) and evaluates ``jit(vmap(run))``:
+
+* one compile for the whole grid (swept values are array leaves, never trace constants);
+* row ``b`` is config ``b // seeds`` with seed index ``b % seeds``; every config uses the
+  same ``seeds`` keys ``split(key(seed), seeds)`` (common random numbers across configs);
+* rows are independent, so results do not depend on the number of devices;
+* long runs go in chunks of ``chunk_logs`` logged intervals: between chunks the progress
+  bar advances, metrics are gathered on the host and (with ``out_dir``) an orbax checkpoint
+  of the whole sweep state is written; ``resume=True`` restarts from the newest one and
+  gives bit-identical results to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from alignjax.experiment import Program
+
+__all__ = ["Grid", "SweepResult", "make_grid", "make_run", "run_sweep"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A hyperparameter grid: the product of named axes, times ``num_seeds`` seeds.
+
+    Attributes:
+      hparams: ``{name: (num_configs,) float64 array}`` (cast to the default float dtype on device), every continuous hyperparameter.
+      axes: names of the swept axes, in product order (first varies slowest).
+      num_seeds: seeds per config.
+    """
+
+    hparams: dict[str, np.ndarray]
+    axes: tuple[str, ...]
+    num_seeds: int
+
+    @property
+    def num_configs(self) -> int:
+        return len(next(iter(self.hparams.values()))) if self.hparams else 1
+
+    @property
+    def size(self) -> int:
+        """Rows of the sweep: ``num_configs * num_seeds``."""
+        return self.num_configs * self.num_seeds
+
+
+def make_grid(base: Mapping[str, float], axes: Mapping[str, Sequence[float]] | None = None, *,
+              seeds: int = 1) -> Grid:
+    """Grid over the Cartesian product of ``axes``; other hyperparameters take ``base`` values.
+
+    Args:
+      base: default value of every continuous hyperparameter.
+      axes: ``{name: values}`` for the swept names (each must be in ``base``).
+      seeds: number of seeds per config (>= 1).
+    """
+    axes = dict(axes or {})
+    unknown = set(axes) - set(base)
+    if unknown:
+        raise ValueError(f"swept names {sorted(unknown)} are not hyperparameters; known: {sorted(base)}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1; got {seeds}")
+    for k, v in axes.items():
+        if len(v) == 0:
+            raise ValueError(f"sweep axis {k!r} has no values")
+    names = list(axes)
+    combos = list(itertools.product(*[list(axes[n]) for n in names])) or [()]
+    hp = {}
+    for k, default in base.items():
+        if k in axes:
+            hp[k] = np.array([c[names.index(k)] for c in combos], dtype=np.float64)
+        else:
+            hp[k] = np.full(len(combos), default, dtype=np.float64)
+    return Grid(hp, tuple(names), int(seeds))
+
+
+def make_run(program: Program, *, num_steps: int, log_every: int) -> Callable:
+    """``run(hparams, key) -> metrics``, metrics stacked over steps ``0, log_every, ..., num_steps``.
+
+    One jittable function: ``init``, ``observe`` at step 0, then ``num_steps // log_every``
+    intervals of ``log_every`` steps (nested ``lax.scan``), observing after each.
+    """
+    if num_steps % log_every:
+        raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
+    advance = _make_advance(program, log_every)
+
+    def run(hparams, key):
+        state = program.init(hparams, key)
+        first = program.observe(state, hparams)
+        _, rest = advance(state, hparams, num_steps // log_every)
+        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+
+    return run
+
+
+def _make_advance(program: Program, log_every: int):
+    def advance(state, hparams, num_logs: int):
+        def interval(s, _):
+            s, _ = jax.lax.scan(lambda c, __: (program.step(c, hparams), None), s, None, length=log_every)
+            return s, program.observe(s, hparams)
+
+        return jax.lax.scan(interval, state, None, length=num_logs)
+
+    return advance
+
+
+@dataclass
+class SweepResult:
+    """What a sweep returns (host numpy arrays).
+
+    Attributes:
+      grid: the :class:`Grid`.
+      steps: ``(T,)`` logged step numbers (``0`` included).
+      metrics: ``{name: (num_configs, num_seeds, T, ...)}``.
+      num_compiles: how many times each program was traced/compiled
+        (``{"run": 1}`` unchunked, ``{"init": 1, "chunk": 1}`` chunked).
+      timings: seconds for ``"compile"`` (first call incl. compile) and ``"total"``.
+    """
+
+    grid: Grid
+    steps: np.ndarray
+    metrics: dict[str, np.ndarray]
+    num_compiles: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def hparams(self) -> dict[str, np.ndarray]:
+        return self.grid.hparams
+
+    def table(self) -> list[dict[str, Any]]:
+        """Tidy rows: one per config x seed x logged step, scalar metrics only."""
+        scalars = [k for k, v in self.metrics.items() if v.ndim == 3]
+        rows = []
+        for c in range(self.grid.num_configs):
+            hp = {k: float(v[c]) for k, v in self.grid.hparams.items()}
+            for s in range(self.grid.num_seeds):
+                for t, step in enumerate(self.steps):
+                    row = {"config": c, "seed": s, "step": int(step), **hp}
+                    row.update({k: float(self.metrics[k][c, s, t]) for k in scalars})
+                    rows.append(row)
+        return rows
+
+
+def _rows(grid: Grid, seed: int, num_devices: int):
+    """Flatten the grid to ``B`` rows padded to a multiple of ``num_devices``."""
+    b = grid.size
+    padded = -(-b // num_devices) * num_devices
+    idx = np.minimum(np.arange(padded), b - 1)  # padding repeats the last row
+    hp = {k: np.repeat(v, grid.num_seeds)[idx] for k, v in grid.hparams.items()}
+    seed_keys = jax.random.key_data(jax.random.split(jax.random.key(seed), grid.num_seeds))
+    keys = np.asarray(seed_keys)[np.tile(np.arange(grid.num_seeds), grid.num_configs)][idx]
+    return hp, keys, b
+
+
+def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, seed: int = 0,
+              out_dir: str | Path | None = None, resume: bool = False, chunk_logs: int | None = None,
+              progress: bool = False, devices: Sequence[jax.Device] | None = None,
+              on_chunk: Callable[[int, int], None] | None = None) -> SweepResult:
+    """Run every row of ``grid`` for ``num_steps`` steps as one sharded ``jit(vmap(...))``.
+
+    Args:
+      program: the experiment's :class:`Program`.
+      grid: from :func:`make_grid`.
+      num_steps, log_every: static; ``num_steps`` must be a multiple of ``log_every``.
+      seed: the sweep's master seed.
+      out_dir: where checkpoints go (``out_dir/checkpoints``); None = no checkpoints.
+      resume: restart from the newest checkpoint in ``out_dir`` (if any).
+      chunk_logs: logged intervals per chunk; None = everything in one call (one compile).
+      progress: show a tqdm bar over steps.
+      devices: devices to shard over (default ``jax.devices()``).
+      on_chunk: ``on_chunk(done_chunks, total_chunks)`` after each chunk (and its checkpoint).
+
+    Returns:
+      A :class:`SweepResult`.
+    """
+    if num_steps % log_every:
+        raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
+    num_logs = num_steps // log_every
+    devices = list(devices or jax.devices())
+    mesh = Mesh(np.array(devices), ("sweep",))
+    sharded = NamedSharding(mesh, PartitionSpec("sweep"))
+    hp_np, keys_np, b = _rows(grid, seed, len(devices))
+    hp = jax.device_put({k: jnp.asarray(v) for k, v in hp_np.items()}, sharded)
+    keys = jax.device_put(jnp.asarray(keys_np), sharded)
+    steps = np.arange(num_logs + 1) * log_every
+    counts: dict[str, int] = {}
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    def counted(name, fn):
+        def wrapper(*args):
+            counts[name] = counts.get(name, 0) + 1  # runs once per trace
+            return fn(*args)
+        return wrapper
+
+    chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
+    if chunk_logs == num_logs and out_dir is None:
+        run = make_run(program, num_steps=num_steps, log_every=log_every)
+        fn = jax.jit(counted("run", jax.vmap(lambda h, k: run(h, jax.random.wrap_key_data(k)))),
+                     out_shardings=sharded)
+        metrics = jax.device_get(fn(hp, keys))
+        timings["compile"] = timings["total"] = time.perf_counter() - t_start
+        return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
+
+    advance = _make_advance(program, log_every)
+
+    def start(h, k):
+        state = program.init(h, jax.random.wrap_key_data(k))
+        return state, program.observe(state, h)
+
+    start_fn = jax.jit(counted("init", jax.vmap(start)), out_shardings=sharded)
+    chunk_fn = jax.jit(counted("chunk", jax.vmap(lambda s, h: advance(s, h, chunk_logs))),
+                       out_shardings=sharded)
+    total_chunks = -(-num_logs // chunk_logs)
+    # the last chunk may be shorter; it then needs its own compile
+    last_logs = num_logs - (total_chunks - 1) * chunk_logs
+    last_fn = chunk_fn if last_logs == chunk_logs else jax.jit(
+        counted("chunk_last", jax.vmap(lambda s, h: advance(s, h, last_logs))), out_shardings=sharded)
+
+    mgr = None
+    done, gathered = 0, None
+    if out_dir is not None:
+        from alignjax import checkpoint
+
+        mgr = checkpoint.manager(Path(out_dir) / "checkpoints")
+        step = checkpoint.latest(mgr) if resume else None
+        if step is not None:
+            like = jax.eval_shape(start_fn, hp, keys)[0]
+            state_host, gathered = checkpoint.restore(mgr, step, like)
+            state = jax.device_put(state_host, sharded)
+            done = int(step)
+    if gathered is None:
+        state, first = start_fn(hp, keys)
+        gathered = {k: np.asarray(v)[:, None] for k, v in jax.device_get(first).items()}
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_steps, initial=min(done * chunk_logs, num_logs) * log_every, unit="step",
+                   desc=f"sweep of {grid.size} runs", leave=False)
+    for c in range(done, total_chunks):
+        fn = last_fn if c == total_chunks - 1 else chunk_fn
+        t0 = time.perf_counter()
+        state, ms = fn(state, hp)
+        ms = jax.device_get(ms)
+        if "compile" not in timings:
+            timings["compile"] = time.perf_counter() - t0
+        gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
+        if mgr is not None:
+            from alignjax import checkpoint
+
+            checkpoint.save(mgr, c + 1, state, gathered)
+        if bar is not None:
+            bar.update((last_logs if c == total_chunks - 1 else chunk_logs) * log_every)
+        if on_chunk is not None:
+            on_chunk(c + 1, total_chunks)
+    if bar is not None:
+        bar.close()
+    if mgr is not None:
+        mgr.close()
+    timings["total"] = time.perf_counter() - t_start
+    return SweepResult(grid, steps, _unflatten(gathered, grid, b), counts, timings)
+
+
+def _unflatten(metrics: Mapping[str, Any], grid: Grid, b: int) -> dict[str, np.ndarray]:
+    """``(B_padded, T, ...)`` -> ``(num_configs, num_seeds, T, ...)``, dropping padding."""
+    out = {}
+    for k, v in metrics.items():
+        v = np.asarray(v)[:b]
+        out[k] = v.reshape(grid.num_configs, grid.num_seeds, *v.shape[1:])
+    return out
