@@ -1,0 +1,122 @@
+"""Ranking-accuracy metrics (Chen et al. 2024, arXiv 2405.19534): hand cases and the flip theorems."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alignjax import losses
+from alignjax.metrics import ranking as rk
+
+
+def test_ranking_accuracy_hand_cases_and_ties():
+    w = jnp.array([-1.0, -3.0, -2.0, -5.0])
+    l = jnp.array([-2.0, -2.0, -2.0, -6.0])
+    # correct, wrong, tie (counts as wrong), correct
+    np.testing.assert_array_equal(rk.ranking_correct(w, l), [1.0, 0.0, 0.0, 1.0])
+    assert float(rk.ranking_accuracy(w, l)) == pytest.approx(0.5)
+
+
+def test_length_normalised_can_reverse_the_ranking():
+    # y_w: 10 tokens, log p = -10 (mean -1); y_l: 2 tokens, log p = -4 (mean -2).
+    w, l = jnp.array([-10.0]), jnp.array([-4.0])
+    assert float(rk.ranking_accuracy(w, l)) == 0.0
+    assert float(rk.ranking_accuracy(w, l, chosen_lengths=jnp.array([10.0]),
+                                     rejected_lengths=jnp.array([2.0]))) == 1.0
+    with pytest.raises(ValueError):
+        rk.ranking_accuracy(w, l, chosen_lengths=jnp.array([10.0]))
+
+
+def test_ranking_accuracy_keeps_leading_axes_and_jits():
+    w = jnp.array([[0.0, 1.0], [2.0, -1.0]])
+    l = jnp.zeros((2, 2))
+    np.testing.assert_allclose(jax.jit(rk.ranking_accuracy)(w, l), [0.5, 0.5])
+
+
+def test_idealized_hand_computed():
+    # ref log-ratio -1 (reference misranks); alpha = 0.75 -> logit = log 3 = 1.0986.
+    rw, rl = jnp.array([-3.0]), jnp.array([-2.0])
+    a = jnp.array([0.75])
+    np.testing.assert_allclose(rk.idealized_log_ratio(rw, rl, a, 1.0), [-1.0 + np.log(3.0)], rtol=1e-6)
+    assert float(rk.idealized_ranking_accuracy(rw, rl, a, 1.0)) == 1.0   # log 3 > 1
+    assert float(rk.idealized_ranking_accuracy(rw, rl, a, 2.0)) == 0.0   # log 3 / 2 < 1
+
+
+def test_idealized_unanimous_votes_use_the_papers_epsilon():
+    # alpha = 1 would give an infinite ratio; the paper clips to 1 - 0.001: logit = log 999 = 6.9068.
+    rw, rl = jnp.array([-10.0, -10.0]), jnp.array([-3.0, -3.1])  # ref log-ratios -7.0, -6.9
+    a = jnp.array([1.0, 1.0])
+    np.testing.assert_allclose(rk.idealized_log_ratio(rw, rl, a, 1.0), [-7.0 + np.log(999.0), -6.9 + np.log(999.0)],
+                               atol=1e-5)
+    np.testing.assert_array_equal(rk.idealized_ranking_correct(rw, rl, a, 1.0), [0.0, 1.0])
+    # alpha = 0 clips to 0.001, symmetric
+    np.testing.assert_allclose(rk.idealized_log_ratio(jnp.array([0.0]), jnp.array([0.0]), jnp.array([0.0]), 1.0),
+                               [-np.log(999.0)], rtol=1e-5)
+
+
+def test_idealized_length_normalised_and_beta_sweep():
+    rw, rl = jnp.array([[-10.0]]), jnp.array([[-4.0]])   # (1, num_pairs=1)
+    lw, ll = jnp.array([[10.0]]), jnp.array([[2.0]])
+    a = jnp.array([[0.6]])   # logit 0.405
+    # unnormalised: -6 + 0.405/beta; normalised: -1 + 2 = +1 > 0 for every beta
+    betas = jnp.array([[0.01], [0.1], [1.0]])
+    np.testing.assert_array_equal(rk.idealized_ranking_accuracy(rw, rl, a, betas), [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(
+        rk.idealized_ranking_accuracy(rw, rl, a, betas, chosen_lengths=lw, rejected_lengths=ll), [1.0, 1.0, 1.0])
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="beta"):
+        rk.idealized_ranking_accuracy(jnp.zeros(2), jnp.zeros(2), jnp.full(2, 0.6), -1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        rk.idealized_ranking_accuracy(jnp.zeros(2), jnp.zeros(2), jnp.array([0.6, 1.2]), 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        rk.dpo_flip_threshold(jnp.zeros(2), jnp.zeros(2), 0.0)
+
+
+def test_flip_threshold_hand_value():
+    # c = log pi_ref(y_l)/pi_ref(y_w) = 2, beta = 0.5 -> threshold = -log sigmoid(1) = 0.3133
+    thr = rk.dpo_flip_threshold(jnp.array([-3.0]), jnp.array([-1.0]), 0.5)
+    np.testing.assert_allclose(thr, [np.log1p(np.exp(-1.0))], rtol=1e-6)
+    # at the reference the DPO loss is log 2 > threshold: the misranked pair stays misranked
+    assert np.log(2.0) > float(thr[0])
+
+
+logp = st.floats(-30.0, 0.0, allow_nan=False, width=64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pw=logp, pl=logp, rw=logp, rl=logp, beta=st.floats(1e-2, 10.0))
+def test_dpo_flip_theorem_property(pw, pl, rw, rl, beta):
+    """Thm 4.1: R = 1 iff DPO loss < -log sigmoid(beta c) (float64 oracle)."""
+    with jax.enable_x64(True):
+        args = [jnp.array([v], jnp.float64) for v in (pw, pl, rw, rl)]
+        loss = losses.dpo(*args, beta=jnp.float64(beta))
+        thr = rk.dpo_flip_threshold(args[2], args[3], jnp.float64(beta))
+        correct = bool(rk.ranking_correct(args[0], args[1])[0])
+        # skip the measure-zero boundary where float rounding decides
+        if abs(pw - pl) > 1e-9 and abs(float(loss[0] - thr[0])) > 1e-12:
+            assert correct == bool(loss[0] < thr[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(pw=logp, pl=logp, rw=logp, rl=logp, beta=st.floats(1e-2, 10.0))
+def test_ipo_flip_analogue_property(pw, pl, rw, rl, beta):
+    """IPO analogue: on the branch h <= 1/(2 beta), R = 1 iff IPO loss < ipo threshold."""
+    with jax.enable_x64(True):
+        args = [jnp.array([v], jnp.float64) for v in (pw, pl, rw, rl)]
+        h = float(losses.margin(*args)[0])
+        t = 1.0 / (2.0 * beta)
+        loss = losses.ipo(*args, beta=jnp.float64(beta))
+        thr = rk.ipo_flip_threshold(args[2], args[3], jnp.float64(beta))
+        correct = bool(rk.ranking_correct(args[0], args[1])[0])
+        if h <= t and abs(pw - pl) > 1e-9 and abs(float(loss[0] - thr[0])) > 1e-12:
+            assert correct == bool(loss[0] < thr[0])
+
+
+def test_ipo_threshold_zero_when_difficulty_exceeds_target():
+    # c = 3 > t = 1/(2*0.5) = 1: the IPO optimum h = t ranks it wrong, threshold 0
+    np.testing.assert_array_equal(rk.ipo_flip_threshold(jnp.array([-4.0]), jnp.array([-1.0]), 0.5), [0.0])
+    np.testing.assert_allclose(rk.ipo_flip_threshold(jnp.array([-1.0]), jnp.array([-1.5]), 0.5), [2.25])
