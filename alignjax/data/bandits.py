@@ -200,7 +200,7 @@ def population_pairs(rewards: ArrayLike, log_pi_ref: ArrayLike, support: ArrayLi
     num_prompts, n = r.shape
     mu = jax.nn.softmax(jnp.where(jnp.asarray(support, bool), lr, -jnp.inf), axis=-1)
     w = mu[:, :, None] * mu[:, None, :] * jax.nn.sigmoid(r[:, :, None] - r[:, None, :])
-    w = w * (1.0 - jnp.eye(n, dtype=r.dtype))
+    w = w * (1.0 - jnp.eye(n, dtype=r.dtype))[None]
     w = w / w.sum(axis=(-1, -2), keepdims=True) / num_prompts
     x, yw, yl = jnp.meshgrid(jnp.arange(num_prompts), jnp.arange(n), jnp.arange(n), indexing="ij")
     return Pairs(x.reshape(-1), yw.reshape(-1), yl.reshape(-1), w.reshape(-1))

@@ -92,14 +92,16 @@ def optimal_policy(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike) -
 
     ``beta`` broadcastable to ``(...)`` (it is expanded over the response axis). Shape ``(..., N)``.
     """
-    b = jnp.asarray(beta)[..., None]
+    b = jnp.asarray(beta)
+    b = b[..., None] if b.ndim else b
     return jax.nn.log_softmax(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / b, axis=-1)
 
 
 def optimal_objective(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike) -> jax.Array:
     """``max_pi J_beta(pi) = beta * logsumexp(log pi_ref + r / beta)``, shape ``(...)``."""
     b = jnp.asarray(beta)
-    return b * jax.nn.logsumexp(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / b[..., None], axis=-1)
+    be = b[..., None] if b.ndim else b
+    return b * jax.nn.logsumexp(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / be, axis=-1)
 
 
 def coverage_report(logp: ArrayLike, log_pi_ref: ArrayLike, rewards: ArrayLike, support: ArrayLike,
