@@ -1,0 +1,394 @@
+"""Math tests for the direct-alignment losses of :mod:`alignjax.losses`.
+
+Order (house style): closed forms and hand-computed values against float64 numpy oracles,
+then exact identities (limits, unbiasedness, population optima), then gradients, then
+transformations (jit, vmap, no recompilation), then float32 stability properties, and last
+the DPO exact optimum on a tabular bandit (arXiv:2305.18290, §4: ``pi* ∝ pi_ref exp(r/beta)``).
+
+Formulas: ``/work/shared/spec/algorithms.md`` §1. ``h`` is the log-ratio margin
+``log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import optimize, special
+
+from alignjax import losses
+from alignjax.policies import tabular
+from alignjax.prefs import bradley_terry
+
+LOG2 = float(np.log(2.0))
+
+
+# ----------------------------------------------------------------------------- numpy oracles
+def _nls(z):
+    """-log sigmoid(z) = log(1 + exp(-z)), float64, stable."""
+    return np.logaddexp(0.0, -np.asarray(z, np.float64))
+
+
+def _h(pc, pr, rc, rr):
+    return (np.asarray(pc, np.float64) - rc) - (np.asarray(pr, np.float64) - rr)
+
+
+def np_dpo(pc, pr, rc, rr, *, beta):
+    return _nls(beta * _h(pc, pr, rc, rr))
+
+
+def np_ipo(pc, pr, rc, rr, *, beta):
+    return (_h(pc, pr, rc, rr) - 1.0 / (2.0 * beta)) ** 2
+
+
+def np_cdpo(pc, pr, rc, rr, *, beta, eps):
+    z = beta * _h(pc, pr, rc, rr)
+    return (1 - eps) * _nls(z) + eps * _nls(-z)
+
+
+def np_rdpo(pc, pr, rc, rr, *, beta, eps):
+    z = beta * _h(pc, pr, rc, rr)
+    return ((1 - eps) * _nls(z) - eps * _nls(-z)) / (1 - 2 * eps)
+
+
+def np_simpo(pc, pr, rc, rr, *, beta, gamma, chosen_lengths=1.0, rejected_lengths=1.0):
+    del rc, rr
+    return _nls(beta * np.asarray(pc, np.float64) / chosen_lengths
+                - beta * np.asarray(pr, np.float64) / rejected_lengths - gamma)
+
+
+def np_rpo(pc, pr, rc, rr, *, beta, eta_sft):
+    return np_dpo(pc, pr, rc, rr, beta=beta) - eta_sft * beta * np.asarray(pc, np.float64)
+
+
+def np_gamma_dpo(pc, pr, rc, rr, *, beta, gamma):
+    z = (np.asarray(pc, np.float64) - pr) + gamma * (np.asarray(rr, np.float64) - rc)
+    return _nls(beta * z)
+
+
+# name -> (implementation, oracle, list of extra-hparam settings to test)
+CASES = {
+    "dpo": (losses.dpo, np_dpo, [{}]),
+    "ipo": (losses.ipo, np_ipo, [{}]),
+    "cdpo": (losses.cdpo, np_cdpo, [{"eps": 0.0}, {"eps": 0.1}, {"eps": 0.4}]),
+    "rdpo": (losses.rdpo, np_rdpo, [{"eps": 0.0}, {"eps": 0.1}, {"eps": 0.4}]),
+    "simpo": (losses.simpo, np_simpo, [{"gamma": 0.0}, {"gamma": 0.5}, {"gamma": 2.0}]),
+    "rpo": (losses.rpo, np_rpo, [{"eta_sft": 0.0}, {"eta_sft": 0.005}, {"eta_sft": 1.0}]),
+    "gamma_dpo": (losses.gamma_dpo, np_gamma_dpo, [{"gamma": 0.0}, {"gamma": 1.0}, {"gamma": 0.3}]),
+}
+NAMES = sorted(CASES)
+CASE_PARAMS = [(n, i) for n in NAMES for i in range(len(CASES[n][2]))]
+
+
+def _inputs(seed, shape=(7,), scale=3.0):
+    """Four arrays of (negative) sequence log-probs: chosen/rejected under pi and pi_ref."""
+    rng = np.random.default_rng(seed)
+    return tuple(-scale * rng.random(shape) - 0.01 for _ in range(4))
+
+
+def test_every_loss_of_the_module_is_tested_here():
+    assert set(CASES) == set(losses.__all__) - {"margin"}
+
+
+# ----------------------------------------------------------------------------- closed forms
+@pytest.mark.parametrize("name,k", CASE_PARAMS)
+@pytest.mark.parametrize("beta", [1e-2, 0.1, 1.0, 7.5])
+def test_matches_float64_oracle(name, k, beta):
+    fn, oracle, settings_ = CASES[name]
+    hp = settings_[k]
+    args = _inputs(seed=k + 17 * len(name))
+    with jax.enable_x64(True):
+        got = np.asarray(fn(*map(jnp.asarray, args), beta=beta, **hp))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, oracle(*args, beta=beta, **hp), rtol=1e-12, atol=1e-12)
+
+
+def test_margin_is_the_log_ratio_difference():
+    got = losses.margin(-1.0, -2.0, -1.5, -4.0)  # (-1 + 1.5) - (-2 + 4) = -1.5
+    assert float(got) == pytest.approx(-1.5)
+
+
+@pytest.mark.parametrize("beta", [0.01, 0.5, 3.0])
+def test_hand_computed_values_at_zero_margin(beta):
+    """At ``h = 0``: DPO = cDPO = rDPO = log 2 for any eps; IPO = 1/(4 beta^2)."""
+    z = jnp.zeros(())
+    a = (z - 1.0, z - 2.0, z - 1.0, z - 2.0)  # h = 0 but the log-probs are not 0
+    assert float(losses.dpo(*a, beta=beta)) == pytest.approx(LOG2, rel=1e-6)
+    for eps in (0.0, 0.2, 0.45):
+        assert float(losses.cdpo(*a, beta=beta, eps=eps)) == pytest.approx(LOG2, rel=1e-6)
+        assert float(losses.rdpo(*a, beta=beta, eps=eps)) == pytest.approx(LOG2, rel=1e-6)
+    assert float(losses.ipo(*a, beta=beta)) == pytest.approx(1.0 / (4 * beta**2), rel=1e-6)
+
+
+def test_hand_computed_values():
+    # h = 2, beta = 0.5: DPO = log(1 + e^{-1}).
+    a = (-1.0, -3.0, -2.0, -2.0)
+    assert float(losses.dpo(*a, beta=0.5)) == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-6)
+    # IPO: (2 - 1/(2*0.5))^2 = 1.
+    assert float(losses.ipo(*a, beta=0.5)) == pytest.approx(1.0, rel=1e-6)
+    # RPO adds eta_sft * beta * (-log pi(y_w)) = 0.1 * 0.5 * 1 on top of DPO.
+    assert float(losses.rpo(*a, beta=0.5, eta_sft=0.1)) == pytest.approx(np.log1p(np.exp(-1.0)) + 0.05, rel=1e-6)
+    # SimPO ignores the reference: beta/|y| log pi: 0.5*(-1/1) - 0.5*(-3/3) - 0 = 0 -> log 2.
+    got = losses.simpo(-1.0, -3.0, -100.0, 5.0, beta=0.5, gamma=0.0, chosen_lengths=1.0, rejected_lengths=3.0)
+    assert float(got) == pytest.approx(LOG2, rel=1e-6)
+    # gamma_dpo, gamma = 0: no reference, z = log pi(y_w)/pi(y_l) = 2 -> log(1 + e^{-1}) at beta 0.5.
+    assert float(losses.gamma_dpo(-1.0, -3.0, 9.0, -9.0, beta=0.5, gamma=0.0)) == pytest.approx(
+        np.log1p(np.exp(-1.0)), rel=1e-6)
+
+
+def test_simpo_is_reference_free_and_length_normalised():
+    pc, pr = jnp.array([-4.0, -6.0]), jnp.array([-9.0, -2.0])
+    base = losses.simpo(pc, pr, jnp.zeros(2), jnp.zeros(2), beta=2.0, gamma=0.3)
+    other_ref = losses.simpo(pc, pr, jnp.array([-50.0, 3.0]), jnp.array([7.0, -1.0]), beta=2.0, gamma=0.3)
+    np.testing.assert_array_equal(np.asarray(base), np.asarray(other_ref))
+    # Scaling a response's log-prob and its length together leaves the loss unchanged.
+    scaled = losses.simpo(3 * pc, 5 * pr, None, None, beta=2.0, gamma=0.3, chosen_lengths=3.0, rejected_lengths=5.0)
+    np.testing.assert_allclose(np.asarray(scaled), np.asarray(base), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- exact identities
+@pytest.mark.parametrize("name", ["cdpo", "rdpo"])
+def test_eps_zero_is_dpo_and_eps_to_zero_limit(name):
+    fn = CASES[name][0]
+    args = _inputs(seed=3)
+    with jax.enable_x64(True):
+        a = tuple(map(jnp.asarray, args))
+        ref = np.asarray(losses.dpo(*a, beta=0.7))
+        np.testing.assert_array_equal(np.asarray(fn(*a, beta=0.7, eps=0.0)), ref)
+        errs = [float(np.max(np.abs(np.asarray(fn(*a, beta=0.7, eps=e)) - ref))) for e in (1e-2, 1e-4, 1e-6)]
+    # |l_eps - l_dpo| = O(eps): shrinks by ~100x per step of 100x in eps.
+    assert errs[0] > 0 and errs[1] < 2e-2 * errs[0] and errs[2] < 2e-2 * errs[1]
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2, 0.45])
+@pytest.mark.parametrize("beta", [0.1, 1.0, 5.0])
+def test_rdpo_is_unbiased_for_the_clean_dpo_loss(eps, beta):
+    """Exact expectation over one label flip with rate eps: (1-eps) l(w,l) + eps l(l,w) = l_dpo(w,l)."""
+    pc, pr, rc, rr = map(jnp.asarray, _inputs(seed=11))
+    with jax.enable_x64(True):
+        pc, pr, rc, rr = (x.astype(jnp.float64) for x in (pc, pr, rc, rr))
+        kept = losses.rdpo(pc, pr, rc, rr, beta=beta, eps=eps)
+        flipped = losses.rdpo(pr, pc, rr, rc, beta=beta, eps=eps)
+        clean = losses.dpo(pc, pr, rc, rr, beta=beta)
+        np.testing.assert_allclose(np.asarray((1 - eps) * kept + eps * flipped), np.asarray(clean), rtol=1e-10, atol=1e-12)
+        # ... and the naive DPO loss on noisy labels is biased (this assertion can fail).
+        naive = (1 - eps) * losses.dpo(pc, pr, rc, rr, beta=beta) + eps * losses.dpo(pr, pc, rr, rc, beta=beta)
+        assert float(jnp.max(jnp.abs(naive - clean))) > 1e-3
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0, 4.0])
+def test_gamma_dpo_with_gamma_one_is_dpo(beta):
+    a = tuple(map(jnp.asarray, _inputs(seed=5)))
+    np.testing.assert_allclose(np.asarray(losses.gamma_dpo(*a, beta=beta, gamma=1.0)),
+                               np.asarray(losses.dpo(*a, beta=beta)), rtol=1e-6, atol=1e-7)
+    # gamma != 1 differs whenever the reference ratio is not 0.
+    assert not np.allclose(np.asarray(losses.gamma_dpo(*a, beta=beta, gamma=0.5)), np.asarray(losses.dpo(*a, beta=beta)))
+
+
+def test_rpo_with_zero_weight_is_dpo():
+    a = tuple(map(jnp.asarray, _inputs(seed=6)))
+    np.testing.assert_array_equal(np.asarray(losses.rpo(*a, beta=0.3, eta_sft=0.0)),
+                                  np.asarray(losses.dpo(*a, beta=0.3)))
+
+
+def _pop_optimum_cases():
+    logit = lambda a: np.log(a / (1 - a))  # noqa: E731
+    eps = 0.15
+    return [
+        # name, hparams, closed-form minimiser h*(alpha, beta) of alpha l(h) + (1-alpha) l(-h)
+        ("dpo", {}, lambda a, b: logit(a) / b),
+        ("ipo", {}, lambda a, b: (a - 0.5) / b),
+        ("cdpo", {"eps": eps}, lambda a, b: logit((1 - eps) * a + eps * (1 - a)) / b),
+        # rDPO de-noises: observed soft label alpha = (1-eps) a + eps (1-a) gives back logit(a).
+        ("rdpo", {"eps": eps}, lambda a, b: logit((a - eps) / (1 - 2 * eps)) / b),
+    ]
+
+
+@pytest.mark.parametrize("name,hp,h_star", _pop_optimum_cases(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("alpha", [0.2, 0.5, 0.73, 0.95])
+@pytest.mark.parametrize("beta", [0.1, 1.0, 3.0])
+def test_population_optimum_with_soft_labels(name, hp, h_star, alpha, beta):
+    """min_h alpha l(h) + (1-alpha) l(-h): DPO's minimiser satisfies sigmoid(beta h) = alpha."""
+    fn = CASES[name][0]
+    with jax.enable_x64(True):
+        def pop(h):
+            h = jnp.asarray(h, jnp.float64)
+            return alpha * fn(h, 0.0, 0.0, 0.0, beta=beta, **hp) + (1 - alpha) * fn(-h, 0.0, 0.0, 0.0, beta=beta, **hp)
+
+        if name == "rdpo" and not hp["eps"] < alpha < 1 - hp["eps"]:
+            # Observed labels cleaner than the assumed flip rate allows: unbounded below in h.
+            vals = [float(pop(h)) for h in (1.0, 10.0, 100.0, 1000.0)]
+            assert vals == sorted(vals, reverse=True) and vals[-1] < -10.0
+            return
+        target = h_star(alpha, beta)
+        res = optimize.minimize_scalar(lambda h: float(pop(h)), bracket=(target - 1.0, target + 1.0), tol=1e-12)
+        assert res.x == pytest.approx(target, abs=1e-5 * (1 + abs(target)))
+        assert abs(float(jax.grad(pop)(target))) < 1e-10 * (1 + beta)
+    if name == "dpo":
+        assert 1 / (1 + np.exp(-beta * res.x)) == pytest.approx(alpha, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- gradients
+def _fd_grad(f, x, step=1e-5):
+    return (f(x + step) - f(x - step)) / (2 * step)
+
+
+@pytest.mark.parametrize("name,k", CASE_PARAMS)
+def test_gradients_match_finite_differences_float64(name, k):
+    fn, _, settings_ = CASES[name]
+    hp = settings_[k]
+    pc, pr, rc, rr = (float(v[0]) for v in _inputs(seed=23 + k, shape=(1,)))
+    with jax.enable_x64(True):
+        keys = ["pc", "pr", "rc", "rr", "beta", *sorted(hp)]
+        point = {"pc": pc, "pr": pr, "rc": rc, "rr": rr, "beta": 0.8, **hp}
+
+        def f(**kw):
+            kw = {n: jnp.asarray(v, jnp.float64) for n, v in kw.items()}
+            extra = {n: kw[n] for n in hp}
+            return fn(kw["pc"], kw["pr"], kw["rc"], kw["rr"], beta=kw["beta"], **extra)
+
+        grads = jax.grad(lambda p: f(**p))({n: jnp.asarray(point[n], jnp.float64) for n in keys})
+        for n in keys:
+            fd = _fd_grad(lambda v: float(f(**{**point, n: v})), point[n])
+            assert float(grads[n]) == pytest.approx(fd, rel=1e-6, abs=1e-8), n
+
+
+@pytest.mark.parametrize("beta", [0.05, 1.0, 20.0])
+def test_dpo_gradient_closed_form(beta):
+    """d/dh -log sigmoid(beta h) = -beta sigmoid(-beta h), also far in the tails."""
+    h = jnp.array([-300.0, -3.0, 0.0, 0.5, 300.0])
+    g = jax.vmap(jax.grad(lambda x: losses.dpo(x, 0.0, 0.0, 0.0, beta=beta)))(h)
+    np.testing.assert_allclose(np.asarray(g), -beta * special.expit(-beta * np.asarray(h, np.float64)), rtol=1e-5, atol=1e-30)
+
+
+# ----------------------------------------------------------------------------- transformations
+@pytest.mark.parametrize("name,k", CASE_PARAMS)
+def test_jit_equals_no_jit(name, k):
+    fn, _, settings_ = CASES[name]
+    a = tuple(map(jnp.asarray, _inputs(seed=k, shape=(3, 5))))
+    hp = {n: jnp.asarray(v) for n, v in settings_[k].items()}
+    eager = fn(*a, beta=jnp.asarray(0.4), **hp)
+    jitted = jax.jit(fn)(*a, beta=jnp.asarray(0.4), **hp)
+    assert jitted.shape == eager.shape == (3, 5)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,k", CASE_PARAMS)
+def test_vmap_over_batch_equals_per_example(name, k):
+    fn, _, settings_ = CASES[name]
+    hp = settings_[k]
+    a = tuple(map(jnp.asarray, _inputs(seed=40 + k, shape=(6,))))
+    betas = jnp.array([0.01, 0.1, 0.5, 1.0, 2.0, 10.0])
+    batched = jax.vmap(lambda pc, pr, rc, rr, b: fn(pc, pr, rc, rr, beta=b, **hp))(*a, betas)
+    per = [float(fn(*(x[i] for x in a), beta=betas[i], **hp)) for i in range(6)]
+    np.testing.assert_allclose(np.asarray(batched), per, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sweeping_beta_and_hparams_does_not_recompile(name):
+    fn, _, settings_ = CASES[name]
+    traces = []
+
+    @jax.jit
+    def wrapped(a, beta, hp):
+        traces.append(1)  # Python side effect: runs once per trace
+        return fn(*a, beta=beta, **hp)
+
+    a = tuple(map(jnp.asarray, _inputs(seed=1, shape=(4,))))
+    outs = []
+    for beta in (0.1, 0.2, 3.0):
+        for hp in settings_:
+            outs.append(wrapped(a, jnp.float32(beta), {n: jnp.float32(v) for n, v in hp.items()}))
+    assert len(traces) == len({tuple(sorted(hp)) for hp in settings_}) == 1
+    assert wrapped._cache_size() == 1
+    # The swept values really changed the output (the test would pass vacuously otherwise).
+    assert len({tuple(np.asarray(o).round(6)) for o in outs}) > 1
+
+
+# ----------------------------------------------------------------------------- float32 stability
+_EXTRA_RANGES = {
+    "dpo": {}, "ipo": {}, "cdpo": {"eps": (0.0, 0.45)}, "rdpo": {"eps": (0.0, 0.45)},
+    "simpo": {"gamma": (0.0, 5.0)}, "rpo": {"eta_sft": (0.0, 1.0)}, "gamma_dpo": {"gamma": (0.0, 2.0)},
+}
+# Lipschitz constant of the loss in z = beta * (margin), for the float32 accuracy bound.
+_LIPSCHITZ_IN_Z = {"dpo": 1.0, "cdpo": 1.0, "gamma_dpo": 1.0}
+
+
+@functools.cache
+def _value_and_grads(name):
+    fn = CASES[name][0]
+
+    def f(pc, pr, rc, rr, beta, hp):
+        return fn(pc, pr, rc, rr, beta=beta, **hp)
+
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2, 3, 4)))
+
+
+_logp = st.floats(-5000.0, 0.0, width=32)  # four of them: |margin| <= 1e4
+_log10_beta = st.floats(-4.0, 3.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40, deadline=None)
+@given(pc=_logp, pr=_logp, rc=_logp, rr=_logp, log10_beta=_log10_beta, u=st.floats(0.0, 1.0))
+def test_float32_finite_values_and_gradients(name, pc, pr, rc, rr, log10_beta, u):
+    beta = np.float32(10.0**log10_beta)
+    hp = {n: np.float32(lo + u * (hi - lo)) for n, (lo, hi) in _EXTRA_RANGES[name].items()}
+    args = [np.float32(v) for v in (pc, pr, rc, rr)]
+    val, grads = _value_and_grads(name)(*args, beta, hp)
+    assert val.dtype == jnp.float32
+    assert np.isfinite(float(val)), (name, args, beta, hp)
+    assert all(np.isfinite(float(g)) for g in grads), (name, args, beta, hp, grads)
+    if name in _LIPSCHITZ_IN_Z:
+        # Accurate, not just finite: float32 rounding of the margin (a few ulps of the
+        # inputs' magnitude), times beta, times the loss's Lipschitz constant in z.
+        oracle = float(CASES[name][1](*args, beta=float(beta), **{n: float(v) for n, v in hp.items()}))
+        scale = sum(abs(float(v)) for v in args) * (1.0 + float(hp.get("gamma", 1.0)))
+        tol = 1e-5 * (1 + abs(oracle)) + _LIPSCHITZ_IN_Z[name] * float(beta) * 4 * 2.0**-23 * scale
+        assert abs(float(val) - oracle) <= tol, (name, float(val), oracle, tol)
+
+
+@pytest.mark.parametrize("h", [1e4, -1e4, 1e7, -1e7])
+def test_dpo_tails_are_exact_in_float32(h):
+    """-log sigmoid(z) -> max(-z, 0) with no overflow or underflow to NaN."""
+    val = float(losses.dpo(jnp.float32(h), 0.0, 0.0, 0.0, beta=jnp.float32(1.0)))
+    assert val == pytest.approx(max(-h, 0.0), abs=1e-6)
+    g = float(jax.grad(lambda x: losses.dpo(x, 0.0, 0.0, 0.0, beta=1.0))(jnp.float32(h)))
+    assert g == pytest.approx(-1.0 if h < 0 else 0.0, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- tabular DPO optimum
+def test_dpo_exact_optimum_on_a_tabular_bandit():
+    """Population DPO with BT soft labels over all ordered pairs, minimised by gradient descent
+    on tabular logits (float64), converges to pi* ∝ pi_ref exp(r / beta) (arXiv:2305.18290 §4)."""
+    num_prompts, n, beta = 2, 5, 0.5
+    with jax.enable_x64(True):
+        k1, k2 = jax.random.split(jax.random.key(0))
+        log_ref = jax.nn.log_softmax(jax.random.normal(k1, (num_prompts, n), jnp.float64), axis=-1)
+        r = jax.random.normal(k2, (num_prompts, n), jnp.float64)
+        P = bradley_terry(r)  # (X, N, N): label y beats y' with prob P[y, y']
+        policy = tabular(num_prompts, n)
+        prompts = jnp.arange(num_prompts)
+
+        def population_loss(theta):
+            logp = policy.log_probs(theta, prompts)  # (X, N)
+            pair = losses.dpo(logp[:, :, None], logp[:, None, :], log_ref[:, :, None], log_ref[:, None, :],
+                              beta=beta)  # (X, N, N): y as chosen, y' as rejected
+            return jnp.sum(P * pair) / (num_prompts * n * (n - 1))
+
+        def step(theta, _):
+            return theta - 50.0 * jax.grad(population_loss)(theta), None
+
+        theta, _ = jax.jit(lambda t: jax.lax.scan(step, t, None, length=500))(jnp.zeros((num_prompts, n), jnp.float64))
+        log_pi = policy.log_probs(theta, prompts)
+        log_pi_star = jax.nn.log_softmax(log_ref + r / beta, axis=-1)
+        err = float(jnp.max(jnp.abs(log_pi - log_pi_star)))
+        assert log_pi.dtype == jnp.float64
+        assert err < 1e-4, err
+        # The optimum is not the reference and not the greedy policy (the test discriminates).
+        assert float(jnp.max(jnp.abs(log_pi_star - log_ref))) > 0.5
