@@ -134,9 +134,15 @@ def regularized_gap(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayL
     log_pi = jnp.log(jnp.where(pos, pi, 1.0))
     c = jnp.sum(jnp.where(pos, pi * (s - log_pi), 0.0), axis=-1)
     g = s - log_pi - c[..., None]
-    inside = jnp.sum(jnp.where(pos, pi * _phi(jnp.where(pos, g, 0.0)), 0.0), axis=-1)
-    outside = jnp.sum(jnp.where(pos, 0.0, jnp.exp(jnp.where(pos, -jnp.inf, s - c[..., None]))), axis=-1)
-    return 2.0 * beta * jnp.log1p(inside + outside)
+    # Large gaps: log E_pi[exp g] (+ off-support mass) as a logsumexp (no overflow).
+    big = jax.nn.logsumexp(s - c[..., None], axis=-1)
+    # Small gaps: log1p of a sum of non-negative terms (no cancellation); g clipped so the
+    # branch that is not selected cannot overflow.
+    gc = jnp.minimum(jnp.where(pos, g, 0.0), 60.0)
+    inside = jnp.sum(jnp.where(pos, pi * _phi(gc), 0.0), axis=-1)
+    outside = jnp.sum(jnp.where(pos, 0.0, jnp.exp(jnp.minimum(jnp.where(pos, -jnp.inf, s - c[..., None]), 60.0))), axis=-1)
+    small = jnp.log1p(inside + outside)
+    return 2.0 * beta * jnp.where(big > 1e-3, big, small)
 
 
 def exploitability(P: ArrayLike, pi: ArrayLike) -> jax.Array:

@@ -19,6 +19,8 @@ __all__ = [
     "intransitive_dice",
     "random_game",
     "check_preference_matrix",
+    "three_rater_cycle",
+    "fit_bradley_terry",
 ]
 
 
@@ -126,3 +128,78 @@ def check_preference_matrix(P: ArrayLike, *, atol: float = 1e-5) -> None:
     err = float(np.max(np.abs(a + np.swapaxes(a, -1, -2) - 1.0)))
     if err > atol:
         raise ValueError(f"preference matrix must satisfy P + P.T = 1; max |P + P.T - 1| = {err:.3g}")
+
+
+# Rankings of the three rater types of :func:`three_rater_cycle` (higher reward = preferred).
+_THREE_RATER_RANKS = np.array([[2.0, 1.0, 0.0],   # type a: y0 > y1 > y2
+                               [0.0, 2.0, 1.0],   # type b: y1 > y2 > y0
+                               [1.0, 0.0, 2.0]])  # type c: y2 > y0 > y1
+
+
+def three_rater_cycle(e: ArrayLike) -> jax.Array:
+    """Condorcet cycle from three transitive rater types (the NLHF §3.2 example, arXiv 2312.00886).
+
+    Construction (ours; it reproduces the equilibrium the paper states): three deterministic
+    rater types with the cyclic rankings ``a: y0 > y1 > y2``, ``b: y1 > y2 > y0``,
+    ``c: y2 > y0 > y1`` in population shares ``w = (1/3 - e/4, 1/3 + e/2, 1/3 - e/4)``. Then::
+
+        P[0, 1] = w_a + w_c = 2/3 - e/2,   P[1, 2] = w_a + w_b = 2/3 + e/4,
+        P[2, 0] = w_b + w_c = 2/3 + e/4,
+
+    a cycle for ``-2/3 < e < 1/3``, whose unique Nash equilibrium (``A @ pi = 0`` with
+    ``A = P - 1/2``) is ``(1/3 + e/2, 1/3 + e/2, 1/3 - e)``. Every individual rater is
+    transitive; the population is not. Its Borda scores (row sums) are
+    ``(3/2 - 3e/4, 3/2 + 3e/4, 3/2)``, so a Bradley–Terry fit ranks ``y1`` first for ``e > 0``
+    and ``y0`` first for ``e < 0``: the BT-RLHF policy jumps when ``e`` changes sign while the
+    Nash equilibrium moves continuously.
+
+    Args:
+      e: ``(...)`` perturbation, ``|e| <= 1/3`` (checked when concrete).
+
+    Returns:
+      ``(..., 3, 3)`` preference matrix.
+    """
+    e = jnp.asarray(e, dtype=jnp.float32) if not hasattr(e, "dtype") else jnp.asarray(e)
+    if not isinstance(e, jax.core.Tracer):
+        a = np.asarray(e)
+        if not np.all(np.abs(a) <= 1.0 / 3.0 + 1e-7):
+            raise ValueError(f"three_rater_cycle needs |e| <= 1/3; got {a}")
+    w = jnp.stack([1 / 3 - e / 4, 1 / 3 + e / 2, 1 / 3 - e / 4], axis=-1)
+    ranks = jnp.broadcast_to(jnp.asarray(_THREE_RATER_RANKS, w.dtype), (*e.shape, 3, 3))
+    return annotator_mixture(ranks, w, temperature=None)
+
+
+def fit_bradley_terry(P: ArrayLike, *, num_steps: int = 50, ridge: float = 1e-6) -> jax.Array:
+    """Maximum-likelihood Bradley–Terry rewards for soft labels on all ordered pairs.
+
+    Maximises ``L(r) = sum_{y != y'} P[y, y'] log sigmoid(r_y - r_y') - ridge/2 ||r||^2`` (concave;
+    ``grad_y = 2 sum_{y'} (P[y, y'] - sigmoid(r_y - r_y')) - ridge r_y``) by ``num_steps`` Newton
+    steps, each clipped to ``max |dr| <= 1``; the tiny ridge keeps ``r`` finite when some
+    response wins or loses with probability 1 (the MLE then diverges). The result is centred
+    (``sum r = 0``). When ``P`` is itself BT, this recovers its rewards.
+
+    Args:
+      P: ``(..., N, N)`` preference matrix.
+
+    Returns:
+      ``(..., N)`` rewards.
+    """
+    P = jnp.asarray(P)
+    n = P.shape[-1]
+    eye = jnp.eye(n, dtype=P.dtype)
+    gauge = jnp.ones((n, n), P.dtype) / n  # adding 1 1^T / n fixes the shift invariance of r
+
+    def fit_one(Pi):
+        def step(r, _):
+            s = jax.nn.sigmoid(r[:, None] - r[None, :])
+            g = 2.0 * jnp.sum(Pi - s, axis=-1) - ridge * r
+            w = 2.0 * s * (1.0 - s)  # -Hessian = diag(w 1) - w + ridge I (a weighted Laplacian)
+            H = jnp.diag(jnp.sum(w, axis=-1)) - w + ridge * eye + gauge
+            dr = jnp.linalg.solve(H, g)
+            r = r + dr / jnp.maximum(1.0, jnp.max(jnp.abs(dr)))
+            return r - jnp.mean(r), None
+
+        r, _ = jax.lax.scan(step, jnp.zeros((n,), Pi.dtype), None, length=num_steps)
+        return r
+
+    return jax.vmap(fit_one)(P.reshape(-1, n, n)).reshape(P.shape[:-1])
