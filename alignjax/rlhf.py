@@ -1,0 +1,221 @@
+"""Online RLHF on a learned Bradley–Terry reward, and the trainer interface of the coverage study.
+
+Song et al. 2024 ("The Importance of Online Data", arXiv 2406.01462) compare offline
+contrastive methods (DPO), online RLHF and their hybrid HyPO on the same offline pairs. Every
+method here is a :class:`Trainer`, an ``(init, update)`` pair over one :class:`Problem`::
+
+    trainer = TRAINERS.get("rlhf")(policy, reward_model=linear_reward(d), mode="sampled")
+    state = trainer.init(params, problem, hparams, key)
+    state, metrics = trainer.update(state, problem, hparams, key)
+
+with continuous hyperparameters (``beta``, ``learning_rate``, ``lam``, ``reward_learning_rate``)
+as array leaves of ``hparams``, so a sweep ``vmap``s over them (and over problems and keys).
+
+RLHF (this module): ``init`` fits ``r_hat`` by maximum likelihood (:mod:`alignjax.reward_model`);
+each ``update`` ascends ``J(pi) = E_x [E_{y~pi}[r_hat(x,y)] - beta KL(pi(.|x) || pi_ref(.|x))]``:
+
+* ``mode="exact"``: the gradient of ``J`` computed from the full ``(X, N)`` policy table;
+* ``mode="sampled"``: ``k`` on-policy samples per prompt and REINFORCE with a leave-one-out
+  baseline (RLOO): with per-sample score ``s_i = r_hat(y_i) - beta log pi(y_i)/pi_ref(y_i)``
+  (no gradient through ``s``) and ``A_i = s_i - mean_{j != i} s_j``,
+  ``g = E_x (1/k) sum_i A_i grad log pi(y_i|x)``, an unbiased estimate of ``grad J`` (the
+  ``-beta E[grad log pi]`` term of the exact gradient has mean 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from alignjax.data.bandits import Pairs
+from alignjax.metrics.coverage import reverse_kl
+from alignjax.policies.base import Policy
+from alignjax.registry import Registry
+from alignjax.reward_model import RewardModel, apply_step, fit_reward, scaled_optimizer
+
+__all__ = [
+    "Problem", "TrainState", "Trainer", "TRAINERS", "loo_advantages", "reinforce_loo_surrogate",
+    "on_policy_samples", "rlhf_objective", "rlhf", "run_trainer", "check_hparams",
+]
+
+TRAINERS: Registry = Registry("trainer")
+"""Coverage-study trainers: ``factory(policy, **options) -> Trainer``.
+
+Options every factory accepts (ignoring those it does not use): ``mode`` ("exact" or
+"sampled"), ``num_samples`` (``k``), ``optimizer`` ("adam" or "sgd"), ``reward_model``
+(:class:`~alignjax.reward_model.RewardModel`), ``reward_steps``. Entry ``hparams`` give the
+defaults of the continuous hyperparameters; ``meta["kind"]`` is "offline", "online" or "hybrid".
+"""
+
+
+class Problem(NamedTuple):
+    """One preference fine-tuning problem (a pytree; ``vmap`` over a stack of them).
+
+    Attributes:
+      prompts: the policy's input for all ``X`` prompts, so ``policy.log_probs(params, prompts)``
+        is the ``(X, N)`` table (tabular: ``arange(X)``; log-linear: ``(phi, log_pi_ref)``).
+      log_pi_ref: ``(X, N)`` reference log-probabilities.
+      pairs: offline :class:`~alignjax.data.bandits.Pairs`.
+      features: ``(X, N, d)`` reward-model input (ignored by the tabular reward model).
+    """
+
+    prompts: Any
+    log_pi_ref: jax.Array
+    pairs: Pairs
+    features: jax.Array
+
+
+class TrainState(NamedTuple):
+    """Policy parameters, optimiser state, and the learned reward (RLHF; ``None`` otherwise)."""
+
+    params: Any
+    opt_state: Any
+    reward_params: Any = None
+
+
+class Trainer(NamedTuple):
+    """``init(params, problem, hparams, key) -> TrainState``;
+    ``update(state, problem, hparams, key) -> (TrainState, metrics)``."""
+
+    init: Callable[..., TrainState]
+    update: Callable[..., tuple[TrainState, dict]]
+
+
+def loo_advantages(scores: ArrayLike) -> jax.Array:
+    """Leave-one-out advantages over the sample axis 0: ``A_i = s_i - (sum_j s_j - s_i)/(k-1)``.
+
+    Args:
+      scores: ``(k, ...)`` with ``k >= 2``.
+    """
+    s = jnp.asarray(scores)
+    k = s.shape[0]
+    return s - (jnp.sum(s, axis=0, keepdims=True) - s) / (k - 1)
+
+
+def on_policy_samples(logp_table: jax.Array, key: jax.Array, num_samples: int) -> jax.Array:
+    """``k`` responses per prompt from the (stop-gradient) policy table ``(X, N)``: ``(k, X)`` ints."""
+    return jax.random.categorical(key, jax.lax.stop_gradient(logp_table), axis=-1,
+                                  shape=(num_samples, logp_table.shape[0]))
+
+
+def reinforce_loo_surrogate(logp_table: jax.Array, samples: jax.Array, scores: jax.Array) -> jax.Array:
+    """Surrogate whose gradient is the RLOO estimate of ``grad E_x E_{y~pi}[score]``.
+
+    ``L = mean_x (1/k) sum_i sg(A_i) log pi(y_i|x)`` with :func:`loo_advantages` of ``scores``.
+
+    Args:
+      logp_table: ``(X, N)`` policy log-probs (differentiable).
+      samples: ``(k, X)`` responses drawn from the policy.
+      scores: ``(k, X)`` per-sample scores (gradients are stopped).
+    """
+    adv = jax.lax.stop_gradient(loo_advantages(scores))
+    logp = jnp.take_along_axis(logp_table, samples.T, axis=-1).T  # (k, X)
+    return jnp.mean(jnp.mean(adv * logp, axis=0))
+
+
+def rlhf_objective(logp_table: ArrayLike, log_pi_ref: ArrayLike, reward_table: ArrayLike, beta: ArrayLike) -> jax.Array:
+    """``J = mean_x [sum_y pi(y|x) r(x,y) - beta KL(pi(.|x) || pi_ref(.|x))]`` (scalar)."""
+    lp = jnp.asarray(logp_table)
+    return jnp.mean(jnp.sum(jnp.exp(lp) * reward_table, axis=-1) - beta * reverse_kl(lp, log_pi_ref))
+
+
+def check_hparams(hparams: dict, names: tuple[str, ...]) -> None:
+    """``ValueError`` unless every named hyperparameter is present, finite and > 0 (``lam`` >= 0)."""
+    import numpy as np
+
+    for n in names:
+        if n not in hparams:
+            raise ValueError(f"missing hyperparameter {n!r}")
+        a = np.asarray(hparams[n], dtype=np.float64)
+        bad = ~np.isfinite(a) | ((a < 0) if n == "lam" else (a <= 0))
+        if np.any(bad):
+            raise ValueError(f"hyperparameter {n} must be {'>= 0' if n == 'lam' else '> 0'}; got {a[bad].ravel()[0]}")
+
+
+def _check_options(mode: str, num_samples: int) -> None:
+    if mode not in ("exact", "sampled"):
+        raise ValueError(f"unknown mode {mode!r}; known: exact, sampled")
+    if mode == "sampled" and num_samples < 2:
+        raise ValueError(f"leave-one-out REINFORCE needs num_samples >= 2; got {num_samples}")
+
+
+def rlhf(policy: Policy, *, reward_model: RewardModel | None = None, mode: str = "exact",
+         num_samples: int = 4, optimizer: str = "adam", reward_steps: int = 500, **_: Any) -> Trainer:
+    """Two-stage online RLHF: BT reward fit, then KL-regularised policy optimisation.
+
+    Hyperparameters (array leaves of ``hparams``): ``beta`` (KL coefficient),
+    ``learning_rate`` (policy step), ``reward_learning_rate`` (reward fit step). ``init`` runs
+    ``reward_steps`` (static) full-batch maximum-likelihood steps from ``r_hat = 0``; ``update``
+    takes one step on ``-J`` (see module docstring; exact or RLOO with ``k = num_samples``).
+
+    Returns:
+      A :class:`Trainer`; ``update``'s metrics hold ``loss`` (``-J`` under ``r_hat`` in exact
+      mode, the negated RLOO surrogate in sampled mode).
+    """
+    if reward_model is None:
+        raise ValueError("rlhf needs a reward_model (tabular_reward or linear_reward)")
+    _check_options(mode, num_samples)
+    tx = scaled_optimizer(optimizer)
+
+    def init(params, problem: Problem, hparams, key):
+        rparams, _ = fit_reward(reward_model, problem.features, problem.pairs,
+                                hparams["reward_learning_rate"], reward_steps, key, optimizer)
+        return TrainState(params, tx.init(params), rparams)
+
+    def update(state: TrainState, problem: Problem, hparams, key):
+        r_hat = reward_model.rewards(state.reward_params, problem.features)
+        beta = hparams["beta"]
+
+        def loss(params):
+            table = policy.log_probs(params, problem.prompts)
+            if mode == "exact":
+                return -rlhf_objective(table, problem.log_pi_ref, r_hat, beta)
+            ys = on_policy_samples(table, key, num_samples)
+            gather = lambda t: jnp.take_along_axis(t, ys.T, axis=-1).T  # noqa: E731
+            scores = gather(r_hat) - beta * (gather(table) - gather(problem.log_pi_ref))
+            return -reinforce_loo_surrogate(table, ys, scores)
+
+        value, g = jax.value_and_grad(loss)(state.params)
+        d, opt_state = tx.update(g, state.opt_state, state.params)
+        new = TrainState(apply_step(state.params, d, hparams["learning_rate"]), opt_state, state.reward_params)
+        return new, {"loss": value}
+
+    return Trainer(init, update)
+
+
+TRAINERS.register("rlhf", rlhf, hparams={"beta": 0.1, "learning_rate": 0.05, "reward_learning_rate": 0.1},
+                  meta={"kind": "online", "description": "BT reward MLE, then KL-regularised policy gradient"})
+
+
+def run_trainer(trainer: Trainer, policy: Policy, params, problem: Problem, hparams: dict, key: jax.Array, *,
+                num_steps: int, log_every: int, observe: Callable[[jax.Array], dict]) -> tuple[TrainState, dict]:
+    """``init`` then ``num_steps`` updates in ``lax.scan``; jittable and ``vmap``-able.
+
+    Args:
+      observe: ``observe(logp_table (X, N)) -> {name: scalar}``, called at steps
+        ``0, log_every, ..., num_steps`` (static ints; ``num_steps % log_every == 0``).
+
+    Returns:
+      ``(final_state, metrics)`` with each metric stacked to ``(num_steps // log_every + 1, ...)``.
+    """
+    k_init, k_run = jax.random.split(key)
+    state = trainer.init(params, problem, hparams, k_init)
+
+    def look(s):
+        return observe(policy.log_probs(s.params, problem.prompts))
+
+    def inner(carry, k):
+        s, _ = trainer.update(carry, problem, hparams, k)
+        return s, None
+
+    def outer(s, k):
+        s, _ = jax.lax.scan(inner, s, jax.random.split(k, log_every))
+        return s, look(s)
+
+    first = look(state)
+    state, rest = jax.lax.scan(outer, state, jax.random.split(k_run, num_steps // log_every))
+    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
+    return state, metrics
