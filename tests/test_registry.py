@@ -1,0 +1,257 @@
+"""Registry-wide tests: every registered entry meets its kind's common contract.
+
+The loss tests iterate over ``LOSSES`` (``for entry in LOSSES``) and call each loss with the
+defaults of its extra hyperparameters (``entry.hparams``), so a loss registered by a fork is
+covered with no extra test code. The contract (``alignjax.losses`` module docstring):
+
+* signature ``loss(pc, pr, rc, rr, *, beta, **entry.hparams)`` on arrays of per-pair
+  sequence log-probs; returns the unreduced per-pair loss, same shape, float32, finite;
+* jittable with ``beta`` and every extra hyperparameter as *traced* arguments (a Python
+  branch on a hyperparameter fails here), and jit == no-jit;
+* vmappable over the pair batch and over swept hyperparameters;
+* differentiable: finite gradients that actually depend on the policy log-probs.
+
+Dynamics, experiments and suites are owned by other modules and change often; they are only
+checked for the generic shape of an entry (callables where callables are promised).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, Entry, Registry
+
+BATCH = (3, 4)
+
+
+def _loss_inputs(shape=BATCH, seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple(jnp.asarray(-4.0 * rng.random(shape) - 0.1, jnp.float32) for _ in range(4))
+
+
+def _extra(entry, shape=BATCH):
+    """Keyword arguments beyond the common signature that an entry's meta asks for."""
+    if entry.meta.get("uses_lengths"):
+        rng = np.random.default_rng(1)
+        return {"chosen_lengths": jnp.asarray(rng.integers(1, 9, shape), jnp.float32),
+                "rejected_lengths": jnp.asarray(rng.integers(1, 9, shape), jnp.float32)}
+    return {}
+
+
+def check_loss_contract(entry: Entry) -> None:
+    """Assert the common loss contract for one registry entry (raises AssertionError)."""
+    fn = entry.obj
+    assert callable(fn), entry.name
+    assert (fn.__doc__ or "").strip(), f"loss {entry.name!r} has no docstring"
+    params = inspect.signature(fn).parameters
+    assert "beta" in params and params["beta"].kind is inspect.Parameter.KEYWORD_ONLY, entry.name
+    for k, v in entry.hparams.items():
+        assert k in params, f"loss {entry.name!r}: default hparam {k!r} is not a parameter"
+        assert isinstance(v, (int, float)) and np.isfinite(v), (entry.name, k, v)
+
+    a = _loss_inputs()
+    extra = _extra(entry)
+    beta = jnp.float32(0.3)
+    hp = {k: jnp.float32(v) for k, v in entry.hparams.items()}
+
+    out = fn(*a, beta=beta, **hp, **extra)
+    assert out.shape == BATCH, f"loss {entry.name!r} is not shape-preserving: {out.shape}"
+    assert out.dtype == jnp.float32, (entry.name, out.dtype)
+    assert bool(jnp.all(jnp.isfinite(out))), entry.name
+    # Elementwise: no mixing across pairs (a reduced or batch-coupled loss fails here).
+    first = fn(*(x[:1, :1] for x in a), beta=beta, **hp, **{k: v[:1, :1] for k, v in extra.items()})
+    np.testing.assert_allclose(np.asarray(first), np.asarray(out[:1, :1]), rtol=1e-6, atol=1e-6)
+
+    # Jittable with every continuous hyperparameter traced; jit == no-jit.
+    jitted = jax.jit(lambda a, beta, hp, extra: fn(*a, beta=beta, **hp, **extra))(a, beta, hp, extra)
+    np.testing.assert_allclose(np.asarray(jitted), np.asarray(out), rtol=1e-5, atol=1e-6)
+
+    # vmap over the pair batch (per row) equals the batched call.
+    rows = jax.vmap(lambda *z: fn(*z[:4], beta=beta, **hp, **dict(zip(extra, z[4:]))))(*a, *extra.values())
+    np.testing.assert_allclose(np.asarray(rows), np.asarray(out), rtol=1e-5, atol=1e-6)
+
+    # vmap over a sweep of (beta, hparams): each swept config equals its own call.
+    betas = jnp.array([0.05, 0.3, 2.0], jnp.float32)
+    hps = {k: jnp.asarray([v, v, 0.5 * v], jnp.float32) for k, v in entry.hparams.items()}
+    swept = jax.vmap(lambda b, h: fn(*a, beta=b, **h, **extra))(betas, hps)
+    assert swept.shape == (3, *BATCH)
+    for i in range(3):
+        one = fn(*a, beta=betas[i], **{k: v[i] for k, v in hps.items()}, **extra)
+        np.testing.assert_allclose(np.asarray(swept[i]), np.asarray(one), rtol=1e-5, atol=1e-6)
+
+    # Differentiable: finite gradients that depend on the policy's log-probs.
+    def total(pc, pr, beta, hp):
+        return jnp.sum(fn(pc, pr, a[2], a[3], beta=beta, **hp, **extra))
+
+    g_pc, g_pr, g_beta, g_hp = jax.grad(total, argnums=(0, 1, 2, 3))(a[0], a[1], beta, hp)
+    for g in (g_pc, g_pr, g_beta, *g_hp.values()):
+        assert bool(jnp.all(jnp.isfinite(g))), entry.name
+    assert g_pc.shape == BATCH and g_pr.shape == BATCH
+    assert float(jnp.max(jnp.abs(g_pc)) + jnp.max(jnp.abs(g_pr))) > 0.0, f"loss {entry.name!r} ignores the policy"
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_registered_loss_meets_the_contract(name):
+    check_loss_contract(LOSSES.entry(name))
+
+
+def test_the_builtin_losses_are_registered():
+    assert {"dpo", "ipo", "cdpo", "rdpo", "simpo", "rpo", "gamma_dpo"} <= set(LOSSES.names())
+
+
+def test_a_loss_registered_by_a_fork_is_picked_up():
+    name = "_test_softplus_hinge"
+
+    @LOSSES.register(name, hparams={"target": 1.0})
+    def hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+              *, beta, target):
+        """Smooth hinge ``softplus(target - beta h)`` on the log-ratio margin ``h``."""
+        h = (policy_chosen_logps - reference_chosen_logps) - (policy_rejected_logps - reference_rejected_logps)
+        return jax.nn.softplus(target - beta * h)
+
+    try:
+        assert LOSSES.get(name) is hinge  # the decorator returns the function unchanged
+        checked = []
+        for entry in LOSSES:  # exactly what the parametrized test above does at collection
+            check_loss_contract(entry)
+            checked.append(entry.name)
+        assert name in checked and checked == sorted(checked)
+        assert LOSSES.entry(name).hparams == {"target": 1.0}
+    finally:
+        LOSSES._entries.pop(name, None)
+    assert name not in LOSSES
+
+
+def _reduced(pc, pr, rc, rr, *, beta):
+    """Wrong: reduces over the batch."""
+    return jnp.mean(-jax.nn.log_sigmoid(beta * ((pc - rc) - (pr - rr))))
+
+
+def _python_branch(pc, pr, rc, rr, *, beta):
+    """Wrong: a Python branch on a hyperparameter (cannot be traced, so cannot be swept)."""
+    return (pc - pr) * (2.0 if beta > 1 else 1.0)
+
+
+def _coupled(pc, pr, rc, rr, *, beta):
+    """Wrong: subtracts the batch mean, so pairs interact."""
+    h = (pc - rc) - (pr - rr)
+    return -jax.nn.log_sigmoid(beta * (h - jnp.mean(h)))
+
+
+def _no_policy(pc, pr, rc, rr, *, beta):
+    """Wrong: ignores the policy."""
+    return jnp.zeros_like(pc) * beta
+
+
+@pytest.mark.parametrize("bad,error,match", [
+    (_reduced, AssertionError, "not shape-preserving"),
+    (_python_branch, jax.errors.TracerBoolConversionError, None),
+    (_coupled, AssertionError, "Not equal to tolerance"),
+    (_no_policy, AssertionError, "ignores the policy"),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_the_contract_check_rejects_broken_losses(bad, error, match):
+    with pytest.raises(error, match=match):
+        check_loss_contract(Entry(bad.__name__, bad))
+
+
+def test_missing_hparam_default_is_rejected():
+    def needs_tau(pc, pr, rc, rr, *, beta, tau):
+        """Needs ``tau`` but its entry declares no default."""
+        return tau * beta * (pc - pr)
+
+    with pytest.raises(TypeError, match="tau"):
+        check_loss_contract(Entry("needs_tau", needs_tau, {}))
+
+
+# ----------------------------------------------------------------------------- registry behaviour
+@pytest.mark.parametrize("registry", [LOSSES, DYNAMICS, EXPERIMENTS, SUITES], ids=lambda r: r.kind)
+def test_unknown_name_raises_value_error_listing_known_names(registry):
+    with pytest.raises(ValueError) as info:
+        registry.get("surely_not_registered")
+    msg = str(info.value)
+    assert "surely_not_registered" in msg and "\n" not in msg
+    for name in registry.names():
+        assert name in msg
+    with pytest.raises(ValueError):
+        registry.entry("surely_not_registered")
+    assert "surely_not_registered" not in registry
+
+
+def test_duplicate_registration_raises_and_keeps_the_original():
+    original = LOSSES.get("dpo")
+    with pytest.raises(ValueError, match="dpo"):
+        LOSSES.register("dpo", lambda *a, **k: None)
+    with pytest.raises(ValueError, match="dpo"):
+        LOSSES.register("dpo")(lambda *a, **k: None)
+    assert LOSSES.get("dpo") is original
+
+
+def test_fresh_registry_semantics():
+    reg = Registry("widget")
+
+    def f():
+        """f."""
+
+    def g():
+        """g."""
+
+    assert reg.register("b", f, hparams={"x": 1.0}, meta={"kind": "exact"}) is f
+    defaults = {"y": 2.0}
+    assert reg.register("a", hparams=defaults)(g) is g
+    defaults["y"] = 99.0  # the registry keeps its own copy
+    assert reg.entry("a").hparams == {"y": 2.0}
+    assert reg.names() == ["a", "b"] and [e.name for e in reg] == ["a", "b"]
+    assert reg.entry("b").meta == {"kind": "exact"} and reg.get("b") is f
+    with pytest.raises(ValueError, match="widget 'a' is already registered"):
+        reg.register("a", f)
+    reg.register("a", f, replace=True)
+    assert reg.get("a") is f
+    with pytest.raises(ValueError, match="unknown widget 'c'; known: a, b"):
+        reg.get("c")
+
+
+# ----------------------------------------------------------------------------- other registries
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+@pytest.mark.parametrize("name", DYNAMICS.names() or ["(none registered)"])
+def test_registered_dynamics_have_the_generic_shape(name):
+    if name == "(none registered)":
+        pytest.skip("no dynamics registered")
+    entry = DYNAMICS.entry(name)
+    kind = entry.meta.get("kind")
+    assert kind in ("exact", "sampled"), f"dynamics {name!r}: meta['kind'] = {kind!r}"
+    if kind == "exact":  # an optax-like (init, update) pair
+        assert callable(getattr(entry.obj, "init", None)) and callable(getattr(entry.obj, "update", None)), name
+    else:  # an (init, update) pair or a factory building one
+        pair = callable(getattr(entry.obj, "init", None)) and callable(getattr(entry.obj, "update", None))
+        assert pair or callable(entry.obj), name
+    for k, v in entry.hparams.items():
+        assert _is_number(v), f"dynamics {name!r}: hparam {k!r} = {v!r} is not a finite number"
+    for k in ("beta", "eta", "learning_rate"):
+        if k in entry.hparams:
+            assert entry.hparams[k] > 0, (name, k)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS.names() or ["(none registered)"])
+def test_registered_experiments_have_the_generic_shape(name):
+    if name == "(none registered)":
+        pytest.skip("no experiments registered")
+    exp = EXPERIMENTS.get(name)
+    assert callable(getattr(exp, "make_program", None)), name
+    assert {"num_steps", "log_every"} <= set(exp.config), name
+    for k, v in exp.hparams.items():
+        assert _is_number(v), f"experiment {name!r}: hparam {k!r} = {v!r} is not a finite number"
+
+
+@pytest.mark.parametrize("name", SUITES.names() or ["(none registered)"])
+def test_registered_suites_are_callable(name):
+    if name == "(none registered)":
+        pytest.skip("no suites registered")
+    assert callable(SUITES.get(name)), name
