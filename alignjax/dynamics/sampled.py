@@ -174,7 +174,7 @@ def make_dynamics(loss: GameLoss | str, policy: Policy, *, optimizer: optax.Grad
         loss, grads = grad_fn(params, P, logp_ref, x, logp_now, logp_anchor, hp, k_main)
         direction, opt_state = tx.update(grads, state.opt_state, params)
         params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return SampledState(params, opt_state, anchor, state.step + 1), metrics
 
     return SampledDynamics(init, update)
