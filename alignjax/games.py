@@ -21,6 +21,7 @@ construction, with no ``... - 1`` cancellation).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -190,7 +191,7 @@ def _newton_single(A, log_ref, beta, tol, max_iter):
 
     def bF(z, b):  # b * F(z) at KL coefficient b, batched over leading axes of z
         p = jax.nn.softmax(z, axis=-1)
-        return b * (z - log_ref) - jnp.matmul(p, A.T)
+        return b * (z - jnp.broadcast_to(log_ref, z.shape)) - jnp.matmul(p, A.T)
 
     def resid(z):
         p = jax.nn.softmax(z)
@@ -210,7 +211,7 @@ def _newton_single(A, log_ref, beta, tol, max_iter):
         D = jnp.diag(p) - p[:, None] * p[None, :]
         J = b * eye - A @ D
         dz = jnp.linalg.solve(J, -bF(z, b))
-        cand = z[None, :] + steps[:, None] * dz[None, :]
+        cand = z[None, :] + steps[:, None] * dz[None, :]  # (num_steps, N)
         merit = jnp.max(jnp.abs(bF(cand, b)), axis=-1)
         merit = jnp.where(jnp.isfinite(merit), merit, jnp.inf)
         z_new = cand[jnp.argmin(merit)]
@@ -219,6 +220,11 @@ def _newton_single(A, log_ref, beta, tol, max_iter):
     z0 = log_ref
     z, r, it = jax.lax.while_loop(cond, body, (z0, resid(z0), jnp.asarray(0, jnp.int32)))
     return z, r, it
+
+
+@partial(jax.jit, static_argnames=("max_iter",))
+def _solve_batch(A, log_ref, beta, tol, *, max_iter):
+    return jax.vmap(lambda a, l, b: _newton_single(a, l, b, tol, max_iter))(A, log_ref, beta)
 
 
 def regularized_nash(P: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike, tol: float | None = None,
@@ -252,7 +258,7 @@ def regularized_nash(P: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike, tol: floa
     A = _antisym(P).reshape(-1, n, n)
     log_ref = jnp.log(pi_ref).reshape(-1, n)
     b = beta.reshape(-1)
-    z, r, it = jax.vmap(lambda a, l, bb: _newton_single(a, l, bb, jnp.asarray(tol, dtype), max_iter))(A, log_ref, b)
+    z, r, it = _solve_batch(A, log_ref, b, jnp.asarray(tol, dtype), max_iter=int(max_iter))
     return RegularizedNash(jax.nn.softmax(z, axis=-1).reshape(*batch, n), r.reshape(batch), it.reshape(batch))
 
 

@@ -106,8 +106,8 @@ def random_game(key: jax.Array, num_responses: int, batch_shape: tuple[int, ...]
     """
     u = jax.random.uniform(key, (*batch_shape, num_responses, num_responses))
     lower = jnp.tril(u, k=-1)
-    return lower + jnp.swapaxes(1.0 - lower, -1, -2) * jnp.triu(jnp.ones_like(u), k=1) + 0.5 * jnp.eye(
-        num_responses)
+    eye = jnp.broadcast_to(jnp.eye(num_responses, dtype=u.dtype), u.shape)
+    return lower + jnp.swapaxes(1.0 - lower, -1, -2) * jnp.triu(jnp.ones_like(u), k=1) + 0.5 * eye
 
 
 def check_preference_matrix(P: ArrayLike, *, atol: float = 1e-5) -> None:
