@@ -28,6 +28,12 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _impl_of(ref: Any):
+    """The PRNG implementation of a (possibly abstract) key array."""
+    impl = getattr(ref.dtype, "_impl", None)  # jax's key dtype carries its impl
+    return impl if impl is not None else jax.random.key_impl(jax.random.key(0))
+
+
 def save(mgr: ocp.CheckpointManager, step: int, state: Any, metrics: dict[str, np.ndarray]) -> None:
     """Save ``state`` (any pytree, keys allowed) and host ``metrics`` as checkpoint ``step``."""
     leaves = jax.tree.leaves(state)
@@ -56,7 +62,7 @@ def restore(mgr: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict
     for i, ref in enumerate(leaves):
         x = np.asarray(data[f"{i:05d}"])
         if _is_key(ref):
-            out.append(jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref)))
+            out.append(jax.random.wrap_key_data(x, impl=_impl_of(ref)))
         else:
             out.append(x)
     metrics = {k: np.asarray(v) for k, v in item.get("metrics", {}).items()}

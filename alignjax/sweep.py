@@ -9,7 +9,13 @@ rows, pads it to a multiple of ``len(jax.devices())``, shards it over a 1-D devi
 * one compile for the whole grid (swept values are array leaves, never trace constants);
 * row ``b`` is config ``b // seeds`` with seed index ``b % seeds``; every config uses the
   same ``seeds`` keys ``split(key(seed), seeds)`` (common random numbers across configs);
-* rows are independent, so results do not depend on the number of devices;
+* rows are independent and each device evaluates them in ``vmap`` blocks of a size fixed
+  by the grid (``lax.map`` over blocks inside ``shard_map``), so results are bit-identical
+  whatever the number of devices. (One caveat, measured here: XLA's simplifier rewrites
+  ``x / b`` into ``x * (1 / b)`` when compiling for one device but not when partitioned,
+  which changes the last bit; write divisions by a hyperparameter as multiplication by its
+  reciprocal, as the built-in programs do, and 1-device and N-device runs agree exactly;
+  ``tests/test_sweep.py`` checks it);
 * long runs go in chunks of ``chunk_logs`` logged intervals: between chunks the progress
   bar advances, metrics are gathered on the host and (with ``out_dir``) an orbax checkpoint
   of the whole sweep state is written; ``resume=True`` restarts from the newest one and
@@ -31,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from alignjax.experiment import Program
 
-__all__ = ["Grid", "SweepResult", "make_grid", "make_run", "run_sweep"]
+__all__ = ["Grid", "SweepResult", "make_grid", "make_run", "run_sweep", "default_block_size"]
 
 
 @dataclass(frozen=True)
@@ -154,10 +160,20 @@ class SweepResult:
         return rows
 
 
-def _rows(grid: Grid, seed: int, num_devices: int):
-    """Flatten the grid to ``B`` rows padded to a multiple of ``num_devices``."""
+def default_block_size(num_rows: int, cap: int = 256) -> int:
+    """Rows evaluated together by one ``vmap``: ``min(cap, next power of two >= num_rows)``.
+
+    It depends on the grid only, never on the device count, so every device runs blocks of
+    the same shape and results are identical on 1 or many devices.
+    """
+    return int(min(cap, 1 << max(0, int(num_rows - 1).bit_length())))
+
+
+def _rows(grid: Grid, seed: int, num_devices: int, block: int):
+    """Flatten the grid to ``B`` rows padded to a multiple of ``num_devices * block``."""
     b = grid.size
-    padded = -(-b // num_devices) * num_devices
+    unit = num_devices * block
+    padded = -(-b // unit) * unit
     idx = np.minimum(np.arange(padded), b - 1)  # padding repeats the last row
     hp = {k: np.repeat(v, grid.num_seeds)[idx] for k, v in grid.hparams.items()}
     seed_keys = jax.random.key_data(jax.random.split(jax.random.key(seed), grid.num_seeds))
@@ -165,9 +181,29 @@ def _rows(grid: Grid, seed: int, num_devices: int):
     return hp, keys, b
 
 
+def _blocked(fn, mesh: Mesh, block: int):
+    """``shard_map`` over the sweep axis; on each device, ``lax.map`` over blocks of ``vmap(fn)``.
+
+    Every argument and output has the leading row axis; each device holds a multiple of
+    ``block`` rows and evaluates them ``block`` at a time, so the per-block program is the
+    same whatever the number of devices.
+    """
+    spec = PartitionSpec("sweep")
+
+    def local(*args):
+        rows = jax.tree.leaves(args)[0].shape[0]
+        nb = rows // block
+        split = jax.tree.map(lambda x: x.reshape(nb, block, *x.shape[1:]), args)
+        out = jax.lax.map(lambda a: jax.vmap(fn)(*a), split)
+        return jax.tree.map(lambda x: x.reshape(nb * block, *x.shape[2:]), out)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec)
+
+
 def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, seed: int = 0,
               out_dir: str | Path | None = None, resume: bool = False, chunk_logs: int | None = None,
               progress: bool = False, devices: Sequence[jax.Device] | None = None,
+              block_size: int | None = None,
               on_chunk: Callable[[int, int], None] | None = None) -> SweepResult:
     """Run every row of ``grid`` for ``num_steps`` steps as one sharded ``jit(vmap(...))``.
 
@@ -181,6 +217,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
       chunk_logs: logged intervals per chunk; None = everything in one call (one compile).
       progress: show a tqdm bar over steps.
       devices: devices to shard over (default ``jax.devices()``).
+      block_size: rows per ``vmap`` block on a device (default :func:`default_block_size`);
+        results are bit-identical across device counts for a fixed block size.
       on_chunk: ``on_chunk(done_chunks, total_chunks)`` after each chunk (and its checkpoint).
 
     Returns:
@@ -192,7 +230,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     devices = list(devices or jax.devices())
     mesh = Mesh(np.array(devices), ("sweep",))
     sharded = NamedSharding(mesh, PartitionSpec("sweep"))
-    hp_np, keys_np, b = _rows(grid, seed, len(devices))
+    block = int(block_size or default_block_size(grid.size))
+    hp_np, keys_np, b = _rows(grid, seed, len(devices), block)
     hp = jax.device_put({k: jnp.asarray(v) for k, v in hp_np.items()}, sharded)
     keys = jax.device_put(jnp.asarray(keys_np), sharded)
     steps = np.arange(num_logs + 1) * log_every
@@ -209,8 +248,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
     if chunk_logs == num_logs and out_dir is None:
         run = make_run(program, num_steps=num_steps, log_every=log_every)
-        fn = jax.jit(counted("run", jax.vmap(lambda h, k: run(h, jax.random.wrap_key_data(k)))),
-                     out_shardings=sharded)
+        fn = jax.jit(counted("run", _blocked(lambda h, k: run(h, jax.random.wrap_key_data(k)), mesh, block)))
         metrics = jax.device_get(fn(hp, keys))
         timings["compile"] = timings["total"] = time.perf_counter() - t_start
         return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
@@ -221,14 +259,13 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         state = program.init(h, jax.random.wrap_key_data(k))
         return state, program.observe(state, h)
 
-    start_fn = jax.jit(counted("init", jax.vmap(start)), out_shardings=sharded)
-    chunk_fn = jax.jit(counted("chunk", jax.vmap(lambda s, h: advance(s, h, chunk_logs))),
-                       out_shardings=sharded)
+    start_fn = jax.jit(counted("init", _blocked(start, mesh, block)))
+    chunk_fn = jax.jit(counted("chunk", _blocked(lambda s, h: advance(s, h, chunk_logs), mesh, block)))
     total_chunks = -(-num_logs // chunk_logs)
     # the last chunk may be shorter; it then needs its own compile
     last_logs = num_logs - (total_chunks - 1) * chunk_logs
     last_fn = chunk_fn if last_logs == chunk_logs else jax.jit(
-        counted("chunk_last", jax.vmap(lambda s, h: advance(s, h, last_logs))), out_shardings=sharded)
+        counted("chunk_last", _blocked(lambda s, h: advance(s, h, last_logs), mesh, block)))
 
     mgr = None
     done, gathered = 0, None

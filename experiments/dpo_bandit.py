@@ -43,7 +43,9 @@ def _instance(key, num_prompts, num_responses, reward_scale):
 
 def optimum_logps(r, log_ref, beta):
     """``log pi*`` with ``pi* ∝ pi_ref exp(r / beta)``; ``r, log_ref`` ``(..., N)``, ``beta`` broadcastable."""
-    return jax.nn.log_softmax(log_ref + r / beta, axis=-1)
+    # r * (1 / beta), not r / beta: XLA rewrites the latter into the former on one device but
+    # not when partitioned, which would break bitwise device-count invariance (see sweep.py).
+    return jax.nn.log_softmax(log_ref + r * (1.0 / beta), axis=-1)
 
 
 def make_program(config) -> Program:
