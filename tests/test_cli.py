@@ -1,0 +1,88 @@
+"""The command line: bad input gives one line on stderr, exit code 2, and writes nothing."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alignjax.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20", "--set", "log_every=10",
+         "--no-progress"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "nope"], "unknown experiment 'nope'"),
+    (["run", "dpo-bandit", "--set", "beta=-1"], "beta must be > 0"),
+    (["run", "dpo-bandit", "--set", "beta=abc"], "bad value for beta"),
+    (["run", "dpo-bandit", "--set", "beta"], "malformed override"),
+    (["run", "dpo-bandit", "--set", "gamma=1"], "unknown setting 'gamma'"),
+    (["run", "dpo-bandit", "--set", "num_steps=2.5"], "bad value for num_steps"),
+    (["run", "dpo-bandit", "--set", "num_steps=25"], "multiple of log_every"),
+    (["run", "dpo-bandit", "--sweep", "beta=1:2"], "bad sweep spec"),
+    (["run", "dpo-bandit", "--sweep", "beta=-1:2:3:log"], "bad sweep spec"),
+    (["run", "dpo-bandit", "--sweep", "beta=0.1,-0.1"], "beta must be > 0"),
+    (["run", "dpo-bandit", "--sweep", "num_steps=1,2"], "cannot sweep 'num_steps'"),
+    (["run", "dpo-bandit", "--sweep", "beta=0.1,nan"], "bad sweep spec"),
+    (["run", "dpo-bandit", "--seeds", "0"], "--seeds must be >= 1"),
+    (["run", "dpo-bandit", "--set", "pairs=bogus"], "pairs must be"),
+    (["reproduce", "nope"], "unknown suite 'nope'"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [*argv, "--out", str(out)] if argv[0] == "run" else [*argv, "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("alignjax: error:")
+    assert not out.exists()
+
+
+def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "dpo-bandit", *SMALL, "--sweep", "beta=0.1,1", "--seeds", "2", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "metrics.csv", "summary.json", "loss.png"} <= names
+    config = json.loads((out / "config.json").read_text())
+    assert config["sweep"] == {"beta": [0.1, 1.0]} and config["config"]["num_prompts"] == 2
+    rows = (out / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 2 * 2 * 3  # header + configs x seeds x logged steps
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_compiles"] == {"run": 1}
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["sweep"] == {}
+
+
+def test_resume_with_different_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "dpo-bandit", *SMALL, "--chunks", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", "dpo-bandit", *SMALL, "--set", "beta=0.5", "--resume", "--out", str(out)]) == 2
+    assert "settings differ" in capsys.readouterr().err
+    assert main(["run", "dpo-bandit", *SMALL, "--chunks", "2", "--resume", "--out", str(out)]) == 0
+
+
+def test_reproduce_refuses_existing_folder_before_running(tmp_path, capsys):
+    (tmp_path / "dpo-bandit").mkdir()
+    (tmp_path / "dpo-bandit" / "keep.txt").write_text("mine")
+    assert main(["reproduce", "dpo-bandit", "--quick", "--out", str(tmp_path)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "dpo-bandit" / "keep.txt").read_text() == "mine"
+
+
+def test_list_and_console_script(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "dpo-bandit" in out and "dpo" in out
+    proc = subprocess.run([sys.executable, "-m", "alignjax", "run", "nope"], capture_output=True, text=True,
+                          cwd=ROOT, env=os.environ.copy())
+    assert proc.returncode == 2 and proc.stderr.strip() == "alignjax: error: unknown experiment 'nope'; known: " + \
+        proc.stderr.strip().split("known: ")[1]

@@ -1,0 +1,54 @@
+"""The dpo-bandit experiment: convergence to the closed form, data-size behaviour."""
+
+import jax
+import numpy as np
+import pytest
+
+from alignjax.registry import EXPERIMENTS, SUITES
+from alignjax.sweep import make_grid, run_sweep
+
+EXP = EXPERIMENTS.get("dpo-bandit")
+
+
+@pytest.mark.parametrize("beta", [0.01, 0.1, 1.0, 5.0])
+def test_population_dpo_converges_to_closed_form_float64(beta):
+    cfg = {**EXP.config, "num_prompts": 4, "num_responses": 8, "num_steps": 600, "log_every": 600}
+    with jax.enable_x64(True):
+        res = run_sweep(EXP.make_program(cfg), make_grid({**EXP.hparams, "beta": beta}, seeds=2),
+                        num_steps=600, log_every=600)
+    err = res.metrics["max_abs_log_err"]
+    assert err[..., 0].min() > 0.1  # the reference is far from pi* at the start
+    assert err[..., -1].max() < 1e-4
+
+
+def test_initial_state_is_reference():
+    cfg = {**EXP.config, "num_prompts": 2, "num_responses": 4, "num_steps": 10, "log_every": 10}
+    res = run_sweep(EXP.make_program(cfg), make_grid(EXP.hparams, seeds=1), num_steps=10, log_every=10)
+    assert abs(res.metrics["reverse_kl_ref"][0, 0, 0]) < 1e-6
+
+
+def test_sampled_gap_falls_with_data():
+    cfg = {**EXP.config, "num_prompts": 4, "num_responses": 6, "pairs": "sampled", "max_pairs": 128,
+           "num_steps": 400, "log_every": 400}
+    grid = make_grid(EXP.hparams, {"num_pairs": [4.0, 128.0]}, seeds=4)
+    kl = run_sweep(EXP.make_program(cfg), grid, num_steps=400, log_every=400).metrics["kl_to_optimum"]
+    small, large = kl[0, :, -1].mean(), kl[1, :, -1].mean()
+    assert large < small / 2
+
+
+def test_validate_rejects_bad_settings():
+    with pytest.raises(ValueError, match="num_pairs"):
+        EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams.items()}, "num_pairs": np.array([0.0])})
+    with pytest.raises(ValueError, match="learning_rate"):
+        EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams.items()},
+                               "learning_rate": np.array([9.0])})
+
+
+@pytest.mark.slow
+def test_suite_quick_path(tmp_path):
+    from alignjax.results import SuiteContext
+
+    claims = SUITES.get("dpo-bandit")(SuiteContext(out_dir=tmp_path, quick=True, progress=False))
+    assert [c.id for c in claims] == ["closed-form-optimum", "sampled-gap-shrinks", "hard-labels-overfit"]
+    assert all(isinstance(c.holds, bool) for c in claims)
+    assert (tmp_path / "dpo_bandit.png").exists()
