@@ -209,26 +209,40 @@ def _pop_optimum_cases():
     ]
 
 
+@functools.cache
+def _population_loss(name):
+    """Jitted ``alpha l(h) + (1-alpha) l(-h)`` and its h-derivative (one compile per loss and dtype)."""
+    fn = CASES[name][0]
+
+    def pop(h, alpha, beta, hp):
+        zero = jnp.zeros_like(h)
+        return alpha * fn(h, zero, zero, zero, beta=beta, **hp) + (1 - alpha) * fn(-h, zero, zero, zero, beta=beta, **hp)
+
+    return jax.jit(pop), jax.jit(jax.grad(pop))
+
+
 @pytest.mark.parametrize("name,hp,h_star", _pop_optimum_cases(), ids=lambda v: v if isinstance(v, str) else "")
 @pytest.mark.parametrize("alpha", [0.2, 0.5, 0.73, 0.95])
 @pytest.mark.parametrize("beta", [0.1, 1.0, 3.0])
 def test_population_optimum_with_soft_labels(name, hp, h_star, alpha, beta):
     """min_h alpha l(h) + (1-alpha) l(-h): DPO's minimiser satisfies sigmoid(beta h) = alpha."""
-    fn = CASES[name][0]
     with jax.enable_x64(True):
+        f64 = lambda v: jnp.asarray(v, jnp.float64)  # noqa: E731
+        pop_fn, grad_fn = _population_loss(name)
+        hp64 = {k: f64(v) for k, v in hp.items()}
+
         def pop(h):
-            h = jnp.asarray(h, jnp.float64)
-            return alpha * fn(h, 0.0, 0.0, 0.0, beta=beta, **hp) + (1 - alpha) * fn(-h, 0.0, 0.0, 0.0, beta=beta, **hp)
+            return float(pop_fn(f64(h), f64(alpha), f64(beta), hp64))
 
         if name == "rdpo" and not hp["eps"] < alpha < 1 - hp["eps"]:
             # Observed labels cleaner than the assumed flip rate allows: unbounded below in h.
-            vals = [float(pop(h)) for h in (1.0, 10.0, 100.0, 1000.0)]
+            vals = [pop(h) for h in (1.0, 10.0, 100.0, 1000.0)]
             assert vals == sorted(vals, reverse=True) and vals[-1] < -10.0
             return
         target = h_star(alpha, beta)
-        res = optimize.minimize_scalar(lambda h: float(pop(h)), bracket=(target - 1.0, target + 1.0), tol=1e-12)
+        res = optimize.minimize_scalar(pop, bracket=(target - 1.0, target + 1.0), tol=1e-12)
         assert res.x == pytest.approx(target, abs=1e-5 * (1 + abs(target)))
-        assert abs(float(jax.grad(pop)(target))) < 1e-10 * (1 + beta)
+        assert abs(float(grad_fn(f64(target), f64(alpha), f64(beta), hp64))) < 1e-10 * (1 + beta)
     if name == "dpo":
         assert 1 / (1 + np.exp(-beta * res.x)) == pytest.approx(alpha, abs=1e-6)
 

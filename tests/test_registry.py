@@ -255,3 +255,63 @@ def test_registered_suites_are_callable(name):
     if name == "(none registered)":
         pytest.skip("no suites registered")
     assert callable(SUITES.get(name)), name
+
+
+# ----------------------------------------------------------------------------- docs/extending.md
+def _doc_blocks():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    return [b for b in blocks if "(sketch" not in b.splitlines()[0]]
+
+
+def _run_doc_examples(check):
+    """Exec every python block of docs/extending.md in one namespace, call ``check(ns)``, then
+    remove whatever the examples registered (so other tests see the registries unchanged)."""
+    registries = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES)
+    before = [set(r._entries) for r in registries]
+    ns: dict = {}
+    try:
+        blocks = _doc_blocks()
+        assert len(blocks) >= 5
+        for block in blocks:
+            exec(compile(block, "docs/extending.md", "exec"), ns)  # noqa: S102
+        for name in ("my-game", "my-suite", "smoothed-br", "my_hinge"):
+            assert any(name in r.names() for r in registries), name
+        check(ns)
+    finally:
+        for r, names in zip(registries, before):
+            for extra in set(r._entries) - names:
+                r._entries.pop(extra)
+    assert "my_hinge" not in LOSSES and "smoothed-br" not in DYNAMICS and "my-game" not in EXPERIMENTS
+
+
+def test_extending_doc_examples_run():
+    """The code of docs/extending.md runs as written and gives the answers it states."""
+
+    def check(ns):
+        np.testing.assert_allclose(np.asarray(ns["my_hinge"](ns["pc"], ns["pr"], ns["rc"], ns["rr"], beta=0.5,
+                                                            delta=1.0)), [0.0, 1.5], atol=1e-6)
+        check_loss_contract(LOSSES.entry("my_hinge"))
+        assert ns["pis"].shape == (5, 5)
+        gap = float(ns["regularized_gap"](ns["P"], ns["pis"][-1], ns["pi_ref"], 1.0))
+        assert 0.0 <= gap < 1e-6, gap
+        assert ns["result"].metrics["gap"].shape == (3, 2, 6)
+        assert sum(ns["result"].num_compiles.values()) == 1, ns["result"].num_compiles
+
+    _run_doc_examples(check)
+
+
+@pytest.mark.slow
+def test_extending_doc_suite_example_holds(tmp_path):
+    """The example suite of docs/extending.md runs its quick path and its claim holds."""
+    from alignjax.results import SuiteContext
+
+    def check(ns):
+        (c,) = ns["reproduce"](SuiteContext(out_dir=tmp_path, quick=True))
+        assert c.holds, c
+        assert (tmp_path / "gap.csv").exists()
+
+    _run_doc_examples(check)
