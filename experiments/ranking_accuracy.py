@@ -49,20 +49,20 @@ SETTINGS = {
         gammas=(0.0, 0.5, 1.0, 1.5, 2.0), gamma_beta=0.1,     # gamma-scaled DPO sweep
         cdpo_eps=0.1, rdpo_eps=0.1, simpo_gamma=0.5, rpo_eta_sft=0.005,
         online_steps=16, online_batch=16,
-        winrate_prompts=128, tabular_steps=4000,
+        winrate_prompts=128, tabular_steps=8000,
     ),
     "full": dict(
         seed=0, vocab_size=16, prompt_len=4, max_len=12,
         dim=48, depth=2, heads=2,
         num_raters=5, second_temperature=1.5,
         sft_examples=8192, sft_steps=1500, sft_batch=64, sft_learning_rate=3e-3,
-        num_train=1024, num_val=512,
-        batch_size=32, epochs=5, logs_per_epoch=4, learning_rate=5e-4,
+        num_train=1024, num_val=256,
+        batch_size=32, epochs=5, logs_per_epoch=2, learning_rate=5e-4,
         betas=PAPER_BETAS, other_betas=PAPER_BETAS,
         gammas=(0.0, 0.5, 1.0, 1.5, 2.0), gamma_beta=0.1,
         cdpo_eps=0.1, rdpo_eps=0.1, simpo_gamma=0.5, rpo_eta_sft=0.005,
         online_steps=160, online_batch=32,
-        winrate_prompts=512, tabular_steps=6000,
+        winrate_prompts=256, tabular_steps=8000,
     ),
 }
 
@@ -117,10 +117,17 @@ def _tabular_thm31(ref_c, ref_r, alpha, betas, steps):
     ``theta`` starts at the reference log-probs. The population loss
     ``alpha l(w,l) + (1-alpha) l(l,w)`` depends on ``z = beta h``; with step ``1/beta^2`` per
     beta (an array hyperparameter), ``z`` follows ``z <- z - 2 (sigmoid(z) - alpha)``, a
-    contraction for every beta. Returns ``(log-ratio trajectory (B, T, n), loss inputs)``.
+    contraction for every beta. Runs in float64. Returns the table trajectory ``(B, 11, n, 2)``
+    (``[..., 0]`` = ``log pi(y_w)``, ``[..., 1]`` = ``log pi(y_l)``) at 11 evenly spaced steps.
     """
-    a = rk.clip_alpha(alpha)
+    with jax.enable_x64(True):   # float32 updates stall below ulp(theta) near the optimum
+        ref_c = jnp.asarray(np.asarray(ref_c, np.float64))
+        ref_r = jnp.asarray(np.asarray(ref_r, np.float64))
+        a = jnp.clip(jnp.asarray(np.asarray(alpha, np.float64)), rk.UNANIMOUS_EPS, 1.0 - rk.UNANIMOUS_EPS)
+        return np.asarray(_tabular_run(ref_c, ref_r, a, jnp.asarray(np.asarray(betas, np.float64)), steps))
 
+
+def _tabular_run(ref_c, ref_r, a, betas, steps):
     def run(beta):
         theta0 = jnp.stack([ref_c, ref_r], -1)
 
@@ -138,7 +145,7 @@ def _tabular_thm31(ref_c, ref_r, alpha, betas, steps):
         _, traj = jax.lax.scan(interval, theta0, None, length=10)
         return jnp.concatenate([theta0[None], traj])   # (11, n, 2)
 
-    return jax.jit(jax.vmap(run))(jnp.asarray(betas, jnp.float32))
+    return jax.jit(jax.vmap(run))(betas)
 
 
 def _pearson(a, b):
