@@ -58,16 +58,23 @@ class GameLoss(NamedTuple):
     hparams: tuple[str, ...]
 
 
-def _observe(P, y, yp, key, bernoulli: bool):
-    """Observed outcome of ``y`` vs ``yp``: ``Bernoulli(P[y, yp])`` draws or ``P[y, yp]``."""
+def _observe(P, y, yp, u, bernoulli: bool):
+    """Observed outcome of ``y`` vs ``yp``: ``1[u < P[y, yp]]`` (a Bernoulli draw, ``u ~ U(0,1)``) or ``P[y, yp]``."""
     p = P[y, yp]
     if bernoulli:
-        return jax.random.bernoulli(key, p).astype(p.dtype)
+        return (u < p).astype(p.dtype)
     return p
 
 
-def _draw(key, logp, num_samples):
-    return jax.random.categorical(key, logp, shape=(num_samples,))
+def _inverse_cdf(u, logp):
+    """``y ~ softmax(logp)`` from uniforms ``u (K,)`` by inverting the CDF (``(K,)`` ints in ``[0, N)``)."""
+    cdf = jnp.cumsum(jnp.exp(logp))[:-1]
+    return jnp.sum(u[:, None] > cdf[None, :], axis=-1)
+
+
+def _uniforms(key, rows, num_samples):
+    """All the randomness of one loss in ONE draw (cheap to compile on CPU): ``(rows, K)``."""
+    return jax.random.uniform(key, (rows, num_samples))
 
 
 def mixture_logp(logp, logp_ref, m):
@@ -93,12 +100,12 @@ def _ipo1_population(logp, g, hp):
 def _ipo1_sampled(logp, g, hp, key, num_samples, bernoulli):
     """``y, y' ~ Uniform(N)`` (the population weights), ``y'' ~ pi_s``; target ``(o(y,y'') - o(y',y''))/beta``."""
     n = logp.shape[-1]
-    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    y = jax.random.randint(k1, (num_samples,), 0, n)
-    yp = jax.random.randint(k2, (num_samples,), 0, n)
-    ypp = _draw(k3, g.logp_now, num_samples)
+    u = _uniforms(key, 5, num_samples)
+    y = jnp.minimum((u[0] * n).astype(jnp.int32), n - 1)
+    yp = jnp.minimum((u[1] * n).astype(jnp.int32), n - 1)
+    ypp = _inverse_cdf(u[2], g.logp_now)
     delta = logp - g.logp_ref
-    target = (_observe(g.P, y, ypp, k4, bernoulli) - _observe(g.P, yp, ypp, k5, bernoulli)) / hp["beta"]
+    target = (_observe(g.P, y, ypp, u[3], bernoulli) - _observe(g.P, yp, ypp, u[4], bernoulli)) / hp["beta"]
     return jnp.mean((delta[y] - delta[yp] - target) ** 2)
 
 
@@ -119,11 +126,11 @@ def _ipo2_population(logp, g, hp):
 
 def _ipo2_sampled(logp, g, hp, key, num_samples, bernoulli):
     """``y, y' ~ pi_t``; loss ``[h(y,y') - (o(y,y') - 1/2)/beta]^2``."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    y = _draw(k1, g.logp_now, num_samples)
-    yp = _draw(k2, g.logp_now, num_samples)
+    u = _uniforms(key, 3, num_samples)
+    y = _inverse_cdf(u[0], g.logp_now)
+    yp = _inverse_cdf(u[1], g.logp_now)
     delta = logp - g.logp_ref
-    o = _observe(g.P, y, yp, k3, bernoulli)
+    o = _observe(g.P, y, yp, u[2], bernoulli)
     return jnp.mean((delta[y] - delta[yp] - (o - 0.5) / hp["beta"]) ** 2)
 
 
@@ -146,10 +153,10 @@ def _nmdpg_population(logp, g, hp):
 
 def _nmdpg_sampled(logp, g, hp, key, num_samples, bernoulli):
     """``y ~ pi``, ``y' ~ pi_mix``; ``-mean[(o(y,y') - 1/2 - beta*Delta_t(y)) log pi(y)]``."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    y = _draw(k1, g.logp_now, num_samples)
-    yp = _draw(k2, mixture_logp(g.logp_now, g.logp_ref, hp["mixture"]), num_samples)
-    adv = _observe(g.P, y, yp, k3, bernoulli) - 0.5 - hp["beta"] * (g.logp_now[y] - g.logp_ref[y])
+    u = _uniforms(key, 3, num_samples)
+    y = _inverse_cdf(u[0], g.logp_now)
+    yp = _inverse_cdf(u[1], mixture_logp(g.logp_now, g.logp_ref, hp["mixture"]))
+    adv = _observe(g.P, y, yp, u[2], bernoulli) - 0.5 - hp["beta"] * (g.logp_now[y] - g.logp_ref[y])
     return -jnp.mean(adv * logp[y])
 
 
@@ -183,10 +190,10 @@ def _inpo_population(logp, g, hp):
 
 def _inpo_sampled(logp, g, hp, key, num_samples, bernoulli):
     """``y, y' ~ pi_t``; with outcome ``o`` the loss is ``o (g - eta/2)^2 + (1-o)(g + eta/2)^2``."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    y = _draw(k1, g.logp_anchor, num_samples)
-    yp = _draw(k2, g.logp_anchor, num_samples)
-    o = _observe(g.P, y, yp, k3, bernoulli)
+    u = _uniforms(key, 3, num_samples)
+    y = _inverse_cdf(u[0], g.logp_anchor)
+    yp = _inverse_cdf(u[1], g.logp_anchor)
+    o = _observe(g.P, y, yp, u[2], bernoulli)
     gm = _inpo_g(logp, g, hp, y, yp)
     half = 0.5 * hp["eta"]
     return jnp.mean(o * (gm - half) ** 2 + (1.0 - o) * (gm + half) ** 2)
@@ -208,10 +215,10 @@ def _sppo_population(logp, g, hp):
 
 def _sppo_sampled(logp, g, hp, key, num_samples, bernoulli):
     """``y, y' ~ pi_t``, ``Phat(y > pi_t) = o(y,y')``; loss summed over the pair."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    y = _draw(k1, g.logp_anchor, num_samples)
-    yp = _draw(k2, g.logp_anchor, num_samples)
-    o = _observe(g.P, y, yp, k3, bernoulli)
+    u = _uniforms(key, 3, num_samples)
+    y = _inverse_cdf(u[0], g.logp_anchor)
+    yp = _inverse_cdf(u[1], g.logp_anchor)
+    o = _observe(g.P, y, yp, u[2], bernoulli)
     lr = logp - g.logp_anchor
     eta = hp["eta"]
     return jnp.mean((lr[y] - eta * (o - 0.5)) ** 2 + (lr[yp] - eta * (0.5 - o)) ** 2)
