@@ -95,8 +95,8 @@ def _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every):
         raise ValueError(f"log_every must be a positive integer dividing num_steps={num_steps}; got {log_every!r}")
 
 
-@partial(jax.jit, static_argnames=("name", "num_steps", "log_every", "average"))
-def _run(P, log_ref, log_pi0, beta, eta, *, name, num_steps, log_every, average):
+@partial(jax.jit, static_argnames=("name", "num_steps", "log_every", "average", "shared_P"))
+def _run(P, log_ref, log_pi0, beta, eta, *, name, num_steps, log_every, average, shared_P=False):
     dyn: ExactDynamics = DYNAMICS.get(name)
 
     def one(P, lr, lp0, b, e):
@@ -118,7 +118,8 @@ def _run(P, log_ref, log_pi0, beta, eta, *, name, num_steps, log_every, average)
         _, logged = jax.lax.scan(outer, (s0, avg0), None, length=num_steps // log_every)
         return jnp.concatenate([avg0[None], logged], axis=0)
 
-    return jax.vmap(one)(P, log_ref, log_pi0, beta, eta)
+    # a single game shared by every config stays unbatched: the vmapped mat-vecs become one mat-mat
+    return jax.vmap(one, in_axes=(None if shared_P else 0, 0, 0, 0, 0))(P, log_ref, log_pi0, beta, eta)
 
 
 def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike, eta: ArrayLike, num_steps: int,
@@ -158,6 +159,8 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike, eta
     batch = jnp.broadcast_shapes(P.shape[:-2], pi_ref.shape[:-1], pi0.shape[:-1], beta.shape, eta.shape)
     size = int(np.prod(batch, dtype=np.int64))
     flat = lambda x, tail: jnp.broadcast_to(x.astype(dtype), (*batch, *tail)).reshape(size, *tail)
-    out = _run(flat(P, (n, n)), jnp.log(flat(pi_ref, (n,))), jnp.log(flat(pi0, (n,))), flat(beta, ()),
-               flat(eta, ()), name=name, num_steps=int(num_steps), log_every=int(log_every), average=bool(average))
+    shared = P.ndim == 2  # one game for the whole batch: not copied per config
+    out = _run(P.astype(dtype) if shared else flat(P, (n, n)), jnp.log(flat(pi_ref, (n,))), jnp.log(flat(pi0, (n,))),
+               flat(beta, ()), flat(eta, ()), name=name, num_steps=int(num_steps), log_every=int(log_every),
+               average=bool(average), shared_P=shared)
     return out.reshape(*batch, out.shape[-2], n)
