@@ -247,3 +247,19 @@ def test_round_length_keeps_the_anchor():
         np.testing.assert_array_equal(st.anchor, logits0)  # anchor fixed during the round
     st, _ = dyn.update(st, P, logp_ref, jnp.arange(1), HP, jax.random.key(9))
     assert float(jnp.max(jnp.abs(st.anchor - logits0))) > 1e-6  # refreshed at step 3
+
+
+@pytest.mark.slow
+def test_sampled_suite_quick_path(tmp_path):
+    from experiments._nash_sampled import sampled_claims
+    from alignjax.results import SuiteContext
+
+    ctx = SuiteContext(out_dir=tmp_path, quick=True)
+    claims = sampled_claims(ctx)
+    assert {c.id for c in claims} == {"sampled-egpo-noise-floor-shrinks", "online-ipo2-nash-md-pg-stall-small-beta",
+                                      "egpo-lowest-gap-every-beta", "neural-egpo-reduces-gap"}
+    for name in ("sampled_tabular.png", "sampled_noise_floor.png", "sampled_neural.png",
+                 "sampled_tabular_final.csv", "sampled_tabular_curves.csv", "sampled_noise_floor.csv",
+                 "sampled_neural.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "timings_s" in ctx.config["sampled"]
