@@ -21,8 +21,8 @@ from alignjax.prefs import random_game, rock_paper_scissors
 from alignjax.registry import DYNAMICS
 
 HP = {"beta": 0.3, "learning_rate": 0.05, "eta": 0.7, "mixture": 0.2}
-NAMES = ["sampled_egpo", "sampled_online_ipo_1", "sampled_online_ipo_2", "sampled_nash_md_pg",
-         "sampled_inpo", "sampled_sppo"]
+NAMES = ["sampled-egpo", "sampled-online-ipo-1", "sampled-online-ipo-2", "sampled-nash-md-pg",
+         "sampled-inpo", "sampled-sppo"]
 
 
 def _game(n=4, b=1, seed=0, dtype=jnp.float32):
@@ -62,6 +62,22 @@ def test_online_ipo1_and_egpo_tabular_step_equal_exact_omd_and_extragradient(b):
     np.testing.assert_allclose(jax.nn.log_softmax(st.params, axis=-1), expected, atol=2e-5)
     # and EGPO is not online IPO 1 (the half step changes the opponent)
     assert np.max(np.abs(expected - _omd(logp_t, logp_ref, P, beta, eta))) > 1e-4
+
+
+def test_tabular_steps_match_the_registered_exact_dynamics():
+    # cross-check with alignjax.dynamics.exact (a separate code path): eta = 4 lr/(N beta)
+    n = 6
+    P, logp_ref, logits0 = _game(n, 1, seed=9)
+    beta, lr = 0.2, 0.03
+    eta = 4 * lr / (n * beta)
+    for sampled_name, exact_name in (("sampled-egpo", "egpo"), ("sampled-online-ipo-1", "omd")):
+        dyn = DYNAMICS.get(sampled_name)(tabular(1, n), mode="population")
+        st, _ = dyn.update(dyn.init(jax.random.key(0), logits0), P, logp_ref, jnp.arange(1),
+                           {"beta": beta, "learning_rate": lr}, jax.random.key(1))
+        ex = DYNAMICS.get(exact_name)
+        es = ex.update(ex.init(jax.nn.log_softmax(logits0[0]), P[0], logp_ref[0], beta, eta), P[0], logp_ref[0],
+                       beta, eta)
+        np.testing.assert_allclose(jax.nn.log_softmax(st.params[0]), es.log_pi, atol=2e-5)
 
 
 def test_nash_md_pg_and_sppo_tabular_steps_are_the_hand_derived_ones():
@@ -111,12 +127,12 @@ def test_population_minimiser_is_the_omd_step(name):
         assert float(jnp.max(jnp.abs(expected - logp_t))) > 1e-2  # not the trivial fixed point
 
 
-_FAST_UNBIASED = ("sampled_online_ipo_1", "sampled_online_ipo_2", "sampled_nash_md_pg")
+_FAST_UNBIASED = ("sampled-online-ipo-1", "sampled-online-ipo-2", "sampled-nash-md-pg")
 
 
 @pytest.mark.parametrize("name,bernoulli", [
     pytest.param(n, True, marks=() if n in _FAST_UNBIASED else pytest.mark.slow) for n in NAMES
-] + [("sampled_inpo", False)])
+] + [("sampled-inpo", False)])
 def test_sampled_gradient_is_unbiased(name, bernoulli):
     n, b, lr = 4, 2, 1.0
     P, logp_ref, logits0 = _game(n, b, seed=4)
@@ -127,7 +143,7 @@ def test_sampled_gradient_is_unbiased(name, bernoulli):
     st0 = pop.init(jax.random.key(0), logits0)
     expected = pop.update(st0, P, logp_ref, x, hp, jax.random.key(0))[0].params - logits0
 
-    if name == "sampled_egpo":
+    if name == "sampled-egpo":
         # the extragradient half step is itself random: check the main-step gradient only,
         # with the half step switched off (that is online IPO 1's update).
         smp = S.sampled_online_ipo_1(pol, mode="sampled", num_samples=8, bernoulli=bernoulli)
@@ -175,8 +191,8 @@ def test_equilibrium_is_a_fixed_point_of_population_egpo():
     # rock-paper-scissors with a uniform reference: the uniform policy is pi*_beta for every beta
     P = rock_paper_scissors()[None]
     logp_ref = jnp.full((1, 3), -jnp.log(3.0))
-    for name in ("sampled_egpo", "sampled_online_ipo_1", "sampled_online_ipo_2", "sampled_nash_md_pg",
-                 "sampled_inpo"):
+    for name in ("sampled-egpo", "sampled-online-ipo-1", "sampled-online-ipo-2", "sampled-nash-md-pg",
+                 "sampled-inpo"):
         dyn = DYNAMICS.get(name)(tabular(1, 3), mode="population")
         st, m = dyn.update(dyn.init(jax.random.key(0)), P, logp_ref, jnp.arange(1), HP, jax.random.key(1))
         np.testing.assert_allclose(st.params, jnp.zeros((1, 3)), atol=1e-6)
@@ -220,9 +236,8 @@ def test_function_approximation_and_contextual_batch_reduce_the_gap(family):
 def test_registry_and_bad_input():
     for name in NAMES:
         e = DYNAMICS.entry(name)
-        assert e.meta == {"kind": "sampled"}
-        S.validate_hparams(S._loss({"sampled_egpo": "online_ipo_1"}.get(name, name.removeprefix("sampled_"))),
-                           dict(HP, **e.hparams))
+        assert e.meta["kind"] == "sampled" and e.meta["extragradient"] == (name == "sampled-egpo")
+        S.validate_hparams(e.meta["loss"], e.hparams)  # the defaults are complete and valid
     with pytest.raises(ValueError, match="beta"):
         S.validate_hparams("online_ipo_2", {"beta": -1.0, "learning_rate": 0.1})
     with pytest.raises(ValueError, match="learning_rate"):

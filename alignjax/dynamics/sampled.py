@@ -188,8 +188,6 @@ def _factory(loss_name: str, *, extragradient: bool = False, doc: str = ""):
     return factory
 
 
-_META = {"kind": "sampled"}
-
 sampled_egpo = _factory("online_ipo_1", extragradient=True, doc=(
     "EGPO (Zhou et al. 2025, arXiv 2503.08942): online IPO 1's loss with an extragradient half "
     "step; tabular SGD == exact extragradient with eta = 4 lr/(N beta)."))
@@ -205,13 +203,18 @@ sampled_nash_md_pg = _factory("nash_md_pg", doc=(
 sampled_inpo = _factory("inpo", doc="INPO (Zhang et al., arXiv 2407.00617): see sampled_losses.inpo.")
 sampled_sppo = _factory("sppo", doc="SPPO (Wu et al., arXiv 2405.00675): see sampled_losses.sppo.")
 
-DYNAMICS.register("sampled_egpo", sampled_egpo, hparams={"beta": 0.1, "learning_rate": 0.1}, meta=_META)
-DYNAMICS.register("sampled_online_ipo_1", sampled_online_ipo_1, hparams={"beta": 0.1, "learning_rate": 0.1},
-                  meta=_META)
-DYNAMICS.register("sampled_online_ipo_2", sampled_online_ipo_2, hparams={"beta": 0.1, "learning_rate": 0.1},
-                  meta=_META)
-DYNAMICS.register("sampled_nash_md_pg", sampled_nash_md_pg,
-                  hparams={"beta": 0.1, "learning_rate": 0.1, "mixture": 0.02}, meta=_META)
-DYNAMICS.register("sampled_inpo", sampled_inpo, hparams={"beta": 0.1, "eta": 1.0, "learning_rate": 0.1},
-                  meta=_META)
-DYNAMICS.register("sampled_sppo", sampled_sppo, hparams={"eta": 1.0, "learning_rate": 0.1}, meta=_META)
+def _meta(loss_name: str, extragradient: bool = False) -> dict:
+    return {"kind": "sampled", "loss": loss_name, "extragradient": extragradient}
+
+
+DYNAMICS.register("sampled-egpo", sampled_egpo, hparams={"beta": 0.1, "learning_rate": 0.1},
+                  meta=_meta("online_ipo_1", True))
+DYNAMICS.register("sampled-online-ipo-1", sampled_online_ipo_1, hparams={"beta": 0.1, "learning_rate": 0.1},
+                  meta=_meta("online_ipo_1"))
+DYNAMICS.register("sampled-online-ipo-2", sampled_online_ipo_2, hparams={"beta": 0.1, "learning_rate": 0.1},
+                  meta=_meta("online_ipo_2"))
+DYNAMICS.register("sampled-nash-md-pg", sampled_nash_md_pg,
+                  hparams={"beta": 0.1, "learning_rate": 0.1, "mixture": 0.02}, meta=_meta("nash_md_pg"))
+DYNAMICS.register("sampled-inpo", sampled_inpo, hparams={"beta": 0.1, "eta": 1.0, "learning_rate": 0.1},
+                  meta=_meta("inpo"))
+DYNAMICS.register("sampled-sppo", sampled_sppo, hparams={"eta": 1.0, "learning_rate": 0.1}, meta=_meta("sppo"))
