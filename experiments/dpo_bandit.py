@@ -11,7 +11,9 @@ Modes (static ``pairs``):
 
 * ``"all"`` (population): every unordered pair ``y < y'`` with its soft label
   ``alpha = sigmoid(r_y - r_y')``; loss per prompt ``L_x = (1/N) sum_{y<y'}
-  [alpha l(h) + (1 - alpha) l(-h)]`` with ``l`` the DPO loss. Its minimiser is ``pi*``.
+  [alpha l(h) + (1 - alpha) l(-h)] = (1/N) sum_{y != y'} alpha_{yy'} l(h_{yy'})`` with ``l``
+  the DPO loss, computed densely over the ``(N, N)`` matrix of ordered pairs. Its minimiser
+  is ``pi*``.
 * ``"sampled"``: ``max_pairs`` pairs per prompt drawn uniformly among ``y != y'``; the first
   ``num_pairs`` (a continuous hyperparameter, so data size is swept in one compile) are
   used; labels are soft (``alpha``) or hard (Bernoulli(alpha)) per ``labels``. The loss is
@@ -29,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignjax import losses, prefs
+from alignjax import losses
 from alignjax.experiment import Experiment, Program
 from alignjax.registry import EXPERIMENTS, SUITES
 
@@ -55,34 +57,35 @@ def make_program(config) -> Program:
         raise ValueError(f"pairs must be 'all' or 'sampled'; got {mode!r}")
     if labels not in ("soft", "hard"):
         raise ValueError(f"labels must be 'soft' or 'hard'; got {labels!r}")
-    iu, ju = np.triu_indices(n_y, k=1)
 
     def data(key, hp):
         k_inst, k_pairs, k_lab = jax.random.split(key, 3)
         r, log_ref = _instance(k_inst, n_x, n_y, hp["reward_scale"])
-        if mode == "all":
-            w = jnp.broadcast_to(jnp.asarray(iu), (n_x, iu.size))
-            lo = jnp.broadcast_to(jnp.asarray(ju), (n_x, iu.size))
-            weight = jnp.full((n_x, iu.size), 1.0 / n_y)
-        else:
-            a = jax.random.randint(k_pairs, (n_x, max_pairs), 0, n_y)
-            b = (a + jax.random.randint(jax.random.fold_in(k_pairs, 1), (n_x, max_pairs), 1, n_y)) % n_y
-            w, lo = a, b
-            used = (jnp.arange(max_pairs) < hp["num_pairs"]).astype(jnp.float32)
-            weight = jnp.broadcast_to(used * (n_y - 1) / 2.0 / jnp.maximum(hp["num_pairs"], 1.0), (n_x, max_pairs))
-        rw = jnp.take_along_axis(r, w, axis=-1)
-        rl = jnp.take_along_axis(r, lo, axis=-1)
-        alpha = jax.nn.sigmoid(rw - rl)
-        if mode == "sampled" and labels == "hard":
+        d = dict(r=r, log_ref=log_ref)
+        if mode == "all":  # dense: every ordered pair (y, y'), y != y', weight 1/N
+            d["alpha"] = jax.nn.sigmoid(r[:, :, None] - r[:, None, :])
+            return d
+        a = jax.random.randint(k_pairs, (n_x, max_pairs), 0, n_y)
+        b = (a + jax.random.randint(jax.random.fold_in(k_pairs, 1), (n_x, max_pairs), 1, n_y)) % n_y
+        used = (jnp.arange(max_pairs) < hp["num_pairs"]).astype(jnp.float32)
+        weight = used * (n_y - 1) / 2.0 * (1.0 / jnp.maximum(hp["num_pairs"], 1.0))
+        alpha = jax.nn.sigmoid(jnp.take_along_axis(r, a, -1) - jnp.take_along_axis(r, b, -1))
+        if labels == "hard":
             alpha = jax.random.bernoulli(k_lab, alpha).astype(jnp.float32)
-        return dict(r=r, log_ref=log_ref, w=w, l=lo, alpha=alpha, weight=weight)
+        return {**d, "w": a, "l": b, "alpha": alpha, "weight": jnp.broadcast_to(weight, (n_x, max_pairs))}
+
+    off_diagonal = 1.0 - np.eye(n_y, dtype=np.float32)
 
     def loss_fn(theta, d, beta):
-        logp = jax.nn.log_softmax(theta, axis=-1)
-        pw, pl = jnp.take_along_axis(logp, d["w"], -1), jnp.take_along_axis(logp, d["l"], -1)
-        rw, rl = jnp.take_along_axis(d["log_ref"], d["w"], -1), jnp.take_along_axis(d["log_ref"], d["l"], -1)
-        per_pair = d["alpha"] * losses.dpo(pw, pl, rw, rl, beta=beta) + (1 - d["alpha"]) * losses.dpo(
-            pl, pw, rl, rw, beta=beta)
+        # The DPO margin depends on theta only through differences, so log_softmax's
+        # normaliser cancels and delta = theta - log pi_ref can stand for log pi/pi_ref.
+        delta = theta - d["log_ref"]
+        if mode == "all":
+            per_pair = d["alpha"] * losses.dpo(delta[:, :, None], delta[:, None, :], 0.0, 0.0, beta=beta)
+            return jnp.sum(off_diagonal * per_pair) * (1.0 / n_y)
+        dw, dl = jnp.take_along_axis(delta, d["w"], -1), jnp.take_along_axis(delta, d["l"], -1)
+        per_pair = d["alpha"] * losses.dpo(dw, dl, 0.0, 0.0, beta=beta) + (1 - d["alpha"]) * losses.dpo(
+            dl, dw, 0.0, 0.0, beta=beta)
         return jnp.sum(d["weight"] * per_pair)
 
     def init(hp, key):
