@@ -179,10 +179,13 @@ def sampled_claims(ctx: SuiteContext) -> list[Claim]:
     Pf, lrf, p0f = (a[: s["floor_games"]] for a in (P, logp_ref, params0))
     xf = x[: s["floor_games"]]
     log_every = num_steps // num_logs
+    reusable = fT // log_every >= 10 and (fb, fT, flr) == tuple(configs[0]) and s["floor_games"] <= s["num_games"]
+    if not reusable:  # the main run's log grid is too coarse for this config: own grid
+        log_every = max(fT // 50, 1)
     floor_logs = fT // log_every
     floor, floor_curves = {}, {}
     for K in s["floor_samples"]:
-        if K == s["num_samples"] and s["floor_games"] <= s["num_games"] and (fb, fT, flr) == tuple(configs[0]):
+        if K == s["num_samples"] and reusable:
             g = gaps["EGPO", "sampled"][:1, : s["floor_games"], :, : floor_logs + 1]  # same run: reuse it
         else:
             dyn = S.sampled_egpo(pol, mode="sampled", num_samples=K, bernoulli=False)

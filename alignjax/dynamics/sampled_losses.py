@@ -15,9 +15,14 @@ Inputs (:class:`GameInputs`, one prompt, ``N`` responses): ``P (N, N)`` preferen
 
 Observed preferences in sampled mode: with ``bernoulli=True`` the comparison of ``y`` with
 ``y'`` is a draw ``o ~ Bernoulli(P[y, y'])`` (what a rater returns); with ``bernoulli=False``
-the probability ``P[y, y']`` itself is used (the EGPO authors' simulation). Every loss is
-affine in ``o`` inside a square or a product with a ``o``-free factor, so the gradient stays
-unbiased either way; Bernoulli feedback only adds variance.
+the probability ``P[y, y']`` itself is used (the EGPO authors' simulation). Every loss's
+gradient is affine in ``o`` (with ``o``-free coefficients), so it stays unbiased either way;
+Bernoulli feedback only adds variance.
+
+Randomness: each sampled loss makes ONE ``jax.random.uniform`` draw of shape ``(rows, K)``
+and turns it into responses by inverting the CDF (and into Bernoulli outcomes by
+``u < P``): equivalent in law to ``jax.random.categorical``, and several times cheaper to
+compile on CPU than one threefry call per variable inside vmapped scans.
 
 Notation (algorithms.md §0): ``Delta(y) = log pi(y) - log pi_ref(y)``,
 ``h(y, y') = Delta(y) - Delta(y')``, ``beta`` the KL coefficient, ``eta`` a mirror step.
