@@ -98,6 +98,21 @@ def test_nash_md_pg_and_sppo_tabular_steps_are_the_hand_derived_ones():
     np.testing.assert_allclose(st.params[0] - logits0[0], 4 * lr * eta * w * (P[0] @ w - 0.5), atol=1e-6)
 
 
+def test_one_step_inpo_with_eta_one_over_beta_is_online_ipo_2():
+    # derived: with the anchor = the current policy (round_length=1) the INPO population gradient on
+    # tabular logits is 4 eta w * (beta (Delta - E_w Delta) - (P@w - 1/2)), online IPO 2's with eta = 1/beta
+    n = 5
+    P, logp_ref, logits0 = _game(n, 1, seed=10)
+    hp = dict(HP, eta=1.0 / HP["beta"])
+    out = []
+    for name in ("sampled-inpo", "sampled-online-ipo-2"):
+        dyn = DYNAMICS.get(name)(tabular(1, n), mode="population")
+        out.append(dyn.update(dyn.init(jax.random.key(0), logits0), P, logp_ref, jnp.arange(1), hp,
+                              jax.random.key(1))[0].params)
+    assert float(jnp.max(jnp.abs(out[1] - logits0))) > 1e-3
+    np.testing.assert_allclose(out[0] - logits0, out[1] - logits0, rtol=1e-4, atol=1e-7)
+
+
 def _newton_minimise(loss, z0, iters=30):
     @jax.jit
     def newton(z):
