@@ -327,14 +327,13 @@ def why_nlhf_claims(ctx: SuiteContext, s: dict) -> list[Claim]:
     P3 = prefs.three_rater_cycle(jnp.asarray(es, jnp.float32))
     r3 = np.asarray(prefs.fit_bradley_terry(P3), np.float64)
     u3 = jnp.full((len(es), 3), 1 / 3)
-    bt3 = np.asarray(simulate("bt-rlhf", P3, u3, beta=beta, eta=1.0, num_steps=1)[:, -1], np.float64)
+    bt3 = np.asarray(jax.nn.softmax(jnp.log(u3) + jnp.asarray(r3, jnp.float32) / beta), np.float64)  # = bt-rlhf's update
     nash3 = games.nash(P3)
     d = s["three_rater_delta"]
-    Pm, Pp = prefs.three_rater_cycle(jnp.asarray([-d, d]))
-    rm, rp = np.asarray(prefs.fit_bradley_terry(jnp.stack([Pm, Pp])))
-    tv_bt = 0.5 * np.abs(np.eye(3)[rm.argmax()] - np.eye(3)[rp.argmax()]).sum()  # reward maximiser (beta -> 0)
-    nm, npl = games.nash(jnp.stack([Pm, Pp]))
-    tv_nash = 0.5 * float(np.abs(nm - npl).sum())
+    im, ip = int(np.argmin(np.abs(es + d))), int(np.argmin(np.abs(es - d)))  # e = -d and +d on the grid
+    assert abs(es[im] + d) < 1e-9 and abs(es[ip] - d) < 1e-9, "three_rater_e must contain -delta and +delta"
+    tv_bt = 0.5 * np.abs(np.eye(3)[r3[im].argmax()] - np.eye(3)[r3[ip].argmax()]).sum()  # reward maximiser (beta -> 0)
+    tv_nash = 0.5 * float(np.abs(nash3[im] - nash3[ip]).sum())
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for y in range(3):
