@@ -32,7 +32,7 @@ from jax.typing import ArrayLike
 
 __all__ = [
     "Bandit", "Pairs", "linear_bandit", "support_mask", "support_without_best",
-    "reference_with_outside_mass", "sample_pairs", "population_pairs", "pair_support",
+    "reference_with_outside_mass", "sample_pairs", "population_pairs", "pair_support", "random_features",
 ]
 
 
@@ -92,6 +92,16 @@ def linear_bandit(key: jax.Array, num_prompts: int, num_responses: int, num_feat
     rewards = phi @ w
     base = ref_scale * jax.random.normal(k_ref, (num_prompts, num_responses))
     return Bandit(rewards, phi, base, w)
+
+
+def random_features(key: jax.Array, num_prompts: int, num_responses: int, num_features: int) -> jax.Array:
+    """Features ``psi(x, y) ~ N(0, I_d / d)`` independent of any reward, shape ``(X, N, d)``.
+
+    A policy built on them is *misspecified*: its parameters are shared across responses (as an
+    LLM's are), so training on the data's responses also moves the unseen ones, in directions
+    unrelated to their reward.
+    """
+    return jax.random.normal(key, (num_prompts, num_responses, num_features)) / jnp.sqrt(num_features)
 
 
 def support_mask(key: jax.Array, num_prompts: int, num_responses: int, num_in_support: ArrayLike) -> jax.Array:
