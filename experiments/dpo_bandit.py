@@ -82,7 +82,7 @@ def make_program(config) -> Program:
         delta = theta - d["log_ref"]
         if mode == "all":
             per_pair = d["alpha"] * losses.dpo(delta[:, :, None], delta[:, None, :], 0.0, 0.0, beta=beta)
-            return jnp.sum(off_diagonal * per_pair) * (1.0 / n_y)
+            return jnp.sum(off_diagonal[None] * per_pair) * (1.0 / n_y)
         dw, dl = jnp.take_along_axis(delta, d["w"], -1), jnp.take_along_axis(delta, d["l"], -1)
         per_pair = d["alpha"] * losses.dpo(dw, dl, 0.0, 0.0, beta=beta) + (1 - d["alpha"]) * losses.dpo(
             dl, dw, 0.0, 0.0, beta=beta)
