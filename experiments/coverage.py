@@ -407,7 +407,10 @@ def reproduce(ctx: SuiteContext):
         jh = sweep["hypo"]["objective"][0, j, :, -1].mean()
         kd = sweep["dpo"]["kl"][0, j, :, -1].mean()
         kh = sweep["hypo"]["kl"][0, j, :, -1].mean()
-        res3[f"beta={beta}"] = {"objective_dpo": float(jd), "objective_hypo": float(jh),
+        res3[f"beta={beta}"] = {"objective_ref": float(sweep["dpo"]["objective"][0, j, :, 0].mean()),
+                                "objective_opt": float(np.mean(sweep["dpo"]["objective"][0, j, :, 0]
+                                                               + sweep["dpo"]["gap"][0, j, :, 0])),
+                                "objective_dpo": float(jd), "objective_hypo": float(jh),
                                 "kl_dpo": float(kd), "kl_hypo": float(kh)}
         ok3 = ok3 and bool(jh > jd) and bool(kh < kd)
     claims.append(claim(

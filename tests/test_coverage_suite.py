@@ -22,7 +22,7 @@ def test_registered_and_settings_consistent():
 
 def test_sweep_problems_have_the_requested_coverage():
     cfg = cs.settings(True)
-    keys = jax.random.split(jax.random.key(0), 2)
+    keys = jax.random.split(cs._key(0), 2)
     rewards, support, probs = cs.make_problems(cfg, keys, np.array([3, 16]), np.array([0.5, 0.0], np.float32))
     np.testing.assert_array_equal(support.sum(-1)[:, 0], [3, 16])
     out_mass = np.where(np.asarray(support), 0, np.exp(np.asarray(probs.log_pi_ref))).sum(-1)

@@ -30,7 +30,8 @@ def _run(trainer, pol, prob, hp, steps=50):
     return jax.jit(go)(jax.random.key(0))
 
 
-@pytest.mark.parametrize("mode,opt", [("exact", "adam"), ("exact", "sgd"), ("sampled", "sgd"), ("sampled", "adam")])
+@pytest.mark.parametrize("mode,opt", [("exact", "adam"), ("sampled", "sgd"),
+                                      pytest.param("sampled", "adam", marks=pytest.mark.slow)])
 def test_hypo_with_lam_zero_is_dpo(mode, opt):
     _, _, prob = _problem(k_in=3, population=False)
     pol = tabular(2, 5, init_logits=prob.log_pi_ref)

@@ -55,7 +55,7 @@ def _problem(seed=0, x=2, n=4, support=None):
     return b, rlhf.Problem(jnp.arange(x), lr, pairs, b.features)
 
 
-@pytest.mark.parametrize("mode", ["exact", "sampled"])
+@pytest.mark.parametrize("mode", ["exact", pytest.param("sampled", marks=pytest.mark.slow)])
 def test_rlhf_reaches_closed_form_of_learned_reward(mode):
     b, prob = _problem()
     pol = tabular(2, 4, init_logits=prob.log_pi_ref)
