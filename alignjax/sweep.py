@@ -232,8 +232,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     sharded = NamedSharding(mesh, PartitionSpec("sweep"))
     block = int(block_size or default_block_size(grid.size))
     hp_np, keys_np, b = _rows(grid, seed, len(devices), block)
-    hp = jax.device_put({k: jnp.asarray(v) for k, v in hp_np.items()}, sharded)
-    keys = jax.device_put(jnp.asarray(keys_np), sharded)
+    hp = {k: _put(np.asarray(v, dtype=jnp.zeros(()).dtype), sharded) for k, v in hp_np.items()}
+    keys = _put(keys_np, sharded)
     steps = np.arange(num_logs + 1) * log_every
     counts: dict[str, int] = {}
     timings: dict[str, float] = {}
@@ -249,7 +249,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     if chunk_logs == num_logs and out_dir is None:
         run = make_run(program, num_steps=num_steps, log_every=log_every)
         fn = jax.jit(counted("run", _blocked(lambda h, k: run(h, jax.random.wrap_key_data(k)), mesh, block)))
-        metrics = jax.device_get(fn(hp, keys))
+        metrics = _get(fn(hp, keys))
         timings["compile"] = timings["total"] = time.perf_counter() - t_start
         return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
 
@@ -277,11 +277,11 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         if step is not None:
             like = jax.eval_shape(start_fn, hp, keys)[0]
             state_host, gathered = checkpoint.restore(mgr, step, like)
-            state = jax.device_put(state_host, sharded)
+            state = jax.tree.map(lambda x: _put(x, sharded), state_host)
             done = int(step)
     if gathered is None:
         state, first = start_fn(hp, keys)
-        gathered = {k: np.asarray(v)[:, None] for k, v in jax.device_get(first).items()}
+        gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
 
     bar = None
     if progress:
@@ -293,7 +293,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         fn = last_fn if c == total_chunks - 1 else chunk_fn
         t0 = time.perf_counter()
         state, ms = fn(state, hp)
-        ms = jax.device_get(ms)
+        ms = _get(ms)
         if "compile" not in timings:
             timings["compile"] = time.perf_counter() - t0
         gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
@@ -311,6 +311,30 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         mgr.close()
     timings["total"] = time.perf_counter() - t_start
     return SweepResult(grid, steps, _unflatten(gathered, grid, b), counts, timings)
+
+
+def _put(x, sharding):
+    """Place a host array (every process holds the same full copy) with ``sharding``.
+
+    ``make_array_from_callback`` hands each process only its addressable shards, so the
+    same code runs on one device, one host with many, or a multi-host pod slice.
+    """
+    if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = np.asarray(jax.random.key_data(x))
+        impl = jax.random.key_impl(x)
+        arr = jax.make_array_from_callback(data.shape, sharding, lambda idx: data[idx])
+        return jax.random.wrap_key_data(arr, impl=impl)
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _get(tree):
+    """Host numpy copy of a sharded pytree (all-gathered across processes when multi-host)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.process_allgather(tree, tiled=True)
+    return jax.device_get(tree)
 
 
 def _unflatten(metrics: Mapping[str, Any], grid: Grid, b: int) -> dict[str, np.ndarray]:
