@@ -92,7 +92,10 @@ def rdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, ref
     ``l = [(1-eps) l_dpo(w,l) - eps l_dpo(l,w)] / (1 - 2 eps)``. It is an unbiased estimate of
     the clean DPO loss: if the observed label is flipped with probability ``eps``, the
     expectation over flips of ``l`` equals ``l_dpo`` on the clean label. ``eps = 0`` is DPO.
-    Note ``l`` can be negative. Shapes as :func:`dpo`.
+    Note ``l`` can be negative, and the population loss ``alpha l(h) + (1-alpha) l(-h)`` has
+    no minimiser when the soft label ``alpha`` lies outside ``(eps, 1-eps)``: it falls without
+    bound as ``|h|`` grows. ``eps`` must be < 1/2 (checked by callers, not here). Shapes as
+    :func:`dpo`.
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     forward = -jax.nn.log_sigmoid(beta * h)

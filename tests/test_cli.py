@@ -86,3 +86,24 @@ def test_list_and_console_script(capsys):
                           cwd=ROOT, env=os.environ.copy())
     assert proc.returncode == 2 and proc.stderr.strip() == "alignjax: error: unknown experiment 'nope'; known: " + \
         proc.stderr.strip().split("known: ")[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [1.0, 4.0, 8.0])
+def test_cli_killed_at_any_moment_resumes_bit_identical(tmp_path, delay):
+    import signal
+    import time
+
+    args = ["run", "dpo-bandit", "--set", "num_prompts=3", "--set", "num_responses=6", "--set", "num_steps=4000",
+            "--set", "log_every=20", "--set", "pairs=sampled", "--set", "labels=hard", "--set", "max_pairs=32",
+            "--sweep", "num_pairs=4,32", "--seeds", "2", "--chunks", "40", "--no-progress"]
+    ref = tmp_path / "ref"
+    assert main([*args, "--out", str(ref)]) == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "alignjax", *args, "--out", str(out)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert (out / "metrics.csv").read_text() == (ref / "metrics.csv").read_text()

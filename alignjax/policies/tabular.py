@@ -20,7 +20,7 @@ def tabular(num_prompts: int, num_responses: int, *, init_logits: ArrayLike | No
 
     def init(key: jax.Array) -> jax.Array:
         if init_logits is not None:
-            return jnp.broadcast_to(jnp.asarray(init_logits, jnp.float32), (num_prompts, num_responses))
+            return jnp.broadcast_to(jnp.asarray(init_logits, jnp.result_type(float)), (num_prompts, num_responses))
         return init_scale * jax.random.normal(key, (num_prompts, num_responses))
 
     def log_probs(params: jax.Array, x: ArrayLike) -> jax.Array:
