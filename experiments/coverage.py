@@ -35,7 +35,7 @@ from alignjax.policies import loglinear, tabular
 from alignjax.registry import SUITES
 from alignjax.results import SuiteContext, claim
 from alignjax.reward_model import linear_reward, tabular_reward
-from alignjax.rlhf import TRAINERS, Problem, run_trainer
+from alignjax.rlhf import TRAINERS, Problem, check_hparams, run_trainer
 
 SOURCE = "Song et al. 2024 (arXiv 2406.01462)"
 ALGOS = ("dpo", "ipo", "rlhf", "hypo")
@@ -296,6 +296,7 @@ def _plots(ctx, cfg, sweep, nonu, ext):
                 axes[i, j].set_title(f"{key}, partial coverage, beta={beta}")
                 axes[i, j].set_xlabel("step")
     axes[0, 0].legend()
+    fig.tight_layout()
     ctx.savefig(fig, "drift_partial.png")
 
     labels = [f"|S|={k}, m={m}" for k, m in cfg["levels"]]
@@ -330,6 +331,9 @@ def _plots(ctx, cfg, sweep, nonu, ext):
 def reproduce(ctx: SuiteContext):
     """Run the five coverage claims (see module docstring); returns the list of claims."""
     cfg = settings(ctx.quick)
+    check_hparams({"beta": np.asarray(cfg["betas"] + [cfg["tab_beta"], cfg["ext_beta"]]),
+                   "learning_rate": np.asarray([cfg["learning_rate"], cfg["reward_learning_rate"]]),
+                   "lam": np.asarray(cfg["lam_over_beta"])}, ("beta", "learning_rate", "lam"))
     ctx.config.update(cfg)
     ctx.config["thresholds"] = THRESHOLDS
     T = THRESHOLDS
