@@ -160,19 +160,19 @@ def make_online_ipo_train(policy: SequencePolicy, preference_fn: Callable, make_
 
         def step(carry, k):
             p, o = carry
-            k1, k2, k3 = jax.random.split(k, 3)
+            k1, k2 = jax.random.split(k)
             x = prompts[jax.random.randint(k1, (batch_size,), 0, n)]
             sp = jax.lax.stop_gradient(p)
-            y1, m1 = policy.sample(sp, x, k2)
-            y2, m2 = policy.sample(sp, x, k3)
+            xx = jnp.concatenate([x, x])                  # both responses in one sampling call
+            yy, mm = policy.sample(sp, xx, k2)
+            y1, y2, m1, m2 = yy[:batch_size], yy[batch_size:], mm[:batch_size], mm[batch_size:]
             target = (preference_fn(x, y1, m1, y2, m2) - 0.5) / beta
-            r1, _ = policy.sequence_logps(ref_params, x, y1, m1)
-            r2, _ = policy.sequence_logps(ref_params, x, y2, m2)
+            rr, _ = policy.sequence_logps(ref_params, xx, yy, mm)
 
             def lossf(q):
-                l1, _ = policy.sequence_logps(q, x, y1, m1)
-                l2, _ = policy.sequence_logps(q, x, y2, m2)
-                return jnp.mean(jnp.square((l1 - r1) - (l2 - r2) - target))
+                lq, _ = policy.sequence_logps(q, xx, yy, mm)
+                d = lq - rr
+                return jnp.mean(jnp.square(d[:batch_size] - d[batch_size:] - target))
 
             upd, o = opt.update(jax.grad(lossf)(p), o, p)
             return (optax.apply_updates(p, upd), o), None

@@ -42,13 +42,13 @@ SETTINGS = {
         seed=0, vocab_size=16, prompt_len=4, max_len=10,      # language / policy sizes
         dim=32, depth=2, heads=2,                             # tiny transformer
         num_raters=5, second_temperature=1.5,                 # raters; second sampler
-        sft_examples=2048, sft_steps=200, sft_batch=64, sft_learning_rate=3e-3,
+        sft_examples=2048, sft_steps=150, sft_batch=64, sft_learning_rate=3e-3,
         num_train=256, num_val=128,                           # preference pairs
         batch_size=32, epochs=3, logs_per_epoch=2, learning_rate=5e-4,   # offline fine-tuning
-        betas=PAPER_BETAS, other_betas=(0.1, 1.0, 10.0),      # DPO grid; grid of the other losses
+        betas=PAPER_BETAS, other_betas=(0.1, 1.0),      # DPO grid; grid of the other losses
         gammas=(0.0, 0.5, 1.0, 1.5, 2.0), gamma_beta=0.1,     # gamma-scaled DPO sweep
         cdpo_eps=0.1, rdpo_eps=0.1, simpo_gamma=0.5, rpo_eta_sft=0.005,
-        online_steps=16, online_batch=16,
+        online_steps=12, online_batch=16,
         winrate_prompts=128, tabular_steps=8000,
     ),
     "full": dict(
@@ -234,7 +234,7 @@ def reproduce(ctx: SuiteContext):
     pref_fn = lambda x, y1, m1, y2, m2: lg.preference_prob(raters, x, y1, m1, y2, m2)
     o_betas = np.asarray(cfg["other_betas"], np.float32)
     online = make_online_ipo_train(policy, pref_fn, _adam, num_steps=cfg["online_steps"],
-                                   batch_size=cfg["online_batch"], log_every=cfg["online_steps"] // 4)
+                                   batch_size=cfg["online_batch"], log_every=cfg["online_steps"])
     t1 = time.time()
     _, o_logged = jax.jit(jax.vmap(online, in_axes=(None, None, 0, None, None, 0)))(
         ref_params, ref_params, {"beta": jnp.asarray(o_betas), "learning_rate": jnp.full(len(o_betas),
