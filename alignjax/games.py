@@ -59,12 +59,14 @@ def _mv(M: jax.Array, x: jax.Array) -> jax.Array:
     return jnp.matmul(M, x[..., None])[..., 0]
 
 
+@jax.jit
 def win_rate(P: ArrayLike, p: ArrayLike, q: ArrayLike) -> jax.Array:
     """``P(p > q) = sum_{y, y'} p(y) P[y, y'] q(y')``; shapes ``(..., N, N), (..., N), (..., N) -> (...)``."""
     P, (p, q), _ = _bcast(P, p, q)
     return jnp.sum(p * _mv(P, q), axis=-1)
 
 
+@jax.jit
 def kl(p: ArrayLike, q: ArrayLike) -> jax.Array:
     """``KL(p || q) = sum_y p(y) log(p(y)/q(y))`` over the last axis (``0 log 0 = 0``; ``inf`` if
     ``q(y) = 0 < p(y)``). Shapes ``(..., N), (..., N) -> (...)``."""
@@ -79,6 +81,7 @@ def _br_logits(P, pi, pi_ref, beta):
     return jnp.log(pi_ref) + _mv(_antisym(P), pi) / beta[..., None]
 
 
+@jax.jit
 def regularized_best_response(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike) -> jax.Array:
     """Best response to ``pi`` in the regularised game (closed form; NLHF arXiv 2312.00886 §5).
 
@@ -94,6 +97,7 @@ def regularized_best_response(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, be
     return jax.nn.softmax(_br_logits(P, pi, pi_ref, beta), axis=-1)
 
 
+@jax.jit
 def regularized_value(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike) -> jax.Array:
     """``max_q [q @ P @ pi - beta KL(q || pi_ref)] = beta logsumexp_y(log pi_ref(y) + (P @ pi)[y] / beta)``.
 
@@ -112,6 +116,7 @@ def _phi(x):
     return jnp.where(small, series, jnp.expm1(jnp.where(small, 0.0, x)) - x)
 
 
+@jax.jit
 def regularized_gap(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike) -> jax.Array:
     """EGPO's duality gap of the regularised game (Zhou et al. 2025; spec §3), ``>= 0``, ``= 0`` iff ``pi = pi*_beta``.
 
@@ -146,6 +151,7 @@ def regularized_gap(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayL
     return 2.0 * beta * jnp.where(big > 1e-3, big, small)
 
 
+@jax.jit
 def exploitability(P: ArrayLike, pi: ArrayLike) -> jax.Array:
     """Unregularised duality gap ``2 max_y (P @ pi)[y] - 1`` (``>= 0`` on the simplex; 0 iff ``pi`` is a
     Nash equilibrium of the symmetric game, value 1/2). Shapes ``(..., N, N), (..., N) -> (...)``;
@@ -154,6 +160,7 @@ def exploitability(P: ArrayLike, pi: ArrayLike) -> jax.Array:
     return 2.0 * jnp.max(_mv(_antisym(P), pi), axis=-1)
 
 
+@jax.jit
 def fixed_point_residual(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike) -> jax.Array:
     """``|| pi - softmax(log pi_ref + P @ pi / beta) ||_1`` (0 iff ``pi = pi*_beta``); ``(...)``."""
     return jnp.sum(jnp.abs(jnp.asarray(pi) - regularized_best_response(P, pi, pi_ref, beta)), axis=-1)
