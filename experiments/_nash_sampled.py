@@ -54,7 +54,7 @@ def _settings(quick: bool) -> dict:
                     neural_responses=100, neural_games=3, neural_steps=600, neural_beta=0.1,
                     neural_lr=3e-3, neural_width=64, neural_features=16)
     return dict(num_responses=10, num_games=10, configs=[(0.1, 1000, 0.1), (0.01, 5000, 0.02), (0.001, 100000, 2e-4)],
-                num_logs=100, num_samples=100, sampled_algos=list(ALGOS),
+                num_logs=2000, num_samples=100, sampled_algos=list(ALGOS),
                 floor_samples=[10, 100, 1000], floor_config=(0.1, 1000, 0.1), floor_games=10,
                 neural_responses=100, neural_games=10, neural_steps=3000, neural_beta=0.1,
                 neural_lr=3e-3, neural_width=64, neural_features=16)
@@ -220,13 +220,14 @@ def sampled_claims(ctx: SuiteContext) -> list[Claim]:
     nhp = _hp(nconf, nn_n)
     ndyn = S.sampled_egpo(npol, mode="population", optimizer=optax.scale_by_adam())
     t0 = time.perf_counter()
-    ng = _simulate(ndyn, npol, nP, nlogp_ref, nx, nparams0, nhp, num_steps=s["neural_steps"], num_logs=num_logs)
+    nlogs = min(num_logs, 100)
+    ng = _simulate(ndyn, npol, nP, nlogp_ref, nx, nparams0, nhp, num_steps=s["neural_steps"], num_logs=nlogs)
     timings["EGPO/neural"] = round(time.perf_counter() - t0, 2)
     ng = ng[0, :, 0]  # (G, L+1)
     ctx.write_csv("sampled_neural.csv", [dict(game=gi, initial_gap=ng[gi, 0], final_gap=ng[gi, -1])
                                          for gi in range(nn_g)])
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    nsteps = np.arange(num_logs + 1) * (s["neural_steps"] // num_logs)
+    nsteps = np.arange(nlogs + 1) * (s["neural_steps"] // nlogs)
     for gi in range(nn_g):
         ax.plot(nsteps, ng[gi], color="C0", alpha=0.5)
     ax.set_yscale("log")
@@ -288,6 +289,18 @@ def _claims(gaps, configs, num_steps, num_logs, floor, ng, s) -> list[Claim]:
         {f"beta={b}": {a: float(np.median(fin[a, 'population'][c])) for a in ALGOS} for c, b in enumerate(betas)},
         all(fastest),
         "median over games of the gap at each config's last iteration."))
+
+    if all((a, "sampled") in fin for a in ALGOS):  # full setting only (quick runs sampled EGPO alone)
+        smeds = {b: {a: float(np.median(fin[a, "sampled"][c])) for a in ALGOS} for c, b in enumerate(betas)}
+        out.append(claim(
+            "sampled-egpo-lowest-gap-every-beta",
+            f"With sampled losses ({s['num_samples']} samples per step), EGPO ends with the lowest gap of the "
+            "four methods at every beta.",
+            SOURCE, "EGPO outperforms the baselines in the sampled simulation",
+            {f"beta={b}": m for b, m in smeds.items()},
+            all(m["EGPO"] <= min(m.values()) * (1 + 1e-6) for m in smeds.values()),
+            "median over games of the gap at each config's last iteration; with a constant learning rate "
+            "every sampled method ends at a noise floor, so this compares floors, not rates."))
 
     nr = float(np.median(ng[:, -1] / ng[:, 0]))
     out.append(claim(
