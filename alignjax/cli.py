@@ -58,7 +58,7 @@ def _fail(message: str) -> int:
 
 
 def _list() -> int:
-    from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES
+    from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS
 
     for title, reg in (("experiments", EXPERIMENTS), ("suites", SUITES)):
         print(f"{title}:")
@@ -67,6 +67,7 @@ def _list() -> int:
             print(f"  {e.name:<22} {desc}")
     print("losses:   " + ", ".join(LOSSES.names()))
     print("dynamics: " + ", ".join(DYNAMICS.names()))
+    print("trainers: " + ", ".join(TRAINERS.names()))
     return 0
 
 

@@ -105,9 +105,10 @@ LOSSES: Registry = Registry("loss")
 DYNAMICS: Registry = Registry("dynamics")
 EXPERIMENTS: Registry = Registry("experiment")
 SUITES: Registry = Registry("suite")
+TRAINERS: Registry = Registry("trainer")  # offline/online/hybrid fine-tuning trainers (rlhf, dpo, hypo, ...)
 
 # Library modules whose import registers entries (the math floor), then the experiments.
-_BUILTIN_MODULES = ("alignjax.losses", "alignjax.dynamics")
+_BUILTIN_MODULES = ("alignjax.losses", "alignjax.dynamics", "alignjax.hypo")
 _loaded = False
 
 

@@ -33,7 +33,7 @@ from jax.typing import ArrayLike
 from alignjax.data.bandits import Pairs
 from alignjax.metrics.coverage import reverse_kl
 from alignjax.policies.base import Policy
-from alignjax.registry import Registry
+from alignjax.registry import TRAINERS
 from alignjax.reward_model import RewardModel, apply_step, fit_reward, scaled_optimizer
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "on_policy_samples", "rlhf_objective", "rlhf", "run_trainer", "check_hparams",
 ]
 
-TRAINERS: Registry = Registry("trainer")
 """Coverage-study trainers: ``factory(policy, **options) -> Trainer``.
 
 Options every factory accepts (ignoring those it does not use): ``mode`` ("exact" or
