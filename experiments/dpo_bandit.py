@@ -51,6 +51,13 @@ def optimum_logps(r, log_ref, beta):
 
 
 def make_program(config) -> Program:
+    """The dpo-bandit :class:`Program` for a static ``config`` (see the module docstring).
+
+    State: ``theta`` ``(num_prompts, N)`` logits (initialised to ``log pi_ref``), the instance
+    ``data`` and a PRNG key. Step: ``theta <- theta - (learning_rate / beta**2) grad L(theta)``.
+    Observed: the loss, ``max |log pi - log pi*|``, ``KL(pi* || pi)`` and ``KL(pi || pi_ref)``
+    (both averaged over prompts, summed over responses), and ``E_pi r``.
+    """
     n_x, n_y = int(config["num_prompts"]), int(config["num_responses"])
     mode, labels, max_pairs = config["pairs"], config["labels"], int(config["max_pairs"])
     if mode not in ("all", "sampled"):
@@ -115,6 +122,7 @@ def make_program(config) -> Program:
 
 
 def validate(config, hparams):
+    """Reject sizes, step sizes (``learning_rate >= 8`` diverges) and data sizes out of range."""
     if int(config["num_responses"]) < 2 or int(config["num_prompts"]) < 1:
         raise ValueError("need num_prompts >= 1 and num_responses >= 2")
     if np.any(np.asarray(hparams["learning_rate"]) >= 8):

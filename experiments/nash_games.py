@@ -112,6 +112,7 @@ def run_egpo_simulation(s: dict) -> dict:
 
 
 def egpo_claims(ctx: SuiteContext, s: dict, r: dict) -> list[Claim]:
+    """Claim group 1: the EGPO simulation (exact tabular part): linear rate, Nash-MD plateau, stalls."""
     import matplotlib.pyplot as plt
 
     steps, gaps = r["steps"], r["gaps"]
@@ -195,6 +196,7 @@ def egpo_claims(ctx: SuiteContext, s: dict, r: dict) -> list[Claim]:
 
 # ------------------------------------------------------------------------ 2. Nash-MD's theorem
 def theorem_claims(ctx: SuiteContext, s: dict) -> list[Claim]:
+    """Claim group 2: Nash-MD's theorem, KL(pi*_beta || pi_T) <= 8 / (beta^2 (T + 1)) on random games."""
     import matplotlib.pyplot as plt
 
     n, G = s["num_responses"], s["theorem_games"]
@@ -230,6 +232,7 @@ def theorem_claims(ctx: SuiteContext, s: dict) -> list[Claim]:
 
 # ---------------------------------------------------------------- 3. last iterate vs average, beta=0
 def beta0_claims(ctx: SuiteContext, s: dict) -> list[Claim]:
+    """Claim group 3: beta = 0, last iterate vs average (MWU, OMWU, extragradient, MPO) by exploitability."""
     import matplotlib.pyplot as plt
 
     n = s["num_responses"]
@@ -307,6 +310,7 @@ def beta0_claims(ctx: SuiteContext, s: dict) -> list[Claim]:
 
 # ------------------------------------------------------------------------------- 4. why NLHF
 def why_nlhf_claims(ctx: SuiteContext, s: dict) -> list[Claim]:
+    """Claim group 4: BT-RLHF vs the Nash policy on annotator mixtures and the three-rater cycle."""
     import matplotlib.pyplot as plt
 
     G, n, K = s["mixture_games"], s["mixture_responses"], s["mixture_raters"]

@@ -156,6 +156,7 @@ def _pearson(a, b):
 
 
 def reproduce(ctx: SuiteContext):
+    """Suite ``ranking-accuracy`` (Chen et al. 2024, arXiv 2405.19534): see ``papers/ranking_accuracy.md``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
