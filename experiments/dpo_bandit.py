@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignjax import losses
+from alignjax.metrics import expected_reward, reverse_kl
 from alignjax.experiment import Experiment, Program
 from alignjax.registry import EXPERIMENTS, SUITES
 
@@ -109,13 +110,12 @@ def make_program(config) -> Program:
         d, beta = state["data"], hp["beta"]
         logp = jax.nn.log_softmax(state["theta"], axis=-1)
         log_star = optimum_logps(d["r"], d["log_ref"], beta)
-        p, p_star = jnp.exp(logp), jnp.exp(log_star)
         return {
             "loss": loss_fn(state["theta"], d, beta),
             "max_abs_log_err": jnp.max(jnp.abs(logp - log_star)),
-            "kl_to_optimum": jnp.mean(jnp.sum(p_star * (log_star - logp), -1)),
-            "reverse_kl_ref": jnp.mean(jnp.sum(p * (logp - d["log_ref"]), -1)),
-            "expected_reward": jnp.mean(jnp.sum(p * d["r"], -1)),
+            "kl_to_optimum": jnp.mean(reverse_kl(log_star, logp)),  # KL(pi* || pi)
+            "reverse_kl_ref": jnp.mean(reverse_kl(logp, d["log_ref"])),  # KL(pi || pi_ref)
+            "expected_reward": jnp.mean(expected_reward(logp, d["r"])),
         }
 
     return Program(init, step, observe)
