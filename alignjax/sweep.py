@@ -93,7 +93,7 @@ def make_grid(base: Mapping[str, float], axes: Mapping[str, Sequence[float]] | N
     return Grid(hp, tuple(names), int(seeds))
 
 
-def make_run(program: Program, *, num_steps: int, log_every: int) -> Callable:
+def make_run(program: Program, *, num_steps: int, log_every: int, _vary_axis: str | None = None) -> Callable:
     """``run(hparams, key) -> metrics``, metrics stacked over steps ``0, log_every, ..., num_steps``.
 
     One jittable function: ``init``, ``observe`` at step 0, then ``num_steps // log_every``
@@ -101,7 +101,7 @@ def make_run(program: Program, *, num_steps: int, log_every: int) -> Callable:
     """
     if num_steps % log_every:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
-    advance = _make_advance(program, log_every)
+    advance = _make_advance(program, log_every, _vary_axis)
 
     def run(hparams, key):
         state = program.init(hparams, key)
@@ -112,13 +112,34 @@ def make_run(program: Program, *, num_steps: int, log_every: int) -> Callable:
     return run
 
 
-def _make_advance(program: Program, log_every: int):
+def _vary(tree, axis: str | None):
+    """Inside ``shard_map``, mark every leaf as varying over ``axis``.
+
+    State leaves that do not depend on the sharded inputs (a fixed game, a uniform reference)
+    are device-invariant, and a ``lax.scan`` carry must keep one type: casting them once
+    before the loop makes the carry's type stable.
+    """
+    if axis is None:
+        return tree
+
+    def cast(x):
+        if axis in getattr(jax.typeof(x), "vma", frozenset()):
+            return x
+        try:
+            return jax.lax.pcast(x, (axis,), to="varying")
+        except ValueError:  # already varying (the type seen under vmap may not say so)
+            return x
+
+    return jax.tree.map(cast, tree)
+
+
+def _make_advance(program: Program, log_every: int, vary_axis: str | None = None):
     def advance(state, hparams, num_logs: int):
         def interval(s, _):
             s, _ = jax.lax.scan(lambda c, __: (program.step(c, hparams), None), s, None, length=log_every)
             return s, program.observe(s, hparams)
 
-        return jax.lax.scan(interval, state, None, length=num_logs)
+        return jax.lax.scan(interval, _vary(state, vary_axis), None, length=num_logs)
 
     return advance
 
@@ -247,13 +268,13 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
 
     chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
     if chunk_logs == num_logs and out_dir is None:
-        run = make_run(program, num_steps=num_steps, log_every=log_every)
+        run = make_run(program, num_steps=num_steps, log_every=log_every, _vary_axis="sweep")
         fn = jax.jit(counted("run", _blocked(lambda h, k: run(h, jax.random.wrap_key_data(k)), mesh, block)))
         metrics = _get(fn(hp, keys))
         timings["compile"] = timings["total"] = time.perf_counter() - t_start
         return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
 
-    advance = _make_advance(program, log_every)
+    advance = _make_advance(program, log_every, "sweep")
 
     def start(h, k):
         state = program.init(h, jax.random.wrap_key_data(k))
