@@ -153,7 +153,8 @@ class SweepResult:
       steps: ``(T,)`` logged step numbers (``0`` included).
       metrics: ``{name: (num_configs, num_seeds, T, ...)}``.
       num_compiles: how many times each program was traced/compiled
-        (``{"run": 1}`` unchunked, ``{"init": 1, "chunk": 1}`` chunked).
+        (``{"run": 1}`` unchunked; chunked ``{"init": 1, "chunk": k}`` with ``k`` the number of
+        distinct chunk lengths, 1 when ``chunk_logs`` divides the number of logged intervals).
       timings: seconds for ``"compile"`` (first call incl. compile) and ``"total"``.
     """
 
@@ -240,7 +241,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
       devices: devices to shard over (default ``jax.devices()``).
       block_size: rows per ``vmap`` block on a device (default :func:`default_block_size`);
         results are bit-identical across device counts for a fixed block size.
-      on_chunk: ``on_chunk(done_chunks, total_chunks)`` after each chunk (and its checkpoint).
+      on_chunk: ``on_chunk(logged_intervals_done, num_logged_intervals)`` after each chunk
+        (and after its checkpoint is written).
 
     Returns:
       A :class:`SweepResult`.
@@ -281,13 +283,15 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         return state, program.observe(state, h)
 
     start_fn = jax.jit(counted("init", _blocked(start, mesh, block)))
-    chunk_fn = jax.jit(counted("chunk", _blocked(lambda s, h: advance(s, h, chunk_logs), mesh, block)))
-    total_chunks = -(-num_logs // chunk_logs)
-    # the last chunk may be shorter; it then needs its own compile
-    last_logs = num_logs - (total_chunks - 1) * chunk_logs
-    last_fn = chunk_fn if last_logs == chunk_logs else jax.jit(
-        counted("chunk_last", _blocked(lambda s, h: advance(s, h, last_logs), mesh, block)))
+    chunk_fns: dict[int, Callable] = {}  # one compiled program per distinct chunk length
 
+    def chunk_fn(n):
+        if n not in chunk_fns:
+            chunk_fns[n] = jax.jit(counted("chunk", _blocked(lambda s, h: advance(s, h, n), mesh, block)))
+        return chunk_fns[n]
+
+    # Checkpoints are numbered by logged intervals done, so a resumed run may use another
+    # chunk size; chunk boundaries do not change the numbers (a scan of scans).
     mgr = None
     done, gathered = 0, None
     if out_dir is not None:
@@ -298,8 +302,10 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         if step is not None:
             like = jax.eval_shape(start_fn, hp, keys)[0]
             state_host, gathered = checkpoint.restore(mgr, step, like)
-            state = jax.tree.map(lambda x: _put(x, sharded), state_host)
             done = int(step)
+            if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
+                raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
+            state = jax.tree.map(lambda x: _put(x, sharded), state_host)
     if gathered is None:
         state, first = start_fn(hp, keys)
         gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
@@ -308,24 +314,25 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_steps, initial=min(done * chunk_logs, num_logs) * log_every, unit="step",
-                   desc=f"sweep of {grid.size} runs", leave=False)
-    for c in range(done, total_chunks):
-        fn = last_fn if c == total_chunks - 1 else chunk_fn
+        bar = tqdm(total=num_steps, initial=done * log_every, unit="step", desc=f"sweep of {grid.size} runs",
+                   leave=False)
+    while done < num_logs:
+        n = min(chunk_logs, num_logs - done)
         t0 = time.perf_counter()
-        state, ms = fn(state, hp)
+        state, ms = chunk_fn(n)(state, hp)
         ms = _get(ms)
         if "compile" not in timings:
             timings["compile"] = time.perf_counter() - t0
         gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
+        done += n
         if mgr is not None:
             from alignjax import checkpoint
 
-            checkpoint.save(mgr, c + 1, state, gathered)
+            checkpoint.save(mgr, done, state, gathered)
         if bar is not None:
-            bar.update((last_logs if c == total_chunks - 1 else chunk_logs) * log_every)
+            bar.update(n * log_every)
         if on_chunk is not None:
-            on_chunk(c + 1, total_chunks)
+            on_chunk(done, num_logs)
     if bar is not None:
         bar.close()
     if mgr is not None:

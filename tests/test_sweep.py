@@ -109,7 +109,7 @@ def test_chunked_with_checkpoints_is_bit_identical(tmp_path):
     g = make_grid({**exp.hparams, "num_pairs": 16.0}, {"beta": [0.1, 1.0]}, seeds=2)
     whole = run_sweep(prog, g, num_steps=40, log_every=4)
     chunked = run_sweep(prog, g, num_steps=40, log_every=4, chunk_logs=3, out_dir=tmp_path)
-    assert chunked.num_compiles == {"init": 1, "chunk": 1, "chunk_last": 1}
+    assert chunked.num_compiles == {"init": 1, "chunk": 2}  # 10 logged intervals in chunks of 3, 3, 3, 1
     for k in whole.metrics:
         np.testing.assert_array_equal(whole.metrics[k], chunked.metrics[k])
 
@@ -120,13 +120,14 @@ _SCRIPT = textwrap.dedent("""
     from alignjax.registry import EXPERIMENTS
     from alignjax.sweep import make_grid, run_sweep
     out, kill_after, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    chunk = int(sys.argv[4]) if len(sys.argv) > 4 else 2
     exp = EXPERIMENTS.get("dpo-bandit")
     cfg = {**exp.config, "num_prompts": 3, "num_responses": 5, "pairs": "sampled", "labels": "hard", "max_pairs": 16}
     grid = make_grid({**exp.hparams, "num_pairs": 16.0}, {"beta": [0.1, 1.0, 3.0]}, seeds=2)
     def on_chunk(done, total):
         if done == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
-    res = run_sweep(exp.make_program(cfg), grid, num_steps=60, log_every=4, chunk_logs=2, out_dir=out,
+    res = run_sweep(exp.make_program(cfg), grid, num_steps=60, log_every=4, chunk_logs=chunk, out_dir=out,
                     resume=resume, on_chunk=on_chunk)
     np.savez(os.path.join(out, "metrics.npz"), **res.metrics)
     print(sorted(res.num_compiles.items()))
@@ -144,10 +145,10 @@ def test_kill_and_resume_is_bit_identical(tmp_path):
     assert _python([str(ref), "0", "0"]).returncode == 0
     run = tmp_path / "killed"
     run.mkdir()
-    killed = _python([str(run), "3", "0"])
-    assert killed.returncode == -9, killed.stderr  # SIGKILL after the third chunk's checkpoint
+    killed = _python([str(run), "6", "0"])
+    assert killed.returncode == -9, killed.stderr  # SIGKILL after the third chunk's checkpoint (6 intervals)
     assert not (run / "metrics.npz").exists()
-    resumed = _python([str(run), "-1", "1"])
+    resumed = _python([str(run), "-1", "1", "4"])  # resumed with another chunk size
     assert resumed.returncode == 0, resumed.stderr
     a, b = np.load(ref / "metrics.npz"), np.load(run / "metrics.npz")
     assert set(a.files) == set(b.files)
