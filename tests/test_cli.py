@@ -34,7 +34,7 @@ SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_ste
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = [*argv, "--out", str(out)] if argv[0] == "run" else [*argv, "--out", str(out)]
+    argv = [*argv, "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("alignjax: error:")

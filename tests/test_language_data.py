@@ -31,12 +31,18 @@ def test_rewards_hand_computed():
     np.testing.assert_allclose(r, [1.0 - 2.0 + 0.25 - 0.3], rtol=1e-6)
 
 
-def test_preference_prob_is_antisymmetric_and_votes_estimate_it():
+def _two_samples(num_prompts):
+    """Raters, prompts and two independent responses per prompt from one small language."""
     raters = lg.make_raters(jax.random.key(0), 8, num_raters=5)
     lang = lg.make_language(jax.random.key(1), vocab_size=8, prompt_len=3, max_len=6)
-    x = lg.sample_prompts(jax.random.key(2), 64, 3, 8)
+    x = lg.sample_prompts(jax.random.key(2), num_prompts, 3, 8)
     y1, m1 = lg.sample_language(lang, x, jax.random.key(3))
     y2, m2 = lg.sample_language(lang, x, jax.random.key(4))
+    return raters, x, y1, m1, y2, m2
+
+
+def test_preference_prob_is_antisymmetric_and_votes_estimate_it():
+    raters, x, y1, m1, y2, m2 = _two_samples(64)
     p12 = lg.preference_prob(raters, x, y1, m1, y2, m2)
     p21 = lg.preference_prob(raters, x, y2, m2, y1, m1)
     np.testing.assert_allclose(p12 + p21, 1.0, atol=1e-6)
@@ -45,11 +51,7 @@ def test_preference_prob_is_antisymmetric_and_votes_estimate_it():
 
 
 def test_make_pairs_orders_by_majority():
-    raters = lg.make_raters(jax.random.key(0), 8, num_raters=5)
-    lang = lg.make_language(jax.random.key(1), vocab_size=8, prompt_len=3, max_len=6)
-    x = lg.sample_prompts(jax.random.key(2), 200, 3, 8)
-    y1, m1 = lg.sample_language(lang, x, jax.random.key(3))
-    y2, m2 = lg.sample_language(lang, x, jax.random.key(4))
+    raters, x, y1, m1, y2, m2 = _two_samples(200)
     pairs = lg.make_pairs(raters, jax.random.key(5), x, y1, m1, y2, m2)
     a = np.asarray(pairs.alpha)
     assert set(np.round(a * 5).astype(int)) <= {3, 4, 5}       # 5 raters: majority of 3, 4 or 5
