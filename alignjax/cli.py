@@ -1,65 +1,92 @@
 """The ``alignjax`` command line.
 
-    alignjax list
+    alignjax --version
+    alignjax list [EXPERIMENT|SUITE]
     alignjax run EXPERIMENT [--set key=value ...] [--sweep key=v1,v2,... | key=lo:hi:n[:log] ...]
                  [--seeds N] [--seed S] [--out DIR] [--chunks N] [--resume] [--overwrite]
     alignjax reproduce SUITE|all [--quick] [--out DIR] [--overwrite]
+    alignjax show RESULTS_FOLDER
 
-Every input is checked before any compute: a bad name, value, sweep spec or results folder
-prints one ``alignjax: error: ...`` line on stderr and exits with code 2, writing nothing.
+Exit codes: 0 success; 2 bad input (one ``alignjax: error: ...`` line on stderr, checked
+before any compute, nothing written or left behind); 3 a metric became NaN/inf (results are
+written and marked ``"status": "nonfinite"`` in ``summary.json``); 130 interrupted (Ctrl-C:
+one line saying how to continue). Results folders follow :mod:`alignjax.rundir`: nothing
+alignjax did not write is ever replaced, and ``--overwrite`` swaps the new results in only
+when they are complete.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_BAD_INPUT", "EXIT_NONFINITE", "EXIT_INTERRUPTED"]
+
+EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
+_MAX_SEED = 2**32 - 1
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2 (argparse's usage dump is noisy)
-        self.exit(2, f"alignjax: error: {message}\n")
+        self.exit(EXIT_BAD_INPUT, f"alignjax: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from alignjax import __version__
+
     p = _Parser(prog="alignjax", description="JAX alignment-theory experiments and paper reproductions.")
+    p.add_argument("--version", action="version", version=f"alignjax {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("list", help="list experiments, suites, losses and dynamics")
+    ls = sub.add_parser("list", help="list experiments, suites, losses and dynamics, or one entry's settings")
+    ls.add_argument("name", nargs="?", help="an experiment or suite: list its settings and defaults")
     r = sub.add_parser("run", help="run one experiment, optionally as a sweep")
     r.add_argument("experiment")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     r.add_argument("--sweep", action="append", default=[], metavar="KEY=SPEC",
                    help="sweep a continuous hyperparameter: v1,v2,... or lo:hi:n[:log]")
     r.add_argument("--seeds", type=int, default=1, help="seeds per config (default 1)")
-    r.add_argument("--seed", type=int, default=0, help="master seed (default 0)")
-    r.add_argument("--out", type=Path, default=None, help="results folder (default results/EXPERIMENT)")
+    r.add_argument("--seed", type=int, default=0, help=f"master seed in [0, {_MAX_SEED}] (default 0)")
+    r.add_argument("--out", default=None, help="results folder (default results/EXPERIMENT)")
     r.add_argument("--chunks", type=int, default=None,
                    help="split the run into this many chunks, checkpointing after each (default: 1 if no "
                         "--resume, else 10)")
-    r.add_argument("--resume", action="store_true", help="continue from the folder's last checkpoint")
-    r.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
+    r.add_argument("--resume", action="store_true", help="continue an alignjax folder from its last checkpoint")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace an existing alignjax results folder once the new run has finished")
     r.add_argument("--no-progress", action="store_true")
     s = sub.add_parser("reproduce", help="run a reproduction suite and check its claims")
     s.add_argument("suite", help="suite name, or 'all'")
     s.add_argument("--quick", action="store_true", help="the quick CPU setting")
-    s.add_argument("--out", type=Path, default=Path("results"), help="root results folder (default results/)")
-    s.add_argument("--overwrite", action="store_true", help="replace existing suite folders")
+    s.add_argument("--out", default="results", help="root results folder (default results/)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace existing alignjax suite folders once each suite has finished")
+    sh = sub.add_parser("show", help="what a results folder holds and the command that reproduces it")
+    sh.add_argument("folder")
     return p
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"alignjax: error: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
-def _list() -> int:
+def _argv(argv: Sequence[str] | None) -> list[str]:
+    return list(sys.argv[1:] if argv is None else argv)
+
+
+# -- list -----------------------------------------------------------------------------------
+def _list(args) -> int:
     from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS
 
+    if args.name is not None:
+        return _list_one(args.name)
     for title, reg in (("experiments", EXPERIMENTS), ("suites", SUITES)):
         print(f"{title}:")
         for e in reg:
@@ -68,100 +95,231 @@ def _list() -> int:
     print("losses:   " + ", ".join(LOSSES.names()))
     print("dynamics: " + ", ".join(DYNAMICS.names()))
     print("trainers: " + ", ".join(TRAINERS.names()))
+    print("(alignjax list NAME shows an experiment's settings)")
     return 0
 
 
-def _run(args) -> int:
-    import numpy as np
+def _list_one(name: str) -> int:
+    from alignjax.registry import EXPERIMENTS, SUITES
 
+    if name in EXPERIMENTS:
+        exp = EXPERIMENTS.get(name)
+        print(f"{exp.name}: {exp.description}")
+        print("static settings (--set KEY=VALUE; they shape the compiled program):")
+        for k, v in exp.config.items():
+            print(f"  {k:<18} {type(v).__name__:<6} default {v!r}")
+        print("continuous hyperparameters (--set KEY=VALUE or --sweep KEY=v1,v2,... | lo:hi:n[:log]):")
+        for k, v in exp.hparams.items():
+            print(f"  {k:<18} float  default {v!r}")
+        return 0
+    if name in SUITES:
+        e = SUITES.entry(name)
+        print(f"{name} (suite): {e.meta.get('description', '')}")
+        print(f"  alignjax reproduce {name} [--quick] [--out DIR] [--overwrite]")
+        return 0
+    return _fail(f"unknown experiment or suite {name!r}; known: {', '.join(EXPERIMENTS.names() + SUITES.names())}")
+
+
+# -- run ------------------------------------------------------------------------------------
+_SETTINGS = ("experiment", "config", "hparams", "sweep", "seeds", "seed")
+
+
+def _prepare_run(args):
+    """Everything that can be refused before compute; raises ValueError with one line."""
     from alignjax import config as cfgmod
     from alignjax.registry import EXPERIMENTS
-    from alignjax.results import prepare_out_dir, write_csv, write_json
+    from alignjax.rundir import RunDir
+    from alignjax.sweep import check_grid_size, check_memory, estimate_memory, make_grid
+
+    exp = EXPERIMENTS.get(args.experiment)
+    config, hparams = cfgmod.apply_overrides(exp.config, exp.hparams, args.set)
+    axes: dict = {}
+    for spec in args.sweep:
+        k, v = cfgmod.parse_sweep(spec, hparams)
+        if k in axes:
+            raise ValueError(f"--sweep {k} is given twice; put every value in one --sweep {k}=v1,v2,...")
+        axes[k] = v
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
+    if not 0 <= args.seed <= _MAX_SEED:
+        raise ValueError(f"--seed must lie in [0, {_MAX_SEED}] (a 32-bit PRNG seed); got {args.seed}")
+    if args.chunks is not None and args.chunks < 1:
+        raise ValueError(f"--chunks must be >= 1; got {args.chunks}")
+    num_configs = 1
+    for v in axes.values():
+        num_configs *= len(v)
+    check_grid_size(num_configs, args.seeds, len(hparams))
+    grid = make_grid(hparams, axes, seeds=args.seeds)
+    exp.check(config, grid.hparams)
+    program = exp.make_program(config)
+    chunks = args.chunks or (10 if args.resume else 1)
+    steps, every = int(config["num_steps"]), int(config["log_every"])
+    chunked = args.resume or chunks > 1
+    check_memory(estimate_memory(program, list(hparams), num_rows=grid.size, num_steps=steps, log_every=every,
+                                 chunked=chunked), grid.size)
+    if args.out is not None and args.out.strip() == "":
+        raise ValueError("the results folder must not be empty (--out '')")
+    out = Path(args.out) if args.out is not None else Path("results") / exp.name
+    rd = RunDir(out, overwrite=args.overwrite, resume=args.resume).check()
+    settings = {"experiment": exp.name, "config": config, "hparams": hparams,
+                "sweep": {k: v.tolist() for k, v in axes.items()}, "seeds": args.seeds, "seed": args.seed}
+    settings = json.loads(json.dumps(settings))
+    old = None
+    if args.resume:
+        try:
+            old = json.loads((out / "config.json").read_text())
+        except (OSError, ValueError):
+            raise ValueError(f"--resume: {out} has no readable config.json to continue from") from None
+        if {k: old.get(k) for k in _SETTINGS} != settings:
+            raise ValueError(f"--resume: the settings differ from those saved in {out / 'config.json'}")
+    return exp, config, grid, program, rd, settings, old, chunks, chunked
+
+
+def _run(args, argv) -> int:
+    import numpy as np
+
+    from alignjax import provenance
+    from alignjax.results import first_nonfinite, write_arrays, write_csv, write_json
+    from alignjax.rundir import RunDirError
 
     try:
-        exp = EXPERIMENTS.get(args.experiment)
-        config, hparams = cfgmod.apply_overrides(exp.config, exp.hparams, args.set)
-        axes = dict(cfgmod.parse_sweep(s, hparams) for s in args.sweep)
-        if args.seeds < 1:
-            raise ValueError(f"--seeds must be >= 1; got {args.seeds}")
-        if args.chunks is not None and args.chunks < 1:
-            raise ValueError(f"--chunks must be >= 1; got {args.chunks}")
-        from alignjax.sweep import make_grid
-
-        grid = make_grid(hparams, axes, seeds=args.seeds)
-        exp.check(config, grid.hparams)
-        program = exp.make_program(config)
-        out = args.out or Path("results") / exp.name
-        resolved = {"experiment": exp.name, "config": config, "hparams": hparams,
-                    "sweep": {k: v.tolist() for k, v in axes.items()}, "seeds": args.seeds, "seed": args.seed}
-        if args.resume and (out / "config.json").exists():
-            old = json.loads((out / "config.json").read_text())
-            if old != json.loads(json.dumps(resolved)):
-                raise ValueError(f"--resume: the settings differ from those saved in {out / 'config.json'}")
-        out = prepare_out_dir(out, overwrite=args.overwrite, resume=args.resume)
-    except (ValueError, FileExistsError) as e:
+        exp, config, grid, program, rd, settings, old, chunks, chunked = _prepare_run(args)
+        out = rd.open()
+    except (ValueError, FileExistsError) as e:  # RunDirError is a ValueError
         return _fail(str(e))
 
-    from alignjax.sweep import run_sweep
-
-    write_json(out / "config.json", resolved)
-    num_logs = config["num_steps"] // config["log_every"]
-    chunks = args.chunks or (10 if args.resume else 1)
-    chunk_logs = -(-num_logs // chunks)
+    session = provenance.new_session(argv, chunks=chunks, provenance=provenance.collect(argv))
+    sessions = [*(old or {}).get("sessions", []), session]
+    doc = {"alignjax": (old or {}).get("alignjax", session["provenance"]), **settings, "sessions": sessions}
     t0 = time.perf_counter()
-    result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"],
-                       seed=args.seed, out_dir=out if (args.resume or chunks > 1) else None,
-                       resume=args.resume, chunk_logs=chunk_logs, progress=not args.no_progress)
-    runtime = time.perf_counter() - t0
-    write_csv(out / "metrics.csv", result.table())
-    arrays = {k: v for k, v in result.metrics.items() if v.ndim > 3}
-    if arrays:
-        import io
+    num_logs = config["num_steps"] // config["log_every"]
+    counts: dict = {}
 
-        from alignjax.results import atomic_write_bytes
+    def on_chunk(done, total):  # record progress so a killed session still counts its runtime
+        _raise_if_interrupted()
+        sessions[-1] = {**session, "runtime_s": round(time.perf_counter() - t0, 3), "logged_intervals_done": done}
+        write_json(out / "config.json", {**doc, "sessions": sessions})
 
-        buf = io.BytesIO()
-        np.savez_compressed(buf, steps=result.steps, **arrays)
-        atomic_write_bytes(out / "arrays.npz", buf.getvalue())
-    from alignjax.plotting import plot_sweep
+    if chunked:
+        _DEFER.set()
+    try:
+        write_json(out / "config.json", doc)
+        from alignjax.sweep import run_sweep
 
-    plot_sweep(result, out)
-    if exp.plots is not None:
-        exp.plots(result, out)
-    final = {k: float(np.mean(v[:, :, -1])) for k, v in result.metrics.items() if v.ndim == 3}
-    write_json(out / "summary.json", {"experiment": exp.name, "config": resolved, "runtime_s": round(runtime, 3),
-                                      "num_compiles": result.num_compiles, "final_mean": final, "claims": []})
+        result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"],
+                           seed=args.seed, out_dir=out if chunked else None, resume=args.resume,
+                           chunk_logs=-(-num_logs // chunks), progress=not args.no_progress, on_chunk=on_chunk)
+        _raise_if_interrupted()
+        counts = result.num_compiles
+        runtime = time.perf_counter() - t0
+        bad = first_nonfinite(result)
+        status = "finished" if bad is None else "nonfinite"
+        sessions[-1] = provenance.close_session(session, status, runtime, compiles=counts)
+        doc["sessions"] = sessions
+        write_json(out / "config.json", doc)
+        write_csv(out / "metrics.csv", result.table())
+        write_arrays(out / "arrays.npz", result)
+        from alignjax.plotting import plot_sweep
+
+        plot_sweep(result, out)
+        if exp.plots is not None:
+            exp.plots(result, out)
+        final = {k: float(np.mean(v[:, :, -1])) for k, v in result.metrics.items() if v.ndim == 3}
+        totals = provenance.totals(sessions)
+        write_json(out / "summary.json", {
+            "experiment": exp.name, "config": settings, "status": status, "nonfinite": bad,
+            "runtime_s": totals["runtime_s"], "num_compiles": totals["compiles"], "alignjax": session["provenance"],
+            "sessions": sessions, "final_mean": final, "claims": []})
+        out = rd.commit()
+    except KeyboardInterrupt:
+        return _interrupted(rd, argv, "run")
+    except RunDirError as e:
+        rd.abort(keep_checkpointed=True)
+        return _fail(str(e))
+    except OSError as e:
+        kept = rd.abort(keep_checkpointed=True)
+        where = f"; continue with: alignjax {shlex.join(_resume_argv(argv))}" if kept else ""
+        return _fail(f"writing {getattr(e, 'filename', None) or out} failed: {e.strerror or e}{where}")
+    except BaseException:
+        rd.abort(keep_checkpointed=True)
+        raise
     print(f"{exp.name}: {grid.size} runs x {config['num_steps']} steps in {runtime:.1f}s "
-          f"(compiles: {result.num_compiles}); results in {out}")
+          f"(compiles: {counts}); results in {out}")
     for k, v in final.items():
         print(f"  final {k} (mean over runs) = {v:.6g}")
+    if bad is not None:
+        hp = ", ".join(f"{k}={v:g}" for k, v in bad["hparams"].items())
+        return _fail(f"metric {bad['metric']!r} became {bad['value']} at step {bad['step']} (config {bad['config']}: "
+                     f"{hp}; seed {bad['seed']}); results written to {out} and marked nonfinite in summary.json",
+                     EXIT_NONFINITE)
     return 0
 
 
-def _reproduce(args) -> int:
+def _resume_argv(argv: Sequence[str]) -> list[str]:
+    return [a for a in argv if a != "--overwrite"] + ([] if "--resume" in argv else ["--resume"])
+
+
+def _interrupted(rd, argv, what: str) -> int:
+    kept = rd.abort(keep_checkpointed=True)
+    if kept:
+        msg = f"interrupted; continue with: alignjax {shlex.join(_resume_argv(argv))}"
+    elif rd.overwrite:
+        msg = f"interrupted; the previous results in {rd.target} are unchanged"
+    elif what == "run":
+        msg = "interrupted before the first checkpoint; nothing was kept (pass --chunks N to checkpoint as you go)"
+    else:
+        msg = "interrupted; the unfinished suite folder was removed"
+    print(f"alignjax: {msg}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+# -- reproduce ------------------------------------------------------------------------------
+def _reproduce(args, argv) -> int:
+    from alignjax import provenance
     from alignjax.registry import SUITES
-    from alignjax.results import SuiteContext, format_claims, prepare_out_dir, summary_dict, write_json
+    from alignjax.results import SuiteContext, format_claims, summary_dict, write_json
+    from alignjax.rundir import RunDir, RunDirError
 
     try:
+        if args.out.strip() == "":
+            raise ValueError("the results folder must not be empty (--out '')")
         names = SUITES.names() if args.suite == "all" else [SUITES.entry(args.suite).name]
         if not names:
             raise ValueError("no suites are registered")
-        for n in names:  # check every folder before running anything
-            d = args.out / n
-            if d.exists() and any(d.iterdir()) and not args.overwrite:
-                raise FileExistsError(f"results folder {d} already exists; pass --overwrite to replace it")
-    except (ValueError, FileExistsError) as e:
+        dirs = {n: RunDir(Path(args.out) / n, overwrite=args.overwrite).check() for n in names}  # all, up front
+    except ValueError as e:
         return _fail(str(e))
     summaries = []
     for n in names:
-        out = prepare_out_dir(args.out / n, overwrite=args.overwrite)
-        ctx = SuiteContext(out_dir=out, quick=args.quick)
-        print(f"== {n} ({'quick' if args.quick else 'full'}) -> {out}", flush=True)
-        t0 = time.perf_counter()
-        claims = SUITES.get(n)(ctx)
-        runtime = time.perf_counter() - t0
-        summary = summary_dict(n, {"quick": args.quick, **ctx.config}, runtime, claims)
-        write_json(out / "summary.json", summary)
+        rd = dirs[n]
+        try:
+            out = rd.open()
+        except RunDirError as e:
+            return _fail(str(e))
+        session = provenance.new_session(argv, provenance=provenance.collect(argv))
+        doc = {"alignjax": session["provenance"], "suite": n, "quick": args.quick, "sessions": [session]}
+        try:
+            write_json(out / "config.json", doc)
+            ctx = SuiteContext(out_dir=out, quick=args.quick)
+            print(f"== {n} ({'quick' if args.quick else 'full'}) -> {rd.target}", flush=True)
+            t0 = time.perf_counter()
+            claims = SUITES.get(n)(ctx)
+            runtime = time.perf_counter() - t0
+            doc["sessions"] = [provenance.close_session(session, "finished", runtime)]
+            doc["settings"] = ctx.config
+            write_json(out / "config.json", doc)
+            summary = summary_dict(n, {"quick": args.quick, **ctx.config}, runtime, claims, status="finished",
+                                   alignjax=session["provenance"], sessions=doc["sessions"])
+            write_json(out / "summary.json", summary)
+            rd.commit()
+        except KeyboardInterrupt:
+            return _interrupted(rd, argv, "reproduce")
+        except OSError as e:
+            rd.abort(keep_checkpointed=False)
+            return _fail(f"writing {getattr(e, 'filename', None) or rd.target} failed: {e.strerror or e}")
+        except BaseException:
+            rd.abort(keep_checkpointed=False)
+            raise
         summaries.append(summary)
         held = sum(c["holds"] for c in summary["claims"])
         print(f"   {held}/{len(claims)} claims hold, {runtime:.1f}s", flush=True)
@@ -170,14 +328,115 @@ def _reproduce(args) -> int:
     return 0
 
 
+# -- show -----------------------------------------------------------------------------------
+def _reproducing_command(cfg: dict) -> str:
+    """The command line that recomputes a results folder (every setting spelled out)."""
+    if "suite" in cfg:
+        return shlex.join(["alignjax", "reproduce", cfg["suite"], *(["--quick"] if cfg.get("quick") else [])])
+    words = ["alignjax", "run", cfg["experiment"]]
+    for k, v in cfg.get("config", {}).items():
+        words += ["--set", f"{k}={v}"]
+    sweep = cfg.get("sweep", {})
+    for k, v in cfg.get("hparams", {}).items():
+        if k not in sweep:
+            words += ["--set", f"{k}={v!r}"]
+    for k, vs in sweep.items():
+        words += ["--sweep", f"{k}=" + ",".join(repr(float(x)) for x in vs)]
+    words += ["--seeds", str(cfg.get("seeds", 1)), "--seed", str(cfg.get("seed", 0))]
+    return shlex.join(words)
+
+
+def _show(args) -> int:
+    from alignjax.provenance import totals
+    from alignjax.results import format_claims
+    from alignjax.rundir import is_ours
+
+    d = Path(args.folder)
+    if not d.is_dir() or not is_ours(d):
+        return _fail(f"{d} is not an alignjax results folder (no config.json or summary.json of ours)")
+
+    def load(name):
+        try:
+            return json.loads((d / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    cfg, summ = load("config.json") or {}, load("summary.json")
+    kind = f"suite {cfg['suite']}" if "suite" in cfg else f"experiment {cfg.get('experiment', (summ or {}).get('suite'))}"
+    prov = cfg.get("alignjax") or (summ or {}).get("alignjax") or {}
+    git = prov.get("git") or {}
+    print(f"{d}: {kind}")
+    if prov:
+        pk = prov.get("packages", {})
+        print(f"  alignjax {prov.get('version')}  commit {git.get('commit') or 'unknown'}"
+              f"{' (dirty tree)' if git.get('dirty') else ''}  python {prov.get('python')}  jax {pk.get('jax')}")
+        print(f"  {prov.get('backend')} x{prov.get('device_count')} ({prov.get('device_kind')}), x64={prov.get('x64')}, "
+              f"{prov.get('platform')}")
+    if "experiment" in cfg:
+        print(f"  settings: {json.dumps(cfg.get('config'))}")
+        print(f"  hyperparameters: {json.dumps(cfg.get('hparams'))}; sweep: {json.dumps(cfg.get('sweep'))}; "
+              f"seeds {cfg.get('seeds')}, seed {cfg.get('seed')}")
+    sessions = cfg.get("sessions") or (summ or {}).get("sessions") or []
+    for i, s in enumerate(sessions):
+        print(f"  session {i + 1}: {s.get('start')} -> {s.get('end') or '(did not finish)'}  {s.get('status')}  "
+              f"{s.get('runtime_s')} s  {shlex.join(s.get('command', []))}")
+    if sessions:
+        t = totals(sessions)
+        print(f"  total: {t['runtime_s']} s over {t['sessions']} session(s), compiles {t['compiles']}")
+    if summ is None:
+        print("  status: unfinished (no summary.json)")
+    else:
+        print(f"  status: {summ.get('status', 'finished')}")
+        if summ.get("nonfinite"):
+            print(f"  first non-finite value: {json.dumps(summ['nonfinite'])}")
+        for k, v in (summ.get("final_mean") or {}).items():
+            print(f"  final {k} (mean over runs) = {v}")
+        if summ.get("claims"):
+            print(format_claims([summ]))
+    print("  files: " + ", ".join(sorted(p.name for p in d.iterdir() if not p.name.startswith("."))))
+    print(f"  reproduce with: {_reproducing_command(cfg) if cfg else '(unknown: no config.json)'}")
+    return 0
+
+
+_INTERRUPTED = threading.Event()
+_DEFER = threading.Event()  # set while a chunked run may be inside a checkpoint save
+
+
+def _on_sigint(signum, frame):
+    # A chunked run stops at the next chunk boundary, after its checkpoint is complete (a
+    # KeyboardInterrupt inside an orbax save leaves its threads failing). Otherwise, and on a
+    # second Ctrl-C, stop now. The flag also covers a KeyboardInterrupt that a callback (XLA's
+    # gc hook) swallowed: the next chunk boundary raises it again.
+    first = not _INTERRUPTED.is_set()
+    _INTERRUPTED.set()
+    if not (first and _DEFER.is_set()):
+        raise KeyboardInterrupt
+
+
+def _raise_if_interrupted() -> None:
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alignjax`` command; returns the exit code."""
+    argv = _argv(argv)
     args = _parser().parse_args(argv)
-    if args.command == "list":
-        return _list()
-    if args.command == "run":
-        return _run(args)
-    return _reproduce(args)
+    _INTERRUPTED.clear()
+    _DEFER.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+    try:
+        if args.command == "list":
+            return _list(args)
+        if args.command == "run":
+            return _run(args, argv)
+        if args.command == "show":
+            return _show(args)
+        return _reproduce(args, argv)
+    except KeyboardInterrupt:  # outside a results folder's lifetime: nothing to undo
+        print("alignjax: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["Program", "Experiment", "check_positive"]
+__all__ = ["Program", "Experiment", "check_positive", "check_representable", "run_dtype"]
 
 
 class Program(NamedTuple):
@@ -81,6 +81,7 @@ class Experiment:
         for name, v in hparams.items():
             if not np.all(np.isfinite(np.asarray(v, dtype=np.float64))):
                 raise ValueError(f"{name} must be finite; got {np.asarray(v).tolist()}")
+            check_representable(name, v)
         if self.validate is not None:
             self.validate(config, hparams)
 
@@ -91,3 +92,31 @@ def check_positive(name: str, value: Any) -> None:
     if v.size and not np.all(v > 0):
         bad = v[~(v > 0)].ravel()[0]
         raise ValueError(f"{name} must be > 0; got {bad:g}")
+
+
+def run_dtype() -> np.dtype:
+    """The float dtype runs use: float32, or float64 under ``jax.enable_x64``."""
+    import jax.numpy as jnp
+
+    return np.dtype(jnp.zeros(()).dtype)
+
+
+def check_representable(name: str, value: Any, dtype: Any = None) -> None:
+    """Raise ``ValueError`` if ``value`` overflows (to inf) or underflows (to 0) in ``dtype``.
+
+    ``dtype`` defaults to :func:`run_dtype`. Use it for derived quantities too (e.g. a step
+    size ``learning_rate / beta**2``, computed in float64): a value that is finite in float64
+    but not in the run's dtype would otherwise turn into ``inf``/``nan`` silently on device.
+    """
+    dtype = np.dtype(dtype or run_dtype())
+    v64 = np.asarray(value, dtype=np.float64)
+    with np.errstate(over="ignore", under="ignore"):
+        v = v64.astype(dtype)
+    over = ~np.isfinite(v) & np.isfinite(v64)
+    under = (v == 0) & (v64 != 0) | (np.abs(v) < np.finfo(dtype).tiny) & (v != 0)
+    if np.any(over):
+        raise ValueError(f"{name} = {v64[over].ravel()[0]:g} overflows {dtype.name} (max {np.finfo(dtype).max:g}); "
+                         "use a smaller value")
+    if np.any(under):
+        raise ValueError(f"{name} = {v64[under].ravel()[0]:g} underflows {dtype.name} (smallest normal "
+                         f"{np.finfo(dtype).tiny:g}); use a larger value")

@@ -1,9 +1,12 @@
 """Results folders, atomic writes, tidy tables and the ``summary.json`` reproduction contract.
 
-A results folder holds: ``config.json`` (the resolved configuration), ``metrics.csv`` (one
-row per config x seed x logged step), plots (``*.png``) and ``summary.json``::
+A results folder holds: ``config.json`` (the resolved configuration, the ``"alignjax"``
+provenance block of :mod:`alignjax.provenance` and the ``"sessions"`` that wrote it),
+``metrics.csv`` (one row per config x seed x logged step), ``arrays.npz`` (every metric with
+named axes and the hyperparameters of each config), plots (``*.png``) and ``summary.json``::
 
-    {"suite": str, "config": {...}, "runtime_s": float,
+    {"suite" | "experiment": str, "config": {...}, "status": "finished" | "nonfinite",
+     "runtime_s": float, "alignjax": {...}, "sessions": [...],
      "claims": [{"id", "statement", "source", "paper_value", "measured", "holds", "note"}]}
 
 ``holds`` is always computed by the suite's code from measured numbers (see :func:`claim`).
@@ -18,7 +21,6 @@ import io
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,16 +30,26 @@ import numpy as np
 
 __all__ = [
     "Claim", "claim", "SuiteContext", "atomic_write_bytes", "atomic_write_text", "write_json",
-    "write_csv", "prepare_out_dir", "to_jsonable", "format_claims",
+    "write_csv", "to_jsonable", "format_claims", "summary_dict", "write_arrays", "first_nonfinite",
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + ``os.replace`` (atomic on POSIX)."""
+    """Write ``data`` to ``path`` via a temp file + ``os.replace`` (atomic on POSIX).
+
+    The file gets mode ``0666 & ~umask``, as a plain ``open(path, "wb")`` would.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask like open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -101,25 +113,45 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]] | Mappi
     atomic_write_text(path, buf.getvalue())
 
 
-def prepare_out_dir(path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False) -> Path:
-    """Validate a results folder before any compute and return it as a ``Path``.
+def write_arrays(path: str | os.PathLike, result) -> None:
+    """Write a :class:`~alignjax.sweep.SweepResult` as ``.npz`` with named axes.
 
-    * missing, or an empty folder: fine (created);
-    * exists with content and neither flag: ``FileExistsError`` (nothing is touched);
-    * ``resume``: kept as is (the runner restores from its checkpoints);
-    * ``overwrite``: its content is removed.
+    Keys: ``steps (T,)``; one array per metric ``(configs, seeds, T, ...)``; ``axes`` (the swept
+    names, slowest first); ``hparam.NAME (configs,)`` the value of every hyperparameter per
+    config; ``dims.METRIC`` the axis names of each metric (``config, seed, step`` then
+    ``dim3, ...`` for vector metrics).
     """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise FileExistsError(f"results path {p} exists and is not a folder")
-    if p.exists() and any(p.iterdir()):
-        if resume:
-            return p
-        if not overwrite:
-            raise FileExistsError(f"results folder {p} already exists; pass --overwrite to replace it or --resume to continue it")
-        shutil.rmtree(p)
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+    arrays: dict[str, np.ndarray] = {"steps": np.asarray(result.steps), "axes": np.array(result.grid.axes, dtype=str)}
+    for k, v in result.grid.hparams.items():
+        arrays[f"hparam.{k}"] = np.asarray(v)
+    for k, v in result.metrics.items():
+        arrays[k] = np.asarray(v)
+        arrays[f"dims.{k}"] = np.array(["config", "seed", "step", *[f"dim{i}" for i in range(3, np.ndim(v))]])
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def first_nonfinite(result) -> dict | None:
+    """The earliest non-finite metric value of a sweep, or None if every value is finite.
+
+    Returns ``{"metric", "config", "seed", "step", "value", "hparams"}`` for the smallest
+    logged step at which any metric is NaN or infinite (ties: metric order, then config, seed).
+    """
+    best = None
+    for name, v in result.metrics.items():
+        v = np.asarray(v)
+        bad = (~np.isfinite(v)).reshape(*v.shape[:3], -1).any(axis=-1)  # (configs, seeds, T)
+        if not bad.any():
+            continue
+        idx = np.argwhere(bad)  # (c, s, t) rows in lexicographic order
+        c, s, t = (int(i) for i in idx[idx[:, 2] == idx[:, 2].min()][0])
+        if best is None or t < best[0]:
+            cell = np.asarray(v[c, s, t])
+            value = cell[~np.isfinite(cell)].ravel()[0]
+            best = (t, {"metric": name, "config": c, "seed": s, "step": int(result.steps[t]), "value": str(value),
+                        "hparams": {k: float(h[c]) for k, h in result.grid.hparams.items()}})
+    return None if best is None else best[1]
 
 
 @dataclass(frozen=True)
@@ -193,10 +225,11 @@ class SuiteContext:
         return self.path(name)
 
 
-def summary_dict(suite: str, config: Mapping[str, Any], runtime_s: float, claims: Iterable[Claim]) -> dict:
-    """The ``summary.json`` object."""
+def summary_dict(suite: str, config: Mapping[str, Any], runtime_s: float, claims: Iterable[Claim],
+                 **extra: Any) -> dict:
+    """The ``summary.json`` object of a suite; ``extra`` (provenance, sessions, ...) is added."""
     return {"suite": suite, "config": to_jsonable(config), "runtime_s": round(float(runtime_s), 3),
-            "claims": [to_jsonable(asdict(c)) for c in claims]}
+            **to_jsonable(extra), "claims": [to_jsonable(asdict(c)) for c in claims]}
 
 
 def _short(v: Any, width: int = 28) -> str:

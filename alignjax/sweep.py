@@ -37,7 +37,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from alignjax.experiment import Program
 
-__all__ = ["Grid", "SweepResult", "make_grid", "make_run", "run_sweep", "default_block_size"]
+__all__ = ["Grid", "SweepResult", "make_grid", "make_run", "run_sweep", "default_block_size", "check_grid_size",
+           "estimate_memory", "check_memory", "available_memory"]
 
 
 @dataclass(frozen=True)
@@ -93,23 +94,36 @@ def make_grid(base: Mapping[str, float], axes: Mapping[str, Sequence[float]] | N
     return Grid(hp, tuple(names), int(seeds))
 
 
-def make_run(program: Program, *, num_steps: int, log_every: int, _vary_axis: str | None = None) -> Callable:
+def make_run(program: Program, *, num_steps: int, log_every: int) -> Callable:
     """``run(hparams, key) -> metrics``, metrics stacked over steps ``0, log_every, ..., num_steps``.
 
     One jittable function: ``init``, ``observe`` at step 0, then ``num_steps // log_every``
-    intervals of ``log_every`` steps (nested ``lax.scan``), observing after each.
+    intervals of ``log_every`` steps (nested ``lax.scan``), observing after each. It is the
+    engine's batched run (:func:`_make_batched_run`) on a batch of one row.
     """
-    if num_steps % log_every:
-        raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
-    advance = _make_advance(program, log_every, _vary_axis)
+    run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every)
 
     def run(hparams, key):
-        state = program.init(hparams, key)
-        first = program.observe(state, hparams)
-        _, rest = advance(state, hparams, num_steps // log_every)
-        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+        out = run_b(jax.tree.map(lambda x: jnp.asarray(x)[None], hparams), key[None])
+        return jax.tree.map(lambda x: x[0], out)
 
     return run
+
+
+def _make_batched_run(program: Program, *, num_steps: int, log_every: int, vary_axis: str | None = None,
+                      on_interval: Callable[[], None] | None = None) -> Callable:
+    """``run_b(hparams, keys) -> metrics`` for a block of rows: ``(block, T, ...)`` metrics."""
+    if num_steps % log_every:
+        raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
+    advance = _make_advance(program, log_every, vary_axis, on_interval)
+
+    def run_b(hparams, keys):
+        state = jax.vmap(program.init)(hparams, keys)
+        first = jax.vmap(program.observe)(state, hparams)
+        _, rest = advance(state, hparams, num_steps // log_every)
+        return jax.tree.map(lambda a, b: jnp.concatenate([a[:, None], jnp.moveaxis(b, 0, 1)], axis=1), first, rest)
+
+    return run_b
 
 
 def _vary(tree, axis: str | None):
@@ -133,11 +147,23 @@ def _vary(tree, axis: str | None):
     return jax.tree.map(cast, tree)
 
 
-def _make_advance(program: Program, log_every: int, vary_axis: str | None = None):
+def _make_advance(program: Program, log_every: int, vary_axis: str | None = None,
+                  on_interval: Callable[[], None] | None = None):
+    """``advance(state, hparams, n) -> (state, metrics)`` over a *block* of rows (leading axis).
+
+    ``n`` logged intervals of ``log_every`` steps of ``vmap(program.step)`` (nested
+    ``lax.scan``), observing after each; metrics come out ``(n, block, ...)``. The scan runs
+    outside the ``vmap`` (the same arithmetic as ``vmap`` of the per-row scan), so the optional
+    ``on_interval`` host callback fires once per interval and block, not once per row.
+    """
+    step_b, observe_b = jax.vmap(program.step), jax.vmap(program.observe)
+
     def advance(state, hparams, num_logs: int):
         def interval(s, _):
-            s, _ = jax.lax.scan(lambda c, __: (program.step(c, hparams), None), s, None, length=log_every)
-            return s, program.observe(s, hparams)
+            s, _ = jax.lax.scan(lambda c, __: (step_b(c, hparams), None), s, None, length=log_every)
+            if on_interval is not None:
+                jax.debug.callback(on_interval)
+            return s, observe_b(s, hparams)
 
         return jax.lax.scan(interval, _vary(state, vary_axis), None, length=num_logs)
 
@@ -204,9 +230,10 @@ def _rows(grid: Grid, seed: int, num_devices: int, block: int):
 
 
 def _blocked(fn, mesh: Mesh, block: int):
-    """``shard_map`` over the sweep axis; on each device, ``lax.map`` over blocks of ``vmap(fn)``.
+    """``shard_map`` over the sweep axis; on each device, ``lax.map`` of ``fn`` over blocks.
 
-    Every argument and output has the leading row axis; each device holds a multiple of
+    ``fn`` takes and returns pytrees whose leaves have a leading axis of ``block`` rows (a
+    batched function, e.g. ``vmap`` of a per-row one). Each device holds a multiple of
     ``block`` rows and evaluates them ``block`` at a time, so the per-block program is the
     same whatever the number of devices.
     """
@@ -216,7 +243,7 @@ def _blocked(fn, mesh: Mesh, block: int):
         rows = jax.tree.leaves(args)[0].shape[0]
         nb = rows // block
         split = jax.tree.map(lambda x: x.reshape(nb, block, *x.shape[1:]), args)
-        out = jax.lax.map(lambda a: jax.vmap(fn)(*a), split)
+        out = jax.lax.map(lambda a: fn(*a), split)
         return jax.tree.map(lambda x: x.reshape(nb * block, *x.shape[2:]), out)
 
     return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec)
@@ -268,26 +295,36 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
             return fn(*args)
         return wrapper
 
+    bar, on_interval = _progress(progress, b, len(keys_np), num_steps, log_every, block)
     chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
     if chunk_logs == num_logs and out_dir is None:
-        run = make_run(program, num_steps=num_steps, log_every=log_every, _vary_axis="sweep")
-        fn = jax.jit(counted("run", _blocked(lambda h, k: run(h, jax.random.wrap_key_data(k)), mesh, block)))
-        metrics = _get(fn(hp, keys))
+        run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every, vary_axis="sweep",
+                                  on_interval=on_interval)
+        fn = jax.jit(counted("run", _blocked(lambda h, k: run_b(h, jax.random.wrap_key_data(k)), mesh, block)))
+        try:
+            metrics = _get(fn(hp, keys))
+        finally:
+            if bar is not None:
+                bar.close()
         timings["compile"] = timings["total"] = time.perf_counter() - t_start
         return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
 
-    advance = _make_advance(program, log_every, "sweep")
+    advance = _make_advance(program, log_every, "sweep", on_interval)
 
     def start(h, k):
-        state = program.init(h, jax.random.wrap_key_data(k))
-        return state, program.observe(state, h)
+        state = jax.vmap(program.init)(h, jax.random.wrap_key_data(k))
+        return state, jax.vmap(program.observe)(state, h)
 
     start_fn = jax.jit(counted("init", _blocked(start, mesh, block)))
     chunk_fns: dict[int, Callable] = {}  # one compiled program per distinct chunk length
 
     def chunk_fn(n):
         if n not in chunk_fns:
-            chunk_fns[n] = jax.jit(counted("chunk", _blocked(lambda s, h: advance(s, h, n), mesh, block)))
+            def body(s, h):
+                s, ms = advance(s, h, n)
+                return s, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), ms)
+
+            chunk_fns[n] = jax.jit(counted("chunk", _blocked(body, mesh, block)))
         return chunk_fns[n]
 
     # Checkpoints are numbered by logged intervals done, so a resumed run may use another
@@ -310,35 +347,155 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         state, first = start_fn(hp, keys)
         gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, initial=done * log_every, unit="step", desc=f"sweep of {grid.size} runs",
-                   leave=False)
-    while done < num_logs:
-        n = min(chunk_logs, num_logs - done)
-        t0 = time.perf_counter()
-        state, ms = chunk_fn(n)(state, hp)
-        ms = _get(ms)
-        if "compile" not in timings:
-            timings["compile"] = time.perf_counter() - t0
-        gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
-        done += n
-        if mgr is not None:
-            from alignjax import checkpoint
-
-            checkpoint.save(mgr, done, state, gathered)
-        if bar is not None:
-            bar.update(n * log_every)
-        if on_chunk is not None:
-            on_chunk(done, num_logs)
     if bar is not None:
-        bar.close()
-    if mgr is not None:
-        mgr.close()
+        bar.update(done * log_every * bar.total // max(1, num_steps))
+    try:
+        while done < num_logs:
+            n = min(chunk_logs, num_logs - done)
+            t0 = time.perf_counter()
+            state, ms = chunk_fn(n)(state, hp)
+            ms = _get(ms)
+            if "compile" not in timings:
+                timings["compile"] = time.perf_counter() - t0
+            gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
+            done += n
+            if mgr is not None:
+                from alignjax import checkpoint
+
+                checkpoint.save(mgr, done, state, gathered)
+            if on_chunk is not None:
+                on_chunk(done, num_logs)
+    finally:
+        if bar is not None:
+            bar.close()
+        if mgr is not None:
+            mgr.close()
     timings["total"] = time.perf_counter() - t_start
     return SweepResult(grid, steps, _unflatten(gathered, grid, b), counts, timings)
+
+
+def _progress(enabled: bool, rows: int, padded_rows: int, num_steps: int, log_every: int, block: int):
+    """A tqdm bar over run-steps (``rows x num_steps``) and the host callback that advances it.
+
+    The callback fires once per logged interval of each ``block`` (on every device), worth
+    ``block * log_every`` run-steps (padding rows discounted), so the bar shows configs x
+    steps per second and an ETA whether or not the run is chunked. It appears after 2 s.
+    """
+    if not enabled:
+        return None, None
+    import threading
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=rows * num_steps, unit="run-step", unit_scale=True, delay=2.0, leave=False,
+               desc=f"{rows} runs x {num_steps} steps")
+    lock = threading.Lock()
+    worth = block * log_every * rows / padded_rows
+
+    def on_interval():
+        with lock:
+            bar.update(worth)
+
+    return bar, on_interval
+
+
+_GiB = float(1 << 30)
+
+
+def available_memory() -> dict[str, int]:
+    """Bytes this process can use: ``{"host": ..., "device": ...}``.
+
+    Host: ``MemAvailable`` of ``/proc/meminfo`` (else the physical memory). Device: the first
+    device's ``bytes_limit`` when it reports one (GPU/TPU), else the host figure (CPU).
+    """
+    host = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                host = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if host is None:
+        import os
+
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    device = host
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        device = int(stats.get("bytes_limit", host))
+    except Exception:  # backends without memory_stats
+        pass
+    return {"host": int(host), "device": int(device)}
+
+
+def check_grid_size(num_configs: int, num_seeds: int, num_hparams: int, *, host_bytes: int | None = None) -> None:
+    """Refuse a grid whose rows alone do not fit in host memory, before building it.
+
+    The grid holds ``num_configs * num_seeds`` rows of ``num_hparams`` float64 values plus a PRNG
+    key each, copied a few times on the way to the devices (counted as 4 copies of 8 bytes per
+    value and key word). Raises ``ValueError`` naming the knobs to turn.
+    """
+    rows = int(num_configs) * int(num_seeds)
+    need = rows * (int(num_hparams) + 2) * 8 * 4
+    avail = host_bytes if host_bytes is not None else available_memory()["host"]
+    if rows >= 2**31 or need > avail:
+        raise ValueError(f"the sweep has {rows:.3g} runs ({num_configs:.3g} configs x {num_seeds} seeds): its grid "
+                         f"alone needs about {need / _GiB:.3g} GiB of the {avail / _GiB:.3g} GiB available; lower "
+                         "--seeds or the number of swept values")
+
+
+def estimate_memory(program: Program, hparam_names: Sequence[str], *, num_rows: int, num_steps: int,
+                    log_every: int, chunked: bool, num_devices: int | None = None,
+                    block_size: int | None = None) -> dict[str, float]:
+    """Rough bytes a sweep needs, from shapes alone (``jax.eval_shape``: nothing is compiled).
+
+    With ``S`` the bytes of one run's state, ``O`` of one observation, ``T = num_steps //
+    log_every + 1``, ``R`` rows padded per device and ``b = min(block, R)`` rows live at once:
+
+    * device: ``4 b S`` (state, next state and step temporaries of a ``vmap`` block)
+      ``+ R T O`` (the metrics) ``+ R S`` when chunked (the whole state between chunks);
+    * host: ``3 num_rows T O`` (gathered and reshaped metrics), ``120`` bytes per cell of the
+      tidy table (``num_rows T`` rows of scalar metrics and hyperparameters, as Python
+      objects), plus the state of every row when chunked (checkpoints).
+
+    Returns ``{"state_per_run", "obs_per_run", "device", "host"}`` in bytes.
+    """
+    dtype = jnp.zeros(()).dtype
+    hp = {k: jax.ShapeDtypeStruct((), dtype) for k in hparam_names}
+    key = jax.eval_shape(lambda: jax.random.key(0))
+    state = jax.eval_shape(program.init, hp, key)
+    obs = jax.eval_shape(program.observe, state, hp)
+
+    def nbytes(tree):
+        return float(sum(np.prod(x.shape) * np.dtype(x.dtype).itemsize if not jax.dtypes.issubdtype(
+            x.dtype, jax.dtypes.prng_key) else 8 for x in jax.tree.leaves(tree)))
+
+    S, O = nbytes(state), nbytes(obs)
+    T = num_steps // log_every + 1
+    nd = int(num_devices or len(jax.devices()))
+    block = int(block_size or default_block_size(num_rows))
+    R = -(-num_rows // (nd * block)) * block
+    live = min(block, R)
+    device = 4 * live * S + R * T * O + (R * S if chunked else 0)
+    cells = num_rows * T * (sum(x.shape == () for x in jax.tree.leaves(obs)) + len(hparam_names) + 3)
+    host = 3 * num_rows * T * O + 120 * cells + (num_rows * S if chunked else 0)
+    return {"state_per_run": S, "obs_per_run": O, "device": device, "host": host}
+
+
+def check_memory(estimate: Mapping[str, float], num_rows: int, *, available: Mapping[str, int] | None = None) -> None:
+    """Raise ``ValueError`` (saying which knob to turn) if :func:`estimate_memory` exceeds what is free."""
+    avail = dict(available or available_memory())
+    S = estimate["state_per_run"]
+    for where in ("device", "host"):
+        if estimate[where] <= avail[where]:
+            continue
+        if 4 * S > avail[where]:
+            hint = "one run alone is too large: lower the experiment's sizes (e.g. num_prompts, num_responses)"
+        else:
+            hint = "lower --seeds or the number of swept values, or the experiment's sizes"
+        raise ValueError(f"the sweep needs about {estimate[where] / _GiB:.3g} GiB of {where} memory ({num_rows} runs, "
+                         f"{S / _GiB:.3g} GiB of state per run), more than the {avail[where] / _GiB:.3g} GiB "
+                         f"available; {hint}")
 
 
 def _put(x, sharding):

@@ -313,18 +313,3 @@ def _claims(gaps, configs, num_steps, num_logs, floor, ng, s) -> list[Claim]:
         f"{s['neural_games']} random games, {s['neural_steps']} Adam steps (lr={s['neural_lr']}), "
         f"population loss; pi_ref = the MLP's initial policy."))
     return out
-
-
-if __name__ == "__main__":  # python -m experiments._nash_sampled OUT_DIR [--full]
-    import sys
-    from pathlib import Path
-
-    from alignjax.results import format_claims, summary_dict
-
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/nash_sampled")
-    out.mkdir(parents=True, exist_ok=True)
-    c = SuiteContext(out_dir=out, quick="--full" not in sys.argv)
-    t0 = time.perf_counter()
-    cl = sampled_claims(c)
-    print(format_claims([summary_dict("nash-sampled", c.config, time.perf_counter() - t0, cl)]))
-    print(c.config["sampled"]["timings_s"], f"total {time.perf_counter() - t0:.1f}s")

@@ -33,7 +33,7 @@ import numpy as np
 
 from alignjax import losses
 from alignjax.metrics import expected_reward, reverse_kl
-from alignjax.experiment import Experiment, Program
+from alignjax.experiment import Experiment, Program, check_representable
 from alignjax.registry import EXPERIMENTS, SUITES
 
 
@@ -122,7 +122,11 @@ def make_program(config) -> Program:
 
 
 def validate(config, hparams):
-    """Reject sizes, step sizes (``learning_rate >= 8`` diverges) and data sizes out of range."""
+    """Reject sizes, step sizes (``learning_rate >= 8`` diverges) and data sizes out of range.
+
+    Also rejects ``beta`` so small (or large) that the step ``learning_rate / beta**2`` or the
+    optimum's logits ``r / beta`` do not fit the run's float dtype.
+    """
     if int(config["num_responses"]) < 2 or int(config["num_prompts"]) < 1:
         raise ValueError("need num_prompts >= 1 and num_responses >= 2")
     if np.any(np.asarray(hparams["learning_rate"]) >= 8):
@@ -130,6 +134,14 @@ def validate(config, hparams):
     n = np.asarray(hparams["num_pairs"])
     if np.any(n < 1) or np.any(n > int(config["max_pairs"])):
         raise ValueError(f"num_pairs must lie in [1, max_pairs={config['max_pairs']}]; got {n.tolist()}")
+    # Quantities formed on device, checked in the run's dtype: the step size lr / beta^2 and the
+    # optimum's logits r / beta (|r| <= 8 reward_scale: a standard normal beyond 8 has p < 1e-15).
+    beta = np.asarray(hparams["beta"], dtype=np.float64)
+    lr = np.asarray(hparams["learning_rate"], dtype=np.float64)
+    scale = np.abs(np.asarray(hparams["reward_scale"], dtype=np.float64))
+    with np.errstate(over="ignore", divide="ignore"):
+        check_representable("learning_rate / beta**2 (the step size)", lr / beta**2)
+        check_representable("8 reward_scale / beta (the optimum's largest logit)", np.maximum(8 * scale, 1.0) / beta)
 
 
 DPO_BANDIT = EXPERIMENTS.register("dpo-bandit", Experiment(

@@ -422,19 +422,3 @@ def reproduce(ctx: SuiteContext) -> list[Claim]:
 SUITES.register("nash-games", reproduce,
                 meta={"description": "Non-transitive preference games: EGPO simulation (exact + sampled), Nash-MD "
                                      "theorem, last iterate vs average, why NLHF (BT-RLHF vs Nash)"})
-
-if __name__ == "__main__":  # python -m experiments.nash_games [--full] OUT
-    import sys
-    from pathlib import Path
-
-    from alignjax.results import format_claims, summary_dict, write_json
-
-    out = Path(sys.argv[-1] if len(sys.argv) > 1 and not sys.argv[-1].startswith("--") else "/tmp/nash_games")
-    out.mkdir(parents=True, exist_ok=True)
-    c = SuiteContext(out_dir=out, quick="--full" not in sys.argv)
-    t0 = time.perf_counter()
-    cl = reproduce(c)
-    summ = summary_dict("nash-games", c.config, time.perf_counter() - t0, cl)
-    write_json(out / "summary.json", summ)
-    print(format_claims([summ]))
-    print("runtime", summ["runtime_s"])
