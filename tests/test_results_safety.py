@@ -422,3 +422,72 @@ def test_rundir_unit_rules(tmp_path, monkeypatch):
     (rd.open() / "config.json").write_text("{}")
     rd.abort()
     assert empty.is_dir() and list(empty.iterdir()) == []  # the user's empty folder stays
+
+
+# -- suites --------------------------------------------------------------------------------
+@pytest.fixture
+def tiny_suite():
+    """A registered suite that writes a table and checks one claim (``fail=True`` crashes it)."""
+    from alignjax.registry import SUITES
+    from alignjax.results import claim
+
+    state = {"fail": False, "value": 1.0}
+
+    def reproduce(ctx):
+        ctx.config["value"] = state["value"]
+        ctx.write_csv("table.csv", [{"x": state["value"]}])
+        if state["fail"]:
+            raise RuntimeError("suite crashed half-way")
+        return [claim("one", "x is positive", "test", "> 0", state["value"], state["value"] > 0)]
+
+    SUITES.register("test-tiny", reproduce, meta={"description": "test only"}, replace=True)
+    yield state
+    SUITES._entries.pop("test-tiny")
+
+
+def test_reproduce_records_provenance_and_replaces_only_when_finished(tiny_suite, tmp_path, capsys):
+    assert main(["reproduce", "test-tiny", "--quick", "--out", str(tmp_path)]) == 0
+    d = tmp_path / "test-tiny"
+    cfg, summary = (json.loads((d / n).read_text()) for n in ("config.json", "summary.json"))
+    assert cfg["suite"] == "test-tiny" and cfg["quick"] is True and cfg["alignjax"]["command"][1] == "reproduce"
+    assert summary["status"] == "finished" and summary["alignjax"]["version"] and len(summary["sessions"]) == 1
+    assert summary["config"]["value"] == 1.0 and summary["claims"][0]["holds"] is True
+    before = _tree(d)
+    tiny_suite.update(fail=True, value=2.0)
+    with pytest.raises(RuntimeError):
+        main(["reproduce", "test-tiny", "--quick", "--out", str(tmp_path), "--overwrite"])
+    assert _tree(d) == before and sorted(p.name for p in tmp_path.iterdir()) == ["test-tiny"]
+    tiny_suite.update(fail=False)
+    capsys.readouterr()
+    assert main(["reproduce", "test-tiny", "--quick", "--out", str(tmp_path)]) == 2  # exists, no --overwrite
+    _one_line(capsys.readouterr().err)
+    assert main(["reproduce", "test-tiny", "--quick", "--out", str(tmp_path), "--overwrite"]) == 0
+    assert json.loads((d / "summary.json").read_text())["config"]["value"] == 2.0
+    capsys.readouterr()
+    assert main(["show", str(d)]) == 0
+    assert "alignjax reproduce test-tiny --quick" in capsys.readouterr().out
+
+
+def test_reproduce_refuses_foreign_suite_folders_and_empty_out(tiny_suite, tmp_path, capsys):
+    (tmp_path / "test-tiny").mkdir()
+    (tmp_path / "test-tiny" / "thesis.tex").write_text("mine")
+    assert main(["reproduce", "test-tiny", "--out", str(tmp_path), "--overwrite"]) == 2
+    _one_line(capsys.readouterr().err)
+    assert (tmp_path / "test-tiny" / "thesis.tex").read_text() == "mine"
+    assert main(["reproduce", "test-tiny", "--out", "", "--overwrite"]) == 2
+    _one_line(capsys.readouterr().err)
+
+
+def test_overwrite_refuses_the_current_directory_even_when_it_is_a_results_folder(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    (out / "inner").mkdir()
+    before = _tree(tmp_path)
+    for cwd, target in ((out, "."), (out / "inner", "..")):
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        assert main(["run", "dpo-bandit", *SMALL, "--out", target, "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        _one_line(err)
+        assert "current directory" in err
+    assert _tree(tmp_path) == before
