@@ -123,8 +123,13 @@ class RunDir:
 
     # -- validation (no side effects) ------------------------------------------------------
     def check(self) -> "RunDir":
-        """Every refusal that can be decided without writing; raises :class:`RunDirError`."""
+        """Every refusal that can be decided without writing; raises :class:`RunDirError`.
+
+        Its one write: a folder that a killed :meth:`commit` left renamed aside (the target
+        missing, a ``.NAME.alignjax-old-*`` sibling present) is renamed back first.
+        """
         p = check_target(self.target)
+        self._recover_interrupted_swap()
         used = bool(_contents(p))
         if self.resume and self.overwrite:
             raise RunDirError("--resume and --overwrite exclude each other")
@@ -141,6 +146,14 @@ class RunDir:
                 raise RunDirError(f"refusing to overwrite {p}: it was not written by alignjax (no config.json of "
                                   "ours); move it away or pick another --out")
         return self
+
+    def _recover_interrupted_swap(self) -> None:
+        t = self.target
+        if t.exists() or not t.parent.is_dir():
+            return
+        olds = [e for e in t.parent.iterdir() if e.name.startswith(f".{t.name}{_OLD}") and e.is_dir()]
+        if olds:
+            os.rename(max(olds, key=lambda e: e.stat().st_mtime), t)
 
     # -- writing ---------------------------------------------------------------------------
     def _lock(self, folder: Path) -> None:
@@ -162,6 +175,8 @@ class RunDir:
         for e in parent.iterdir():
             if not (e.name.startswith(f".{name}{_STAGE}") or e.name.startswith(f".{name}{_OLD}")) or not e.is_dir():
                 continue
+            if e.name.startswith(f".{name}{_OLD}") and not _contents(self.target):
+                continue  # never delete old results while the target is empty
             try:  # a staging folder whose lock we can take belongs to a dead process
                 fd = os.open(e / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError:

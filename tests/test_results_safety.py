@@ -491,3 +491,13 @@ def test_overwrite_refuses_the_current_directory_even_when_it_is_a_results_folde
         _one_line(err)
         assert "current directory" in err
     assert _tree(tmp_path) == before
+
+
+def test_a_swap_killed_between_its_two_renames_restores_the_old_results(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    before = _tree(out)
+    out.rename(tmp_path / ".run.alignjax-old-0123456789ab")  # what commit() does first
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 2  # restored, so it exists now
+    assert "already exists" in capsys.readouterr().err
+    assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
