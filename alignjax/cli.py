@@ -422,6 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alignjax`` command; returns the exit code."""
     argv = _argv(argv)
     args = _parser().parse_args(argv)
+    if args.command in ("run", "reproduce"):
+        from alignjax.compile_cache import enable
+
+        enable()
     _INTERRUPTED.clear()
     _DEFER.clear()
     if threading.current_thread() is threading.main_thread():
