@@ -85,6 +85,8 @@ def parse_sweep(text: str, hparams: Mapping[str, float]) -> tuple[str, np.ndarra
                 values = np.geomspace(lo, hi, n)
             else:
                 values = np.linspace(lo, hi, n)
+            if not np.all(np.isfinite(values)):  # e.g. -1e308:1e308 overflows in between
+                raise ValueError
         else:
             values = np.array([float(v) for v in spec.split(",")])
             if not np.all(np.isfinite(values)):

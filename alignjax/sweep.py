@@ -336,9 +336,10 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
 
         mgr = checkpoint.manager(Path(out_dir) / "checkpoints")
         step = checkpoint.latest(mgr) if resume else None
+        like = jax.eval_shape(start_fn, hp, keys)[0]
+        fingerprint = _fingerprint(like, hp_np, b, seed, log_every)
         if step is not None:
-            like = jax.eval_shape(start_fn, hp, keys)[0]
-            state_host, gathered = checkpoint.restore(mgr, step, like)
+            state_host, gathered = checkpoint.restore(mgr, step, like, fingerprint)
             done = int(step)
             if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
                 raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
@@ -362,7 +363,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
             if mgr is not None:
                 from alignjax import checkpoint
 
-                checkpoint.save(mgr, done, state, gathered)
+                checkpoint.save(mgr, done, state, gathered, fingerprint)
             if on_chunk is not None:
                 on_chunk(done, num_logs)
     finally:
@@ -372,6 +373,19 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
             mgr.close()
     timings["total"] = time.perf_counter() - t_start
     return SweepResult(grid, steps, _unflatten(gathered, grid, b), counts, timings)
+
+
+def _fingerprint(like, hp_np: Mapping[str, np.ndarray], rows: int, seed: int, log_every: int) -> dict:
+    """What a checkpoint must share with the run that resumes it (see :mod:`alignjax.checkpoint`)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(hp_np):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(np.asarray(hp_np[k], dtype=np.float64)).tobytes())
+    leaves, treedef = jax.tree.flatten(like)
+    return {"log_every": int(log_every), "rows": int(rows), "seed": int(seed), "hparams_sha256": h.hexdigest(),
+            "state": [[list(x.shape), str(x.dtype)] for x in leaves], "treedef": str(treedef)}
 
 
 def _progress(enabled: bool, rows: int, padded_rows: int, num_steps: int, log_every: int, block: int):
