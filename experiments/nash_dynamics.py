@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignjax import games, prefs
+from alignjax.dynamics import check_hparams
 from alignjax.experiment import Experiment, Program
 from alignjax.registry import DYNAMICS, EXPERIMENTS
 
@@ -70,7 +71,10 @@ def make_program(config) -> Program:
 
 
 def validate(config, hparams):
-    """Known exact algorithm, known game and reference, ``N >= 2``, ``|rater_e| <= 1/3``."""
+    """Known exact algorithm, known game and reference, ``N >= 2``, ``|rater_e| <= 1/3``, and the
+    algorithm's own condition on every grid row's ``(beta, eta)`` (:func:`alignjax.dynamics.check_hparams`
+    in the default float dtype the sweep runs in, e.g. ``eta * beta <= 1`` for egpo), so
+    ``--set eta=40`` is refused before any compute."""
     entry = DYNAMICS.entry(config["algorithm"])
     if entry.meta.get("kind") != "exact":
         exact = ", ".join(e.name for e in DYNAMICS if e.meta.get("kind") == "exact")
@@ -84,6 +88,7 @@ def validate(config, hparams):
     e = np.asarray(hparams["rater_e"])
     if np.any(np.abs(e) > 1.0 / 3.0):
         raise ValueError(f"rater_e must lie in [-1/3, 1/3]; got {e.tolist()}")
+    check_hparams(config["algorithm"], hparams["beta"], hparams["eta"])
 
 
 EXPERIMENTS.register("nash-dynamics", Experiment(

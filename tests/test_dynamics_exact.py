@@ -203,3 +203,112 @@ def test_simulate_rejects_bad_input(kwargs, match):
     name, P, ref = args.pop("name"), args.pop("P"), args.pop("pi_ref")
     with pytest.raises(ValueError, match=match):
         simulate(name, P, ref, **args)
+
+
+# ----------------------------------------------------------------- hyperparameter conditions
+MIXTURE = ["omd", "nash-md", "egpo", "omwu"]  # (1 - eta*beta) log pi_t + eta*beta log pi_ref
+TINY32 = float(np.finfo(np.float32).tiny)  # smallest normal float32
+
+
+def _unchecked_run(name, P, log_pi0, log_ref, beta, eta, num_steps):
+    """``num_steps`` updates of ``name`` called directly (no check), float32; all iterates ``(T, N)``."""
+    dyn = DYNAMICS.get(name)
+    args = (jnp.asarray(P, jnp.float32), jnp.asarray(log_ref, jnp.float32), jnp.float32(beta), jnp.float32(eta))
+    s0 = dyn.init(jnp.asarray(log_pi0, jnp.float32), *args)
+
+    def step(s, _):
+        s = dyn.update(s, *args)
+        return s, s.log_pi
+
+    _, lps = jax.lax.scan(step, s0, None, length=num_steps)
+    return np.asarray(lps)
+
+
+@pytest.mark.parametrize("name", MIXTURE)
+def test_mixture_rules_run_finite_up_to_eta_beta_1_and_refuse_beyond(name):
+    P = prefs.random_game(jax.random.key(8), 5)
+    ref = jax.nn.softmax(2.0 * jax.random.normal(jax.random.key(9), (5,)))
+    # eta*beta = 1 exactly, and = 1 up to float32 rounding of eta = 1/beta; 0.25; beta = 0 (no limit on eta)
+    betas = np.array([0.5, 0.1, 0.3, 0.05, 0.0])
+    etas = np.array([2.0, 10.0, 1 / 0.3, 5.0, 40.0])
+    pis = np.asarray(simulate(name, P, ref, beta=betas, eta=etas, num_steps=600, log_every=200))
+    assert np.all(np.isfinite(pis)) and np.all(pis >= 0)
+    np.testing.assert_allclose(pis.sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match=rf"^{name} needs eta\*beta <= 1 \(the \(1 - eta\*beta\) weight of log pi_t "
+                                         r"must be >= 0\); got eta\*beta = 1\.0000[0-9]*$"):
+        simulate(name, P, ref, beta=0.5, eta=2.0001, num_steps=10)  # eta*beta = 1.00005
+    with pytest.raises(ValueError, match=r"got eta\*beta = 4$"):
+        simulate(name, P, ref, beta=np.array([0.1, 0.1]), eta=np.array([0.4, 40.0]), num_steps=10)
+
+
+@pytest.mark.parametrize("name", MIXTURE)
+def test_negative_mixture_weight_really_diverges_to_nan(name):
+    """Why the limit: at eta*beta = 4 the weight of log pi_t is -3; without the check the run is NaN."""
+    tie = np.full((5, 5), 0.5)  # A = 0: only the mixture acts
+    log_ref = np.log(np.array([0.1, 0.2, 0.3, 0.15, 0.25]))
+    log_pi0 = np.log(np.array([0.3, 0.1, 0.2, 0.25, 0.15]))
+    lps = _unchecked_run(name, tie, log_pi0, log_ref, 0.1, 40.0, 100)
+    d0, d1 = log_pi0 - log_ref, lps[0] - log_ref
+    # one step: log(pi_1 / pi_ref) = (1 - eta*beta) log(pi_0 / pi_ref) + c = -3 log(pi_0 / pi_ref) + c
+    np.testing.assert_allclose(d1 - d1.mean(), -3.0 * (d0 - d0.mean()), rtol=1e-5)
+    assert np.argmax(d1) == np.argmin(d0)  # the order of pi / pi_ref flips every step
+    bad = ~np.all(np.isfinite(lps), axis=-1)
+    assert bad.any() and 70 <= np.argmax(bad) <= 90  # spread ~3^t overflows float32 after ~80 steps
+    # the same game at the limit eta*beta = 1 stays finite (one step lands on pi_ref)
+    ok = _unchecked_run(name, tie, log_pi0, log_ref, 0.1, 10.0, 100)
+    assert np.all(np.isfinite(ok))
+    np.testing.assert_allclose(ok[-1], log_ref, atol=1e-5)
+    # and on a random game too
+    P = np.asarray(prefs.random_game(jax.random.key(10), 5))
+    assert not np.all(np.isfinite(_unchecked_run(name, P, log_pi0, log_ref, 0.1, 40.0, 100)))
+
+
+def test_schedule_mpo_mwu_bt_rlhf_conditions():
+    P = prefs.random_game(jax.random.key(11), 5)
+    ref = jax.nn.softmax(jax.random.normal(jax.random.key(12), (5,)))
+    fin = lambda x: bool(np.all(np.isfinite(np.asarray(x))))
+    # nash-md-schedule ignores eta (eta_t beta = 2/(t+2) <= 1 by construction); beta must be a normal float
+    assert fin(simulate("nash-md-schedule", P, ref, beta=np.array([TINY32, 0.1]), eta=40.0, num_steps=50))
+    with pytest.raises(ValueError, match="beta = .* underflows in float32"):
+        simulate("nash-md-schedule", P, ref, beta=TINY32 / 2, eta=1.0, num_steps=5)
+    with pytest.raises(ValueError, match=r"nash-md-schedule needs beta > 0"):
+        simulate("nash-md-schedule", P, ref, beta=0.0, eta=1.0, num_steps=5)
+    lr = np.log(np.asarray(ref))
+    assert not fin(_unchecked_run("nash-md-schedule", P, lr, lr, TINY32 / 2, 1.0, 3))  # flushed to 0: NaN
+    # mpo: no upper limit on eta*beta (weights 1/(1+b), b/(1+b) in [0, 1]), even past float32's max
+    pis = simulate("mpo", P, ref, beta=np.array([0.1, 1.0, 1e20]), eta=np.array([40.0, 1e30, 1e20]), num_steps=100)
+    assert fin(pis)
+    for kw, match in ((dict(beta=0.0, eta=1.0), "mpo needs beta > 0"), (dict(beta=0.1, eta=0.0), "mpo needs eta > 0")):
+        with pytest.raises(ValueError, match=match):
+            simulate("mpo", P, ref, num_steps=5, **kw)
+    # mwu: eta > 0 only (beta unused)
+    assert fin(simulate("mwu", P, ref, beta=-5.0, eta=40.0, num_steps=100))
+    with pytest.raises(ValueError, match="mwu needs eta > 0"):
+        simulate("mwu", P, ref, beta=0.1, eta=0.0, num_steps=5)
+    # bt-rlhf: any beta > 0 (the reward is shifted to r - max r before / beta): tiny beta gives the BT argmax
+    r = prefs.fit_bradley_terry(P)
+    pis = simulate("bt-rlhf", P, ref, beta=TINY32, eta=0.0, num_steps=2)
+    np.testing.assert_array_equal(np.asarray(pis[-1]), np.eye(5)[int(np.argmax(r))])
+    with pytest.raises(ValueError, match="bt-rlhf needs beta > 0"):
+        simulate("bt-rlhf", P, ref, beta=0.0, eta=1.0, num_steps=2)
+    assert not fin(_unchecked_run("bt-rlhf", P, lr, lr, 0.0, 1.0, 1))  # r / 0: NaN
+
+
+def test_check_hparams_is_public_and_checks_the_run_dtype():
+    from alignjax.dynamics import check_hparams
+    check_hparams("egpo", np.array([0.1, 0.5]), np.array([10.0, 2.0]))  # eta*beta = 1: allowed
+    check_hparams("egpo", 1e-40, 1.0, np.float64)  # fine in float64 ...
+    with pytest.raises(ValueError, match=r"beta = 1e-40 underflows in float32"):
+        check_hparams("egpo", 1e-40, 1.0)  # ... subnormal (flushed to 0) in float32, the default
+    with pytest.raises(ValueError, match=r"eta = 1e\+39 overflows float32"):
+        check_hparams("mwu", 0.1, 1e39)
+    with pytest.raises(ValueError, match="eta must be finite"):
+        check_hparams("omd", 0.1, np.nan)
+    with pytest.raises(ValueError, match="unknown exact dynamic 'sampled-egpo'"):
+        check_hparams("sampled-egpo", 0.1, 0.1)
+    for name in REGULARISED + ["mwu", "bt-rlhf"]:  # every built-in exact dynamic declares its condition
+        assert callable(DYNAMICS.entry(name).meta["check"]), name
+        check_hparams(name, *(DYNAMICS.entry(name).hparams[k] for k in ("beta", "eta")))  # defaults pass
+    with pytest.raises(ValueError) as err:
+        check_hparams("omwu", 0.1, 40.0)
+    assert "\n" not in str(err.value)

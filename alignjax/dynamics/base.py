@@ -26,7 +26,7 @@ from jax.typing import ArrayLike
 from alignjax.prefs import check_preference_matrix
 from alignjax.registry import DYNAMICS
 
-__all__ = ["ExactState", "ExactDynamics", "simulate", "exact_names"]
+__all__ = ["ExactState", "ExactDynamics", "simulate", "exact_names", "check_hparams"]
 
 
 class ExactState(NamedTuple):
@@ -66,7 +66,60 @@ def exact_names() -> list[str]:
     return [e.name for e in DYNAMICS if e.meta.get("kind") == "exact"]
 
 
-def _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every):
+def _generic_check(name, meta):
+    """Fallback for an exact entry without ``meta["check"]``: ``beta >= 0`` (``> 0`` if
+    ``meta["needs_positive_beta"]``) and ``eta > 0``."""
+    positive = bool(meta.get("needs_positive_beta"))
+
+    def check(beta, eta, dtype):
+        if not np.all(beta > 0 if positive else beta >= 0):
+            raise ValueError(f"{name} needs beta {'> 0' if positive else '>= 0'}; got beta = {float(np.min(beta)):g}")
+        if not np.all(eta > 0):
+            raise ValueError(f"{name} needs eta > 0; got eta = {float(np.min(eta)):g}")
+
+    return check
+
+
+def check_hparams(name: str, beta: ArrayLike, eta: ArrayLike, dtype: Any = None) -> None:
+    """Raise a one-line ``ValueError`` unless ``(beta, eta)`` satisfy exact dynamic ``name``'s condition.
+
+    Generic part: every entry of ``beta`` and ``eta`` is finite, stays finite when cast to
+    ``dtype`` (default: JAX's default float, float32 unless x64 is enabled) and, unless the
+    dynamic ignores it (``meta["ignores"]``), is not a non-zero value that becomes 0 or
+    subnormal there (XLA flushes subnormals to 0, so ``0 / beta`` would be NaN).
+    Then the entry's own ``meta["check"](beta, eta, dtype)`` runs on the cast values (float64
+    arrays), e.g. ``eta * beta <= 1`` for omd, nash-md, egpo and omwu (the condition of each
+    rule is derived in :mod:`alignjax.dynamics.exact`). Arrays broadcast against each other
+    (one value per configuration of a sweep).
+    """
+    if name not in exact_names():
+        raise ValueError(f"unknown exact dynamic {name!r}; known: {', '.join(exact_names())}")
+    meta = DYNAMICS.entry(name).meta
+    dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64) if dtype is None else dtype)
+    ignores = set(meta.get("ignores", ()))
+    cast = {}
+    for label, v in (("beta", beta), ("eta", eta)):
+        a = np.asarray(v, dtype=np.float64)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{label} must be finite for {name!r}; got {_first_bad(a, ~np.isfinite(a))}")
+        with np.errstate(over="ignore", under="ignore"):
+            c = a.astype(dtype)
+        if not np.all(np.isfinite(c)):
+            raise ValueError(f"{label} = {_first_bad(a, ~np.isfinite(c))} overflows {dtype.name} for {name!r}")
+        tiny = (a != 0) & (np.abs(c) < np.finfo(dtype).tiny)  # 0 or subnormal: XLA flushes subnormals to 0
+        if label not in ignores and np.any(tiny):
+            raise ValueError(f"{label} = {_first_bad(a, tiny)} underflows in {dtype.name} for {name!r} "
+                             f"(below the smallest normal {np.finfo(dtype).tiny:.3g}, flushed to 0)")
+        cast[label] = c.astype(np.float64)
+    check = meta.get("check") or _generic_check(name, meta)
+    check(cast["beta"], cast["eta"], dtype)
+
+
+def _first_bad(a, bad):
+    return f"{float(a[bad].ravel()[0]):g}"
+
+
+def _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every, dtype):
     if name not in exact_names():
         raise ValueError(f"unknown exact dynamic {name!r}; known: {', '.join(exact_names())}")
     check_preference_matrix(P)
@@ -79,16 +132,12 @@ def _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every):
             raise ValueError(f"{label} must have shape (..., {n}); got {a.shape}")
         if not np.all(np.isfinite(a)) or a.min() <= 0:
             raise ValueError(f"{label} must be finite and > 0 everywhere; got min {a.min():.3g}")
+        if a.min() < np.finfo(dtype).tiny:  # subnormal: flushed to 0 by XLA, log -> -inf
+            raise ValueError(f"{label} must be >= {np.finfo(dtype).tiny:.3g} (the smallest normal "
+                             f"{np.dtype(dtype).name}); got min {a.min():.3g}")
         if np.max(np.abs(a.sum(-1) - 1)) > 1e-4:
             raise ValueError(f"{label} must sum to 1 over its last axis; got sums in [{a.sum(-1).min():.6g}, {a.sum(-1).max():.6g}]")
-    meta = DYNAMICS.entry(name).meta
-    b = np.asarray(beta, dtype=np.float64)
-    if not np.all(np.isfinite(b)) or b.min() < 0 or (meta.get("needs_positive_beta") and b.min() <= 0):
-        need = "> 0" if meta.get("needs_positive_beta") else ">= 0"
-        raise ValueError(f"beta must be finite and {need} for {name!r}; got {b.min() if b.size else b!r}")
-    e = np.asarray(eta, dtype=np.float64)
-    if not np.all(np.isfinite(e)) or e.min() <= 0:
-        raise ValueError(f"eta must be finite and > 0; got min {e.min() if e.size else e!r}")
+    check_hparams(name, beta, eta, dtype)
     if int(num_steps) != num_steps or num_steps < 0:
         raise ValueError(f"num_steps must be an integer >= 0; got {num_steps!r}")
     if int(log_every) != log_every or log_every < 1 or num_steps % log_every:
@@ -135,8 +184,9 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike, eta
       name: a registered exact dynamic (``DYNAMICS`` entry with ``meta["kind"] == "exact"``).
       P: preference matrices; pi_ref: reference policies (> 0); pi0: initial policies
         (default ``pi_ref``).
-      beta: KL coefficients (``>= 0``; ``> 0`` for dynamics whose meta says
-        ``needs_positive_beta``); eta: step sizes (> 0).
+      beta: KL coefficients; eta: step sizes. Both must satisfy the dynamic's condition
+        (:func:`check_hparams` on the values cast to the run's dtype), e.g. ``beta >= 0``,
+        ``eta > 0`` and ``eta * beta <= 1`` for omd, nash-md, egpo and omwu.
       num_steps: number of updates (static); log_every: logging period, divides num_steps.
       average: return the running uniform average ``(1/(t+1)) sum_{s<=t} pi_s`` instead of
         the last iterate ``pi_t``.
@@ -146,15 +196,15 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike, eta
       ``0, log_every, ..., num_steps``.
 
     Raises:
-      ValueError: unknown name, invalid ``P``/``pi_ref``/``pi0``, ``beta < 0``, ``eta <= 0``,
-        or ``log_every`` not dividing ``num_steps``.
+      ValueError: unknown name, invalid ``P``/``pi_ref``/``pi0``, ``beta``/``eta`` violating the
+        dynamic's condition (:func:`check_hparams`), or ``log_every`` not dividing ``num_steps``.
     """
-    _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every)
+    dtype = jnp.result_type(P, pi_ref, pi_ref if pi0 is None else pi0, beta, eta, jnp.float32)
+    _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every, dtype)
     P = jnp.asarray(P)
     pi_ref = jnp.asarray(pi_ref)
     pi0 = pi_ref if pi0 is None else jnp.asarray(pi0)
     beta, eta = jnp.asarray(beta), jnp.asarray(eta)
-    dtype = jnp.result_type(P, pi_ref, pi0, beta, eta, jnp.float32)
     n = P.shape[-1]
     batch = jnp.broadcast_shapes(P.shape[:-2], pi_ref.shape[:-1], pi0.shape[:-1], beta.shape, eta.shape)
     size = int(np.prod(batch, dtype=np.int64))

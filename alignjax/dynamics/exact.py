@@ -1,7 +1,7 @@
 """Exact tabular (full-information) dynamics of the KL-regularised preference game.
 
 Every rule works in log space; ``lsm`` is ``log_softmax`` (the ``+ c`` renormalisation of
-``/work/shared/spec/algorithms.md`` §2), ``A = (P - P^T)/2`` (``A @ pi = P @ pi - 1/2``), and
+the project's algorithm spec, §2), ``A = (P - P^T)/2`` (``A @ pi = P @ pi - 1/2``), and
 ``b = eta * beta``. Registered in ``DYNAMICS`` with ``meta={"kind": "exact"}``; all take
 ``beta``/``eta`` as arrays, so one compile sweeps them (:func:`alignjax.dynamics.simulate`).
 Shapes: ``log_pi, log_pi_ref (..., N)``, ``P (..., N, N)``, ``beta, eta (...)``.
@@ -31,12 +31,52 @@ bt-rlhf            fit Bradley–Terry rewards ``r`` to ``P`` (max. likelihood o
 
 With ``beta = 0`` omd, egpo and omwu are the unregularised MWU, extragradient MWU and
 optimistic MWU. nash-md-schedule, mpo and bt-rlhf need ``beta > 0``.
+
+Hyperparameter conditions (each entry's ``meta["check"]``, applied by
+:func:`alignjax.dynamics.check_hparams` before any compute), derived from the update rules:
+
+=================  ==========================================================================
+omd, nash-md,      ``beta >= 0``, ``eta > 0`` and ``eta * beta <= 1`` (``1 + 1e-6`` accepted: an
+egpo, omwu         ``eta = 1/beta`` rounds a few ulps above 1, harmlessly). The rule mixes
+                   ``(1 - b) log pi_t + b log pi_ref``, the geometric mixture
+                   ``pi_t^(1-b) pi_ref^b``; its weight on ``pi_t`` is ``>= 0`` iff ``b <= 1``.
+                   Then ``osc(log pi_{t+1} - log pi_ref) <= (1 - b) osc(log pi_t - log pi_ref)
+                   + c eta`` (``osc x = max x - min x``; ``c = 1``, 3 for omwu since
+                   ``|A pi| <= 1/2`` entrywise), so the log-policies stay within
+                   ``max(osc_0, c / beta)`` for ``beta > 0`` and grow at most like ``c eta t``
+                   for ``beta = 0``: finite. ``b = 1`` exactly is allowed (weight 0: the
+                   regularised best response ``lsm(log pi_ref + eta g)``, online IPO's
+                   population step). For ``b > 1`` the weight is negative: each step flips
+                   the order of ``pi_t / pi_ref`` and multiplies its log-spread by ``b - 1``
+                   (exactly so on the tie game ``P = 1/2``): for ``1 < b < 2`` this still
+                   contracts but is no longer the geometric mixture the rules are defined
+                   with (an extrapolation past ``pi_ref``), ``b = 2`` oscillates, ``b > 2``
+                   diverges and overflows to NaN (float32: about 80 steps at ``b = 4``, 210
+                   at ``b = 2.5``).
+nash-md-schedule   ``beta > 0`` with ``2/beta`` finite (implied by ``beta`` being a normal
+                   float of the dtype, checked for every value; ``eta`` ignored):
+                   ``eta_t beta = 2/(t+2) <= 1`` for every ``t`` (``= 1`` at ``t = 0``: the
+                   first mixture is ``pi_ref``), so the bound above gives ``osc <= 1/beta``,
+                   and the logits formed before a normalisation stay within ``1.5/beta``.
+mpo                ``beta > 0``, ``eta > 0``; no upper limit on ``eta * beta``: the weights
+                   ``1/(1+b)``, ``b/(1+b)`` lie in ``[0, 1]`` for every ``b >= 0`` and the
+                   payoff coefficient ``eta/(1+b) = 1/(1/eta + beta)`` is at most ``1/beta``
+                   (computed in that form, finite even where ``b`` overflows).
+mwu                ``eta > 0`` (``beta`` ignored; ``osc`` grows at most like ``eta t``).
+bt-rlhf            ``beta > 0`` (``eta`` ignored): the reward is shifted to ``r - max r`` before
+                   the division, so any ``beta > 0`` is finite (tiny ``beta``: the argmax).
+=================  ==========================================================================
+
+Every condition is checked on the values as cast to the run's dtype (float32 unless x64):
+a value that is not finite there, or is non-zero but 0 or subnormal there (XLA flushes
+subnormals to 0: ``0 / beta`` is NaN), is rejected too.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from alignjax.dynamics.base import ExactDynamics, ExactState, payoff
 from alignjax.prefs import fit_bradley_terry
@@ -70,6 +110,9 @@ def omd() -> ExactDynamics:
     """Regularised online mirror descent / MWU = exact INPO = one online-IPO population step.
 
     ``log pi_{t+1} = lsm((1 - eta beta) log pi_t + eta beta log pi_ref + eta P @ pi_t)``.
+
+    Needs ``beta >= 0``, ``eta > 0``, ``eta beta <= 1`` (the weight ``1 - eta beta`` of
+    ``log pi_t`` must be ``>= 0``; see the module docstring for the derivation).
     """
 
     def update(s, P, log_pi_ref, beta, eta):
@@ -90,6 +133,9 @@ def nash_md() -> ExactDynamics:
     ``log mu_t = lsm((1 - eta beta) log pi_t + eta beta log pi_ref)`` (geometric mixture),
     ``log pi_{t+1} = lsm(log mu_t + eta P @ mu_t)``. Its fixed point is not ``pi*_beta``
     (biased by ``O(eta)``): it plateaus above the equilibrium.
+
+    Needs ``beta >= 0``, ``eta > 0``, ``eta beta <= 1`` (``mu_t = pi_t^(1 - eta beta) pi_ref^(eta beta)``
+    is a geometric mixture only for a weight ``1 - eta beta >= 0`` on ``pi_t``).
     """
 
     def update(s, P, log_pi_ref, beta, eta):
@@ -103,6 +149,11 @@ def nash_md_schedule() -> ExactDynamics:
 
     As :func:`nash_md` with ``eta_t = 2 / (beta (t + 2))`` (``t = 0, 1, ...``; the ``eta``
     argument is ignored). Theorem: ``KL(pi*_beta || pi_T) <= 8 / (beta^2 (T + 1))``.
+
+    Needs ``beta > 0`` with ``2/beta`` finite in the dtype (true for every normal float); the mixture weight
+    ``eta_t beta = 2/(t + 2)`` is ``<= 1`` by construction (``= 1`` at ``t = 0``), so the
+    log-policies stay within ``osc(log pi_t - log pi_ref) <= 1/beta`` of the reference, and
+    the logits formed before each normalisation within ``1.5/beta`` (``eta_t |A mu| <= 1/(2 beta)``).
     """
 
     def update(s, P, log_pi_ref, beta, eta):
@@ -118,6 +169,9 @@ def egpo() -> ExactDynamics:
     ``log h_t = lsm((1 - eta beta) log pi_t + eta beta log pi_ref + eta P @ pi_t)``,
     ``log pi_{t+1} = lsm((1 - eta beta) log pi_t + eta beta log pi_ref + eta P @ h_t)``.
     Last-iterate linear convergence to ``pi*_beta``.
+
+    Needs ``beta >= 0``, ``eta > 0``, ``eta beta <= 1`` (both steps weight ``log pi_t`` by
+    ``1 - eta beta``, which must be ``>= 0``).
     """
 
     def update(s, P, log_pi_ref, beta, eta):
@@ -132,6 +186,9 @@ def omwu() -> ExactDynamics:
 
     ``log pi_{t+1} = lsm((1 - eta beta) log pi_t + eta beta log pi_ref + eta (2 P@pi_t - P@pi_{t-1}))``
     with ``P@pi_{-1} = P@pi_0``; ``state.extra`` holds ``A @ pi_{t-1}``.
+
+    Needs ``beta >= 0``, ``eta > 0``, ``eta beta <= 1`` (the weight ``1 - eta beta`` of
+    ``log pi_t`` must be ``>= 0``).
     """
 
     def init(log_pi0, P, log_pi_ref, beta, eta):
@@ -152,6 +209,11 @@ def mpo(reset_every: int = 50) -> ExactDynamics:
     the magnet starts at ``m_0 = pi_ref`` and is set to ``pi_{t+1}`` after every
     ``reset_every``-th update (static), so the iterates approach the unregularised Nash
     equilibrium (a proximal-point outer loop). ``state.extra`` is ``log m``.
+
+    Needs ``beta > 0`` and ``eta > 0``; no upper limit on ``eta beta``: the weights
+    ``1/(1 + eta beta)`` and ``eta beta/(1 + eta beta)`` lie in ``[0, 1]`` for every
+    ``eta beta >= 0`` and the payoff's ``eta/(1 + eta beta) = 1/(1/eta + beta)`` is bounded by
+    ``1/beta`` (computed in that form, so it stays finite even where ``eta beta`` overflows).
     """
     K = int(reset_every)
     if K < 1:
@@ -162,8 +224,11 @@ def mpo(reset_every: int = 50) -> ExactDynamics:
         return ExactState(lp, _t0(lp), jnp.broadcast_to(jnp.asarray(log_pi_ref, lp.dtype), lp.shape))
 
     def update(s, P, log_pi_ref, beta, eta):
-        b = _col(eta * beta)
-        new = _lsm((s.log_pi + b * s.extra + _col(eta) * payoff(P, s.log_pi)) / (1.0 + b))
+        # the same rule with bounded coefficients: 1/(1+b), b/(1+b) in [0, 1] and
+        # eta/(1+b) = 1/(1/eta + beta) <= min(eta, 1/beta), so no inf/inf for huge eta*beta
+        w = _col(1.0 / (1.0 + eta * beta))
+        step = _col(1.0 / (1.0 / eta + beta))
+        new = _lsm(w * s.log_pi + (1.0 - w) * s.extra + step * payoff(P, s.log_pi))
         t = s.t + 1
         magnet = jnp.where(_col(t % K == 0), new, s.extra)
         return ExactState(new, t, magnet)
@@ -177,6 +242,8 @@ def mwu() -> ExactDynamics:
     ``log pi_{t+1} = lsm(log pi_t + eta P @ pi_t)``; ``state.extra`` is the average iterate
     ``(1/(t+1)) sum_{s<=t} pi_s`` (the last iterate cycles on cyclic games, the average
     converges to a Nash equilibrium).
+
+    Needs ``eta > 0``; no condition on ``beta`` (unused).
     """
 
     def init(log_pi0, P, log_pi_ref, beta, eta):
@@ -199,6 +266,10 @@ def bt_rlhf(num_fit_steps: int = 50) -> ExactDynamics:
     (:func:`alignjax.prefs.fit_bradley_terry`, Newton) and keeps it in ``state.extra``;
     ``update`` returns ``log pi = lsm(log pi_ref + r / beta)`` (the maximiser of
     ``E_pi r - beta KL(pi || pi_ref)``), whatever the current iterate.
+
+    Needs ``beta > 0`` (``eta`` ignored); any positive normal ``beta`` is safe: the reward is shifted
+    to ``r - max r <= 0`` before the division (``lsm`` is shift-invariant), so a tiny ``beta``
+    gives probability 0 (log ``-inf``) to the non-maximisers, never ``inf - inf``.
     """
 
     def init(log_pi0, P, log_pi_ref, beta, eta):
@@ -206,20 +277,81 @@ def bt_rlhf(num_fit_steps: int = 50) -> ExactDynamics:
         return ExactState(lp, _t0(lp), fit_bradley_terry(P, num_steps=num_fit_steps).astype(lp.dtype))
 
     def update(s, P, log_pi_ref, beta, eta):
-        return ExactState(_lsm(log_pi_ref + s.extra / _col(beta)), s.t + 1, s.extra)
+        # r - max r <= 0 before dividing: a tiny beta gives -inf (probability 0), never inf - inf
+        r = s.extra - jnp.max(s.extra, axis=-1, keepdims=True)
+        return ExactState(_lsm(log_pi_ref + r / _col(beta)), s.t + 1, s.extra)
 
     return ExactDynamics(init, update)
 
 
+# ------------------------------------------------------------------ hyperparameter conditions
+# Each ``check(beta, eta, dtype)`` gets float64 arrays holding the values as cast to the run's
+# ``dtype`` (finite there) and raises a one-line ``ValueError`` naming the violated condition.
+
+_ROUNDING = 1e-6  # eta*beta meant to be exactly 1 (e.g. eta = 1/beta) may round above 1 by ulps
+
+
+def _first(a, bad):
+    return float(np.asarray(a)[np.asarray(bad)].ravel()[0])
+
+
+def _need(name, label, a, ok, cond):
+    if not np.all(ok):
+        raise ValueError(f"{name} needs {label} {cond}; got {label} = {_first(a, ~np.asarray(ok)):g}")
+
+
+def _finite_in(dtype, x):
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return np.isfinite(np.asarray(x, np.float64).astype(dtype))
+
+
+def _mixture_check(name):
+    """``beta >= 0``, ``eta > 0``, ``eta * beta <= 1``: the ``(1 - eta beta) log pi_t`` weight is >= 0."""
+
+    def check(beta, eta, dtype):
+        _need(name, "beta", beta, beta >= 0, ">= 0")
+        _need(name, "eta", eta, eta > 0, "> 0")
+        b = np.asarray(eta * beta)
+        if np.any(b > 1.0 + _ROUNDING):
+            raise ValueError(f"{name} needs eta*beta <= 1 (the (1 - eta*beta) weight of log pi_t must be >= 0); "
+                             f"got eta*beta = {float(b.max()):.6g}")
+
+    return check
+
+
+def _schedule_check(beta, eta, dtype):
+    """nash-md-schedule: ``beta > 0`` with ``2/beta`` finite in the dtype (``eta`` ignored)."""
+    _need("nash-md-schedule", "beta", beta, beta > 0, "> 0")
+    with np.errstate(divide="ignore"):
+        ok = _finite_in(dtype, 2.0 / beta)
+    _need("nash-md-schedule", "beta", beta, ok, f"> 0 with 2/beta finite in {np.dtype(dtype).name} (eta_0 = 1/beta)")
+
+
+def _positive_check(name, labels):
+    """``label > 0`` for each label (no other condition: see the rule's docstring)."""
+
+    def check(beta, eta, dtype):
+        for label in labels:
+            _need(name, label, {"beta": beta, "eta": eta}[label], {"beta": beta, "eta": eta}[label] > 0, "> 0")
+
+    return check
+
+
 _META = {"kind": "exact"}
-DYNAMICS.register("omd", omd(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META, aliases=["inpo", "online-ipo-exact"]))
-DYNAMICS.register("nash-md", nash_md(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META))
+DYNAMICS.register("omd", omd(), hparams={"beta": 0.1, "eta": 0.4},
+                  meta=dict(_META, aliases=["inpo", "online-ipo-exact"], check=_mixture_check("omd")))
+DYNAMICS.register("nash-md", nash_md(), hparams={"beta": 0.1, "eta": 0.4},
+                  meta=dict(_META, check=_mixture_check("nash-md")))
 DYNAMICS.register("nash-md-schedule", nash_md_schedule(), hparams={"beta": 0.1, "eta": 1.0},
-                  meta=dict(_META, needs_positive_beta=True, ignores=["eta"]))
-DYNAMICS.register("egpo", egpo(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META))
-DYNAMICS.register("omwu", omwu(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META))
+                  meta=dict(_META, needs_positive_beta=True, ignores=["eta"],
+                            check=_schedule_check))
+DYNAMICS.register("egpo", egpo(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META, check=_mixture_check("egpo")))
+DYNAMICS.register("omwu", omwu(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META, check=_mixture_check("omwu")))
 DYNAMICS.register("mpo", mpo(), hparams={"beta": 0.1, "eta": 0.4},
-                  meta=dict(_META, needs_positive_beta=True, reset_every=50))
-DYNAMICS.register("mwu", mwu(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META, ignores=["beta", "pi_ref"]))
+                  meta=dict(_META, needs_positive_beta=True, reset_every=50,
+                            check=_positive_check("mpo", ("beta", "eta"))))
+DYNAMICS.register("mwu", mwu(), hparams={"beta": 0.1, "eta": 0.4},
+                  meta=dict(_META, ignores=["beta", "pi_ref"], check=_positive_check("mwu", ("eta",))))
 DYNAMICS.register("bt-rlhf", bt_rlhf(), hparams={"beta": 0.1, "eta": 1.0},
-                  meta=dict(_META, needs_positive_beta=True, ignores=["eta"]))
+                  meta=dict(_META, needs_positive_beta=True, ignores=["eta"],
+                            check=_positive_check("bt-rlhf", ("beta",))))
