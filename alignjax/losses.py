@@ -7,7 +7,7 @@ Common signature::
     loss(policy_chosen_logps, policy_rejected_logps,
          reference_chosen_logps, reference_rejected_logps, *, beta, **extra)
 
-Notation (``docs`` and ``../shared/spec/algorithms.md`` §1): for a pair ``(y_w, y_l)``
+Notation (``docs/algorithms.md``, offline losses): for a pair ``(y_w, y_l)``
 the log-ratio margin is
 
     h = [log pi(y_w) - log pi_ref(y_w)] - [log pi(y_l) - log pi_ref(y_l)],

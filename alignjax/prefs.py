@@ -1,6 +1,6 @@
 """Preference matrices: ``P[y, y'] = Prob(y beats y')`` with ``P + P.T = 1``.
 
-Conventions (``../shared/spec/algorithms.md`` §0): responses are indexed ``0..N-1``; the
+Conventions (``docs/algorithms.md``, notation): responses are indexed ``0..N-1``; the
 diagonal is ``1/2``; ``(P @ pi)[y] = P(y > pi)`` and ``p @ P @ q = P(p > q)``.
 Every constructor is pure and batched over leading axes of its inputs.
 """

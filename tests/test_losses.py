@@ -5,7 +5,7 @@ then exact identities (limits, unbiasedness, population optima), then gradients,
 transformations (jit, vmap, no recompilation), then float32 stability properties, and last
 the DPO exact optimum on a tabular bandit (arXiv:2305.18290, §4: ``pi* ∝ pi_ref exp(r/beta)``).
 
-Formulas: ``/work/shared/spec/algorithms.md`` §1. ``h`` is the log-ratio margin
+Formulas: ``docs/algorithms.md`` (offline losses). ``h`` is the log-ratio margin
 ``log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l)``.
 """
 
