@@ -68,3 +68,117 @@ def test_bad_sizes_raise():
         lg.make_language(jax.random.key(0), vocab_size=2)
     with pytest.raises(ValueError):
         lg.make_raters(jax.random.key(0), 8, num_raters=0)
+
+
+# ---------------------------------------------------------------- the Markov language's law
+# From make_language/sample_language: at response position j, after token a (the prompt's last
+# token for j = 0), the next token is softmax(T[a] + e_j 1[EOS]) with e_0 = -inf, e_j = bias + slope j,
+# and T[:, EOS] = 0. Hence, with Z_a = sum_{b != EOS} exp(T[a, b]):
+#   content transitions  q(b | a) = exp(T[a, b]) / Z_a, the same at every position;
+#   EOS hazard           h_j(a) = exp(T[a, EOS] + e_j) / (exp(T[a, EOS] + e_j) + Z_a), h_0 = 0.
+# A response ends at its first EOS (counted in its length) or after L tokens, so
+# |y| = j + 1 if the first EOS is at position j, and |y| = L if there is none: 2 <= |y| <= L.
+
+def _np_law(lang):
+    """float64 ``q (V, V)`` (content transitions, EOS column 0), ``h (L, V)`` (hazards)."""
+    T = np.asarray(lang.transition_logits, np.float64)
+    content = np.exp(T) * (np.arange(T.shape[1]) != EOS)
+    Z = content.sum(1)
+    e = np.array([-np.inf] + [float(lang.eos_bias) + float(lang.eos_slope) * j for j in range(1, lang.max_len)])
+    eos = np.exp(T[None, :, EOS] + e[:, None])
+    return content / Z[:, None], eos / (eos + Z[None, :])
+
+
+def _np_length_law(lang, start):
+    """``P(|y| = n)``, n = 0..L, after prompt last token ``start``: forward recursion over (position, prev)."""
+    q, h = _np_law(lang)
+    alive = np.eye(q.shape[0])[start]          # P(no EOS yet, prev token = a)
+    law = np.zeros(lang.max_len + 1)
+    for j in range(lang.max_len):
+        law[j + 1] += alive @ h[j]
+        alive = (alive * (1 - h[j])) @ q
+    law[lang.max_len] += alive.sum()           # no EOS in L slots: truncated at length L
+    return law
+
+
+def _language(**kw):
+    return lg.make_language(jax.random.key(0), vocab_size=6, prompt_len=3, max_len=6, temperature=1.0,
+                            eos_slope=0.5, **kw)
+
+
+NUM_SEQ = 20000
+
+
+def _content_bigrams(x, y, m):
+    """Counts ``N[a, b]`` of content token ``b`` following ``a`` (``a`` = prompt's last token at j = 0)."""
+    x, y, m = np.asarray(x), np.asarray(y), np.asarray(m)
+    prev = np.concatenate([x[:, -1:], y[:, :-1]], axis=1)
+    use = (m > 0) & (y != EOS)
+    assert np.all(prev[use] != EOS)
+    V = int(max(x.max(), y.max())) + 1
+    return np.bincount(prev[use] * V + y[use], minlength=V * V).reshape(V, V)
+
+
+def test_sample_language_follows_its_transition_table_and_eos_hazard():
+    lang = _language()
+    x = lg.sample_prompts(jax.random.key(1), NUM_SEQ, 3, 6)
+    y, m = lg.sample_language(lang, x, jax.random.key(2))
+    q, _ = _np_law(lang)
+    # 5 SE: counts are normal to a good approximation (every cell has expected count
+    # N_a q (1 - q) >= 25, asserted, so the binomial skewness is <= 0.2) and P(|Z| > 5) = 5.7e-7 per
+    # cell (25 bigram cells and 5 length cells together: false-alarm rate ~2e-5).
+    N = _content_bigrams(x, y, m)[1:, 1:]      # from content a to content b (EOS never precedes a token)
+    Na = N.sum(1, keepdims=True)
+    qc = q[1:, 1:]
+    var = qc * (1 - qc) / Na                  # given the N_a departures from a, multinomial(q(.|a))
+    assert np.all(Na * qc * (1 - qc) >= 25)
+    np.testing.assert_array_less(np.abs(N / Na - qc), 5 * np.sqrt(var))
+    # length law: each prompt's own law (it depends on the prompt's last token); counts are a sum of
+    # independent categoricals, Var(count_n) = sum_i p_in (1 - p_in)
+    laws = np.stack([_np_length_law(lang, s) for s in range(6)])[np.asarray(x[:, -1])]   # (M, L+1)
+    counts = np.bincount(np.asarray(m.sum(-1), int), minlength=lang.max_len + 1)
+    assert counts[0] == counts[1] == 0 and laws[:, :2].max() == 0      # h_0 = 0: no response of length 1
+    assert np.all(np.where(np.asarray(m) > 0, True, np.asarray(y) == EOS))  # EOS padding after the end
+    expected, sd = laws.sum(0)[2:], np.sqrt((laws * (1 - laws)).sum(0))[2:]
+    assert np.all(sd**2 >= 25)
+    np.testing.assert_array_less(np.abs(counts[2:] - expected), 5 * sd)
+
+
+def test_sample_language_length_is_the_discrete_hazard_law_when_the_hazard_is_token_free():
+    # A circulant table (row a = row 1 shifted) makes Z_a the same for every a, so the hazard
+    # h_j = sigmoid(T[., EOS] + bias + slope j - log Z) no longer depends on the token (the EOS column is
+    # a constant c0 != 0 here: eos_bias is an offset ADDED to the table's EOS logit) and the length law is the
+    # closed form  P(|y| = n) = h_{n-1} prod_{i=1}^{n-2} (1 - h_i)  (2 <= n < L),
+    #              P(|y| = L) = prod_{i=1}^{L-2} (1 - h_i)         (EOS at position L-1, or none).
+    V, L, bias, slope, c0 = 5, 7, -0.9, 0.6, 0.4
+    row = np.array([0.3, -0.5, 1.0, 0.0])
+    T = np.full((V, V), c0)
+    for a in range(V):
+        T[a, 1:] = np.roll(row, a)
+    lang = lg.Language(jnp.asarray(T, jnp.float32), jnp.float32(bias), jnp.float32(slope), 2, L)
+    logZ = np.log(np.exp(row).sum())
+    h = 1 / (1 + np.exp(-(c0 + bias + slope * np.arange(L) - logZ)))
+    law = np.zeros(L + 1)
+    for n in range(2, L):
+        law[n] = h[n - 1] * np.prod(1 - h[1:n - 1])
+    law[L] = np.prod(1 - h[1:L - 1])
+    np.testing.assert_allclose(law.sum(), 1.0, atol=1e-12)
+    np.testing.assert_allclose(_np_length_law(lang, 1), law, atol=1e-6)   # the recursion agrees (float32 T)
+    x = lg.sample_prompts(jax.random.key(3), NUM_SEQ, 2, V)
+    _, m = lg.sample_language(lang, x, jax.random.key(4))
+    counts = np.bincount(np.asarray(m.sum(-1), int), minlength=L + 1)
+    sd = np.sqrt(NUM_SEQ * law * (1 - law))
+    assert counts[0] == counts[1] == 0 and np.all(sd[2:] ** 2 >= 25)
+    np.testing.assert_array_less(np.abs(counts[2:] - NUM_SEQ * law[2:]), 5 * sd[2:])  # 5 SE, as above
+
+
+def test_sample_language_jit_equals_nojit():
+    lang = _language()
+    x = lg.sample_prompts(jax.random.key(5), 64, 3, 6)
+    k = jax.random.key(6)
+    y, m = lg.sample_language(lang, x, k)
+    yj, mj = jax.jit(lambda x, k: lg.sample_language(lang, x, k))(x, k)  # the Language's ints are static
+    np.testing.assert_array_equal(y, yj)
+    np.testing.assert_array_equal(m, mj)
+    other, _ = lg.sample_language(lang, x, jax.random.key(7))
+    assert not np.array_equal(y, other)

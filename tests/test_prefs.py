@@ -98,3 +98,68 @@ def test_fit_bradley_terry_recovers_rewards_and_borda_order():
     # three-rater cycle: BT ranks y1 first for e > 0 and y0 first for e < 0
     fit = np.asarray(prefs.fit_bradley_terry(prefs.three_rater_cycle(jnp.array([0.1, -0.1]))))
     assert fit[0].argmax() == 1 and fit[1].argmax() == 0
+
+
+def _np_annotator_mixture(rewards, weights, temperature):
+    """Independent float64 oracle of the docstring: ``P[i, j] = sum_k w_k P_k[i, j]`` with
+    ``P_k[i, j] = 1 / (1 + exp(-(r_ki - r_kj) / T))``, or for ``T = None`` 1, 1/2, 0 as ``r_ki >, =, < r_kj``."""
+    r, w = np.asarray(rewards, np.float64), np.asarray(weights, np.float64)
+    out = np.zeros(r.shape[:-2] + (r.shape[-1],) * 2)
+    for idx in np.ndindex(*r.shape[:-2]):
+        for k in range(r.shape[-2]):
+            for i in range(r.shape[-1]):
+                for j in range(r.shape[-1]):
+                    d = r[idx][k, i] - r[idx][k, j]
+                    if temperature is None:
+                        pk = 1.0 if d > 0 else 0.5 if d == 0 else 0.0
+                    else:
+                        pk = 1 / (1 + np.exp(-d / temperature))
+                    out[idx][i, j] += w[idx][k] * pk
+    return out
+
+
+def _mixture_inputs():
+    rng = np.random.default_rng(0)
+    # batch (2, 3), K = 4 annotator types, N = 5 responses; integer rewards give ties (d = 0) too
+    rewards = rng.integers(-3, 4, size=(2, 3, 4, 5)).astype(np.float64) * 0.5
+    weights = rng.dirichlet(np.ones(4), size=(2, 3))
+    return rewards, weights
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 4.0, None])
+def test_annotator_mixture_matches_independent_formula(temperature):
+    rewards, weights = _mixture_inputs()
+    with jax.enable_x64(True):
+        P = np.asarray(prefs.annotator_mixture(jnp.asarray(rewards), jnp.asarray(weights), temperature=temperature))
+    # float64 on both sides, K = 4 terms of size <= 1: rounding ~ 1e-15; atol 1e-12 leaves 3 decades
+    np.testing.assert_allclose(P, _np_annotator_mixture(rewards, weights, temperature), rtol=0, atol=1e-12)
+    assert P.shape == (2, 3, 5, 5)
+    # hand-computed: one annotator, rewards (1, 1, 0): a tie between y0 and y1
+    hard = prefs.annotator_mixture(jnp.array([[1.0, 1.0, 0.0]]), jnp.array([1.0]), temperature=temperature)
+    s = 1.0 if temperature is None else 1 / (1 + np.exp(-1 / temperature))  # P[y0, y2] = P[y1, y2]
+    np.testing.assert_allclose(hard, [[0.5, 0.5, s], [0.5, 0.5, s], [1 - s, 1 - s, 0.5]], atol=1e-6)  # float32: ulp(1) = 1.2e-7
+
+
+def test_annotator_mixture_temperature_limits():
+    rewards, weights = _mixture_inputs()
+    d = rewards[..., :, None] - rewards[..., None, :]            # (2, 3, K, N, N) reward differences
+    delta = np.min(np.abs(d[d != 0]))                            # smallest non-zero difference (0.5)
+    # float64 rounding of a sum of K = 4 terms in [0, 1]: < 4 * 2 ulp(1) < 1e-15
+    rounding = 1e-15
+    with jax.enable_x64(True):
+        r, w = jnp.asarray(rewards), jnp.asarray(weights)
+        hard = np.asarray(prefs.annotator_mixture(r, w, temperature=None))
+        # T -> 0: each BT annotator differs from the hard one by sigma(-|d|/T) <= exp(-|d|/T) <= exp(-delta/T)
+        # (ties give 1/2 at every T), so |P_T - P_hard| <= sum_k w_k exp(-delta/T) = exp(-delta/T).
+        for T in (delta / 5, delta / 15, delta / 30):
+            P = np.asarray(prefs.annotator_mixture(r, w, temperature=T))
+            assert np.max(np.abs(P - hard)) <= np.exp(-delta / T) + rounding
+        assert np.max(np.abs(np.asarray(prefs.annotator_mixture(r, w, temperature=delta / 5)) - hard)) > 1e-5
+        # T -> infinity: sigma(x) - 1/2 = tanh(x/2)/2 and |tanh t - t| <= |t|^3/3, so
+        # |P - 1/2 - sum_k w_k d_k / (4T)| <= sum_k w_k |d_k / T|^3 / 48: P -> 1/2 with slope E_w[d]/4.
+        for T in (10.0, 100.0, 1000.0):
+            P = np.asarray(prefs.annotator_mixture(r, w, temperature=T))
+            lin = 0.5 + np.einsum("...k,...kij->...ij", weights, d) / (4 * T)
+            cubic = np.einsum("...k,...kij->...ij", weights, np.abs(d / T) ** 3) / 48
+            assert np.all(np.abs(P - lin) <= cubic + rounding)
+            assert np.max(np.abs(P - 0.5)) <= np.max(np.abs(d)) / (4 * T) + rounding
