@@ -8,7 +8,7 @@ ground-truth preference model.
 * **Language** (:func:`make_language`): prompts are ``P`` content tokens; a response is a
   first-order Markov chain over the ``V`` tokens (EOS = 0), started from the prompt's last
   token, with an end-of-sequence hazard that grows with the position (lengths vary,
-  1 <= |y| <= L; EOS is forbidden as the first token).
+  2 <= |y| <= L, since EOS is forbidden as the first token).
 * **Raters** (:func:`make_raters`): a hidden sequence reward
   ``r(x, y) = sum_{j<|y|} [w(y_j) + u * 1(y_j in x)] + lam * |y|`` (token features, a
   prompt-copy feature and a length term); rater ``i`` uses its own token weights

@@ -24,7 +24,7 @@ and turns it into responses by inverting the CDF (and into Bernoulli outcomes by
 ``u < P``): equivalent in law to ``jax.random.categorical``, and several times cheaper to
 compile on CPU than one threefry call per variable inside vmapped scans.
 
-Notation (algorithms.md §0): ``Delta(y) = log pi(y) - log pi_ref(y)``,
+Notation (docs/algorithms.md §0): ``Delta(y) = log pi(y) - log pi_ref(y)``,
 ``h(y, y') = Delta(y) - Delta(y')``, ``beta`` the KL coefficient, ``eta`` a mirror step.
 """
 
@@ -95,7 +95,7 @@ def _ipo1_population(logp, g, hp):
     the loss is ``mean_{a,b} (u_a - u_b)^2``, whose gradient in ``u`` is ``(4/N)(u - mean u)``;
     on tabular logits (``d log_softmax`` kills constants) one SGD step of size ``lr`` is
     ``log pi' = log pi - (4 lr/N)(Delta - P@pi_s/beta) + c``: the exact OMD step with
-    ``eta = 4 lr/(N beta)`` (Zhou et al. 2025, EGPO, algorithms.md §2).
+    ``eta = 4 lr/(N beta)`` (Zhou et al. 2025, EGPO, docs/algorithms.md §4).
     """
     u = logp - g.logp_ref - g.P @ jnp.exp(g.logp_now) / hp["beta"]
     diff = u[:, None] - u[None, :]
@@ -179,7 +179,7 @@ def _inpo_g(logp, g, hp, y, yp):
 def _inpo_population(logp, g, hp):
     """``sum_{y,y'} pi_t pi_t [P (g - eta/2)^2 + (1-P)(g + eta/2)^2]`` (winner drawn from P).
 
-    Zhang et al. 2024 (arXiv 2407.00617), project convention (algorithms.md §1). Since
+    Zhang et al. 2024 (arXiv 2407.00617), project convention (docs/algorithms.md §4). Since
     ``g`` is antisymmetric, the pair ordered as (loser, winner) gives ``(g(y,y') + eta/2)^2``.
     Its minimiser over all policies is the OMD step
     ``log pi = (1-eta beta) log pi_t + eta beta log pi_ref + eta P@pi_t + c``.

@@ -2,7 +2,7 @@
 
 All functions take full log-distributions over the ``N`` responses (last axis) and are
 batched over any leading axes ``(...)`` (typically ``(..., X)`` prompts); they are pure and
-jittable. Conventions (``algorithms.md`` §0, §5):
+jittable. Conventions (``docs/algorithms.md`` §0, §5.2):
 
 * ``KL(p || q) = sum_y p(y) log p(y)/q(y)``; the **reverse KL** of a policy is
   ``KL(pi || pi_ref)`` (expectation under the policy, so it needs on-policy samples to estimate);
