@@ -56,35 +56,60 @@ def test_reference_global_is_base():
     np.testing.assert_allclose(lr, jax.nn.log_softmax(b.base_logits), atol=1e-6)
 
 
-def test_sample_pairs_stay_in_support_and_follow_bt():
+def _pair_law(log_ref, rewards, support):
+    """Float64 oracle: ``(X, N, N)`` law of "y beats y'" given x and y != y' (y, y' ~ mu_S i.i.d.,
+    ``mu_S ∝ pi_ref 1[S]``, Bradley-Terry label ``sigmoid(r_y - r_y')``)."""
+    ref, r = np.asarray(log_ref, np.float64), np.asarray(rewards, np.float64)
+    mu = np.where(np.asarray(support), np.exp(ref), 0.0)
+    mu /= mu.sum(-1, keepdims=True)
+    law = mu[:, :, None] * mu[:, None, :] / (1.0 + np.exp(r[:, None, :] - r[:, :, None]))
+    law *= 1.0 - np.eye(r.shape[-1])
+    return law / law.sum((1, 2), keepdims=True)
+
+
+def test_sample_pairs_stay_in_support_and_follow_the_pair_law():
     b = _bandit(x=1, n=4)
-    s = jnp.array([[True, True, False, False]])
+    s = jnp.array([[True, True, True, False]])
     lr = bandits.reference_with_outside_mass(b.base_logits, s, 0.5)
     pairs = bandits.sample_pairs(jax.random.key(5), b.rewards, lr, s, 20000)
     used = bandits.pair_support(pairs, 1, 4)
     np.testing.assert_array_equal(used, s)
-    np.testing.assert_allclose(float(pairs.weight.sum()), 1.0, rtol=1e-5)
-    valid = np.asarray(pairs.weight) > 0
-    r = np.asarray(b.rewards[0])
-    best = int(np.argmax(r[:2]))
-    win_rate = np.mean(np.asarray(pairs.y_w)[valid] == best)
-    expected = 1 / (1 + np.exp(-abs(r[0] - r[1])))
-    assert abs(win_rate - expected) < 0.02
+    w = np.asarray(pairs.weight)
+    valid = np.asarray(pairs.y_w) != np.asarray(pairs.y_l)
+    np.testing.assert_array_equal(w > 0, valid)
+    np.testing.assert_allclose(w[valid], 1.0 / valid.sum(), rtol=1e-6)  # equal weights (float32 ulp 6e-8)
+    # Given the number n of valid pairs, the ordered (y_w, y_l) counts are multinomial(n, law):
+    # each cell within 5 binomial SE sqrt(p (1 - p) / n) (false alarm 6e-7 per cell). The law
+    # depends on mu_S (pi_ref within S), not only on the Bradley-Terry label: pairs drawn
+    # uniformly on S, or with the label reversed, are rejected (see the power check below).
+    law = _pair_law(lr, b.rewards, s)[0]
+    n = valid.sum()
+    freq = np.zeros((4, 4))
+    np.add.at(freq, (np.asarray(pairs.y_w)[valid], np.asarray(pairs.y_l)[valid]), 1.0 / n)
+    se = np.sqrt(law * (1 - law) / n)
+    assert np.all(np.abs(freq - law) <= 5 * se), (freq, law)
+    uniform_s = _pair_law(np.where(s, 0.0, -1.0), b.rewards, s)[0]
+    assert np.any(np.abs(freq - uniform_s) > 5 * se)
+    assert np.any(np.abs(freq - law.T) > 5 * se)                        # reversed labels
 
 
-def test_population_pairs_weights():
-    b = _bandit(x=2, n=3)
-    s = jnp.array([[True, True, False], [True, True, True]])
-    lr = bandits.reference_with_outside_mass(b.base_logits, s, 0.2)
-    pairs = bandits.population_pairs(b.rewards, lr, s)
-    w = np.asarray(pairs.weight).reshape(2, 3, 3)
-    np.testing.assert_allclose(w.sum((1, 2)), 0.5, rtol=1e-5)
-    assert np.all(w[0, 2, :] == 0) and np.all(w[0, :, 2] == 0)
-    np.testing.assert_array_equal(np.diagonal(w, axis1=1, axis2=2), 0)
-    # soft label: w[y, y'] / (w[y, y'] + w[y', y]) = sigmoid(r_y - r_y')
-    r = np.asarray(b.rewards[1])
-    np.testing.assert_allclose(w[1, 0, 1] / (w[1, 0, 1] + w[1, 1, 0]), 1 / (1 + np.exp(r[1] - r[0])), rtol=1e-5)
-    np.testing.assert_array_equal(bandits.pair_support(pairs, 2, 3), s)
+def test_population_pairs_match_the_float64_oracle():
+    """Every row weight is (1/X) times the pair law: a wrong mu_S (uniform on S, pi_ref outside S,
+    squared, ...) changes the weights, not only their ratios."""
+    with jax.enable_x64(True):
+        b = _bandit(x=2, n=3)
+        s = jnp.array([[True, True, False], [True, True, True]])
+        lr = bandits.reference_with_outside_mass(b.base_logits, s, 0.2)
+        pairs = bandits.population_pairs(b.rewards, lr, s)
+        law = _pair_law(lr, b.rewards, s)
+        np.testing.assert_array_equal(bandits.pair_support(pairs, 2, 3), s)
+    x, yw, yl = np.meshgrid(np.arange(2), np.arange(3), np.arange(3), indexing="ij")
+    for got, want in zip(pairs[:3], (x, yw, yl)):
+        np.testing.assert_array_equal(np.asarray(got), want.ravel())
+    # float64 products and one normalisation of O(1) numbers: rtol 1e-12
+    np.testing.assert_allclose(np.asarray(pairs.weight).reshape(2, 3, 3), law / 2, rtol=1e-12, atol=1e-15)
+    # the law is not the uniform-on-S one (so the check above sees mu_S), at 1e-3 >> 1e-12
+    assert np.abs(law - _pair_law(np.where(s, 0.0, -1.0), b.rewards, s)).max() > 1e-3
 
 
 def test_seeded_and_jittable():

@@ -39,18 +39,38 @@ def test_objective_and_optimum():
     np.testing.assert_allclose(jnp.exp(cov.optimal_policy(q, r, 1e4)), jnp.exp(q), atol=1e-3)
 
 
-def test_coverage_report_batched_and_jitted():
-    key = jax.random.key(0)
-    lp = jax.nn.log_softmax(jax.random.normal(key, (4, 5)))
-    lq = jax.nn.log_softmax(jnp.zeros((4, 5)))
-    r = jnp.arange(5.0)[None, :] * jnp.ones((4, 1))
-    s = jnp.arange(5)[None, :] < jnp.array([[2], [3], [4], [5]])
-    rep = jax.jit(cov.coverage_report)(lp, lq, r, s, 0.3)
-    np.testing.assert_allclose(rep["kl"], cov.reverse_kl(lp, lq).mean(), rtol=1e-5)
-    np.testing.assert_allclose(rep["objective"], rep["reward"] - 0.3 * rep["kl"], rtol=1e-5)
-    assert float(rep["gap"]) > 0
-    np.testing.assert_allclose(rep["max_ratio"], jnp.max(jnp.exp(lp) / jnp.exp(lq)), rtol=1e-5)
-    np.testing.assert_allclose(rep["mass_outside"], cov.mass_outside(lp, s).mean(), rtol=1e-5)
-    # at the optimum the gap is zero
-    opt = cov.optimal_policy(lq, r, 0.3)
-    np.testing.assert_allclose(cov.coverage_report(opt, lq, r, s, 0.3)["gap"], 0.0, atol=1e-5)
+def _report_oracle(lp, lq, r, s, beta, rho):
+    """Every field of ``coverage_report`` in float64 numpy, from the definitions."""
+    lp, lq, r = (np.asarray(a, np.float64) for a in (lp, lq, r))
+    p, q = np.exp(lp), np.exp(lq)
+    reward = (p * r).sum(-1) @ rho
+    kl = (p * np.where(p > 0, lp - lq, 0.0)).sum(-1) @ rho          # 0 log 0 = 0
+    best = (beta * np.log((q * np.exp(r / beta)).sum(-1))) @ rho    # max_pi E_pi r - beta KL (Gibbs)
+    ratio = np.max(p / q)
+    return {"reward": reward, "kl": kl, "objective": reward - beta * kl, "gap": best - (reward - beta * kl),
+            "mass_outside": (p * ~np.asarray(s)).sum(-1) @ rho, "max_ratio": ratio, "log_max_ratio": np.log(ratio)}
+
+
+def test_coverage_report_matches_a_float64_oracle():
+    """Non-uniform prompt weights, a policy with an exact zero, jit == no-jit."""
+    with jax.enable_x64(True):
+        k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+        lp = jax.nn.log_softmax(jax.random.normal(k1, (4, 5)))
+        lp = lp.at[0].set(jax.nn.log_softmax(jnp.array([0.3, -jnp.inf, 1.0, 0.0, -0.5])))  # pi(1|0) = 0
+        lq = jax.nn.log_softmax(jax.random.normal(k2, (4, 5)))
+        r = jax.random.normal(k3, (4, 5))
+        s = jnp.arange(5)[None, :] < jnp.array([[2], [3], [4], [5]])
+        rho = jnp.array([0.1, 0.2, 0.3, 0.4])
+        for w in (rho, None):
+            rep = cov.coverage_report(lp, lq, r, s, 0.3, w)
+            rep_jit = jax.jit(cov.coverage_report)(lp, lq, r, s, 0.3, w)
+            want = _report_oracle(lp, lq, r, s, 0.3, np.full(4, 0.25) if w is None else np.asarray(w))
+            assert set(rep) == set(want)
+            for k, v in want.items():
+                # float64 sums of 20 O(1) terms: rounding ~1e-15; rtol/atol 1e-12
+                np.testing.assert_allclose(float(rep[k]), v, rtol=1e-12, atol=1e-12, err_msg=k)
+                np.testing.assert_allclose(float(rep_jit[k]), v, rtol=1e-12, atol=1e-12, err_msg=k)
+        assert float(rep["gap"]) > 0
+        # at the optimum pi* ∝ pi_ref exp(r / beta) (written here) the gap is zero
+        opt = lq + r / 0.3 - jax.nn.logsumexp(lq + r / 0.3, axis=-1, keepdims=True)
+        np.testing.assert_allclose(float(cov.coverage_report(opt, lq, r, s, 0.3, rho)["gap"]), 0.0, atol=1e-12)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy.special import expit
 
 from alignjax import reward_model as rm
 from alignjax.data import bandits
@@ -45,14 +46,34 @@ def test_tabular_fit_leaves_unseen_responses_at_zero():
     assert np.all(np.abs(np.asarray(params)[:, :3]) > 0)
 
 
-def test_sgd_step_is_gradient_step():
-    b, _, pairs = _global_problem()
-    model = rm.tabular_reward(2, 4)
-    fitter = rm.reward_fitter(model, "sgd")
-    st, loss = fitter.update(fitter.init(model.init(jax.random.key(0))), b.features, pairs, 0.5)
-    g = jax.grad(lambda p: rm.bt_loss(p, pairs))(jnp.zeros((2, 4)))
-    np.testing.assert_allclose(st.params, -0.5 * g, rtol=1e-6)
-    np.testing.assert_allclose(loss, np.log(2.0), rtol=1e-6)
+def _bt_oracle(r, pairs):
+    """Float64 numpy value and gradient (w.r.t. the reward table) of sum_m w_m softplus(-(r_w - r_l))."""
+    r = np.asarray(r, np.float64)
+    x, yw, yl, w = (np.asarray(a) for a in pairs)
+    d = r[x, yw] - r[x, yl]
+    c = -w * expit(-d)                        # d softplus(-d) / dd = -sigmoid(-d)
+    g = np.zeros_like(r)
+    np.add.at(g, (x, yw), c)
+    np.add.at(g, (x, yl), -c)
+    return np.sum(w * np.logaddexp(0.0, -d)), g
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_sgd_step_is_minus_lr_times_the_oracle_gradient(kind):
+    """From a random (non-zero) start: params_1 = params_0 - lr * grad, grad from the numpy oracle
+    (tabular: the table gradient; linear: chain rule ``sum_{x,y} g[x, y] phi[x, y]``)."""
+    with jax.enable_x64(True):
+        b, _, pairs = _global_problem()
+        model = rm.tabular_reward(2, 4) if kind == "tabular" else rm.linear_reward(3)
+        p0 = jax.random.normal(jax.random.key(5), (2, 4) if kind == "tabular" else (3,))
+        fitter = rm.reward_fitter(model, "sgd")
+        st, loss = jax.jit(fitter.update)(fitter.init(p0), b.features, pairs, jnp.float64(0.5))
+        table = np.asarray(p0) if kind == "tabular" else np.asarray(b.features) @ np.asarray(p0)
+        value, g = _bt_oracle(table, pairs)
+        grad = g if kind == "tabular" else np.einsum("xn,xnd->d", g, np.asarray(b.features))
+        # float64 sums of 32 O(1) terms: rounding ~1e-15; tolerance 1e-12
+        np.testing.assert_allclose(np.asarray(st.params), np.asarray(p0) - 0.5 * grad, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(float(loss), value, rtol=1e-12)   # the loss before the step
 
 
 def test_unknown_optimizer():

@@ -90,5 +90,13 @@ def test_sft_reduces_loss_on_a_small_dataset():
     train = jax.jit(make_sft_train(pol, optax.adam(3e-2), num_steps=80, batch_size=16))
     params, losses = train(params, x, y, m, jax.random.key(2))
     after = float(sft_loss(pol, params, x, y, m))
-    assert after < 0.3 * before
     assert losses.shape == (80,)
+    # Derived bound: each response is the first prompt token x_1 three times then EOS, 4 scored
+    # tokens. A model that ignores the prompt predicts y_1 = x_1 with a prompt-free distribution q,
+    # whose NLL -mean log q(x_1) is >= the empirical entropy H of x_1 (Gibbs), and the 3 later
+    # tokens cost >= 0: its per-token NLL is >= H / 4. Beating it proves the fitted model reads
+    # the prompt (trained: ~1e-3; H / 4 ~ 0.39; initial ~2.5; trained on prompts shuffled
+    # within each batch: ~0.41, rejected).
+    freq = np.bincount(np.asarray(x[:, 0]), minlength=6) / x.shape[0]
+    entropy = -np.sum(freq[freq > 0] * np.log(freq[freq > 0]))
+    assert after < entropy / 4 < before
