@@ -145,27 +145,110 @@ def test_egpo_converges_and_plain_fixed_points_differ_for_nash_md():
     assert np.all(np.asarray(games.regularized_gap(P, last["nash-md"], ref, beta)) > 1e-6)
 
 
+def _np_regularized_nash(P, ref, beta):
+    """``pi*_beta`` in float64 by scipy's root finder on the logits, ``z = log ref + A softmax(z) / beta``
+    (independent of ``games.regularized_nash``); the fixed-point residual is checked."""
+    from scipy.optimize import root
+    from scipy.special import softmax
+
+    A = (P - P.T) / 2
+    sol = root(lambda z: z - np.log(ref) - A @ softmax(z) / beta, np.log(ref))
+    pi = softmax(sol.x)
+    assert np.abs(pi - softmax(np.log(ref) + A @ pi / beta)).sum() < 1e-10
+    return pi
+
+
 def test_nash_md_schedule_theorem_bound():
-    P = prefs.random_game(jax.random.key(2), 10, (3,))
-    ref = jax.nn.softmax(jax.random.normal(jax.random.key(3), (3, 10)))
-    beta, T = 0.5, 400
-    pis = simulate("nash-md-schedule", P, ref, beta=beta, eta=1.0, num_steps=T, log_every=100)
-    star = games.regularized_nash(P, ref, beta).pi
-    kl = np.asarray(games.kl(star[:, None], pis))  # (3 games, 5 logged)
-    steps = np.arange(0, T + 1, 100)
-    assert np.all(kl[:, 1:] <= 8 / (beta ** 2 * (steps[1:] + 1)))
-    assert np.all(kl[:, -1] < kl[:, 1])  # decreasing
+    """NLHF Thm 1 as implemented: ``KL(pi*_beta || pi_T) <= 8 / (beta^2 (T+1))`` at every ``T = 1..400``.
+
+    The bound must be able to fail. From ``pi_0 = pi_ref`` it cannot for ``T < 16/beta - 1`` on any
+    game: with ``pi* . A pi* = 0``, ``KL(pi* || pi_ref) = -log E_ref[exp(A pi* / beta)] <= 1/(2 beta)``
+    (as ``A pi* >= -1/2``), below ``8/(beta^2 (T+1))`` there; and on these games it is below 0.006, under
+    the bound at every ``T <= 400``, so a policy that never moved would pass. So start near a vertex
+    instead, ``1 - 1e-3`` on the action the equilibrium likes least: ``KL(pi* || pi_0) ~ 6.9`` is above
+    the bound already at ``T = 1`` (``4/beta^2 = 4`` and ``1``; asserted below).
+
+    The bound does not need ``pi_0 = pi_ref``: ``eta_0 beta = 1`` makes the first mixture
+    ``mu_0 = pi_0^0 pi_ref^1 = pi_ref``, so ``pi_1 = lsm(log pi_ref + eta_0 A pi_ref)`` and every later
+    iterate are the same from every start (a recursion ``KL_{t+1} <= (1 - eta_t beta) KL_t + c eta_t^2``
+    gives ``KL_0`` weight 0 likewise). Asserted bit for bit against the run from ``pi_ref``: the
+    ``beta`` are powers of 2, so ``eta_0 beta = (2 / (2 beta)) beta`` is exactly 1 in floating point.
+    """
+    T, n = 400, 10
+    P = np.asarray(prefs.random_game(jax.random.key(2), n, (3,)), np.float64)
+    with jax.enable_x64(True):
+        ref = np.asarray(jax.nn.softmax(jax.random.normal(jax.random.key(3), (3, n), jnp.float64)))
+    betas = np.array([1.0, 2.0])
+    star = np.array([[_np_regularized_nash(P[g], ref[g], b) for b in betas] for g in range(3)])  # (3, 2, N)
+    worst = np.eye(n, dtype=bool)[np.argmin(star, axis=-1)]
+    vertex = np.where(worst, 1.0 - 1e-3, 1e-3 / (n - 1))
+    pi0 = np.stack([vertex, np.broadcast_to(ref[:, None], vertex.shape)], axis=2)  # (3, 2, 2 starts, N)
+    with jax.enable_x64(True):
+        pis = np.asarray(simulate("nash-md-schedule", P[:, None, None], ref[:, None, None], beta=betas[:, None],
+                                  eta=1.0, num_steps=T, pi0=pi0))  # (3, 2, 2, T+1, N), every step logged
+    kl = np.sum(star[:, :, None, None] * np.log(star[:, :, None, None] / pis), axis=-1)  # (3, 2, 2, T+1)
+    bound = 8 / (betas[:, None, None] ** 2 * (np.arange(T + 1) + 1))  # (2, 1, T+1)
+    np.testing.assert_array_equal(pis[:, :, 0, 1:], pis[:, :, 1, 1:])  # pi_T, T >= 1: independent of pi_0
+    assert np.all(kl[..., 1:] <= bound[..., 1:])  # the theorem, at every T, from both starts
+    # the bound is loose by > 1e3 at T = 400 here, so also: the iterates move on towards pi* after the first
+    # step (a schedule stuck at eta_0 = 1/beta would leave pi_t = pi_1 = BR(pi_ref) for every t >= 1)
+    assert np.all(kl[..., T] < kl[..., 1])
+    # teeth: a policy frozen at the vertex start violates the bound at T = 1 (so at every T >= 1)
+    assert np.all(kl[:, :, 0, 0] > bound[:, 0, 1])
 
 
 def test_mwu_last_iterate_cycles_average_converges_on_rps():
-    P = prefs.rock_paper_scissors()
-    pi0 = jnp.array([0.6, 0.3, 0.1])
-    last = simulate("mwu", P, pi0, beta=0.0, eta=0.1, num_steps=4000, log_every=4000)[-1]
-    avg = simulate("mwu", P, pi0, beta=0.0, eta=0.1, num_steps=4000, log_every=4000, average=True)[-1]
-    assert float(games.exploitability(P, last)) > 0.2
-    assert float(games.exploitability(P, avg)) < 0.05
-    eg = simulate("egpo", P, pi0, beta=0.0, eta=0.5, num_steps=4000, log_every=4000)[-1]
-    assert float(games.exploitability(P, eg)) < 0.01  # extragradient: last iterate converges
+    """RPS from ``pi_0 = (0.6, 0.3, 0.1)`` in float64; every threshold is derived.
+
+    ``u = 1/3`` is the interior equilibrium, ``A = P - 1/2`` has ``A 1 = 0`` and ``1^T A = 0``, so
+    ``u . A pi = 0`` and ``pi . A pi = 0`` for every ``pi``; gains ``A pi`` lie in ``[-1/2, 1/2]``.
+
+    * MWU last iterate: ``KL(u || pi_{t+1}) - KL(u || pi_t) = log E_{pi_t}[exp(eta A pi_t)] >= eta pi_t . A pi_t
+      = 0`` (Jensen; strict unless ``pi_t = u``): the divergence from ``u`` never decreases. On RPS the
+      exploitability ``d = 2 max_y (A pi)_y = max(pi_2 - pi_1, pi_0 - pi_2, pi_1 - pi_0)``; the three
+      differences sum to 0, so each is ``>= -2 d`` and ``min pi >= (1 - 4d)/3``, whence
+      ``KL(u || pi) <= -log(3 min pi) <= -log(1 - 4d)``, i.e. ``d >= (1 - exp(-KL(u || pi)))/4 >=
+      (1 - exp(-KL(u || pi_0)))/4 = 0.053``: the last iterate never gets closer than that.
+    * MWU average of ``pi_0..pi_t``: with ``Phi_s = log sum_y pi_0(y) exp(eta G_s(y))``, ``G_s = sum_{r<s} A pi_r``,
+      Hoeffding's lemma (gains of range 1) gives ``Phi_{s+1} - Phi_s <= eta pi_s . A pi_s + eta^2/8 = eta^2/8``,
+      so ``G_{t+1}(y) <= (log(1/pi_0(y)) + (t+1) eta^2/8) / eta`` and the exploitability of the average,
+      ``2 max_y G_{t+1}(y)/(t+1)``, is ``<= 2 (log(1/min pi_0)/eta + (t+1) eta/8) / (t+1)`` (0.0365 at t = 4000).
+    * Extragradient (egpo, beta = 0): near ``u`` the centred log-policy ``x`` has ``pi = (1 + x)/3 + O(x^2)``,
+      ``A pi = A x / 3``, so one update is ``x -> (I + c A + c^2 A^2) x``, ``c = eta/3``. On the plane
+      ``sum x = 0``, ``A^T A = -A^2 = 3/4 I`` (eigenvalues ``+-i sqrt(3)/2``), so the map scales every ``x`` by
+      exactly ``rho = sqrt((1 - y^2)^2 + y^2)``, ``y^2 = c^2 3/4 = eta^2/12``: ``rho = 0.98975`` at
+      ``eta = 1/2`` (plain MWU: ``sqrt(1 + y^2) > 1``). Checked on steps 1500 -> 2000, where ``||x|| < 1e-6``:
+      the neglected terms are relative ``O(||x_s||)`` per step, ``<= ||x_1500|| / (1 - rho) ~ 3e-5`` summed
+      over the window, and float64 rounding ``eps / ||x_2000|| ~ 1e-7``: within ``rtol = 1e-3``. By
+      ``T = 4000``, ``rho^T ||x_0|| ~ 2e-18`` is below rounding, so only rounding of ``pi`` (a few ``eps``
+      ``~ 1e-15``) is left of the exploitability; asserted ``< 1e-13``.
+    """
+    T, every, eta = 4000, 500, 0.1
+    with jax.enable_x64(True):
+        P = jnp.asarray(np.asarray(prefs.rock_paper_scissors()), jnp.float64)
+        pi0 = jnp.array([0.6, 0.3, 0.1], jnp.float64)
+        last = np.asarray(simulate("mwu", P, pi0, beta=0.0, eta=eta, num_steps=T, log_every=every))
+        avg = np.asarray(simulate("mwu", P, pi0, beta=0.0, eta=eta, num_steps=T, log_every=every, average=True))
+        eg = np.asarray(simulate("egpo", P, pi0, beta=0.0, eta=0.5, num_steps=T, log_every=every))
+        # average=True is the uniform average of pi_0..pi_t (checked exactly on 4 steps, every one logged)
+        few = [np.asarray(simulate("mwu", P, pi0, beta=0.0, eta=eta, num_steps=4, average=a)) for a in (False, True)]
+    np.testing.assert_allclose(few[1], np.cumsum(few[0], axis=0) / np.arange(1, 6)[:, None], rtol=0, atol=1e-15)  # ulps
+    A = np.asarray(P) - 0.5
+    expl = lambda p: 2 * np.max(p @ A.T, axis=-1)  # numpy, independent of games.exploitability
+    t = np.arange(0, T + 1, every)
+    u = np.full(3, 1 / 3)
+    kl_u = np.sum(u * np.log(u / last), axis=-1)
+    assert np.all(np.diff(kl_u) > 0)  # KL(u || pi_t) increases at every logged step
+    assert np.all(expl(last) >= (1 - np.exp(-kl_u[0])) / 4)  # 0.053: the last iterate does not converge
+    regret = 2 * (np.log(1 / np.asarray(pi0).min()) / eta + (t + 1) * eta / 8) / (t + 1)
+    assert np.all(expl(avg) <= regret)  # the average does (0.0365 at T)
+    x = np.log(eg) - np.log(eg).mean(axis=-1, keepdims=True)
+    norm = np.linalg.norm(x, axis=-1)
+    y2 = 0.5 ** 2 / 12
+    rho = np.sqrt((1 - y2) ** 2 + y2)
+    assert norm[3] < 1e-6  # step 1500: in the linear regime
+    np.testing.assert_allclose(norm[4] / norm[3], rho ** every, rtol=1e-3)  # steps 1500 -> 2000
+    assert expl(eg[-1]) < 1e-13  # extragradient: the last iterate converges (to rounding)
 
 
 def test_simulate_vmap_over_betas_equals_loop_and_jit_equals_eager():
