@@ -198,9 +198,12 @@ def population_pairs(rewards: ArrayLike, log_pi_ref: ArrayLike, support: ArrayLi
     """Every ordered pair ``(x, y, y')`` with its population weight (the infinite-data limit).
 
     Weight of the row "``y`` beats ``y'``" at prompt ``x``:
-    ``(1/X) mu_S(y|x) mu_S(y'|x) sigmoid(r(x,y) - r(x,y'))``, normalised over ``y != y'``, so a
-    weighted loss over the rows equals the expected loss of :func:`sample_pairs` data (with soft
-    Bradley–Terry labels). Rows: ``M = X * N * N`` (``y == y'`` rows have weight 0).
+    ``(1/X) mu_S(y|x) mu_S(y'|x) sigmoid(r(x,y) - r(x,y'))``, normalised over ``y != y'`` within
+    each prompt, so every prompt weighs ``1/X``. A weighted loss over the rows is the expected
+    loss of :func:`sample_pairs` data (soft Bradley–Terry labels) exactly when the tie
+    probability ``sum_y mu_S(y|x)^2`` is the same for every prompt: :func:`sample_pairs` drops
+    ties and shares weight over the remaining pairs, so there a prompt weighs in proportion to
+    ``1 - sum_y mu_S(y|x)^2``. Rows: ``M = X * N * N`` (``y == y'`` rows have weight 0).
 
     Returns:
       :class:`Pairs` of length ``X * N * N``.
