@@ -193,12 +193,29 @@ class SuiteContext:
     A suite is ``run(ctx) -> list[Claim]``; it records its resolved settings in
     ``ctx.config`` and writes tables/plots with the helpers below (all atomic). The CLI
     times it and writes ``summary.json``.
+
+    How big: :attr:`scale` is ``"full"`` (``quick=False``), ``"quick"`` (the CLI's
+    ``--quick``) or ``"smoke"`` (``smoke=True``): the quick setting shrunk (fewer seeds, steps
+    and sizes) so that the whole suite, every stage, table, plot and claim, runs in seconds.
+    Smoke is for tests only: it checks that the suite runs end to end, not that its
+    budget-dependent claims hold. A smoke context is a quick one (``quick`` stays True), so a
+    suite that ignores ``smoke`` runs its quick setting.
     """
 
     out_dir: Path
     quick: bool = True
     config: dict = field(default_factory=dict)
     progress: bool = True
+    smoke: bool = False
+
+    def __post_init__(self):
+        if self.smoke and not self.quick:
+            raise ValueError("SuiteContext: smoke=True shrinks the quick setting; it needs quick=True")
+
+    @property
+    def scale(self) -> str:
+        """``"smoke"``, ``"quick"`` or ``"full"`` (see the class docstring)."""
+        return "smoke" if self.smoke else "quick" if self.quick else "full"
 
     def path(self, name: str) -> Path:
         """A path inside the suite's folder."""

@@ -3,7 +3,7 @@
 Called by ``experiments/nash_games.py`` as ``sampled_claims(ctx) -> list[Claim]``; writes only
 ``sampled_*.png`` / ``sampled_*.csv`` files into ``ctx.out_dir``.
 
-Setting (algorithms.md §6, the EGPO authors' ``simulations/``): random games
+Setting (docs/algorithms.md §4, the EGPO authors' ``simulations/``): random games
 (``P[i,j] ~ U(0,1)`` for ``i > j``), ``pi_0 = pi_ref = softmax(N(0,1) logits)``, tabular
 policies on ``N = 10`` responses, plain SGD on the logits, configs
 ``(beta, iterations, learning_rate)`` = (0.1, 1000, 0.1), (0.01, 5000, 0.02), (0.001, 100000, 2e-4),
@@ -46,8 +46,18 @@ PRNG_IMPL = "rbg"  # cheap to compile on CPU (threefry inside vmapped scans comp
 STALL = 0.1  # "stalls": final gap / initial gap > STALL (less than one decade of reduction)
 
 
-def _settings(quick: bool) -> dict:
-    if quick:
+def _settings(scale) -> dict:
+    """Part B's settings for ``scale`` (``"full"``, ``"quick"``, ``"smoke"``; a bool is quick/full)."""
+    from experiments.nash_games import _scale
+
+    scale = _scale(scale)
+    if scale == "smoke":  # tests only: every stage runs, budgets far too small for the claims
+        return dict(num_responses=10, num_games=2, configs=[(0.1, 200, 0.1), (0.01, 200, 0.02)],
+                    num_logs=20, num_samples=100, sampled_algos=["EGPO"],
+                    floor_samples=[10, 100, 1000], floor_config=(0.1, 200, 0.1), floor_games=2,
+                    neural_responses=20, neural_games=2, neural_steps=100, neural_beta=0.1,
+                    neural_lr=3e-3, neural_width=16, neural_features=8)
+    if scale == "quick":
         return dict(num_responses=10, num_games=4, configs=[(0.1, 1000, 0.1), (0.01, 2000, 0.02)],
                     num_logs=40, num_samples=100, sampled_algos=["EGPO"],
                     floor_samples=[10, 100, 1000], floor_config=(0.1, 1000, 0.1), floor_games=4,
@@ -122,7 +132,7 @@ def sampled_claims(ctx: SuiteContext) -> list[Claim]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s = _settings(ctx.quick)
+    s = _settings(ctx.scale)
     n, configs = s["num_responses"], s["configs"]
     num_steps = max(T for _, T, _ in configs)
     num_logs = s["num_logs"]

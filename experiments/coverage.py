@@ -59,9 +59,19 @@ THRESHOLDS = {
 }
 
 
-def settings(quick: bool) -> dict:
-    """Resolved sizes (static) and continuous defaults of the suite."""
-    return {
+def settings(scale) -> dict:
+    """Resolved sizes (static) and continuous defaults of the suite.
+
+    ``scale``: ``"full"``, ``"quick"`` or ``"smoke"`` (see :class:`~alignjax.results.SuiteContext`);
+    a bool means quick (True) or full (False). Smoke (tests only) is quick with fewer steps: every
+    stage, table, plot and claim runs, but the training-length claims need the quick budget.
+    """
+    if isinstance(scale, (bool, np.bool_)):
+        scale = "quick" if scale else "full"
+    if scale not in ("full", "quick", "smoke"):
+        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
+    quick = scale != "full"
+    s = {
         "num_prompts": 8, "num_responses": 16, "policy_dim": 8, "reward_dim": 8, "num_pairs": 48,
         "levels": [[3, 0.5], [6, 0.3], [16, 0.0]],  # (|S| responses per prompt, pi_ref mass outside S)
         "betas": [0.1, 1.0], "lam_over_beta": 1.0, "num_samples": 4,
@@ -77,6 +87,9 @@ def settings(quick: bool) -> dict:
         "ext_beta": 0.1, "ext_steps": 400 if quick else 2000,
         "timing_steps": 2000,
     }
+    if scale == "smoke":  # claim 1's tabular runs keep their quick length: they are cheap
+        s.update(num_steps=100, log_every=10, reward_steps=50, ext_steps=100, timing_steps=100)
+    return s
 
 
 # ----------------------------------------------------------------------------------------
@@ -330,11 +343,11 @@ def _plots(ctx, cfg, sweep, nonu, ext):
 
 def reproduce(ctx: SuiteContext):
     """Run the five coverage claims (see module docstring); returns the list of claims."""
-    cfg = settings(ctx.quick)
+    cfg = settings(ctx.scale)
     check_hparams({"beta": np.asarray(cfg["betas"] + [cfg["tab_beta"], cfg["ext_beta"]]),
                    "learning_rate": np.asarray([cfg["learning_rate"], cfg["reward_learning_rate"]]),
                    "lam": np.asarray(cfg["lam_over_beta"])}, ("beta", "learning_rate", "lam"))
-    ctx.config.update(cfg)
+    ctx.config.update({"scale": ctx.scale, **cfg})
     ctx.config["thresholds"] = THRESHOLDS
     T = THRESHOLDS
     claims = []

@@ -155,6 +155,23 @@ DPO_BANDIT = EXPERIMENTS.register("dpo-bandit", Experiment(
 ))
 
 
+def settings(scale: str) -> dict:
+    """The suite's sizes for ``scale`` in ``{"full", "quick", "smoke"}`` (see :class:`~alignjax.results.SuiteContext`).
+
+    Smoke (tests only) is quick with 2 seeds, 3 data sizes and fewer steps.
+    """
+    if scale not in ("full", "quick", "smoke"):
+        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
+    quick = scale != "full"
+    s = {"seeds": 4 if quick else 16, "betas": [0.01, 0.1, 1.0],
+         "sizes": [4, 16, 64, 256] if quick else [2, 4, 8, 16, 32, 64, 128, 256, 512],
+         "exact_steps": 400 if quick else 2000, "exact_log_every": 20,
+         "sampled_steps": 1000 if quick else 4000, "sampled_log_every": 50}
+    if scale == "smoke":
+        s.update(seeds=2, sizes=[4, 16, 64], exact_steps=200, sampled_steps=300)
+    return s
+
+
 def reproduce(ctx) -> list:
     """Suite ``dpo-bandit``: the closed-form optimum, and the data-size gap with sampled pairs."""
     import matplotlib
@@ -166,14 +183,13 @@ def reproduce(ctx) -> list:
     from alignjax.sweep import make_grid, run_sweep
 
     exp = DPO_BANDIT
-    seeds = 4 if ctx.quick else 16
-    betas = [0.01, 0.1, 1.0]
-    sizes = [4, 16, 64, 256] if ctx.quick else [2, 4, 8, 16, 32, 64, 128, 256, 512]
-    exact_cfg = {**exp.config, "num_steps": 400 if ctx.quick else 2000, "log_every": 20}
+    s = settings(ctx.scale)
+    seeds, betas, sizes = s["seeds"], s["betas"], s["sizes"]
+    exact_cfg = {**exp.config, "num_steps": s["exact_steps"], "log_every": s["exact_log_every"]}
     sampled_cfg = {**exp.config, "pairs": "sampled", "max_pairs": max(sizes),
-                   "num_steps": 1000 if ctx.quick else 4000, "log_every": 50}
-    ctx.config.update({"seeds": seeds, "betas": betas, "pairs_per_prompt": sizes, "exact": exact_cfg,
-                       "sampled": sampled_cfg, "hparams": dict(exp.hparams)})
+                   "num_steps": s["sampled_steps"], "log_every": s["sampled_log_every"]}
+    ctx.config.update({"scale": ctx.scale, "seeds": seeds, "betas": betas, "pairs_per_prompt": sizes,
+                       "exact": exact_cfg, "sampled": sampled_cfg, "hparams": dict(exp.hparams)})
 
     grid = make_grid(exp.hparams, {"beta": betas}, seeds=seeds)
     with jax.enable_x64(True):  # float32 cannot resolve 1e-4 on log pi* ~ -400 (beta = 0.01)

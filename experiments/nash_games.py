@@ -55,8 +55,24 @@ EXPL_SMALL = 0.05        # an average "converges": exploitability below 0.05
 EXPL_CONVERGED = 1e-3    # last iterate of OMWU / extragradient / MPO converged
 
 
-def _settings(quick: bool) -> dict:
-    return dict(
+def _scale(scale) -> str:
+    """``"full"``, ``"quick"`` or ``"smoke"``; a bool is ``quick`` (True) or ``full`` (False)."""
+    if isinstance(scale, (bool, np.bool_)):
+        return "quick" if scale else "full"
+    if scale not in ("full", "quick", "smoke"):
+        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
+    return scale
+
+
+def _settings(scale) -> dict:
+    """Part A's settings for ``scale`` (see :class:`~alignjax.results.SuiteContext`).
+
+    Smoke (tests only) is quick with 3 games and a few hundred steps per run: every stage, plot
+    and claim runs, but the rate claims need the real budgets.
+    """
+    scale = _scale(scale)
+    quick = scale != "full"
+    s = dict(
         num_responses=10, num_games=10, seed=0,
         configs=[(0.1, 1000, 0.1), (0.01, 5000, 0.02), (0.001, 20000 if quick else 100000, 2e-4)],
         log_every=10 if quick else 50,
@@ -68,6 +84,13 @@ def _settings(quick: bool) -> dict:
         mixture_games=300, mixture_responses=8, mixture_raters=5, bt_beta=0.01,
         three_rater_e=np.round(np.linspace(-0.3, 0.3, 61), 4).tolist(), three_rater_delta=0.01,
     )
+    if scale == "smoke":
+        s.update(num_games=3, configs=[(0.1, 200, 0.1), (0.01, 400, 0.02), (0.001, 400, 2e-4)], log_every=20,
+                 theorem_games=4, theorem_steps=200, theorem_log_every=20,
+                 beta0_games=3, beta0_steps=500, beta0_log_every=50,
+                 mixture_games=100, three_rater_e=np.round(np.linspace(-0.3, 0.3, 13), 4).tolist(),
+                 three_rater_delta=0.05)
+    return s
 
 
 def egpo_games(key, num_games, n):
@@ -395,8 +418,8 @@ def reproduce(ctx: SuiteContext) -> list[Claim]:
     import matplotlib
 
     matplotlib.use("Agg")
-    s = _settings(ctx.quick)
-    ctx.config.update({k: v for k, v in s.items()})
+    s = _settings(ctx.scale)
+    ctx.config.update({"scale": ctx.scale, **s})
     ctx.config["eta_mapping"] = "eta = 4 lr / (N beta) for every algorithm (authors' code: 2 lr/(N beta) for Nash-MD's mixture)"
     t = {}
     t0 = time.perf_counter()

@@ -65,6 +65,17 @@ SETTINGS = {
         winrate_prompts=256, tabular_steps=8000,
     ),
 }
+# Tests only: the quick setting shrunk so that every stage runs in seconds. The theorem checks
+# (tabular Thm 3.1 keeps its quick length) are exact at any size; the rest needs the real budgets.
+# A 10x learning rate makes the 8 offline steps move the policy enough that every measured
+# number is defined (some misranked pairs flip; the KL split has points on both sides).
+SETTINGS["smoke"] = dict(
+    SETTINGS["quick"], max_len=6, dim=16, depth=1, heads=2,
+    sft_examples=256, sft_steps=20, sft_batch=32,
+    num_train=64, num_val=32, batch_size=16, epochs=2, learning_rate=5e-3,
+    betas=(0.1, 1.0), other_betas=(0.1,), gammas=(0.0, 1.0),
+    online_steps=2, online_batch=8, winrate_prompts=16,
+)
 
 
 def _combined_loss(pc, pr, rc, rr, nc, nr, h):
@@ -161,7 +172,8 @@ def reproduce(ctx: SuiteContext):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cfg = dict(SETTINGS["quick" if ctx.quick else "full"])
+    cfg = dict(SETTINGS[ctx.scale])
+    ctx.config["scale"] = ctx.scale
     ctx.config.update({k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()})
     say = (lambda *a: print("  [ranking-accuracy]", *a, flush=True)) if ctx.progress else (lambda *a: None)
     t0 = time.time()

@@ -19,22 +19,76 @@ def test_suite_is_registered():
     assert "nash-games" in SUITES.names()
 
 
-@pytest.mark.slow
-def test_quick_suite_end_to_end(tmp_path):
-    ctx = SuiteContext(out_dir=tmp_path, quick=True)
+def test_settings_smoke_shrinks_quick_and_keeps_its_structure():
+    from experiments import _nash_sampled as nb
+    from experiments import nash_games as ng
+
+    assert ng._settings(True) == ng._settings("quick") and ng._settings(False) == ng._settings("full")
+    assert nb._settings(True) == nb._settings("quick") and nb._settings(False) == nb._settings("full")
+    quick, full, smoke = ng._settings("quick"), ng._settings("full"), ng._settings("smoke")
+    assert [c[1] for c in quick["configs"]] == [1000, 5000, 20000]  # papers/nash_games.md
+    assert [c[1] for c in full["configs"]] == [1000, 5000, 100000]
+    assert [c[0] for c in smoke["configs"]] == [c[0] for c in quick["configs"]]  # same betas
+    assert smoke["num_games"] < quick["num_games"] and smoke["beta0_steps"] < quick["beta0_steps"]
+    for s in (quick, full, smoke):
+        assert all(T % s["log_every"] == 0 for _, T, _ in s["configs"])
+        assert s["theorem_steps"] % s["theorem_log_every"] == 0 and s["beta0_steps"] % s["beta0_log_every"] == 0
+        es, d = s["three_rater_e"], s["three_rater_delta"]
+        assert min(abs(e + d) for e in es) < 1e-9 and min(abs(e - d) for e in es) < 1e-9
+    qb, sb = nb._settings("quick"), nb._settings("smoke")
+    assert set(sb) == set(qb) and sb["floor_config"] == tuple(sb["configs"][0])
+    with pytest.raises(ValueError, match="scale"):
+        ng._settings("tiny")
+
+
+# ---- the quick setting (the numbers of papers/nash_games.md), run once for the tests below
+QUICK_HOLDS = (
+    "egpo-exact-linear-rate", "nash-md-constant-step-plateaus", "nash-md-theorem-bound",
+    "bt-rlhf-exploitable-on-mixtures", "three-rater-bt-jumps-nash-continuous",
+    "sampled-egpo-noise-floor-shrinks", "online-ipo2-nash-md-pg-stall-small-beta", "neural-egpo-reduces-gap",
+)
+"""Claims that hold at the quick budget and in the full run (the quick setting cuts only the
+beta = 0.001 config, which these claims do not require). Not here: ``which-stall-at-small-beta``
+(holds at 20,000 steps, not at the authors' 100,000: a budget artefact), the beta = 0 last-iterate
+claims (they need longer runs on random games, or do not hold), ``bt-rlhf-loses-to-nash-on-mixtures``
+(does not hold), and ``egpo-lowest-gap-every-beta`` (checked below up to the float32 floor)."""
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nash-quick")
+    ctx = SuiteContext(out_dir=out, quick=True, progress=False)
     claims = SUITES.get("nash-games")(ctx)
-    write_json(tmp_path / "summary.json", summary_dict("nash-games", ctx.config, 0.0, claims))
-    summary = json.loads((tmp_path / "summary.json").read_text())
+    write_json(out / "summary.json", summary_dict("nash-games", ctx.config, 0.0, claims))
+    return json.loads((out / "summary.json").read_text()), out
+
+
+@pytest.mark.slow
+def test_quick_suite_end_to_end(quick_run):
+    summary, out = quick_run
     ids = [c["id"] for c in summary["claims"]]
     assert PART_A_IDS <= set(ids) and len(ids) == len(set(ids))
     for c in summary["claims"]:
         assert set(c) == {"id", "statement", "source", "paper_value", "measured", "holds", "note"}
         assert isinstance(c["holds"], bool) and c["statement"] and c["source"]
-    # claims that hold by construction of the mathematics (not thresholds on rates)
-    by_id = {c["id"]: c for c in summary["claims"]}
-    assert by_id["nash-md-theorem-bound"]["holds"]
-    assert by_id["three-rater-bt-jumps-nash-continuous"]["holds"]
     for name in ("egpo_exact_gap.png", "nash_md_theorem.png", "last_vs_average.png", "why_nlhf.png",
                  "egpo_exact_final.csv", "three_rater.csv"):
-        assert (tmp_path / name).stat().st_size > 0
-    assert "eta_mapping" in summary["config"]
+        assert (out / name).stat().st_size > 0
+    assert "eta_mapping" in summary["config"] and summary["config"]["scale"] == "quick"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim_id", QUICK_HOLDS)
+def test_quick_claim_holds(quick_run, claim_id):
+    (c,) = [c for c in quick_run[0]["claims"] if c["id"] == claim_id]
+    assert c["holds"], c["measured"]
+
+
+@pytest.mark.slow
+def test_quick_egpo_lowest_gap_up_to_the_float_floor(quick_run):
+    """``egpo-lowest-gap-every-beta`` holds in quick and full, but at beta = 0.1 EGPO and online
+    IPO 1 both end at the float32 floor (1.86e-13 vs 1.90e-13 in quick), where the order is
+    rounding. Asserted: EGPO is lowest, or at the floor, at every beta."""
+    (c,) = [c for c in quick_run[0]["claims"] if c["id"] == "egpo-lowest-gap-every-beta"]
+    for beta, meds in c["measured"].items():
+        assert meds["EGPO"] <= min(meds.values()) * (1 + 1e-6) or meds["EGPO"] < 1e-11, (beta, meds)

@@ -82,17 +82,49 @@ def test_preference_train_starts_at_the_reference_and_logs():
     assert float(jnp.mean(h[:, -1])) > float(jnp.mean(h[:, 0]))   # DPO raises the mean margin
 
 
-@pytest.mark.slow
-def test_quick_suite_end_to_end(tmp_path):
-    ctx = SuiteContext(out_dir=tmp_path, quick=True, progress=False)
+def test_smoke_settings_shrink_quick_and_keep_its_theorem_checks():
+    quick, smoke = ra.SETTINGS["quick"], ra.SETTINGS["smoke"]
+    assert set(smoke) == set(quick) == set(ra.SETTINGS["full"])
+    assert smoke["tabular_steps"] == quick["tabular_steps"]  # Thm 3.1 converges at every scale
+    assert smoke["num_train"] < quick["num_train"] and smoke["sft_steps"] < quick["sft_steps"]
+    assert min(smoke["betas"], key=lambda b: abs(b - 0.1)) == 0.1  # the flip claims read beta = 0.1
+    rows, _ = ra._rows(smoke)
+    assert {r[0] for r in rows} == set(ra.LOSS_NAMES)  # every loss still runs
+    spe = smoke["num_train"] // smoke["batch_size"]
+    assert spe % smoke["logs_per_epoch"] == 0 and smoke["online_steps"] >= 1
+
+
+# ---- the quick setting (the numbers of papers/ranking_accuracy.md), run once for the tests below
+QUICK_HOLDS = ("thm31-dpo-optimum", "thm41-flip-iff-loss-below-threshold", "ipo-flip-analogue",
+               "flipped-pairs-are-easy")
+"""Claims that hold at the quick budget and in the full run. The three theorem checks are exact at
+any scale (also asserted at smoke scale in tests/test_suites_smoke.py). Not here:
+``winrate-ranking-correlation`` (holds in quick, not in full: not robust with 70-110 noisy points)
+and the three that do not hold in our setting (``alignment-gap``, ``few-misranked-pairs-flip``,
+``alignment-gap-other-methods``; see the paper notes)."""
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranking-quick")
+    ctx = SuiteContext(out_dir=out, quick=True, progress=False)
     claims = ra.reproduce(ctx)
-    ids = [c.id for c in claims]
+    return ctx, {c.id: c for c in claims}, [c.id for c in claims], out
+
+
+@pytest.mark.slow
+def test_quick_suite_end_to_end(quick_run):
+    ctx, by_id, ids, out = quick_run
     assert len(ids) == len(set(ids)) >= 7
-    by_id = {c.id: c for c in claims}
-    # the two theorems are exact: they must hold whatever the training did
-    assert by_id["thm31-dpo-optimum"].holds
-    assert by_id["thm41-flip-iff-loss-below-threshold"].holds
     assert by_id["thm41-flip-iff-loss-below-threshold"].measured["agreement"] == 1.0
     for f in ("alignment_gap.csv", "winrate_points.csv", "alignment_gap_and_flips.png", "winrate_vs_ranking.png"):
-        assert (tmp_path / f).exists()
+        assert (out / f).exists()
     assert ctx.config["offline_rows"] == len(ra._rows(ra.SETTINGS["quick"])[0])
+    assert ctx.config["scale"] == "quick"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("claim_id", QUICK_HOLDS)
+def test_quick_claim_holds(quick_run, claim_id):
+    c = quick_run[1][claim_id]
+    assert c.holds, c.measured
