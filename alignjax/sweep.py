@@ -110,12 +110,12 @@ def make_run(program: Program, *, num_steps: int, log_every: int) -> Callable:
     return run
 
 
-def _make_batched_run(program: Program, *, num_steps: int, log_every: int, vary_axis: str | None = None,
+def _make_batched_run(program: Program, *, num_steps: int, log_every: int,
                       on_interval: Callable[[], None] | None = None) -> Callable:
     """``run_b(hparams, keys) -> metrics`` for a block of rows: ``(block, T, ...)`` metrics."""
     if num_steps % log_every:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
-    advance = _make_advance(program, log_every, vary_axis, on_interval)
+    advance = _make_advance(program, log_every, on_interval)
 
     def run_b(hparams, keys):
         state = jax.vmap(program.init)(hparams, keys)
@@ -126,28 +126,7 @@ def _make_batched_run(program: Program, *, num_steps: int, log_every: int, vary_
     return run_b
 
 
-def _vary(tree, axis: str | None):
-    """Inside ``shard_map``, mark every leaf as varying over ``axis``.
-
-    State leaves that do not depend on the sharded inputs (a fixed game, a uniform reference)
-    are device-invariant, and a ``lax.scan`` carry must keep one type: casting them once
-    before the loop makes the carry's type stable.
-    """
-    if axis is None:
-        return tree
-
-    def cast(x):
-        if axis in getattr(jax.typeof(x), "vma", frozenset()):
-            return x
-        try:
-            return jax.lax.pcast(x, (axis,), to="varying")
-        except ValueError:  # already varying (the type seen under vmap may not say so)
-            return x
-
-    return jax.tree.map(cast, tree)
-
-
-def _make_advance(program: Program, log_every: int, vary_axis: str | None = None,
+def _make_advance(program: Program, log_every: int,
                   on_interval: Callable[[], None] | None = None):
     """``advance(state, hparams, n) -> (state, metrics)`` over a *block* of rows (leading axis).
 
@@ -165,7 +144,7 @@ def _make_advance(program: Program, log_every: int, vary_axis: str | None = None
                 jax.debug.callback(on_interval)
             return s, observe_b(s, hparams)
 
-        return jax.lax.scan(interval, _vary(state, vary_axis), None, length=num_logs)
+        return jax.lax.scan(interval, state, None, length=num_logs)
 
     return advance
 
@@ -236,6 +215,11 @@ def _blocked(fn, mesh: Mesh, block: int):
     batched function, e.g. ``vmap`` of a per-row one). Each device holds a multiple of
     ``block`` rows and evaluates them ``block`` at a time, so the per-block program is the
     same whatever the number of devices.
+
+    Every input and output is split along the sweep axis and nothing is replicated, so the
+    varying-manual-axes type check is off (``check_vma=False``): with it, any ``lax.scan`` or
+    ``while_loop`` carry that starts from a constant inside ``init``/``step`` (a fixed game, a
+    reward fit's zero start) would need a per-algorithm ``pcast`` to type-check.
     """
     spec = PartitionSpec("sweep")
 
@@ -246,7 +230,7 @@ def _blocked(fn, mesh: Mesh, block: int):
         out = jax.lax.map(lambda a: fn(*a), split)
         return jax.tree.map(lambda x: x.reshape(nb * block, *x.shape[2:]), out)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec)
+    return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
 
 
 def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, seed: int = 0,
@@ -298,8 +282,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     bar, on_interval = _progress(progress, b, len(keys_np), num_steps, log_every, block)
     chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
     if chunk_logs == num_logs and out_dir is None:
-        run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every, vary_axis="sweep",
-                                  on_interval=on_interval)
+        run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every, on_interval=on_interval)
         fn = jax.jit(counted("run", _blocked(lambda h, k: run_b(h, jax.random.wrap_key_data(k)), mesh, block)))
         try:
             metrics = _get(fn(hp, keys))
@@ -309,7 +292,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         timings["compile"] = timings["total"] = time.perf_counter() - t_start
         return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
 
-    advance = _make_advance(program, log_every, "sweep", on_interval)
+    advance = _make_advance(program, log_every, on_interval)
 
     def start(h, k):
         state = jax.vmap(program.init)(h, jax.random.wrap_key_data(k))

@@ -114,6 +114,12 @@ _SCRIPT = textwrap.dedent("""
         grid = make_grid(exp.hparams, {"beta": [0.01, 0.1, 1.0]}, seeds=2)
         res = run_sweep(exp.make_program(cfg), grid, num_steps=60, log_every=20, chunk_logs=2, out_dir=sys.argv[1] + game)
         out.update({f"{game}_{k}": v for k, v in res.metrics.items()})
+    from alignjax.dynamics import exact_names
+    for name in exact_names():  # every registered exact dynamic, bt-rlhf's inner fit included
+        cfg = {**exp.config, "algorithm": name, "num_responses": 4, "num_steps": 4, "log_every": 2}
+        res = run_sweep(exp.make_program(cfg), make_grid(exp.hparams, {"beta": [0.1, 1.0]}, seeds=2),
+                        num_steps=4, log_every=2)
+        out.update({f"{name}_{k}": v for k, v in res.metrics.items()})
     np.savez(sys.argv[1] + "metrics.npz", **out)
 """)
 
@@ -128,3 +134,9 @@ def test_results_do_not_depend_on_device_count(tmp_path):
         files[n] = np.load(prefix + "metrics.npz")
     for k in files[1].files:
         np.testing.assert_array_equal(files[1][k], files[4][k])
+    from alignjax.dynamics import exact_names
+
+    for name in exact_names():  # every exact dynamic runs under shard_map, finite and normalised
+        pi = files[4][f"{name}_pi"]
+        assert np.all(np.isfinite(pi)), name
+        np.testing.assert_allclose(pi.sum(-1), 1.0, atol=1e-5, err_msg=name)
