@@ -28,8 +28,9 @@ def now() -> str:
 def git_state(path: str | Path | None = None) -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding ``path``.
 
-    ``path`` defaults to the alignjax package folder; outside a checkout (an installed wheel)
-    both are None. Tracked changes make a tree dirty; untracked files do not.
+    ``path`` defaults to the alignjax package folder; outside a checkout of alignjax itself (an
+    installed wheel, even one inside another project's repository) both are None. Tracked
+    changes make a tree dirty; untracked files do not.
     """
     where = Path(path) if path is not None else Path(__file__).resolve().parent
 
@@ -37,6 +38,11 @@ def git_state(path: str | Path | None = None) -> dict[str, Any]:
         return subprocess.run(["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10)
 
     try:
+        top = git("rev-parse", "--show-toplevel")
+        if top.returncode != 0:
+            return {"commit": None, "dirty": None}
+        if path is None and (Path(top.stdout.strip()) / "alignjax").resolve() != where:
+            return {"commit": None, "dirty": None}  # installed inside some other repository
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
             return {"commit": None, "dirty": None}

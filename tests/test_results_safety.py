@@ -501,3 +501,19 @@ def test_a_swap_killed_between_its_two_renames_restores_the_old_results(tmp_path
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 2  # restored, so it exists now
     assert "already exists" in capsys.readouterr().err
     assert _tree(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_git_state_outside_a_checkout_is_unknown(tmp_path):
+    from alignjax.provenance import git_state
+
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}
+    subprocess.run(["git", "init", "-q", str(tmp_path / "other")], check=True)
+    (tmp_path / "other" / "f").write_text("x")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "-C", str(tmp_path / "other"), "add", "f"], check=True, env=env)
+    subprocess.run(["git", "-C", str(tmp_path / "other"), "commit", "-qm", "x"], check=True, env=env)
+    state = git_state(tmp_path / "other")
+    assert len(state["commit"]) == 40 and state["dirty"] is False
+    (tmp_path / "other" / "f").write_text("y")
+    assert git_state(tmp_path / "other")["dirty"] is True
