@@ -107,6 +107,9 @@ EXPERIMENTS: Registry = Registry("experiment")
 SUITES: Registry = Registry("suite")
 TRAINERS: Registry = Registry("trainer")  # offline/online/hybrid fine-tuning trainers (rlhf, dpo, hypo, ...)
 
+# The repository's experiments/ folder, installed under this name (see pyproject.toml): a
+# generic top-level "experiments" could be another project's folder in the current directory.
+EXPERIMENTS_PACKAGE = "alignjax_experiments"
 # Library modules whose import registers entries (the math floor), then the experiments.
 _BUILTIN_MODULES = ("alignjax.losses", "alignjax.dynamics", "alignjax.hypo")
 _loaded = False
@@ -115,8 +118,9 @@ _loaded = False
 def load_plugins() -> None:
     """Import every module that registers entries (idempotent).
 
-    Order: the library's own modules, every module of the top-level ``experiments``
-    package (one file per experiment or suite, discovered by listing the package), then
+    Order: the library's own modules, every module of the repository's ``experiments/``
+    folder (installed as the package ``alignjax_experiments``; one file per experiment or
+    suite, discovered by listing the package), then
     modules named in the ``alignjax.experiments`` entry-point group of installed packages.
     """
     global _loaded
@@ -130,12 +134,14 @@ def load_plugins() -> None:
             if e.name != mod:
                 raise
     try:
-        pkg = importlib.import_module("experiments")
-    except ModuleNotFoundError:
+        pkg = importlib.import_module(EXPERIMENTS_PACKAGE)
+    except ModuleNotFoundError as e:
+        if e.name != EXPERIMENTS_PACKAGE:
+            raise
         pkg = None
     if pkg is not None and hasattr(pkg, "__path__"):
         for info in pkgutil.iter_modules(pkg.__path__):
             if not info.name.startswith("_"):
-                importlib.import_module(f"experiments.{info.name}")
+                importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{info.name}")
     for ep in importlib.metadata.entry_points(group="alignjax.experiments"):
         ep.load()

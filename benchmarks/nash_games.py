@@ -28,7 +28,7 @@ from alignjax.dynamics import exact_names, simulate
 
 
 def part_a(full_steps: int) -> None:
-    from experiments.nash_games import egpo_games
+    from alignjax_experiments.nash_games import egpo_games
 
     n, G = 10, 10
     configs = [(0.1, 1000, 0.1), (0.01, 5000, 0.02), (0.001, full_steps, 2e-4)]

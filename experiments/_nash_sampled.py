@@ -48,7 +48,7 @@ STALL = 0.1  # "stalls": final gap / initial gap > STALL (less than one decade o
 
 def _settings(scale) -> dict:
     """Part B's settings for ``scale`` (``"full"``, ``"quick"``, ``"smoke"``; a bool is quick/full)."""
-    from experiments.nash_games import _scale
+    from alignjax_experiments.nash_games import _scale
 
     scale = _scale(scale)
     if scale == "smoke":  # tests only: every stage runs, budgets far too small for the claims

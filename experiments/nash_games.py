@@ -432,7 +432,7 @@ def reproduce(ctx: SuiteContext) -> list[Claim]:
         t[key] = time.perf_counter() - t0
     ctx.config["part_a_wall_s"] = {k: round(v, 2) for k, v in t.items()}
     try:
-        from experiments._nash_sampled import sampled_claims
+        from alignjax_experiments._nash_sampled import sampled_claims
     except ImportError as e:  # part B not there yet
         ctx.config["sampled_claims"] = f"skipped: {e}"
     else:

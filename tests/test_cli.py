@@ -110,3 +110,13 @@ def test_cli_killed_at_any_moment_resumes_bit_identical(tmp_path, delay):
     proc.wait()
     assert main([*args, "--out", str(out), "--resume"]) == 0
     assert (out / "metrics.csv").read_text() == (ref / "metrics.csv").read_text()
+
+
+def test_another_projects_experiments_folder_in_the_cwd_is_never_imported(tmp_path):
+    # `python -m alignjax` puts the current directory first on sys.path: a generic top-level
+    # `experiments` package there must not shadow ours (ours is installed as alignjax_experiments)
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "__init__.py").write_text("raise SystemExit('imported the wrong experiments')\n")
+    proc = subprocess.run([sys.executable, "-m", "alignjax", "list"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "dpo-bandit" in proc.stdout and "nash-games" in proc.stdout

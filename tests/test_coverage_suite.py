@@ -7,7 +7,7 @@ import pytest
 from alignjax.registry import SUITES
 from alignjax.results import SuiteContext
 
-import experiments.coverage as cs
+import alignjax_experiments.coverage as cs
 
 
 def test_registered_and_settings_consistent():

@@ -45,7 +45,7 @@ def test_validate_rejects_bad_settings():
 
 
 def test_settings_keep_quick_and_full_and_shrink_for_smoke():
-    from experiments.dpo_bandit import settings
+    from alignjax_experiments.dpo_bandit import settings
 
     quick, full, smoke = settings("quick"), settings("full"), settings("smoke")
     assert quick == {"seeds": 4, "betas": [0.01, 0.1, 1.0], "sizes": [4, 16, 64, 256], "exact_steps": 400,

@@ -407,7 +407,7 @@ def test_round_length_keeps_the_anchor():
 
 @pytest.mark.slow
 def test_sampled_suite_quick_path(tmp_path):
-    from experiments._nash_sampled import sampled_claims
+    from alignjax_experiments._nash_sampled import sampled_claims
     from alignjax.results import SuiteContext
 
     ctx = SuiteContext(out_dir=tmp_path, quick=True)

@@ -20,8 +20,8 @@ def test_suite_is_registered():
 
 
 def test_settings_smoke_shrinks_quick_and_keeps_its_structure():
-    from experiments import _nash_sampled as nb
-    from experiments import nash_games as ng
+    from alignjax_experiments import _nash_sampled as nb
+    from alignjax_experiments import nash_games as ng
 
     assert ng._settings(True) == ng._settings("quick") and ng._settings(False) == ng._settings("full")
     assert nb._settings(True) == nb._settings("quick") and nb._settings(False) == nb._settings("full")

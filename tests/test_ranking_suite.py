@@ -10,7 +10,7 @@ from alignjax import losses as L
 from alignjax.metrics import ranking as rk
 from alignjax.registry import SUITES
 from alignjax.results import SuiteContext
-from experiments import ranking_accuracy as ra
+from alignjax_experiments import ranking_accuracy as ra
 
 
 def test_suite_is_registered():
