@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing alignjax results folder once the new run has finished")
     r.add_argument("--no-progress", action="store_true")
+    _add_multihost(r)
     s = sub.add_parser("reproduce", help="run a reproduction suite and check its claims")
     s.add_argument("suite", help="suite name, or 'all'")
     s.add_argument("--quick", action="store_true", help="the quick CPU setting")
@@ -70,6 +71,44 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="what a results folder holds and the command that reproduces it")
     sh.add_argument("folder")
     return p
+
+
+def _add_multihost(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("several processes (multi-host); process 0 writes the results folder")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordination service")
+    g.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..N-1")
+    g.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() with JAX's auto-detection (TPU pods, SLURM)")
+
+
+def _init_distributed(args) -> None:
+    """``jax.distributed.initialize`` from the flags (before any JAX computation); ValueError if malformed."""
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if all(v is None for v in given) and not args.distributed:
+        return
+    if any(v is None for v in given) and not all(v is None for v in given):
+        raise ValueError("--coordinator, --num-processes and --process-id go together (or use --distributed alone)")
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes talk through gloo
+    if args.coordinator is None:
+        jax.distributed.initialize()
+        return
+    host, _, port = args.coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator must be HOST:PORT; got {args.coordinator!r}")
+    if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+        raise ValueError(f"need --num-processes >= 1 and 0 <= --process-id < --num-processes; got "
+                         f"{args.num_processes} and {args.process_id}")
+    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                               process_id=args.process_id)
+
+
+def _is_primary() -> bool:
+    import jax
+
+    return jax.process_index() == 0
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -155,12 +194,19 @@ def _prepare_run(args):
     chunks = args.chunks or (10 if args.resume else 1)
     steps, every = int(config["num_steps"]), int(config["log_every"])
     chunked = args.resume or chunks > 1
+    import jax
+
+    if chunked and jax.process_count() > 1:
+        raise ValueError("--chunks and --resume (checkpoints) are single-process for now; drop them for a "
+                         "multi-process run")
     check_memory(estimate_memory(program, list(hparams), num_rows=grid.size, num_steps=steps, log_every=every,
                                  chunked=chunked), grid.size)
     if args.out is not None and args.out.strip() == "":
         raise ValueError("the results folder must not be empty (--out '')")
     out = Path(args.out) if args.out is not None else Path("results") / exp.name
-    rd = RunDir(out, overwrite=args.overwrite, resume=args.resume).check()
+    rd = RunDir(out, overwrite=args.overwrite, resume=args.resume)
+    if _is_primary():  # the other processes never touch the folder
+        rd.check()
     settings = {"experiment": exp.name, "config": config, "hparams": hparams,
                 "sweep": {k: v.tolist() for k, v in axes.items()}, "seeds": args.seeds, "seed": args.seed}
     settings = json.loads(json.dumps(settings))
@@ -184,6 +230,8 @@ def _run(args, argv) -> int:
 
     try:
         exp, config, grid, program, rd, settings, old, chunks, chunked = _prepare_run(args)
+        if not _is_primary():
+            return _run_secondary(program, grid, config, args)
         out = rd.open()
     except (ValueError, FileExistsError) as e:  # RunDirError is a ValueError
         return _fail(str(e))
@@ -253,6 +301,15 @@ def _run(args, argv) -> int:
                      f"{hp}; seed {bad['seed']}); results written to {out} and marked nonfinite in summary.json",
                      EXIT_NONFINITE)
     return 0
+
+
+def _run_secondary(program, grid, config, args) -> int:
+    """A process other than 0 of a multi-process run: compute its share, write nothing."""
+    from alignjax.results import first_nonfinite
+    from alignjax.sweep import run_sweep
+
+    result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"], seed=args.seed)
+    return 0 if first_nonfinite(result) is None else EXIT_NONFINITE
 
 
 def _resume_argv(argv: Sequence[str]) -> list[str]:
@@ -423,6 +480,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = _argv(argv)
     args = _parser().parse_args(argv)
     if args.command in ("run", "reproduce"):
+        try:
+            if args.command == "run":
+                _init_distributed(args)
+        except ValueError as e:
+            return _fail(str(e))
         from alignjax.compile_cache import enable
 
         enable()

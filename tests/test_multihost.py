@@ -1,0 +1,61 @@
+"""Several processes: `alignjax run --coordinator ... --num-processes 2 --process-id I` on local CPU
+processes with 2 devices each gives the single-process results, and only process 0 writes."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from alignjax.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["run", "dpo-bandit", "--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20",
+        "--set", "log_every=10", "--sweep", "beta=0.1,0.5,1", "--seeds", "3", "--no-progress"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_two_devices_each_equal_one_process(tmp_path):
+    single = tmp_path / "single"
+    assert main([*ARGS, "--out", str(single)]) == 0
+    multi = tmp_path / "multi"
+    port = _free_port()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [subprocess.Popen([sys.executable, "-m", "alignjax", *ARGS, "--out", str(multi),
+                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert "results in" in outs[0][0] and "results in" not in outs[1][0]  # process 1 reports and writes nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi", "single"]
+    assert (multi / "metrics.csv").read_bytes() == (single / "metrics.csv").read_bytes()
+    a, b = np.load(multi / "arrays.npz"), np.load(single / "arrays.npz")
+    for k in b.files:
+        np.testing.assert_array_equal(a[k], b[k])
+    import json
+
+    prov = json.loads((multi / "config.json").read_text())["alignjax"]
+    assert prov["process_count"] == 2 and prov["device_count"] == 4
+
+
+def test_multihost_flags_are_checked(tmp_path, capsys):
+    for extra in (["--coordinator", "127.0.0.1:1"], ["--coordinator", "nohost", "--num-processes", "2",
+                                                     "--process-id", "0"],
+                  ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"]):
+        assert main([*ARGS, "--out", str(tmp_path / "x"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("alignjax: error:") and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
