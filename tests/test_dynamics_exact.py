@@ -49,7 +49,8 @@ def _game3():
 
 
 def test_registry_lists_every_exact_dynamic():
-    assert set(exact_names()) == {"omd", "nash-md", "nash-md-schedule", "egpo", "omwu", "mpo", "mwu", "bt-rlhf"}
+    # the built-ins are registered (a superset: a fork's new dynamic breaks no test here)
+    assert set(exact_names()) >= {"omd", "nash-md", "nash-md-schedule", "egpo", "omwu", "mpo", "mwu", "bt-rlhf"}
     for name in exact_names():
         assert DYNAMICS.entry(name).meta["kind"] == "exact"
 

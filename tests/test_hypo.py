@@ -211,7 +211,10 @@ def test_sampled_kl_gradient_is_unbiased():
 
 def test_registry_is_uniform():
     kinds = {e.name: e.meta["kind"] for e in rlhf.TRAINERS}
-    assert kinds == {"dpo": "offline", "ipo": "offline", "hypo": "hybrid", "rlhf": "online"}
+    # the built-ins with their kinds (a fork's new trainer breaks no test here)
+    assert {k: kinds.get(k) for k in ("dpo", "ipo", "hypo", "rlhf")} == {
+        "dpo": "offline", "ipo": "offline", "hypo": "hybrid", "rlhf": "online"}
+    assert set(kinds.values()) <= {"offline", "online", "hybrid"}
     with pytest.raises(ValueError, match="nope"):
         hypo.hybrid(tabular(2, 3), loss="nope")
     with pytest.raises(ValueError, match="unknown trainer"):

@@ -91,8 +91,12 @@ def _inputs(seed, shape=(7,), scale=3.0):
     return tuple(-scale * rng.random(shape) - 0.01 for _ in range(4))
 
 
-def test_every_loss_of_the_module_is_tested_here():
-    assert set(CASES) == set(losses.__all__) - {"margin"}
+def test_every_case_names_a_registered_loss():
+    # a subset, not a fixed list: a fork's new loss (in losses.py or its own module) breaks no
+    # test here; the registry-wide tests in test_registry.py cover it
+    from alignjax.registry import LOSSES
+
+    assert set(CASES) <= set(losses.__all__) and set(CASES) <= set(LOSSES.names())
 
 
 # ----------------------------------------------------------------------------- closed forms
