@@ -66,8 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("suite", help="suite name, or 'all'")
     s.add_argument("--quick", action="store_true", help="the quick CPU setting")
     s.add_argument("--out", default="results", help="root results folder (default results/)")
+    s.add_argument("--smoke", action="store_true",
+                   help="the quick setting shrunk to seconds: checks that every stage runs, not the claims")
     s.add_argument("--overwrite", action="store_true",
                    help="replace existing alignjax suite folders once each suite has finished")
+    s.add_argument("--resume", action="store_true",
+                   help="continue killed reproductions: finished stages are read back, finished suites kept")
     sh = sub.add_parser("show", help="what a results folder holds and the command that reproduces it")
     sh.add_argument("folder")
     return p
@@ -332,50 +336,86 @@ def _interrupted(rd, argv, what: str) -> int:
 
 # -- reproduce ------------------------------------------------------------------------------
 def _reproduce(args, argv) -> int:
+    """``alignjax reproduce SUITE|all [--quick|--smoke] [--resume|--overwrite]``.
+
+    Each suite writes ``OUT/SUITE`` (config.json first, then its stages, tables, plots and
+    finally summary.json). With ``--resume`` a suite folder that is finished (its summary.json
+    says so, with the same scale) is kept as is, an unfinished one continues from its saved
+    stages (:meth:`alignjax.results.SuiteContext.stage`) and a missing one starts afresh.
+    """
     from alignjax import provenance
     from alignjax.registry import SUITES
     from alignjax.results import SuiteContext, format_claims, summary_dict, write_json
     from alignjax.rundir import RunDir, RunDirError
 
+    quick = bool(args.quick or args.smoke)
+    scale = "smoke" if args.smoke else "quick" if quick else "full"
     try:
         if args.out.strip() == "":
             raise ValueError("the results folder must not be empty (--out '')")
         names = SUITES.names() if args.suite == "all" else [SUITES.entry(args.suite).name]
         if not names:
             raise ValueError("no suites are registered")
-        dirs = {n: RunDir(Path(args.out) / n, overwrite=args.overwrite).check() for n in names}  # all, up front
+        if args.resume and args.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other")
+        dirs, done, previous = {}, {}, {}
+        for n in names:  # every refusal up front, before any compute
+            target = Path(args.out) / n
+            resume = args.resume and (args.suite != "all" or _used(target))
+            rd = RunDir(target, overwrite=args.overwrite, resume=resume).check()
+            if resume:
+                old = _read_json(target / "config.json") or {}
+                if old.get("suite") != n or _scale_of(old) != scale:
+                    raise ValueError(f"--resume: {target} holds {old.get('suite')!r} at scale {_scale_of(old)!r}, "
+                                     f"not {n!r} at scale {scale!r}")
+                previous[n] = old
+                summ = _read_json(target / "summary.json")
+                if isinstance(summ, dict) and summ.get("status") == "finished":
+                    done[n] = summ
+            dirs[n] = rd
     except ValueError as e:
         return _fail(str(e))
     summaries = []
     for n in names:
+        if n in done:
+            print(f"== {n} ({scale}) -> {dirs[n].target}: finished before, kept", flush=True)
+            summaries.append(done[n])
+            continue
         rd = dirs[n]
         try:
             out = rd.open()
         except RunDirError as e:
             return _fail(str(e))
         session = provenance.new_session(argv, provenance=provenance.collect(argv))
-        doc = {"alignjax": session["provenance"], "suite": n, "quick": args.quick, "sessions": [session]}
+        sessions = [*previous.get(n, {}).get("sessions", []), session]
+        doc = {"alignjax": session["provenance"], "suite": n, "quick": quick, "scale": scale, "sessions": sessions}
+        t0 = time.perf_counter()
         try:
             write_json(out / "config.json", doc)
-            ctx = SuiteContext(out_dir=out, quick=args.quick)
-            print(f"== {n} ({'quick' if args.quick else 'full'}) -> {rd.target}", flush=True)
-            t0 = time.perf_counter()
+            ctx = SuiteContext(out_dir=out, quick=quick, smoke=bool(args.smoke), resume=n in previous)
+            print(f"== {n} ({scale}) -> {rd.target}", flush=True)
             claims = SUITES.get(n)(ctx)
             runtime = time.perf_counter() - t0
-            doc["sessions"] = [provenance.close_session(session, "finished", runtime)]
+            doc["sessions"] = [*sessions[:-1], provenance.close_session(session, "finished", runtime)]
             doc["settings"] = ctx.config
             write_json(out / "config.json", doc)
-            summary = summary_dict(n, {"quick": args.quick, **ctx.config}, runtime, claims, status="finished",
+            summary = summary_dict(n, {"quick": quick, **ctx.config}, runtime, claims, status="finished",
                                    alignjax=session["provenance"], sessions=doc["sessions"])
             write_json(out / "summary.json", summary)
             rd.commit()
         except KeyboardInterrupt:
+            try:  # the session's end, for a folder that is kept to be resumed
+                doc["sessions"] = [*sessions[:-1], provenance.close_session(session, "interrupted",
+                                                                             time.perf_counter() - t0)]
+                write_json(out / "config.json", doc)
+            except OSError:
+                pass
             return _interrupted(rd, argv, "reproduce")
         except OSError as e:
-            rd.abort(keep_checkpointed=False)
+            rd.abort(keep_checkpointed=True)
             return _fail(f"writing {getattr(e, 'filename', None) or rd.target} failed: {e.strerror or e}")
         except BaseException:
-            rd.abort(keep_checkpointed=False)
+            rd.abort(keep_checkpointed=True)
             raise
         summaries.append(summary)
         held = sum(c["holds"] for c in summary["claims"])
@@ -385,11 +425,30 @@ def _reproduce(args, argv) -> int:
     return 0
 
 
+def _used(folder: Path) -> bool:
+    from alignjax.rundir import LOCK_NAME
+
+    return folder.is_dir() and any(e.name != LOCK_NAME for e in folder.iterdir())
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _scale_of(doc: dict) -> str:
+    """A suite folder's scale (``"smoke"``, ``"quick"``, ``"full"``; older folders: from ``quick``)."""
+    return doc.get("scale") or ("quick" if doc.get("quick") else "full")
+
+
 # -- show -----------------------------------------------------------------------------------
 def _reproducing_command(cfg: dict) -> str:
     """The command line that recomputes a results folder (every setting spelled out)."""
     if "suite" in cfg:
-        return shlex.join(["alignjax", "reproduce", cfg["suite"], *(["--quick"] if cfg.get("quick") else [])])
+        flag = {"smoke": ["--smoke"], "quick": ["--quick"]}.get(_scale_of(cfg), [])
+        return shlex.join(["alignjax", "reproduce", cfg["suite"], *flag])
     words = ["alignjax", "run", cfg["experiment"]]
     for k, v in cfg.get("config", {}).items():
         words += ["--set", f"{k}={v}"]

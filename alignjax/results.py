@@ -200,6 +200,12 @@ class SuiteContext:
     Smoke is for tests only: it checks that the suite runs end to end, not that its
     budget-dependent claims hold. A smoke context is a quick one (``quick`` stays True), so a
     suite that ignores ``smoke`` runs its quick setting.
+
+    Stages: a suite made of several computations (an SFT run, pair generation, a sweep of
+    trainings, an evaluation) wraps each in :meth:`stage`, which saves what the stage returns
+    in ``stages/NAME.npz``. With ``resume=True`` (``alignjax reproduce --resume``) a finished
+    stage is read back instead of recomputed, so a killed reproduction continues where it
+    stopped and ends with the same numbers.
     """
 
     out_dir: Path
@@ -207,6 +213,7 @@ class SuiteContext:
     config: dict = field(default_factory=dict)
     progress: bool = True
     smoke: bool = False
+    resume: bool = False
 
     def __post_init__(self):
         if self.smoke and not self.quick:
@@ -216,6 +223,27 @@ class SuiteContext:
     def scale(self) -> str:
         """``"smoke"``, ``"quick"`` or ``"full"`` (see the class docstring)."""
         return "smoke" if self.smoke else "quick" if self.quick else "full"
+
+    def stage(self, name: str, compute: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        """Run (or, when resuming, read back) one stage of the suite.
+
+        ``compute()`` returns a (nested) mapping of arrays and numbers; it is saved to
+        ``stages/NAME.npz`` (atomic) and returned *as read back* (``numpy`` arrays, nested
+        dicts), in a fresh run too, so later stages see exactly the same values whether this
+        stage was computed now or in a killed session. With ``resume=True`` and a saved
+        ``stages/NAME.npz``, ``compute`` is not called.
+        """
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"bad stage name {name!r}")
+        path = self.path("stages") / f"{name}.npz"
+        if not (self.resume and path.is_file()):
+            flat = _flatten_stage(compute(), name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            np.savez(buf, **flat)
+            atomic_write_bytes(path, buf.getvalue())
+        with np.load(path, allow_pickle=False) as z:
+            return _unflatten_stage({k: z[k] for k in z.files})
 
     def path(self, name: str) -> Path:
         """A path inside the suite's folder."""
@@ -240,6 +268,38 @@ class SuiteContext:
         plt.close(fig)
         atomic_write_bytes(self.path(name), buf.getvalue())
         return self.path(name)
+
+
+def _flatten_stage(tree: Any, where: str, prefix: str = "") -> dict[str, np.ndarray]:
+    """``{"a": {"b": x}}`` -> ``{"a/b": np.asarray(x)}``; only mappings, arrays and numbers."""
+    if not isinstance(tree, Mapping):
+        raise TypeError(f"stage {where!r} must return a mapping of arrays; got {type(tree).__name__}")
+    flat: dict[str, np.ndarray] = {}
+    for k, v in tree.items():
+        if not isinstance(k, str) or not k or "/" in k:
+            raise ValueError(f"stage {where!r}: keys must be non-empty strings without '/'; got {k!r}")
+        if isinstance(v, Mapping):
+            flat.update(_flatten_stage(v, where, f"{prefix}{k}/"))
+            if not v:
+                flat[f"{prefix}{k}/"] = np.zeros(0)  # keep an empty mapping
+        else:
+            a = np.asarray(v)
+            if a.dtype == object:
+                raise TypeError(f"stage {where!r}: {prefix}{k} is not an array of numbers")
+            flat[prefix + k] = a
+    return flat
+
+
+def _unflatten_stage(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split("/")
+        d = out
+        for p in parents:
+            d = d.setdefault(p, {})
+        if leaf:
+            d[leaf] = v
+    return out
 
 
 def summary_dict(suite: str, config: Mapping[str, Any], runtime_s: float, claims: Iterable[Claim],

@@ -226,9 +226,12 @@ class RunDir:
         return self.path
 
     def has_checkpoint(self) -> bool:
-        """Whether this run's folder holds a finished checkpoint (so ``--resume`` can continue it)."""
-        ck = (self.path or self.target) / "checkpoints"
-        return ck.is_dir() and any(e.name.isdigit() for e in ck.iterdir())
+        """Whether this run's folder holds a finished checkpoint or suite stage (so ``--resume``
+        can continue it)."""
+        folder = self.path or self.target
+        ck, st = folder / "checkpoints", folder / "stages"
+        return (ck.is_dir() and any(e.name.isdigit() for e in ck.iterdir())) or (
+            st.is_dir() and any(e.suffix == ".npz" for e in st.iterdir()))
 
     def commit(self) -> Path:
         """Finish: move a staging folder into place (the old one is removed after); unlock."""

@@ -46,7 +46,9 @@ class Grid:
     """A hyperparameter grid: the product of named axes, times ``num_seeds`` seeds.
 
     Attributes:
-      hparams: ``{name: (num_configs,) float64 array}`` (cast to the default float dtype on device), every continuous hyperparameter.
+      hparams: ``{name: (num_configs, ...) float64 array}`` (cast to the default float dtype on
+        device): every continuous hyperparameter (``(num_configs,)``) and any per-config data
+        (trailing axes) a program reads from its ``hparams``.
       axes: names of the swept axes, in product order (first varies slowest).
       num_seeds: seeds per config.
     """
@@ -178,7 +180,7 @@ class SweepResult:
         scalars = [k for k, v in self.metrics.items() if v.ndim == 3]
         rows = []
         for c in range(self.grid.num_configs):
-            hp = {k: float(v[c]) for k, v in self.grid.hparams.items()}
+            hp = {k: float(v[c]) for k, v in self.grid.hparams.items() if np.ndim(v) == 1}
             for s in range(self.grid.num_seeds):
                 for t, step in enumerate(self.steps):
                     row = {"config": c, "seed": s, "step": int(step), **hp}
@@ -196,14 +198,14 @@ def default_block_size(num_rows: int, cap: int = 256) -> int:
     return int(min(cap, 1 << max(0, int(num_rows - 1).bit_length())))
 
 
-def _rows(grid: Grid, seed: int, num_devices: int, block: int):
+def _rows(grid: Grid, seed: int, num_devices: int, block: int, key_impl: str | None = None):
     """Flatten the grid to ``B`` rows padded to a multiple of ``num_devices * block``."""
     b = grid.size
     unit = num_devices * block
     padded = -(-b // unit) * unit
     idx = np.minimum(np.arange(padded), b - 1)  # padding repeats the last row
-    hp = {k: np.repeat(v, grid.num_seeds)[idx] for k, v in grid.hparams.items()}
-    seed_keys = jax.random.key_data(jax.random.split(jax.random.key(seed), grid.num_seeds))
+    hp = {k: np.repeat(v, grid.num_seeds, axis=0)[idx] for k, v in grid.hparams.items()}
+    seed_keys = jax.random.key_data(jax.random.split(jax.random.key(seed, impl=key_impl), grid.num_seeds))
     keys = np.asarray(seed_keys)[np.tile(np.arange(grid.num_seeds), grid.num_configs)][idx]
     return hp, keys, b
 
@@ -237,7 +239,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
               out_dir: str | Path | None = None, resume: bool = False, chunk_logs: int | None = None,
               progress: bool = False, devices: Sequence[jax.Device] | None = None,
               block_size: int | None = None,
-              on_chunk: Callable[[int, int], None] | None = None) -> SweepResult:
+              on_chunk: Callable[[int, int], None] | None = None,
+              key_impl: str | None = None) -> SweepResult:
     """Run every row of ``grid`` for ``num_steps`` steps as one sharded ``jit(vmap(...))``.
 
     Args:
@@ -254,6 +257,12 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         results are bit-identical across device counts for a fixed block size.
       on_chunk: ``on_chunk(logged_intervals_done, num_logged_intervals)`` after each chunk
         (and after its checkpoint is written).
+      key_impl: the PRNG implementation of the row keys (``None``: JAX's default, threefry;
+        ``"rbg"`` compiles faster inside large vmapped scans on CPU).
+
+    Every leaf of ``grid.hparams`` has a leading axis of ``num_configs``; trailing axes are
+    allowed (per-config data such as a game matrix), and the row's slice reaches
+    ``program.init``/``step``/``observe`` in ``hparams`` like a scalar hyperparameter.
 
     Returns:
       A :class:`SweepResult`.
@@ -265,8 +274,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     mesh = Mesh(np.array(devices), ("sweep",))
     sharded = NamedSharding(mesh, PartitionSpec("sweep"))
     block = int(block_size or default_block_size(grid.size))
-    hp_np, keys_np, b = _rows(grid, seed, len(devices), block)
-    hp = {k: _put(np.asarray(v, dtype=jnp.zeros(()).dtype), sharded) for k, v in hp_np.items()}
+    hp_np, keys_np, b = _rows(grid, seed, len(devices), block, key_impl)
+    hp = {k: _put(_as_run_float(v), sharded) for k, v in hp_np.items()}
     keys = _put(keys_np, sharded)
     steps = np.arange(num_logs + 1) * log_every
     counts: dict[str, int] = {}
@@ -283,7 +292,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
     if chunk_logs == num_logs and out_dir is None:
         run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every, on_interval=on_interval)
-        fn = jax.jit(counted("run", _blocked(lambda h, k: run_b(h, jax.random.wrap_key_data(k)), mesh, block)))
+        fn = jax.jit(counted("run", _blocked(lambda h, k: run_b(h, jax.random.wrap_key_data(k, impl=key_impl)), mesh, block)))
         try:
             metrics = _get(fn(hp, keys))
         finally:
@@ -295,7 +304,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     advance = _make_advance(program, log_every, on_interval)
 
     def start(h, k):
-        state = jax.vmap(program.init)(h, jax.random.wrap_key_data(k))
+        state = jax.vmap(program.init)(h, jax.random.wrap_key_data(k, impl=key_impl))
         return state, jax.vmap(program.observe)(state, h)
 
     start_fn = jax.jit(counted("init", _blocked(start, mesh, block)))
@@ -493,6 +502,12 @@ def check_memory(estimate: Mapping[str, float], num_rows: int, *, available: Map
         raise ValueError(f"the sweep needs about {estimate[where] / _GiB:.3g} GiB of {where} memory ({num_rows} runs, "
                          f"{S / _GiB:.3g} GiB of state per run), more than the {avail[where] / _GiB:.3g} GiB "
                          f"available; {hint}")
+
+
+def _as_run_float(v) -> np.ndarray:
+    """Floating leaves in the run's float dtype (float32 unless x64); integer data unchanged."""
+    v = np.asarray(v)
+    return v.astype(jnp.zeros(()).dtype) if np.issubdtype(v.dtype, np.floating) else v
 
 
 def _put(x, sharding):
