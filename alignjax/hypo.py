@@ -30,12 +30,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from alignjax.losses import dpo as _dpo_loss  # noqa: F401  (registers the losses)
 from alignjax.metrics.coverage import reverse_kl
 from alignjax.policies.base import Policy
 from alignjax.registry import LOSSES
-from alignjax.reward_model import apply_step, scaled_optimizer
+from alignjax.reward_model import make_optimizer, with_hparams
 from alignjax.rlhf import (TRAINERS, Problem, Trainer, TrainState, _check_options, on_policy_samples,
                            reinforce_loo_surrogate)
 
@@ -77,12 +78,15 @@ def hybrid(policy: Policy, *, loss: str = "dpo", kl: str | None = "sampled", num
 
     Hyperparameters: ``beta``, ``learning_rate``, ``lam`` (only read when ``kl`` is not None),
     and the loss's extra ones named in ``loss_hparams``. One step:
-    ``theta <- theta - learning_rate * opt(grad[pair_loss + lam * kl_penalty])``.
+    ``theta <- theta - learning_rate * opt(grad[pair_loss + lam * kl_penalty])``, where ``opt`` is
+    the identity (SGD) or Adam's ``m_hat/(sqrt(v_hat) + eps)`` (bias-corrected moments; see
+    :func:`alignjax.reward_model.make_optimizer`), taken with optax and the learning rate read
+    from ``hparams`` at every step (a traced array: ``vmap`` over it compiles once).
     """
     if kl is not None:
         _check_options(kl, num_samples)
     LOSSES.entry(loss)  # ValueError for an unknown loss, before any compute
-    tx = scaled_optimizer(optimizer)
+    tx = make_optimizer(optimizer)
 
     def init(params, problem: Problem, hparams, key):
         del problem, hparams, key
@@ -100,8 +104,8 @@ def hybrid(policy: Policy, *, loss: str = "dpo", kl: str | None = "sampled", num
             return off + hparams["lam"] * pen, off
 
         (_, off), g = jax.value_and_grad(objective, has_aux=True)(state.params)
-        d, opt_state = tx.update(g, state.opt_state, state.params)
-        return TrainState(apply_step(state.params, d, hparams["learning_rate"]), opt_state, None), {"loss": off}
+        updates, opt_state = tx.update(g, with_hparams(state.opt_state, hparams), state.params)
+        return TrainState(optax.apply_updates(state.params, updates), opt_state, None), {"loss": off}
 
     return Trainer(init, update)
 

@@ -28,13 +28,14 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax.typing import ArrayLike
 
 from alignjax.data.bandits import Pairs
 from alignjax.metrics.coverage import reverse_kl
 from alignjax.policies.base import Policy
 from alignjax.registry import TRAINERS
-from alignjax.reward_model import RewardModel, apply_step, fit_reward, scaled_optimizer
+from alignjax.reward_model import RewardModel, fit_reward, make_optimizer, with_hparams
 
 __all__ = [
     "Problem", "TrainState", "Trainer", "TRAINERS", "loo_advantages", "reinforce_loo_surrogate",
@@ -44,9 +45,13 @@ __all__ = [
 """Coverage-study trainers: ``factory(policy, **options) -> Trainer``.
 
 Options every factory accepts (ignoring those it does not use): ``mode`` ("exact" or
-"sampled"), ``num_samples`` (``k``), ``optimizer`` ("adam" or "sgd"), ``reward_model``
+"sampled"), ``num_samples`` (``k``), ``optimizer`` ("adam" or "sgd", see
+:func:`alignjax.reward_model.make_optimizer`), ``reward_model``
 (:class:`~alignjax.reward_model.RewardModel`), ``reward_steps``. Entry ``hparams`` give the
 defaults of the continuous hyperparameters; ``meta["kind"]`` is "offline", "online" or "hybrid".
+Each ``update`` is one optax step ``updates, opt_state = tx.update(g, with_hparams(opt_state,
+hparams), params)``, ``params <- optax.apply_updates(params, updates)``: the learning rate is
+read from ``hparams["learning_rate"]`` at every step (traced; never baked into the compile).
 """
 
 
@@ -147,8 +152,10 @@ def rlhf(policy: Policy, *, reward_model: RewardModel | None = None, mode: str =
 
     Hyperparameters (array leaves of ``hparams``): ``beta`` (KL coefficient),
     ``learning_rate`` (policy step), ``reward_learning_rate`` (reward fit step). ``init`` runs
-    ``reward_steps`` (static) full-batch maximum-likelihood steps from ``r_hat = 0``; ``update``
-    takes one step on ``-J`` (see module docstring; exact or RLOO with ``k = num_samples``).
+    ``reward_steps`` (static) full-batch maximum-likelihood steps from ``r_hat = 0`` (learning
+    rate ``reward_learning_rate``); ``update`` takes one optimiser step on ``-J`` (see module
+    docstring; exact or RLOO with ``k = num_samples``): SGD ``theta <- theta - lr g`` or Adam
+    ``theta <- theta - lr m_hat/(sqrt(v_hat) + eps)`` (:func:`~alignjax.reward_model.make_optimizer`).
 
     Returns:
       A :class:`Trainer`; ``update``'s metrics hold ``loss`` (``-J`` under ``r_hat`` in exact
@@ -157,11 +164,11 @@ def rlhf(policy: Policy, *, reward_model: RewardModel | None = None, mode: str =
     if reward_model is None:
         raise ValueError("rlhf needs a reward_model (tabular_reward or linear_reward)")
     _check_options(mode, num_samples)
-    tx = scaled_optimizer(optimizer)
+    tx = make_optimizer(optimizer)
 
     def init(params, problem: Problem, hparams, key):
         rparams, _ = fit_reward(reward_model, problem.features, problem.pairs,
-                                hparams["reward_learning_rate"], reward_steps, key, optimizer)
+                                {"learning_rate": hparams["reward_learning_rate"]}, reward_steps, key, optimizer)
         return TrainState(params, tx.init(params), rparams)
 
     def update(state: TrainState, problem: Problem, hparams, key):
@@ -178,8 +185,8 @@ def rlhf(policy: Policy, *, reward_model: RewardModel | None = None, mode: str =
             return -reinforce_loo_surrogate(table, ys, scores)
 
         value, g = jax.value_and_grad(loss)(state.params)
-        d, opt_state = tx.update(g, state.opt_state, state.params)
-        new = TrainState(apply_step(state.params, d, hparams["learning_rate"]), opt_state, state.reward_params)
+        updates, opt_state = tx.update(g, with_hparams(state.opt_state, hparams), state.params)
+        new = TrainState(optax.apply_updates(state.params, updates), opt_state, state.reward_params)
         return new, {"loss": value}
 
     return Trainer(init, update)

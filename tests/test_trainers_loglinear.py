@@ -83,7 +83,7 @@ def _grad(name, theta, psi, ref, pairs, r_hat):
 
 
 class _Opt:
-    """SGD or Adam (optax.scale_by_adam(eps=1e-6) written out), then ``- lr * direction``."""
+    """SGD or Adam (``optax.adam(lr, eps=1e-6)`` written out: bias-corrected moments, eps outside the root)."""
 
     def __init__(self, kind, shape):
         self.kind, self.t, self.m, self.v = kind, 0, np.zeros(shape), np.zeros(shape)

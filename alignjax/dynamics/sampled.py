@@ -18,10 +18,16 @@ contextual game with one preference matrix per prompt. One update:
    the optimizer (its state is NOT advanced), and ``logp_now <- stop_grad(log pi_half)``.
 3. ``loss = mean_b loss_b(log pi_theta(.|x_b))`` (population or sampled form), gradient in
    ``theta`` at the current ``theta``; ``theta <- theta - learning_rate * d`` where
-   ``d = optimizer(grad)`` (``optax.identity()`` = plain SGD, ``optax.scale_by_adam()`` = Adam).
+   ``d = optimizer(grad)`` (``optax.identity()`` = plain SGD; ``optax.scale_by_adam()`` = Adam,
+   ``d = m_hat/(sqrt(v_hat) + eps)`` with bias-corrected moments ``m_hat = m_t/(1 - b1^t)``,
+   ``v_hat = v_t/(1 - b2^t)``).
 
-The learning rate multiplies the optimizer's direction outside the optimizer, so
-``hparams["learning_rate"]`` is an ordinary array leaf (vmappable). ``hparams`` is a dict of
+Each step is an optax update of ``optax.inject_hyperparams(lambda learning_rate:
+optax.chain(optimizer, optax.scale_by_learning_rate(learning_rate)))``
+(:func:`alignjax.reward_model.make_optimizer`) followed by :func:`optax.apply_updates`; the
+optimizer state's ``hyperparams["learning_rate"]`` is overwritten from ``hparams`` before every
+update (:func:`alignjax.reward_model.with_hparams`), so ``hparams["learning_rate"]`` is an
+ordinary traced array leaf (vmappable, one compile for all values). ``hparams`` is a dict of
 scalar arrays: ``learning_rate`` plus the loss's own (``beta``; ``eta`` for INPO/SPPO;
 ``mixture`` for Nash-MD-PG).
 
@@ -46,6 +52,7 @@ import optax
 from alignjax.dynamics.sampled_losses import GAME_LOSSES, GameInputs, GameLoss
 from alignjax.policies.base import Policy
 from alignjax.registry import DYNAMICS
+from alignjax.reward_model import make_optimizer, with_hparams
 
 __all__ = ["SampledState", "SampledDynamics", "make_dynamics", "validate_hparams", "sampled_egpo",
            "sampled_online_ipo_1", "sampled_online_ipo_2", "sampled_nash_md_pg", "sampled_inpo",
@@ -105,7 +112,8 @@ def _loss(name: str) -> GameLoss:
         raise ValueError(f"unknown game loss {name!r}; known: {', '.join(sorted(GAME_LOSSES))}") from None
 
 
-def make_dynamics(loss: GameLoss | str, policy: Policy, *, optimizer: optax.GradientTransformation | None = None,
+def make_dynamics(loss: GameLoss | str, policy: Policy, *,
+                  optimizer: optax.GradientTransformation | str | None = None,
                   mode: str = "population", num_samples: int = 100, bernoulli: bool = True,
                   extragradient: bool = False, round_length: int = 1) -> SampledDynamics:
     """Build the ``(init, update)`` pair of a loss-driven game dynamics (see module docstring).
@@ -114,7 +122,9 @@ def make_dynamics(loss: GameLoss | str, policy: Policy, *, optimizer: optax.Grad
       loss: a :class:`GameLoss` or its name in ``GAME_LOSSES``.
       policy: any :class:`alignjax.policies.Policy` (tabular, log-linear, MLP).
       optimizer: an optax transformation giving the update DIRECTION (no learning rate, no
-        sign): ``None``/``optax.identity()`` = SGD, ``optax.scale_by_adam()`` = Adam.
+        sign): ``None``/``optax.identity()`` = SGD, ``optax.scale_by_adam()`` = Adam; or a name
+        of :func:`alignjax.reward_model.make_optimizer` ("sgd", "adam" with ``eps = 1e-6``).
+        It is chained with ``optax.scale_by_learning_rate(hparams["learning_rate"])``.
       mode: ``"population"`` (exact expectation over all pairs, deterministic) or
         ``"sampled"`` (``num_samples`` pairs per prompt per step).
       num_samples: pairs per prompt per step in sampled mode (static).
@@ -135,7 +145,7 @@ def make_dynamics(loss: GameLoss | str, policy: Policy, *, optimizer: optax.Grad
         raise ValueError(f"num_samples must be >= 1; got {num_samples}")
     if int(round_length) < 1:
         raise ValueError(f"round_length must be >= 1; got {round_length}")
-    tx = optax.identity() if optimizer is None else optimizer
+    tx = make_optimizer(optimizer)
     num_samples, round_length = int(num_samples), int(round_length)
 
     def init(key: jax.Array, params: Any = None) -> SampledState:
@@ -159,21 +169,21 @@ def make_dynamics(loss: GameLoss | str, policy: Policy, *, optimizer: optax.Grad
         P = jnp.asarray(P)
         logp_ref = jnp.asarray(logp_ref, P.dtype)
         hp = {k: jnp.asarray(v, P.dtype) for k, v in hparams.items()}
-        lr = hp["learning_rate"]
         k_half, k_main = jax.random.split(key)
         params = state.params
+        opt_state = with_hparams(state.opt_state, hp)  # learning rate from hparams (traced)
         new_round = (state.step % round_length) == 0
         anchor = jax.tree.map(lambda a, p: jnp.where(new_round, p, a), state.anchor, params)
         logp_anchor = jax.lax.stop_gradient(policy.log_probs(anchor, x))
         logp_now = jax.lax.stop_gradient(policy.log_probs(params, x))
         if extragradient:
             _, g_half = grad_fn(params, P, logp_ref, x, logp_now, logp_anchor, hp, k_half)
-            d_half, _ = tx.update(g_half, state.opt_state, params)
-            params_half = jax.tree.map(lambda p, d: p - lr * d, params, d_half)
+            u_half, _ = tx.update(g_half, opt_state, params)  # the state is not advanced
+            params_half = optax.apply_updates(params, u_half)
             logp_now = jax.lax.stop_gradient(policy.log_probs(params_half, x))
         loss, grads = grad_fn(params, P, logp_ref, x, logp_now, logp_anchor, hp, k_main)
-        direction, opt_state = tx.update(grads, state.opt_state, params)
-        params = jax.tree.map(lambda p, d: p - lr * d, params, direction)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return SampledState(params, opt_state, anchor, state.step + 1), metrics
 
