@@ -147,13 +147,20 @@ def _list_one(name: str) -> int:
 
     if name in EXPERIMENTS:
         exp = EXPERIMENTS.get(name)
+        config, hparams = exp.expand(exp.config, exp.hparams)
         print(f"{exp.name}: {exp.description}")
         print("static settings (--set KEY=VALUE; they shape the compiled program):")
-        for k, v in exp.config.items():
-            print(f"  {k:<18} {type(v).__name__:<6} default {v!r}")
+        for k, v in config.items():
+            print(f"  {k:<22} {type(v).__name__:<6} default {v!r}")
         print("continuous hyperparameters (--set KEY=VALUE or --sweep KEY=v1,v2,... | lo:hi:n[:log]):")
-        for k, v in exp.hparams.items():
-            print(f"  {k:<18} float  default {v!r}")
+        for k, v in hparams.items():
+            print(f"  {k:<22} float  default {v!r}")
+        for key, component in exp.components.items():
+            print(f"{key} (--set {key}=NAME) chooses a registered {component.registry.kind}; the settings each adds:")
+            for e in component.entries():
+                c2, h2 = exp.expand({**exp.config, key: e.name}, exp.hparams)
+                extra = [f"{k}={v!r}" for k, v in {**c2, **h2}.items() if k not in exp.config and k not in exp.hparams]
+                print(f"  {e.name:<22} {' '.join(extra) or '-'}")
         return 0
     if name in SUITES:
         e = SUITES.entry(name)
@@ -175,7 +182,7 @@ def _prepare_run(args):
     from alignjax.sweep import check_grid_size, check_memory, estimate_memory, make_grid
 
     exp = EXPERIMENTS.get(args.experiment)
-    config, hparams = cfgmod.apply_overrides(exp.config, exp.hparams, args.set)
+    config, hparams = cfgmod.apply_overrides(exp.config, exp.hparams, args.set, expand=exp.expand)
     axes: dict = {}
     for spec in args.sweep:
         k, v = cfgmod.parse_sweep(spec, hparams)

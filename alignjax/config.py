@@ -47,9 +47,22 @@ def coerce(key: str, value: str, default: Any) -> Any:
 
 
 def apply_overrides(config: Mapping[str, Any], hparams: Mapping[str, float],
-                    assignments: list[str]) -> tuple[dict, dict]:
-    """Apply ``key=value`` strings to copies of ``(config, hparams)``; unknown keys are errors."""
+                    assignments: list[str], expand: Any = None) -> tuple[dict, dict]:
+    """Apply ``key=value`` strings to copies of ``(config, hparams)``; unknown keys are errors.
+
+    ``expand(config, hparams) -> (config, hparams)`` (an experiment's
+    :meth:`~alignjax.experiment.Experiment.expand`) adds the settings of the components the
+    config chooses: the assignments to the base settings (e.g. ``loss=simpo``) are applied
+    first, then the expansion, then every assignment (e.g. ``simpo.gamma=0.3``).
+    """
     config, hparams = dict(config), dict(hparams)
+    if expand is not None:
+        base = {}
+        for text in assignments:
+            key, value = parse_assignment(text)
+            if key in config:
+                base[key] = coerce(key, value, config[key])
+        config, hparams = expand({**config, **base}, hparams)
     for text in assignments:
         key, value = parse_assignment(text)
         if key in config:

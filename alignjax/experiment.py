@@ -22,7 +22,32 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["Program", "Experiment", "check_positive", "check_representable", "run_dtype"]
+__all__ = ["Program", "Component", "Experiment", "check_positive", "check_representable", "run_dtype", "namespaced", "static_of"]
+
+
+class Component(NamedTuple):
+    """A setting of an experiment that chooses a registered entry (see :class:`Experiment`).
+
+    Attributes:
+      registry: where the entries live (e.g. ``DYNAMICS``).
+      where: optional ``where(entry) -> bool``: the entries this experiment can run (e.g. the
+        exact dynamics only); ``None`` = all.
+    """
+
+    registry: Any
+    where: Callable[[Any], bool] | None = None
+
+    def entries(self) -> list:
+        """The registered entries this component accepts."""
+        return [e for e in self.registry if self.where is None or self.where(e)]
+
+    def entry(self, name: str):
+        """The entry ``name``; ``ValueError`` listing the accepted names otherwise."""
+        ok = self.entries()
+        for e in ok:
+            if e.name == name:
+                return e
+        raise ValueError(f"unknown {self.registry.kind} {name!r} here; known: {', '.join(e.name for e in ok)}")
 
 
 class Program(NamedTuple):
@@ -52,6 +77,16 @@ class Experiment:
       validate: optional ``validate(config, hparams)`` raising ``ValueError``; ``hparams``
         holds numpy arrays (one value per grid row). Runs before any compute.
       plots: optional ``plots(result, out_dir) -> None`` drawing experiment-specific plots.
+      components: ``{config_key: Component}`` (or a bare registry): settings that choose a
+        registered entry (e.g. ``{"algorithm": Component(DYNAMICS, is_exact)}``,
+        ``{"loss": LOSSES}``). The chosen entry's hyperparameters
+        and static knobs join the experiment's settings (:meth:`expand`), so any registered
+        entry can be run, set and swept by name. An entry's hyperparameter that the experiment
+        itself declares (``beta``, ``eta``) is shared; the others are namespaced by the entry's
+        name (``simpo.gamma``, ``gamma_dpo.gamma``, ``mpo.reset_every``): see :func:`namespaced`.
+      positive: the experiment's own hyperparameters that must be ``> 0`` (checked before any
+        compute); a component's conditions are its own (e.g. an exact dynamic accepts
+        ``beta = 0`` when its rule allows it).
     """
 
     name: str
@@ -61,6 +96,8 @@ class Experiment:
     make_program: Callable[[Mapping[str, Any]], Program]
     validate: Callable[[Mapping[str, Any], Mapping[str, np.ndarray]], None] | None = None
     plots: Callable[..., None] | None = field(default=None, compare=False)
+    components: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    positive: tuple[str, ...] = ("beta", "eta", "learning_rate")
 
     def __post_init__(self):
         for k in ("num_steps", "log_every"):
@@ -69,13 +106,37 @@ class Experiment:
         both = set(self.config) & set(self.hparams)
         if both:
             raise ValueError(f"experiment {self.name!r}: names both static and swept: {sorted(both)}")
+        for k, c in list(self.components.items()):
+            if k not in self.config:
+                raise ValueError(f"experiment {self.name!r}: component {k!r} must be a config setting")
+            if not isinstance(c, Component):
+                object.__setattr__(self, "components", {**self.components, k: Component(c)})
+
+    def expand(self, config: Mapping[str, Any], hparams: Mapping[str, float]) -> tuple[dict, dict]:
+        """Add the chosen components' settings (defaults) to copies of ``(config, hparams)``.
+
+        For each component key ``k`` (e.g. ``"loss"``) the entry named ``config[k]`` (e.g.
+        ``"simpo"``) contributes its static knobs as ``config["simpo.<knob>"]`` and its
+        hyperparameters as ``hparams["simpo.<name>"]`` unless the experiment declares that name
+        itself (then the experiment's value is used). Values already present are kept.
+        Raises ``ValueError`` for an unknown entry name.
+        """
+        config, hparams = dict(config), dict(hparams)
+        for key, component in self.components.items():
+            entry = component.entry(config[key])
+            for knob, default in entry.static.items():
+                config.setdefault(f"{entry.name}.{knob}", default)
+            for h, key_in in namespaced(entry, self.hparams).items():
+                if key_in != h:
+                    hparams.setdefault(key_in, float(entry.hparams[h]))
+        return config, hparams
 
     def check(self, config: Mapping[str, Any], hparams: Mapping[str, np.ndarray]) -> None:
         """Generic checks, then the experiment's own ``validate``; raise ``ValueError``."""
         steps, every = int(config["num_steps"]), int(config["log_every"])
         if steps <= 0 or every <= 0 or steps % every:
             raise ValueError(f"num_steps ({steps}) must be a positive multiple of log_every ({every})")
-        for name in ("beta", "eta", "learning_rate"):
+        for name in self.positive:
             if name in hparams:
                 check_positive(name, hparams[name])
         for name, v in hparams.items():
@@ -84,6 +145,21 @@ class Experiment:
             check_representable(name, v)
         if self.validate is not None:
             self.validate(config, hparams)
+
+
+def namespaced(entry: Any, shared: Any = ()) -> dict[str, str]:
+    """``{hyperparameter of the entry: its key among an experiment's hyperparameters}``.
+
+    A name in ``shared`` (the experiment's own hyperparameters, e.g. ``beta``) keeps its name;
+    any other is prefixed by the entry's name (``gamma`` of ``simpo`` -> ``simpo.gamma``), so
+    two entries' same-named hyperparameters never collide.
+    """
+    return {h: h if h in shared else f"{entry.name}.{h}" for h in entry.hparams}
+
+
+def static_of(entry: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's static knobs as set in an expanded ``config`` (``"NAME.knob"`` keys)."""
+    return {k: config.get(f"{entry.name}.{k}", v) for k, v in entry.static.items()}
 
 
 def check_positive(name: str, value: Any) -> None:

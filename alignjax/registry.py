@@ -33,8 +33,12 @@ class Entry(Generic[T]):
     Attributes:
       name: the registry key (what the CLI and configs use).
       obj: the registered function, factory or spec.
-      hparams: default values of the entry's continuous hyperparameters (keyword arguments
-        beyond the kind's common signature), so generic code can call every entry.
+      hparams: default values of the entry's continuous hyperparameters (array leaves of the
+        hyperparameter mapping its functions receive), so generic code can call every entry
+        and the CLI can ``--set``/``--sweep`` them.
+      static: default values of the entry's static knobs (Python ints/bools/strings that shape
+        the trace, e.g. mpo's ``reset_every``): keyword arguments of the registered factory,
+        settable with ``--set``.
       meta: free-form metadata (e.g. ``{"needs_lengths": True}``).
     """
 
@@ -42,6 +46,7 @@ class Entry(Generic[T]):
     obj: T
     hparams: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    static: dict[str, Any] = field(default_factory=dict)
 
 
 class Registry(Generic[T]):
@@ -58,6 +63,7 @@ class Registry(Generic[T]):
         *,
         hparams: dict[str, float] | None = None,
         meta: dict[str, Any] | None = None,
+        static: dict[str, Any] | None = None,
         replace: bool = False,
     ) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; usable directly or as a decorator.
@@ -69,7 +75,13 @@ class Registry(Generic[T]):
         def _add(o: T) -> T:
             if name in self._entries and not replace:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._entries[name] = Entry(name, o, dict(hparams or {}), dict(meta or {}))
+            for k, v in (static or {}).items():
+                if isinstance(v, float) or not isinstance(v, (bool, int, str)):
+                    raise TypeError(f"{self.kind} {name!r}: static {k!r} must be an int, bool or str; got {v!r}")
+            both = set(hparams or {}) & set(static or {})
+            if both:
+                raise ValueError(f"{self.kind} {name!r}: names both static and continuous: {sorted(both)}")
+            self._entries[name] = Entry(name, o, dict(hparams or {}), dict(meta or {}), dict(static or {}))
             return o
 
         return _add(obj) if obj is not None else _add

@@ -1,4 +1,4 @@
-"""DPO on a tabular contextual bandit with Bradley–Terry preferences.
+"""DPO (or any registered loss) on a tabular contextual bandit with Bradley–Terry preferences.
 
 The instance (drawn from the run's key): ``num_prompts`` prompts, ``num_responses`` responses,
 hidden rewards ``r(x, y) = reward_scale * N(0, 1)``, reference ``pi_ref(.|x) =
@@ -19,10 +19,21 @@ Modes (static ``pairs``):
   used; labels are soft (``alpha``) or hard (Bernoulli(alpha)) per ``labels``. The loss is
   the empirical mean rescaled by ``(N - 1) / 2`` to match the population scale.
 
+Loss (static ``loss``, a component): ``l`` is the registered loss of that name (default
+``dpo``), called as ``l(log pi(y), log pi(y'), log pi_ref(y), log pi_ref(y'), beta=beta, **extra)``
+on one-token responses (sequence lengths 1), with its own hyperparameters namespaced by its
+name (``simpo.gamma``, ``gamma_dpo.gamma``, ``cdpo.eps``): settable and sweepable, e.g.
+``alignjax run dpo-bandit --set loss=simpo --sweep simpo.gamma=0,0.5,1 --sweep beta=0.1,1``.
+The observed distances are to the RLHF optimum ``pi*`` above (DPO's minimiser; other losses
+minimise elsewhere, e.g. IPO's regresses the margin onto ``(2 alpha - 1)/(2 beta)``-like targets).
+
 Optimiser: full-batch gradient descent on the logits with step ``learning_rate / beta**2``.
-The Hessian of ``L_x`` in the logits is ``beta**2 / N`` times a graph Laplacian with weights
-``sigma'(beta h) <= 1/4``, so this step makes the rate independent of beta; any
-``learning_rate < 8`` is stable.
+For DPO the Hessian of ``L_x`` in the logits is ``beta**2 / N`` times a graph Laplacian with
+weights ``sigma'(beta h) <= 1/4``, so this step makes the rate independent of beta; any
+``learning_rate < 8`` is stable. Other losses have other curvatures: IPO's squared loss
+``(h - 1/(2 beta))^2`` has Hessian weights 2 whatever beta, so it needs ``learning_rate <
+beta**2 / 2`` (e.g. ``--set loss=ipo --set learning_rate=0.004`` at ``beta = 0.1``); a run that
+diverges ends with exit 3 and the first non-finite value in its summary.
 """
 
 from __future__ import annotations
@@ -31,10 +42,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignjax import losses
 from alignjax.metrics import expected_reward, reverse_kl
-from alignjax.experiment import Experiment, Program, check_representable
-from alignjax.registry import EXPERIMENTS, SUITES
+from alignjax.experiment import Experiment, Program, check_representable, namespaced
+from alignjax.registry import EXPERIMENTS, LOSSES, SUITES
+
+HPARAMS = {"beta": 0.1, "learning_rate": 4.0, "reward_scale": 1.0, "num_pairs": 256.0}
 
 
 def _instance(key, num_prompts, num_responses, reward_scale):
@@ -83,17 +95,24 @@ def make_program(config) -> Program:
         return {**d, "w": a, "l": b, "alpha": alpha, "weight": jnp.broadcast_to(weight, (n_x, max_pairs))}
 
     off_diagonal = 1.0 - np.eye(n_y, dtype=np.float32)
+    entry = LOSSES.entry(config["loss"])
+    loss_keys = namespaced(entry, HPARAMS)  # e.g. {"gamma": "simpo.gamma"}; beta is shared
+    ones = 1.0  # a response is one token: every sequence length is 1 (length-normalised losses)
+    lengths = {"chosen_lengths": ones, "rejected_lengths": ones} if entry.meta.get("uses_lengths") else {}
 
-    def loss_fn(theta, d, beta):
-        # The DPO margin depends on theta only through differences, so log_softmax's
-        # normaliser cancels and delta = theta - log pi_ref can stand for log pi/pi_ref.
-        delta = theta - d["log_ref"]
+    def pair_loss(chosen, rejected, log_ref_c, log_ref_r, hp):
+        extra = {h: hp[k] for h, k in loss_keys.items()}
+        return entry.obj(chosen, rejected, log_ref_c, log_ref_r, beta=hp["beta"], **extra, **lengths)
+
+    def loss_fn(theta, d, hp):
+        logp, log_ref = jax.nn.log_softmax(theta, axis=-1), d["log_ref"]
         if mode == "all":
-            per_pair = d["alpha"] * losses.dpo(delta[:, :, None], delta[:, None, :], 0.0, 0.0, beta=beta)
+            per_pair = d["alpha"] * pair_loss(logp[:, :, None], logp[:, None, :], log_ref[:, :, None],
+                                              log_ref[:, None, :], hp)
             return jnp.sum(off_diagonal[None] * per_pair) * (1.0 / n_y)
-        dw, dl = jnp.take_along_axis(delta, d["w"], -1), jnp.take_along_axis(delta, d["l"], -1)
-        per_pair = d["alpha"] * losses.dpo(dw, dl, 0.0, 0.0, beta=beta) + (1 - d["alpha"]) * losses.dpo(
-            dl, dw, 0.0, 0.0, beta=beta)
+        take = lambda x, i: jnp.take_along_axis(x, d[i], -1)  # noqa: E731
+        pw, pl, rw, rl = take(logp, "w"), take(logp, "l"), take(log_ref, "w"), take(log_ref, "l")
+        per_pair = d["alpha"] * pair_loss(pw, pl, rw, rl, hp) + (1 - d["alpha"]) * pair_loss(pl, pw, rl, rw, hp)
         return jnp.sum(d["weight"] * per_pair)
 
     def init(hp, key):
@@ -102,8 +121,8 @@ def make_program(config) -> Program:
         return {"theta": d["log_ref"], "data": d, "key": key}
 
     def step(state, hp):
-        g = jax.grad(loss_fn)(state["theta"], state["data"], hp["beta"])
-        theta = state["theta"] - hp["learning_rate"] / hp["beta"] ** 2 * g
+        g = jax.grad(loss_fn)(state["theta"], state["data"], hp)
+        theta = state["theta"] - hp["learning_rate"] * (1.0 / hp["beta"] ** 2) * g
         return {**state, "theta": theta}
 
     def observe(state, hp):
@@ -111,7 +130,7 @@ def make_program(config) -> Program:
         logp = jax.nn.log_softmax(state["theta"], axis=-1)
         log_star = optimum_logps(d["r"], d["log_ref"], beta)
         return {
-            "loss": loss_fn(state["theta"], d, beta),
+            "loss": loss_fn(state["theta"], d, hp),
             "max_abs_log_err": jnp.max(jnp.abs(logp - log_star)),
             "kl_to_optimum": jnp.mean(reverse_kl(log_star, logp)),  # KL(pi* || pi)
             "reverse_kl_ref": jnp.mean(reverse_kl(logp, d["log_ref"])),  # KL(pi || pi_ref)
@@ -146,12 +165,13 @@ def validate(config, hparams):
 
 DPO_BANDIT = EXPERIMENTS.register("dpo-bandit", Experiment(
     name="dpo-bandit",
-    description="DPO on a tabular contextual bandit with Bradley-Terry preferences (closed-form optimum)",
-    config={"num_prompts": 8, "num_responses": 16, "num_steps": 1000, "log_every": 50,
+    description="DPO (or any registered loss: --set loss=NAME) on a tabular bandit with Bradley-Terry preferences",
+    config={"loss": "dpo", "num_prompts": 8, "num_responses": 16, "num_steps": 1000, "log_every": 50,
             "pairs": "all", "labels": "soft", "max_pairs": 256},
-    hparams={"beta": 0.1, "learning_rate": 4.0, "reward_scale": 1.0, "num_pairs": 256.0},
+    hparams=HPARAMS,
     make_program=make_program,
     validate=validate,
+    components={"loss": LOSSES},
 ))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alignjax import games, prefs
-from alignjax.dynamics import exact_names, simulate
+from alignjax.dynamics import exact_dynamics, exact_names, simulate
 from alignjax.registry import DYNAMICS
 
 REGULARISED = ["omd", "nash-md", "nash-md-schedule", "egpo", "omwu", "mpo"]
@@ -59,9 +59,9 @@ def test_registry_lists_every_exact_dynamic():
 def test_two_steps_equal_hand_computed_oracle(name):
     P, log_pi0, log_ref = _game3()
     beta, eta = 0.3, 0.7
-    dyn = DYNAMICS.get(name)
+    dyn = exact_dynamics(name)
     with jax.enable_x64(True):
-        args = (jnp.asarray(P), jnp.asarray(log_ref), jnp.asarray(beta), jnp.asarray(eta))
+        args = (jnp.asarray(P), jnp.asarray(log_ref), {"beta": jnp.asarray(beta), "eta": jnp.asarray(eta)})
         s = dyn.init(jnp.asarray(log_pi0), *args)
         s1 = dyn.update(s, *args)
         s2 = dyn.update(s1, *args)
@@ -76,7 +76,7 @@ def test_mpo_magnet_reset_and_mwu_average():
     P, log_pi0, log_ref = _game3()
     from alignjax.dynamics.exact import mpo, mwu
     dyn = mpo(reset_every=2)
-    args = (jnp.asarray(P, jnp.float32), jnp.asarray(log_ref, jnp.float32), jnp.float32(0.3), jnp.float32(0.7))
+    args = (jnp.asarray(P, jnp.float32), jnp.asarray(log_ref, jnp.float32), {"beta": jnp.float32(0.3), "eta": jnp.float32(0.7)})
     s = dyn.init(jnp.asarray(log_pi0, jnp.float32), *args)
     s = dyn.update(s, *args)
     np.testing.assert_allclose(s.extra, log_ref, atol=1e-6)  # not reset after 1 step
@@ -262,8 +262,8 @@ def test_simulate_vmap_over_betas_equals_loop_and_jit_equals_eager():
         for j in range(3):
             one = simulate("egpo", P[i], ref[i], beta=betas[j], eta=0.3, num_steps=30, log_every=10)
             np.testing.assert_allclose(batched[i, j], one, atol=1e-6)
-    dyn = DYNAMICS.get("omwu")
-    args = (P[0], jnp.log(ref[0]), jnp.float32(0.1), jnp.float32(0.4))
+    dyn = exact_dynamics("omwu")
+    args = (P[0], jnp.log(ref[0]), {"beta": jnp.float32(0.1), "eta": jnp.float32(0.4)})
     s = dyn.init(jnp.log(ref[0]), *args)
     eager = dyn.update(dyn.update(s, *args), *args)
     jitted = jax.jit(lambda s: dyn.update(dyn.update(s, *args), *args))(s)
@@ -296,8 +296,8 @@ TINY32 = float(np.finfo(np.float32).tiny)  # smallest normal float32
 
 def _unchecked_run(name, P, log_pi0, log_ref, beta, eta, num_steps):
     """``num_steps`` updates of ``name`` called directly (no check), float32; all iterates ``(T, N)``."""
-    dyn = DYNAMICS.get(name)
-    args = (jnp.asarray(P, jnp.float32), jnp.asarray(log_ref, jnp.float32), jnp.float32(beta), jnp.float32(eta))
+    dyn = exact_dynamics(name)
+    args = (jnp.asarray(P, jnp.float32), jnp.asarray(log_ref, jnp.float32), {"beta": jnp.float32(beta), "eta": jnp.float32(eta)})
     s0 = dyn.init(jnp.asarray(log_pi0, jnp.float32), *args)
 
     def step(s, _):
@@ -380,19 +380,19 @@ def test_schedule_mpo_mwu_bt_rlhf_conditions():
 
 def test_check_hparams_is_public_and_checks_the_run_dtype():
     from alignjax.dynamics import check_hparams
-    check_hparams("egpo", np.array([0.1, 0.5]), np.array([10.0, 2.0]))  # eta*beta = 1: allowed
-    check_hparams("egpo", 1e-40, 1.0, np.float64)  # fine in float64 ...
+    check_hparams("egpo", {"beta": np.array([0.1, 0.5]), "eta": np.array([10.0, 2.0])})  # eta*beta = 1: allowed
+    check_hparams("egpo", {"beta": 1e-40, "eta": 1.0}, np.float64)  # fine in float64 ...
     with pytest.raises(ValueError, match=r"beta = 1e-40 underflows in float32"):
-        check_hparams("egpo", 1e-40, 1.0)  # ... subnormal (flushed to 0) in float32, the default
+        check_hparams("egpo", {"beta": 1e-40, "eta": 1.0})  # ... subnormal (flushed to 0) in float32, the default
     with pytest.raises(ValueError, match=r"eta = 1e\+39 overflows float32"):
-        check_hparams("mwu", 0.1, 1e39)
+        check_hparams("mwu", {"beta": 0.1, "eta": 1e39})
     with pytest.raises(ValueError, match="eta must be finite"):
-        check_hparams("omd", 0.1, np.nan)
+        check_hparams("omd", {"beta": 0.1, "eta": np.nan})
     with pytest.raises(ValueError, match="unknown exact dynamic 'sampled-egpo'"):
-        check_hparams("sampled-egpo", 0.1, 0.1)
+        check_hparams("sampled-egpo", {"beta": 0.1, "eta": 0.1})
     for name in REGULARISED + ["mwu", "bt-rlhf"]:  # every built-in exact dynamic declares its condition
         assert callable(DYNAMICS.entry(name).meta["check"]), name
-        check_hparams(name, *(DYNAMICS.entry(name).hparams[k] for k in ("beta", "eta")))  # defaults pass
+        check_hparams(name, DYNAMICS.entry(name).hparams)  # defaults pass
     with pytest.raises(ValueError) as err:
-        check_hparams("omwu", 0.1, 40.0)
+        check_hparams("omwu", {"beta": 0.1, "eta": 40.0})
     assert "\n" not in str(err.value)

@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from alignjax.dynamics import exact_dynamics
 from alignjax.dynamics import sampled as S
 from alignjax.dynamics.sampled_losses import GAME_LOSSES, GameInputs
 from alignjax.policies import loglinear, mlp, tabular
@@ -74,9 +75,8 @@ def test_tabular_steps_match_the_registered_exact_dynamics():
         dyn = DYNAMICS.get(sampled_name)(tabular(1, n), mode="population")
         st, _ = dyn.update(dyn.init(jax.random.key(0), logits0), P, logp_ref, jnp.arange(1),
                            {"beta": beta, "learning_rate": lr}, jax.random.key(1))
-        ex = DYNAMICS.get(exact_name)
-        es = ex.update(ex.init(jax.nn.log_softmax(logits0[0]), P[0], logp_ref[0], beta, eta), P[0], logp_ref[0],
-                       beta, eta)
+        ex, ehp = exact_dynamics(exact_name), {"beta": beta, "eta": eta}
+        es = ex.update(ex.init(jax.nn.log_softmax(logits0[0]), P[0], logp_ref[0], ehp), P[0], logp_ref[0], ehp)
         np.testing.assert_allclose(jax.nn.log_softmax(st.params[0]), es.log_pi, atol=2e-5)
 
 
@@ -264,6 +264,38 @@ def test_jit_equals_nojit():
     j, mj = jax.jit(dyn.update)(st0, P, logp_ref, jnp.arange(b), HP, k)
     np.testing.assert_allclose(a.params, j.params, atol=1e-6)
     np.testing.assert_allclose(ma["loss"], mj["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", [None, "adam"])
+def test_learning_rate_is_traced_one_compile_serves_a_vmapped_sweep(optimizer):
+    """``hparams["learning_rate"]`` is a traced leaf: one trace for a ``vmap`` over three values,
+    one more for the unbatched function whatever the value, and the sweep equals separate runs."""
+    n, b, traces = 4, 2, []
+    with jax.enable_x64(True):
+        P, logp_ref, logits0 = _game(n, b, seed=5, dtype=jnp.float64)
+        dyn = S.sampled_egpo(tabular(b, n), mode="population", optimizer=optimizer)
+
+        def run(lr):
+            traces.append(1)  # Python side effect: once per trace
+            hp = {"beta": 0.3, "learning_rate": lr}
+
+            def body(st, k):
+                return dyn.update(st, P, logp_ref, jnp.arange(b), hp, k)[0], None
+
+            return jax.lax.scan(body, dyn.init(jax.random.key(0), logits0), jax.random.split(jax.random.key(1), 5))[0]
+
+        lrs = jnp.array([0.01, 0.05, 0.2], jnp.float64)
+        swept = jax.jit(jax.vmap(run))(lrs)
+        assert len(traces) == 1
+        single = jax.jit(run)
+        runs = [single(lr) for lr in lrs]
+        assert len(traces) == 2
+        for i, st in enumerate(runs):
+            # float64, the same operations batched or not: tolerance 1e-12
+            np.testing.assert_allclose(swept.params[i], st.params, rtol=0, atol=1e-12)
+            # the optimizer state holds the learning rate of the last update
+            assert float(st.opt_state.hyperparams["learning_rate"]) == float(lrs[i])
+        assert float(jnp.max(jnp.abs(runs[0].params - runs[2].params))) > 1e-3   # the learning rate matters
 
 
 @pytest.mark.parametrize("name", NAMES)

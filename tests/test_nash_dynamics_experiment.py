@@ -61,7 +61,7 @@ def test_fixed_game_with_uniform_reference_stays_at_uniform_equilibrium():
 
 @pytest.mark.parametrize("override, message", [
     ({"algorithm": "sampled-egpo"}, "not an exact dynamic"),
-    ({"algorithm": "nope"}, "unknown dynamics 'nope'"),
+    ({"algorithm": "nope"}, "not an exact dynamic"),
     ({"game": "chess"}, "game must be one of"),
     ({"reference": "odd"}, "reference must be"),
 ])

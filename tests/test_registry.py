@@ -11,8 +11,10 @@ covered with no extra test code. The contract (``alignjax.losses`` module docstr
 * vmappable over the pair batch and over swept hyperparameters;
 * differentiable: finite gradients that actually depend on the policy log-probs.
 
-Dynamics, experiments and suites are owned by other modules and change often; they are only
-checked for the generic shape of an entry (callables where callables are promised).
+Exact dynamics are executed too (:func:`check_exact_dynamic_contract`): init and two updates
+under jit and vmap over their declared hyperparameters, normalised and finite, no recompilation
+across hyperparameter values, bit-identical on 1 and 4 devices. No test lists the entries: a
+fork's new entry is covered, and breaks no existing test.
 """
 
 from __future__ import annotations
@@ -220,23 +222,114 @@ def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
 
 
-@pytest.mark.parametrize("name", DYNAMICS.names() or ["(none registered)"])
-def test_registered_dynamics_have_the_generic_shape(name):
-    if name == "(none registered)":
-        pytest.skip("no dynamics registered")
+def _exact_inputs(n=4, seed=0):
+    from alignjax import prefs
+
+    P = prefs.random_game(jax.random.key(seed), n)
+    log_ref = jax.nn.log_softmax(jax.random.normal(jax.random.key(seed + 1), (n,)))
+    return P, log_ref
+
+
+def check_exact_dynamic_contract(entry: Entry) -> None:
+    """Execute an exact dynamic: init and two updates under jit, under vmap over its declared
+    hyperparameters (every one traced), with no retrace across values; raises AssertionError
+    (or JAX's error for a Python branch on a traced hyperparameter)."""
+    from alignjax.dynamics import check_hparams, exact_dynamics
+
+    assert callable(entry.obj) and (entry.obj.__doc__ or "").strip(), f"{entry.name}: a documented factory"
+    for k, v in entry.hparams.items():
+        assert _is_number(v), f"dynamics {entry.name!r}: hparam {k!r} = {v!r} is not a finite number"
+    check_hparams(entry.name, entry.hparams)  # the declared defaults satisfy the declared condition
+    dyn = exact_dynamics(entry.name)
+    assert callable(dyn.init) and callable(dyn.update), entry.name
+    P, log_ref = _exact_inputs()
+    traces = []
+
+    def two_steps(hp):
+        traces.append(1)
+        s = dyn.init(log_ref, P, log_ref, hp)
+        s = dyn.update(s, P, log_ref, hp)
+        return dyn.update(s, P, log_ref, hp).log_pi
+
+    hp0 = {k: jnp.float32(v) for k, v in entry.hparams.items()}
+    eager = two_steps(hp0)
+    jitted = jax.jit(two_steps)
+    out = jitted(hp0)
+    assert out.shape == log_ref.shape and bool(jnp.all(jnp.isfinite(out))), (entry.name, out)
+    np.testing.assert_allclose(float(jax.nn.logsumexp(out)), 0.0, atol=1e-5, err_msg=f"{entry.name}: unnormalised")
+    np.testing.assert_allclose(np.asarray(out), np.asarray(eager), rtol=1e-5, atol=1e-6)
+    n_before = len(traces)
+    jitted({k: v * 0.5 for k, v in hp0.items()})  # other values: the same compiled program
+    assert len(traces) == n_before, f"{entry.name}: recompiled for new hyperparameter values"
+    hps = {k: jnp.asarray([v, 0.5 * v, 0.25 * v], jnp.float32) for k, v in entry.hparams.items()}
+    swept = jax.jit(jax.vmap(two_steps))(hps)
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(swept[i]), np.asarray(jitted({k: v[i] for k, v in hps.items()})),
+                                   rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.nn.logsumexp(swept, axis=-1)), 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", DYNAMICS.names())
+def test_registered_dynamics_meet_the_contract(name):
     entry = DYNAMICS.entry(name)
     kind = entry.meta.get("kind")
     assert kind in ("exact", "sampled"), f"dynamics {name!r}: meta['kind'] = {kind!r}"
-    if kind == "exact":  # an optax-like (init, update) pair
-        assert callable(getattr(entry.obj, "init", None)) and callable(getattr(entry.obj, "update", None)), name
-    else:  # an (init, update) pair or a factory building one
-        pair = callable(getattr(entry.obj, "init", None)) and callable(getattr(entry.obj, "update", None))
-        assert pair or callable(entry.obj), name
-    for k, v in entry.hparams.items():
-        assert _is_number(v), f"dynamics {name!r}: hparam {k!r} = {v!r} is not a finite number"
-    for k in ("beta", "eta", "learning_rate"):
-        if k in entry.hparams:
-            assert entry.hparams[k] > 0, (name, k)
+    if kind == "exact":
+        check_exact_dynamic_contract(entry)
+    else:  # a factory (policy, **options) -> (init, update); executed in tests/test_dynamics_sampled.py
+        assert callable(entry.obj), name
+        for k, v in entry.hparams.items():
+            assert _is_number(v), f"dynamics {name!r}: hparam {k!r} = {v!r} is not a finite number"
+
+
+def test_the_exact_dynamic_contract_can_fail():
+    from alignjax.dynamics.base import ExactDynamics, ExactState
+
+    def unnormalised():
+        """Forgets the log-softmax."""
+        return ExactDynamics(lambda lp0, P, lr, hp: ExactState(lp0, jnp.int32(0)),
+                             lambda s, P, lr, hp: ExactState(s.log_pi + hp["eta"], s.t + 1))
+
+    def branching():
+        """Branches in Python on a hyperparameter."""
+        def update(s, P, lr, hp):
+            return ExactState(s.log_pi if hp["eta"] > 1 else jax.nn.log_softmax(2 * s.log_pi), s.t + 1)
+        return ExactDynamics(lambda lp0, P, lr, hp: ExactState(lp0, jnp.int32(0)), update)
+
+    for name, factory, err in (("bad-unnormalised", unnormalised, AssertionError),
+                               ("bad-branch", branching, jax.errors.TracerBoolConversionError)):
+        DYNAMICS.register(name, factory, hparams={"eta": 0.5}, meta={"kind": "exact"})
+        try:
+            with pytest.raises(err):
+                check_exact_dynamic_contract(DYNAMICS.entry(name))
+        finally:
+            DYNAMICS._entries.pop(name)
+
+
+def test_exact_dynamics_agree_on_one_and_four_devices():
+    """simulate (the engine) gives bit-identical iterates on 1 and 4 devices for every exact dynamic."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import hashlib, numpy as np, jax\n"
+        "from alignjax import prefs\n"
+        "from alignjax.dynamics import exact_names, simulate\n"
+        "from alignjax.registry import DYNAMICS\n"
+        "P = np.stack([np.asarray(prefs.random_game(jax.random.key(i), 4)) for i in range(3)])\n"
+        "ref = np.full((3, 4), 0.25)\n"
+        "for name in exact_names():\n"
+        "    hp = {k: np.array([v, 0.5 * v])[:, None] for k, v in DYNAMICS.entry(name).hparams.items()}\n"
+        "    out = np.asarray(simulate(name, P, ref, hparams=hp, num_steps=6, log_every=3))\n"
+        "    print(name, out.shape, hashlib.sha256(out.tobytes()).hexdigest())\n")
+    outs = []
+    for devices in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(proc.stdout)
+    assert outs[0] == outs[1] and outs[0].count("\n") >= 8, outs
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS.names() or ["(none registered)"])

@@ -1,22 +1,32 @@
-"""Common types of the exact tabular game dynamics and the batched runner :func:`simulate`.
+"""Common types of the exact tabular game dynamics, their validation, and :func:`simulate`.
 
-An exact dynamic is an optax-like pair of pure functions on log-probabilities::
+An exact dynamic is an optax-like pair of pure functions on log-probabilities whose continuous
+hyperparameters arrive as one mapping of array leaves (the names its registry entry declares)::
 
-    dyn = DYNAMICS.get("egpo")                       # an ExactDynamics
-    state = dyn.init(log_pi0, P, log_pi_ref, beta, eta)
-    state = dyn.update(state, P, log_pi_ref, beta, eta)
+    dyn = exact_dynamics("mpo", reset_every=20)          # static knobs are factory arguments
+    hp = {"beta": jnp.asarray(0.1), "eta": jnp.asarray(0.4)}
+    state = dyn.init(log_pi0, P, log_pi_ref, hp)
+    state = dyn.update(state, P, log_pi_ref, hp)
     pi = jnp.exp(state.log_pi)
 
-``P (..., N, N)``, ``log_pi0, log_pi_ref (..., N)``, ``beta, eta (...)`` arrays (leading axes
+``P (..., N, N)``, ``log_pi0, log_pi_ref (..., N)``, ``hp[k] (...)`` arrays (leading axes
 broadcast). The updates use the antisymmetric part ``A = (P - P^T)/2`` of ``P``: on the
 simplex ``P @ pi = A @ pi + 1/2`` and the constant disappears in the normalisation
 (``+ c`` below), so every rule reads the same with ``P`` or ``A``.
+
+A research fork adds a rule by registering a factory (see ``docs/extending.md``)::
+
+    @DYNAMICS.register("damped-omd", hparams={"beta": 0.1, "eta": 0.4, "damping": 0.5},
+                       meta={"kind": "exact"})
+    def damped_omd() -> ExactDynamics: ...
+
+and every declared hyperparameter can then be set and swept from the CLI
+(``alignjax run nash-dynamics --set algorithm=damped-omd --sweep damped-omd.damping=0:1:5``).
 """
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +36,8 @@ from jax.typing import ArrayLike
 from alignjax.prefs import check_preference_matrix
 from alignjax.registry import DYNAMICS
 
-__all__ = ["ExactState", "ExactDynamics", "simulate", "exact_names", "check_hparams"]
+__all__ = ["ExactState", "ExactDynamics", "simulate", "exact_names", "exact_dynamics", "check_hparams",
+           "check_static"]
 
 
 class ExactState(NamedTuple):
@@ -45,7 +56,11 @@ class ExactState(NamedTuple):
 
 
 class ExactDynamics(NamedTuple):
-    """``init(log_pi0, P, log_pi_ref, beta, eta) -> state``; ``update(state, P, log_pi_ref, beta, eta) -> state``."""
+    """``init(log_pi0, P, log_pi_ref, hparams) -> state``; ``update(state, P, log_pi_ref, hparams) -> state``.
+
+    ``hparams`` maps each hyperparameter the entry declares to an array (broadcast against the
+    leading axes); extra keys are ignored.
+    """
 
     init: Callable[..., ExactState]
     update: Callable[..., ExactState]
@@ -66,40 +81,61 @@ def exact_names() -> list[str]:
     return [e.name for e in DYNAMICS if e.meta.get("kind") == "exact"]
 
 
-def _generic_check(name, meta):
-    """Fallback for an exact entry without ``meta["check"]``: ``beta >= 0`` (``> 0`` if
-    ``meta["needs_positive_beta"]``) and ``eta > 0``."""
-    positive = bool(meta.get("needs_positive_beta"))
-
-    def check(beta, eta, dtype):
-        if not np.all(beta > 0 if positive else beta >= 0):
-            raise ValueError(f"{name} needs beta {'> 0' if positive else '>= 0'}; got beta = {float(np.min(beta)):g}")
-        if not np.all(eta > 0):
-            raise ValueError(f"{name} needs eta > 0; got eta = {float(np.min(eta)):g}")
-
-    return check
-
-
-def check_hparams(name: str, beta: ArrayLike, eta: ArrayLike, dtype: Any = None) -> None:
-    """Raise a one-line ``ValueError`` unless ``(beta, eta)`` satisfy exact dynamic ``name``'s condition.
-
-    Generic part: every entry of ``beta`` and ``eta`` is finite, stays finite when cast to
-    ``dtype`` (default: JAX's default float, float32 unless x64 is enabled) and, unless the
-    dynamic ignores it (``meta["ignores"]``), is not a non-zero value that becomes 0 or
-    subnormal there (XLA flushes subnormals to 0, so ``0 / beta`` would be NaN).
-    Then the entry's own ``meta["check"](beta, eta, dtype)`` runs on the cast values (float64
-    arrays), e.g. ``eta * beta <= 1`` for omd, nash-md, egpo and omwu (the condition of each
-    rule is derived in :mod:`alignjax.dynamics.exact`). Arrays broadcast against each other
-    (one value per configuration of a sweep).
-    """
+def _exact_entry(name: str):
     if name not in exact_names():
         raise ValueError(f"unknown exact dynamic {name!r}; known: {', '.join(exact_names())}")
-    meta = DYNAMICS.entry(name).meta
+    return DYNAMICS.entry(name)
+
+
+def check_static(name: str, static: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The static knobs of exact dynamic ``name``: its declared defaults updated by ``static``.
+
+    Raises a one-line ``ValueError`` for an unknown knob, a value of another type than the
+    default's, or one the entry's ``meta["check_static"](**knobs)`` refuses.
+    """
+    entry = _exact_entry(name)
+    knobs = dict(entry.static)
+    for k, v in (static or {}).items():
+        if k not in knobs:
+            known = ", ".join(sorted(knobs)) or "none"
+            raise ValueError(f"{name} has no static setting {k!r}; its static settings: {known}")
+        if type(v) is not type(knobs[k]):
+            raise ValueError(f"{name}: {k} must be a {type(knobs[k]).__name__}; got {v!r}")
+        knobs[k] = v
+    if entry.meta.get("check_static") is not None:
+        entry.meta["check_static"](**knobs)
+    return knobs
+
+
+def exact_dynamics(name: str, **static: Any) -> ExactDynamics:
+    """Build the registered exact dynamic ``name`` with its static knobs (defaults: the entry's).
+
+    Example: ``exact_dynamics("mpo", reset_every=20)``. Raises ``ValueError`` for an unknown
+    name or knob (:func:`check_static`).
+    """
+    return DYNAMICS.get(name)(**check_static(name, static))
+
+
+def check_hparams(name: str, hparams: Mapping[str, ArrayLike], dtype: Any = None) -> None:
+    """Raise a one-line ``ValueError`` unless ``hparams`` satisfy exact dynamic ``name``'s conditions.
+
+    Every hyperparameter the entry declares must be present (extra keys are ignored). Generic
+    part: every entry is finite, stays finite when cast to ``dtype`` (default: JAX's default
+    float, float32 unless x64 is enabled) and is not a non-zero value that becomes 0 or
+    subnormal there (XLA flushes subnormals to 0, so ``0 / beta`` would be NaN). Then the
+    entry's own ``meta["check"](hp, dtype)`` runs on the cast values (float64 arrays), e.g.
+    ``eta * beta <= 1`` for omd, nash-md, egpo and omwu (the condition of each rule is derived
+    in :mod:`alignjax.dynamics.exact`); without one, nothing more is required. Arrays broadcast
+    against each other (one value per configuration of a sweep).
+    """
+    entry = _exact_entry(name)
     dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64) if dtype is None else dtype)
-    ignores = set(meta.get("ignores", ()))
+    missing = [k for k in entry.hparams if k not in hparams]
+    if missing:
+        raise ValueError(f"{name} needs the hyperparameters {sorted(entry.hparams)}; missing {missing}")
     cast = {}
-    for label, v in (("beta", beta), ("eta", eta)):
-        a = np.asarray(v, dtype=np.float64)
+    for label in entry.hparams:
+        a = np.asarray(hparams[label], dtype=np.float64)
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{label} must be finite for {name!r}; got {_first_bad(a, ~np.isfinite(a))}")
         with np.errstate(over="ignore", under="ignore"):
@@ -107,21 +143,20 @@ def check_hparams(name: str, beta: ArrayLike, eta: ArrayLike, dtype: Any = None)
         if not np.all(np.isfinite(c)):
             raise ValueError(f"{label} = {_first_bad(a, ~np.isfinite(c))} overflows {dtype.name} for {name!r}")
         tiny = (a != 0) & (np.abs(c) < np.finfo(dtype).tiny)  # 0 or subnormal: XLA flushes subnormals to 0
-        if label not in ignores and np.any(tiny):
+        if np.any(tiny):
             raise ValueError(f"{label} = {_first_bad(a, tiny)} underflows in {dtype.name} for {name!r} "
                              f"(below the smallest normal {np.finfo(dtype).tiny:.3g}, flushed to 0)")
         cast[label] = c.astype(np.float64)
-    check = meta.get("check") or _generic_check(name, meta)
-    check(cast["beta"], cast["eta"], dtype)
+    if entry.meta.get("check") is not None:
+        entry.meta["check"](cast, dtype)
 
 
 def _first_bad(a, bad):
     return f"{float(a[bad].ravel()[0]):g}"
 
 
-def _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every, dtype):
-    if name not in exact_names():
-        raise ValueError(f"unknown exact dynamic {name!r}; known: {', '.join(exact_names())}")
+def _validate(name, P, pi_ref, pi0, hparams, num_steps, log_every, dtype):
+    _exact_entry(name)
     check_preference_matrix(P)
     n = np.shape(P)[-1]
     for label, v in (("pi_ref", pi_ref), ("pi0", pi0)):
@@ -137,56 +172,63 @@ def _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every, dtype):
                              f"{np.dtype(dtype).name}); got min {a.min():.3g}")
         if np.max(np.abs(a.sum(-1) - 1)) > 1e-4:
             raise ValueError(f"{label} must sum to 1 over its last axis; got sums in [{a.sum(-1).min():.6g}, {a.sum(-1).max():.6g}]")
-    check_hparams(name, beta, eta, dtype)
+    check_hparams(name, hparams, dtype)
     if int(num_steps) != num_steps or num_steps < 0:
         raise ValueError(f"num_steps must be an integer >= 0; got {num_steps!r}")
-    if int(log_every) != log_every or log_every < 1 or num_steps % log_every:
+    if int(log_every) != log_every or log_every < 1 or (num_steps and num_steps % log_every):
         raise ValueError(f"log_every must be a positive integer dividing num_steps={num_steps}; got {log_every!r}")
 
 
-@partial(jax.jit, static_argnames=("name", "num_steps", "log_every", "average", "shared_P"))
-def _run(P, log_ref, log_pi0, beta, eta, *, name, num_steps, log_every, average, shared_P=False):
-    dyn: ExactDynamics = DYNAMICS.get(name)
+def _program(dyn: ExactDynamics, names, average: bool):
+    """The engine :class:`~alignjax.experiment.Program` of one simulated row: the row's game,
+    reference, start and hyperparameters arrive as leaves of its ``hparams`` (see :func:`simulate`)."""
+    from alignjax.experiment import Program
 
-    def one(P, lr, lp0, b, e):
-        s0 = dyn.init(lp0, P, lr, b, e)
-        avg0 = jnp.exp(s0.log_pi)
+    def hp_of(h):
+        return {k: h[k] for k in names}
 
-        def inner(carry, _):
-            s, avg = carry
-            s = dyn.update(s, P, lr, b, e)
-            if average:  # uniform average of pi_0 .. pi_t
-                avg = avg + (jnp.exp(s.log_pi) - avg) / (s.t + 1).astype(avg.dtype)
-            return (s, avg), None
+    def init(h, key):
+        s = dyn.init(h["__log_pi0"], h["__P"], h["__log_ref"], hp_of(h))
+        return s, jnp.exp(s.log_pi)
 
-        def outer(carry, _):
-            carry, _ = jax.lax.scan(inner, carry, None, length=log_every)
-            s, avg = carry
-            return carry, (avg if average else jnp.exp(s.log_pi))
+    def step(state, h):
+        s, avg = state
+        s = dyn.update(s, h["__P"], h["__log_ref"], hp_of(h))
+        if average:  # uniform average of pi_0 .. pi_t, written with a reciprocal (device-count invariance)
+            avg = avg + (jnp.exp(s.log_pi) - avg) * (1.0 / (s.t + 1).astype(avg.dtype))
+        return s, avg
 
-        _, logged = jax.lax.scan(outer, (s0, avg0), None, length=num_steps // log_every)
-        return jnp.concatenate([avg0[None], logged], axis=0)
+    def observe(state, h):
+        s, avg = state
+        return {"pi": avg if average else jnp.exp(s.log_pi)}
 
-    # a single game shared by every config stays unbatched: the vmapped mat-vecs become one mat-mat
-    return jax.vmap(one, in_axes=(None if shared_P else 0, 0, 0, 0, 0))(P, log_ref, log_pi0, beta, eta)
+    return Program(init, step, observe)
 
 
-def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike, eta: ArrayLike, num_steps: int,
-             log_every: int = 1, pi0: ArrayLike | None = None, average: bool = False) -> jax.Array:
+def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | None = None,
+             eta: ArrayLike | None = None, hparams: Mapping[str, ArrayLike] | None = None,
+             static: Mapping[str, Any] | None = None, num_steps: int, log_every: int = 1,
+             pi0: ArrayLike | None = None, average: bool = False) -> jax.Array:
     """Run an exact dynamic for ``num_steps`` updates; policies at every logged step.
 
-    One ``jit(vmap(scan))`` program per (name, shapes, num_steps, log_every): leading axes of
-    ``P (..., N, N)``, ``pi_ref (..., N)``, ``pi0`` and of the array-valued ``beta``/``eta``
-    are broadcast to one batch shape and vmapped (so a sweep over games x betas x etas is one
-    compile). Inputs are validated on concrete values before any compute.
+    A convenience for notebooks over the engine: every combination of the leading axes of
+    ``P (..., N, N)``, ``pi_ref (..., N)``, ``pi0`` and the array-valued hyperparameters is
+    one row of :func:`alignjax.sweep.run_sweep` (its game, reference, start and
+    hyperparameters are the row's leaves), so a sweep over games x betas x etas is one compile,
+    sharded over ``jax.devices()`` with results independent of the device count. Inputs are
+    validated on concrete values before any compute.
 
     Args:
       name: a registered exact dynamic (``DYNAMICS`` entry with ``meta["kind"] == "exact"``).
       P: preference matrices; pi_ref: reference policies (> 0); pi0: initial policies
         (default ``pi_ref``).
-      beta: KL coefficients; eta: step sizes. Both must satisfy the dynamic's condition
-        (:func:`check_hparams` on the values cast to the run's dtype), e.g. ``beta >= 0``,
-        ``eta > 0`` and ``eta * beta <= 1`` for omd, nash-md, egpo and omwu.
+      beta, eta: shorthands for ``hparams["beta"]``, ``hparams["eta"]``.
+      hparams: the dynamic's hyperparameters (every name its entry declares, e.g. ``beta`` and
+        ``eta``; a fork's ``damping``). They must satisfy the dynamic's condition
+        (:func:`check_hparams`, on the values cast to the run's dtype), e.g. ``beta >= 0``,
+        ``eta > 0`` and ``eta * beta <= 1`` for omd, nash-md, egpo and omwu; names the dynamic
+        does not declare are not used (their shapes still join the batch).
+      static: the dynamic's static knobs (e.g. ``{"reset_every": 20}`` for mpo).
       num_steps: number of updates (static); log_every: logging period, divides num_steps.
       average: return the running uniform average ``(1/(t+1)) sum_{s<=t} pi_s`` instead of
         the last iterate ``pi_t``.
@@ -196,21 +238,38 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike, eta
       ``0, log_every, ..., num_steps``.
 
     Raises:
-      ValueError: unknown name, invalid ``P``/``pi_ref``/``pi0``, ``beta``/``eta`` violating the
-        dynamic's condition (:func:`check_hparams`), or ``log_every`` not dividing ``num_steps``.
+      ValueError: unknown name or knob, invalid ``P``/``pi_ref``/``pi0``, hyperparameters
+        violating the dynamic's condition, or ``log_every`` not dividing ``num_steps``.
     """
-    dtype = jnp.result_type(P, pi_ref, pi_ref if pi0 is None else pi0, beta, eta, jnp.float32)
-    _validate(name, P, pi_ref, pi0, beta, eta, num_steps, log_every, dtype)
-    P = jnp.asarray(P)
-    pi_ref = jnp.asarray(pi_ref)
-    pi0 = pi_ref if pi0 is None else jnp.asarray(pi0)
-    beta, eta = jnp.asarray(beta), jnp.asarray(eta)
-    n = P.shape[-1]
-    batch = jnp.broadcast_shapes(P.shape[:-2], pi_ref.shape[:-1], pi0.shape[:-1], beta.shape, eta.shape)
+    from alignjax.sweep import Grid, run_sweep
+
+    hp_in = dict(hparams or {})
+    for k, v in (("beta", beta), ("eta", eta)):
+        if v is not None:
+            hp_in[k] = v
+    entry = _exact_entry(name)
+    shapes = [np.shape(v) for v in hp_in.values()]  # undeclared names still shape the batch
+    hp_in = {k: v for k, v in hp_in.items() if k in entry.hparams}
+    dtype = jnp.result_type(P, pi_ref, pi_ref if pi0 is None else pi0, *hp_in.values(), jnp.float32)
+    _validate(name, P, pi_ref, pi0, hp_in, num_steps, log_every, dtype)
+    dyn = exact_dynamics(name, **dict(static or {}))
+    P64 = np.asarray(P, np.float64)
+    ref = np.asarray(pi_ref, np.float64)
+    start = ref if pi0 is None else np.asarray(pi0, np.float64)
+    hp64 = {k: np.asarray(v, np.float64) for k, v in hp_in.items()}
+    n = P64.shape[-1]
+    batch = np.broadcast_shapes(P64.shape[:-2], ref.shape[:-1], start.shape[:-1], *shapes)
     size = int(np.prod(batch, dtype=np.int64))
-    flat = lambda x, tail: jnp.broadcast_to(x.astype(dtype), (*batch, *tail)).reshape(size, *tail)
-    shared = P.ndim == 2  # one game for the whole batch: not copied per config
-    out = _run(P.astype(dtype) if shared else flat(P, (n, n)), jnp.log(flat(pi_ref, (n,))), jnp.log(flat(pi0, (n,))),
-               flat(beta, ()), flat(eta, ()), name=name, num_steps=int(num_steps), log_every=int(log_every),
-               average=bool(average), shared_P=shared)
-    return out.reshape(*batch, out.shape[-2], n)
+    flat = lambda x, tail: np.broadcast_to(x, (*batch, *tail)).reshape(size, *tail)
+    with np.errstate(divide="ignore"):
+        leaves = {"__P": flat(P64, (n, n)), "__log_ref": np.log(flat(ref, (n,))), "__log_pi0": np.log(flat(start, (n,))),
+                  **{k: flat(v, ()) for k, v in hp64.items()}}
+    leaves = {k: v.astype(dtype) for k, v in leaves.items()}
+    if num_steps == 0:  # nothing to iterate: the start (init normalises it)
+        res = run_sweep(_program(dyn, list(hp64), average), Grid(leaves, (), 1), num_steps=1, log_every=1)
+        out = res.metrics["pi"][:, 0, :1]
+    else:
+        res = run_sweep(_program(dyn, list(hp64), average), Grid(leaves, (), 1), num_steps=int(num_steps),
+                        log_every=int(log_every))
+        out = res.metrics["pi"][:, 0]
+    return jnp.asarray(out.reshape(*batch, out.shape[-2], n))

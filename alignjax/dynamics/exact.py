@@ -2,9 +2,13 @@
 
 Every rule works in log space; ``lsm`` is ``log_softmax`` (the ``+ c`` renormalisation of
 the project's algorithm spec, §2), ``A = (P - P^T)/2`` (``A @ pi = P @ pi - 1/2``), and
-``b = eta * beta``. Registered in ``DYNAMICS`` with ``meta={"kind": "exact"}``; all take
-``beta``/``eta`` as arrays, so one compile sweeps them (:func:`alignjax.dynamics.simulate`).
-Shapes: ``log_pi, log_pi_ref (..., N)``, ``P (..., N, N)``, ``beta, eta (...)``.
+``b = eta * beta``. Each rule is a factory (its static knobs as keyword arguments, e.g.
+``mpo(reset_every=50)``) returning an :class:`~alignjax.dynamics.base.ExactDynamics` pair
+``init(log_pi0, P, log_pi_ref, hparams)``, ``update(state, P, log_pi_ref, hparams)``; the
+factories are registered in ``DYNAMICS`` with ``meta={"kind": "exact"}``, the hyperparameters
+each rule reads (``hparams=``, array leaves, so one compile sweeps them) and its static knobs
+(``static=``). Build one with :func:`alignjax.dynamics.exact_dynamics` (``name, **static``).
+Shapes: ``log_pi, log_pi_ref (..., N)``, ``P (..., N, N)``, ``hparams[k] (...)``.
 
 =================  ==========================================================================
 name               update ``log pi_t -> log pi_{t+1}``
@@ -13,8 +17,8 @@ omd                ``lsm((1-b) log pi_t + b log pi_ref + eta A pi_t)``  (= exact
                    population step of online IPO; Zhang et al. arXiv 2407.00617)
 nash-md            ``log mu = lsm((1-b) log pi_t + b log pi_ref)``; ``lsm(log mu + eta A mu)``
                    (Munos et al. arXiv 2312.00886, constant eta: biased fixed point)
-nash-md-schedule   as nash-md with ``eta_t = 2/(beta (t+2))`` (the theorem's schedule; the
-                   ``eta`` argument is ignored); ``KL(pi* || pi_T) <= 8/(beta^2 (T+1))``
+nash-md-schedule   as nash-md with ``eta_t = 2/(beta (t+2))`` (the theorem's schedule; no
+                   ``eta`` hyperparameter); ``KL(pi* || pi_T) <= 8/(beta^2 (T+1))``
 egpo               extragradient: ``h = lsm((1-b) log pi_t + b log pi_ref + eta A pi_t)``,
                    ``lsm((1-b) log pi_t + b log pi_ref + eta A h)`` (Zhou et al. arXiv 2503.08942)
 omwu               optimistic: ``lsm((1-b) log pi_t + b log pi_ref + eta (2 A pi_t - A pi_{t-1}))``
@@ -54,7 +58,7 @@ egpo, omwu         ``eta = 1/beta`` rounds a few ulps above 1, harmlessly). The 
                    diverges and overflows to NaN (float32: about 80 steps at ``b = 4``, 210
                    at ``b = 2.5``).
 nash-md-schedule   ``beta > 0`` with ``2/beta`` finite (implied by ``beta`` being a normal
-                   float of the dtype, checked for every value; ``eta`` ignored):
+                   float of the dtype, checked for every value; no ``eta``):
                    ``eta_t beta = 2/(t+2) <= 1`` for every ``t`` (``= 1`` at ``t = 0``: the
                    first mixture is ``pi_ref``), so the bound above gives ``osc <= 1/beta``,
                    and the logits formed before a normalisation stay within ``1.5/beta``.
@@ -62,8 +66,8 @@ mpo                ``beta > 0``, ``eta > 0``; no upper limit on ``eta * beta``: 
                    ``1/(1+b)``, ``b/(1+b)`` lie in ``[0, 1]`` for every ``b >= 0`` and the
                    payoff coefficient ``eta/(1+b) = 1/(1/eta + beta)`` is at most ``1/beta``
                    (computed in that form, finite even where ``b`` overflows).
-mwu                ``eta > 0`` (``beta`` ignored; ``osc`` grows at most like ``eta t``).
-bt-rlhf            ``beta > 0`` (``eta`` ignored): the reward is shifted to ``r - max r`` before
+mwu                ``eta > 0`` (no ``beta``; ``osc`` grows at most like ``eta t``).
+bt-rlhf            ``beta > 0`` (no ``eta``): the reward is shifted to ``r - max r`` before
                    the division, so any ``beta > 0`` is finite (tiny ``beta``: the argmax).
 =================  ==========================================================================
 
@@ -96,7 +100,7 @@ def _t0(log_pi):
     return jnp.zeros(log_pi.shape[:-1], jnp.int32)
 
 
-def _simple_init(log_pi0, P, log_pi_ref, beta, eta):
+def _simple_init(log_pi0, P, log_pi_ref, hparams):
     return ExactState(_lsm(jnp.asarray(log_pi0)), _t0(log_pi0), ())
 
 
@@ -115,7 +119,8 @@ def omd() -> ExactDynamics:
     ``log pi_t`` must be ``>= 0``; see the module docstring for the derivation).
     """
 
-    def update(s, P, log_pi_ref, beta, eta):
+    def update(s, P, log_pi_ref, hp):
+        beta, eta = hp["beta"], hp["eta"]
         return ExactState(_omd_target(s.log_pi, P, log_pi_ref, beta, eta, payoff(P, s.log_pi)), s.t + 1, ())
 
     return ExactDynamics(_simple_init, update)
@@ -138,8 +143,8 @@ def nash_md() -> ExactDynamics:
     is a geometric mixture only for a weight ``1 - eta beta >= 0`` on ``pi_t``).
     """
 
-    def update(s, P, log_pi_ref, beta, eta):
-        return ExactState(_nash_md_step(s.log_pi, P, log_pi_ref, beta, eta), s.t + 1, ())
+    def update(s, P, log_pi_ref, hp):
+        return ExactState(_nash_md_step(s.log_pi, P, log_pi_ref, hp["beta"], hp["eta"]), s.t + 1, ())
 
     return ExactDynamics(_simple_init, update)
 
@@ -148,7 +153,7 @@ def nash_md_schedule() -> ExactDynamics:
     """Nash-MD with the schedule of its convergence theorem (NLHF arXiv 2312.00886, Thm 1).
 
     As :func:`nash_md` with ``eta_t = 2 / (beta (t + 2))`` (``t = 0, 1, ...``; the ``eta``
-    argument is ignored). Theorem: ``KL(pi*_beta || pi_T) <= 8 / (beta^2 (T + 1))``.
+    hyperparameter). Theorem: ``KL(pi*_beta || pi_T) <= 8 / (beta^2 (T + 1))``.
 
     Needs ``beta > 0`` with ``2/beta`` finite in the dtype (true for every normal float); the mixture weight
     ``eta_t beta = 2/(t + 2)`` is ``<= 1`` by construction (``= 1`` at ``t = 0``), so the
@@ -156,8 +161,10 @@ def nash_md_schedule() -> ExactDynamics:
     the logits formed before each normalisation within ``1.5/beta`` (``eta_t |A mu| <= 1/(2 beta)``).
     """
 
-    def update(s, P, log_pi_ref, beta, eta):
-        eta_t = 2.0 / (beta * (s.t + 2).astype(s.log_pi.dtype))
+    def update(s, P, log_pi_ref, hp):
+        beta = hp["beta"]
+        # products of reciprocals, not a division by beta (see alignjax.sweep: device-count invariance)
+        eta_t = (2.0 * (1.0 / beta)) * (1.0 / (s.t + 2).astype(s.log_pi.dtype))
         return ExactState(_nash_md_step(s.log_pi, P, log_pi_ref, beta, eta_t), s.t + 1, ())
 
     return ExactDynamics(_simple_init, update)
@@ -174,7 +181,8 @@ def egpo() -> ExactDynamics:
     ``1 - eta beta``, which must be ``>= 0``).
     """
 
-    def update(s, P, log_pi_ref, beta, eta):
+    def update(s, P, log_pi_ref, hp):
+        beta, eta = hp["beta"], hp["eta"]
         half = _omd_target(s.log_pi, P, log_pi_ref, beta, eta, payoff(P, s.log_pi))
         return ExactState(_omd_target(s.log_pi, P, log_pi_ref, beta, eta, payoff(P, half)), s.t + 1, ())
 
@@ -191,13 +199,14 @@ def omwu() -> ExactDynamics:
     ``log pi_t`` must be ``>= 0``).
     """
 
-    def init(log_pi0, P, log_pi_ref, beta, eta):
+    def init(log_pi0, P, log_pi_ref, hp):
         lp = _lsm(jnp.asarray(log_pi0))
         return ExactState(lp, _t0(lp), payoff(P, lp))
 
-    def update(s, P, log_pi_ref, beta, eta):
+    def update(s, P, log_pi_ref, hp):
         pay = payoff(P, s.log_pi)
-        return ExactState(_omd_target(s.log_pi, P, log_pi_ref, beta, eta, 2.0 * pay - s.extra), s.t + 1, pay)
+        return ExactState(_omd_target(s.log_pi, P, log_pi_ref, hp["beta"], hp["eta"], 2.0 * pay - s.extra),
+                          s.t + 1, pay)
 
     return ExactDynamics(init, update)
 
@@ -219,13 +228,14 @@ def mpo(reset_every: int = 50) -> ExactDynamics:
     if K < 1:
         raise ValueError(f"reset_every must be >= 1; got {reset_every!r}")
 
-    def init(log_pi0, P, log_pi_ref, beta, eta):
+    def init(log_pi0, P, log_pi_ref, hp):
         lp = _lsm(jnp.asarray(log_pi0))
         return ExactState(lp, _t0(lp), jnp.broadcast_to(jnp.asarray(log_pi_ref, lp.dtype), lp.shape))
 
-    def update(s, P, log_pi_ref, beta, eta):
+    def update(s, P, log_pi_ref, hp):
         # the same rule with bounded coefficients: 1/(1+b), b/(1+b) in [0, 1] and
         # eta/(1+b) = 1/(1/eta + beta) <= min(eta, 1/beta), so no inf/inf for huge eta*beta
+        beta, eta = hp["beta"], hp["eta"]
         w = _col(1.0 / (1.0 + eta * beta))
         step = _col(1.0 / (1.0 / eta + beta))
         new = _lsm(w * s.log_pi + (1.0 - w) * s.extra + step * payoff(P, s.log_pi))
@@ -246,14 +256,14 @@ def mwu() -> ExactDynamics:
     Needs ``eta > 0``; no condition on ``beta`` (unused).
     """
 
-    def init(log_pi0, P, log_pi_ref, beta, eta):
+    def init(log_pi0, P, log_pi_ref, hp):
         lp = _lsm(jnp.asarray(log_pi0))
         return ExactState(lp, _t0(lp), jnp.exp(lp))
 
-    def update(s, P, log_pi_ref, beta, eta):
-        new = _lsm(s.log_pi + _col(eta) * payoff(P, s.log_pi))
+    def update(s, P, log_pi_ref, hp):
+        new = _lsm(s.log_pi + _col(hp["eta"]) * payoff(P, s.log_pi))
         t = s.t + 1
-        avg = s.extra + (jnp.exp(new) - s.extra) / _col(t + 1).astype(new.dtype)
+        avg = s.extra + (jnp.exp(new) - s.extra) * (1.0 / _col(t + 1).astype(new.dtype))
         return ExactState(new, t, avg)
 
     return ExactDynamics(init, update)
@@ -267,26 +277,27 @@ def bt_rlhf(num_fit_steps: int = 50) -> ExactDynamics:
     ``update`` returns ``log pi = lsm(log pi_ref + r / beta)`` (the maximiser of
     ``E_pi r - beta KL(pi || pi_ref)``), whatever the current iterate.
 
-    Needs ``beta > 0`` (``eta`` ignored); any positive normal ``beta`` is safe: the reward is shifted
+    Needs ``beta > 0`` (no ``eta``); any positive normal ``beta`` is safe: the reward is shifted
     to ``r - max r <= 0`` before the division (``lsm`` is shift-invariant), so a tiny ``beta``
     gives probability 0 (log ``-inf``) to the non-maximisers, never ``inf - inf``.
     """
 
-    def init(log_pi0, P, log_pi_ref, beta, eta):
+    def init(log_pi0, P, log_pi_ref, hp):
         lp = _lsm(jnp.asarray(log_pi0))
         return ExactState(lp, _t0(lp), fit_bradley_terry(P, num_steps=num_fit_steps).astype(lp.dtype))
 
-    def update(s, P, log_pi_ref, beta, eta):
+    def update(s, P, log_pi_ref, hp):
         # r - max r <= 0 before dividing: a tiny beta gives -inf (probability 0), never inf - inf
         r = s.extra - jnp.max(s.extra, axis=-1, keepdims=True)
-        return ExactState(_lsm(log_pi_ref + r / _col(beta)), s.t + 1, s.extra)
+        return ExactState(_lsm(log_pi_ref + r * (1.0 / _col(hp["beta"]))), s.t + 1, s.extra)
 
     return ExactDynamics(init, update)
 
 
 # ------------------------------------------------------------------ hyperparameter conditions
-# Each ``check(beta, eta, dtype)`` gets float64 arrays holding the values as cast to the run's
-# ``dtype`` (finite there) and raises a one-line ``ValueError`` naming the violated condition.
+# Each ``check(hp, dtype)`` gets ``hp``: the entry's declared hyperparameters as float64 arrays
+# holding the values as cast to the run's ``dtype`` (finite there), and raises a one-line
+# ``ValueError`` naming the violated condition.
 
 _ROUNDING = 1e-6  # eta*beta meant to be exactly 1 (e.g. eta = 1/beta) may round above 1 by ulps
 
@@ -308,7 +319,8 @@ def _finite_in(dtype, x):
 def _mixture_check(name):
     """``beta >= 0``, ``eta > 0``, ``eta * beta <= 1``: the ``(1 - eta beta) log pi_t`` weight is >= 0."""
 
-    def check(beta, eta, dtype):
+    def check(hp, dtype):
+        beta, eta = hp["beta"], hp["eta"]
         _need(name, "beta", beta, beta >= 0, ">= 0")
         _need(name, "eta", eta, eta > 0, "> 0")
         b = np.asarray(eta * beta)
@@ -319,39 +331,40 @@ def _mixture_check(name):
     return check
 
 
-def _schedule_check(beta, eta, dtype):
-    """nash-md-schedule: ``beta > 0`` with ``2/beta`` finite in the dtype (``eta`` ignored)."""
+def _schedule_check(hp, dtype):
+    """nash-md-schedule: ``beta > 0`` with ``2/beta`` finite in the dtype."""
+    beta = hp["beta"]
     _need("nash-md-schedule", "beta", beta, beta > 0, "> 0")
     with np.errstate(divide="ignore"):
         ok = _finite_in(dtype, 2.0 / beta)
     _need("nash-md-schedule", "beta", beta, ok, f"> 0 with 2/beta finite in {np.dtype(dtype).name} (eta_0 = 1/beta)")
 
 
-def _positive_check(name, labels):
-    """``label > 0`` for each label (no other condition: see the rule's docstring)."""
+def _positive_check(name):
+    """Every declared hyperparameter ``> 0`` (no other condition: see the rule's docstring)."""
 
-    def check(beta, eta, dtype):
-        for label in labels:
-            _need(name, label, {"beta": beta, "eta": eta}[label], {"beta": beta, "eta": eta}[label] > 0, "> 0")
+    def check(hp, dtype):
+        for label, v in hp.items():
+            _need(name, label, v, v > 0, "> 0")
 
     return check
 
 
+def _mpo_static(reset_every):
+    if int(reset_every) != reset_every or reset_every < 1:
+        raise ValueError(f"mpo needs reset_every >= 1 (an integer); got {reset_every!r}")
+
+
 _META = {"kind": "exact"}
-DYNAMICS.register("omd", omd(), hparams={"beta": 0.1, "eta": 0.4},
+_BETA_ETA = {"beta": 0.1, "eta": 0.4}
+DYNAMICS.register("omd", omd, hparams=_BETA_ETA,
                   meta=dict(_META, aliases=["inpo", "online-ipo-exact"], check=_mixture_check("omd")))
-DYNAMICS.register("nash-md", nash_md(), hparams={"beta": 0.1, "eta": 0.4},
-                  meta=dict(_META, check=_mixture_check("nash-md")))
-DYNAMICS.register("nash-md-schedule", nash_md_schedule(), hparams={"beta": 0.1, "eta": 1.0},
-                  meta=dict(_META, needs_positive_beta=True, ignores=["eta"],
-                            check=_schedule_check))
-DYNAMICS.register("egpo", egpo(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META, check=_mixture_check("egpo")))
-DYNAMICS.register("omwu", omwu(), hparams={"beta": 0.1, "eta": 0.4}, meta=dict(_META, check=_mixture_check("omwu")))
-DYNAMICS.register("mpo", mpo(), hparams={"beta": 0.1, "eta": 0.4},
-                  meta=dict(_META, needs_positive_beta=True, reset_every=50,
-                            check=_positive_check("mpo", ("beta", "eta"))))
-DYNAMICS.register("mwu", mwu(), hparams={"beta": 0.1, "eta": 0.4},
-                  meta=dict(_META, ignores=["beta", "pi_ref"], check=_positive_check("mwu", ("eta",))))
-DYNAMICS.register("bt-rlhf", bt_rlhf(), hparams={"beta": 0.1, "eta": 1.0},
-                  meta=dict(_META, needs_positive_beta=True, ignores=["eta"],
-                            check=_positive_check("bt-rlhf", ("beta",))))
+DYNAMICS.register("nash-md", nash_md, hparams=_BETA_ETA, meta=dict(_META, check=_mixture_check("nash-md")))
+DYNAMICS.register("nash-md-schedule", nash_md_schedule, hparams={"beta": 0.1}, meta=dict(_META, check=_schedule_check))
+DYNAMICS.register("egpo", egpo, hparams=_BETA_ETA, meta=dict(_META, check=_mixture_check("egpo")))
+DYNAMICS.register("omwu", omwu, hparams=_BETA_ETA, meta=dict(_META, check=_mixture_check("omwu")))
+DYNAMICS.register("mpo", mpo, hparams=_BETA_ETA, static={"reset_every": 50},
+                  meta=dict(_META, check=_positive_check("mpo"), check_static=_mpo_static))
+DYNAMICS.register("mwu", mwu, hparams={"eta": 0.4}, meta=dict(_META, ignores=["pi_ref"], check=_positive_check("mwu")))
+DYNAMICS.register("bt-rlhf", bt_rlhf, hparams={"beta": 0.1}, static={"num_fit_steps": 50},
+                  meta=dict(_META, check=_positive_check("bt-rlhf")))
