@@ -192,53 +192,38 @@ def settings(scale: str) -> dict:
     return s
 
 
-def reproduce(ctx) -> list:
-    """Suite ``dpo-bandit``: the closed-form optimum, and the data-size gap with sampled pairs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from alignjax.results import claim
+def exact_stage(ctx, s) -> dict:
+    """Population DPO (every pair, soft labels) for each beta, through the engine in float64."""
     from alignjax.sweep import make_grid, run_sweep
 
-    exp = DPO_BANDIT
-    s = settings(ctx.scale)
-    seeds, betas, sizes = s["seeds"], s["betas"], s["sizes"]
-    exact_cfg = {**exp.config, "num_steps": s["exact_steps"], "log_every": s["exact_log_every"]}
-    sampled_cfg = {**exp.config, "pairs": "sampled", "max_pairs": max(sizes),
-                   "num_steps": s["sampled_steps"], "log_every": s["sampled_log_every"]}
-    ctx.config.update({"scale": ctx.scale, "seeds": seeds, "betas": betas, "pairs_per_prompt": sizes,
-                       "exact": exact_cfg, "sampled": sampled_cfg, "hparams": dict(exp.hparams)})
-
-    grid = make_grid(exp.hparams, {"beta": betas}, seeds=seeds)
+    cfg = {**DPO_BANDIT.config, "num_steps": s["exact_steps"], "log_every": s["exact_log_every"]}
+    grid = make_grid(HPARAMS, {"beta": s["betas"]}, seeds=s["seeds"])
     with jax.enable_x64(True):  # float32 cannot resolve 1e-4 on log pi* ~ -400 (beta = 0.01)
-        exact = run_sweep(exp.make_program(exact_cfg), grid, num_steps=exact_cfg["num_steps"],
-                          log_every=exact_cfg["log_every"], progress=ctx.progress)
-    ctx.write_csv("exact_metrics.csv", exact.table())
-    err = exact.metrics["max_abs_log_err"][:, :, -1].max(axis=1)  # worst seed per beta
-
-    gaps = {}
-    for labels in ("soft", "hard"):
-        cfg = {**sampled_cfg, "labels": labels}
-        g = make_grid({**exp.hparams, "beta": 0.1}, {"num_pairs": [float(n) for n in sizes]}, seeds=seeds)
-        res = run_sweep(exp.make_program(cfg), g, num_steps=cfg["num_steps"], log_every=cfg["log_every"],
+        res = run_sweep(DPO_BANDIT.make_program(cfg), grid, num_steps=cfg["num_steps"], log_every=cfg["log_every"],
                         progress=ctx.progress)
-        ctx.write_csv(f"sampled_{labels}_metrics.csv", res.table())
-        gaps[labels] = res.metrics["kl_to_optimum"][:, :, -1].mean(axis=1)
+    ctx.write_csv("exact_metrics.csv", res.table())
+    return {"steps": res.steps, "metrics": res.metrics}
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for i, b in enumerate(betas):
-        axes[0].semilogy(exact.steps, exact.metrics["max_abs_log_err"][i].max(axis=0), label=f"beta={b:g}")
-    axes[0].axhline(1e-4, color="k", ls=":", lw=1)
-    axes[0].set(xlabel="step", ylabel="max |log pi - log pi*|", title="population DPO -> closed form")
-    axes[0].legend()
-    for labels, v in gaps.items():
-        axes[1].loglog(sizes, v, "o-", label=f"{labels} labels")
-    axes[1].set(xlabel="pairs per prompt", ylabel="KL(pi* || pi) at the end", title="sampled pairs (beta=0.1)")
-    axes[1].legend()
-    ctx.savefig(fig, "dpo_bandit.png")
 
+def sampled_stage(ctx, s, labels: str) -> dict:
+    """DPO on ``num_pairs`` sampled pairs per prompt (soft or hard labels), beta = 0.1."""
+    from alignjax.sweep import make_grid, run_sweep
+
+    cfg = {**DPO_BANDIT.config, "pairs": "sampled", "labels": labels, "max_pairs": max(s["sizes"]),
+           "num_steps": s["sampled_steps"], "log_every": s["sampled_log_every"]}
+    grid = make_grid({**HPARAMS, "beta": 0.1}, {"num_pairs": [float(n) for n in s["sizes"]]}, seeds=s["seeds"])
+    res = run_sweep(DPO_BANDIT.make_program(cfg), grid, num_steps=cfg["num_steps"], log_every=cfg["log_every"],
+                    progress=ctx.progress)
+    ctx.write_csv(f"sampled_{labels}_metrics.csv", res.table())
+    return {"steps": res.steps, "metrics": res.metrics}
+
+
+def claims(s, exact, gaps) -> list:
+    """The suite's three claims from the stage outputs."""
+    from alignjax.results import claim
+
+    betas, sizes, seeds = s["betas"], s["sizes"], s["seeds"]
+    err = exact["metrics"]["max_abs_log_err"][:, :, -1].max(axis=1)  # worst seed per beta
     src = "Rafailov et al. 2023 (arXiv 2305.18290), Sec. 4, Eq. 4"
     return [
         claim("closed-form-optimum",
@@ -257,9 +242,45 @@ def reproduce(ctx) -> list:
               "With hard (sampled) labels DPO overfits the observed votes: at every data size the final policy "
               "is further from pi* than with the soft labels of the same pairs.",
               "Azar et al. 2023 (arXiv 2310.12036), Sec. 4.2", "DPO overfits deterministic preferences",
-              {str(n): float(h / s) for n, h, s in zip(sizes, gaps["hard"], gaps["soft"])},
+              {str(n): float(h / s_) for n, h, s_ in zip(sizes, gaps["hard"], gaps["soft"])},
               bool(np.all(gaps["hard"] > gaps["soft"])), "ratio KL_hard / KL_soft per data size"),
     ]
+
+
+def plots(ctx, s, exact, gaps) -> None:
+    """``dpo_bandit.png``: the population error per beta, and the final KL per data size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, b in enumerate(s["betas"]):
+        axes[0].semilogy(exact["steps"], exact["metrics"]["max_abs_log_err"][i].max(axis=0), label=f"beta={b:g}")
+    axes[0].axhline(1e-4, color="k", ls=":", lw=1)
+    axes[0].set(xlabel="step", ylabel="max |log pi - log pi*|", title="population DPO -> closed form")
+    axes[0].legend()
+    for labels, v in gaps.items():
+        axes[1].loglog(s["sizes"], v, "o-", label=f"{labels} labels")
+    axes[1].set(xlabel="pairs per prompt", ylabel="KL(pi* || pi) at the end", title="sampled pairs (beta=0.1)")
+    axes[1].legend()
+    ctx.savefig(fig, "dpo_bandit.png")
+
+
+def reproduce(ctx) -> list:
+    """Suite ``dpo-bandit``: settings -> stages (exact, sampled soft, sampled hard) -> claims -> plots."""
+    s = settings(ctx.scale)
+    ctx.config.update({"scale": ctx.scale, "seeds": s["seeds"], "betas": s["betas"], "pairs_per_prompt": s["sizes"],
+                       "steps": {k: s[k] for k in ("exact_steps", "exact_log_every", "sampled_steps",
+                                                    "sampled_log_every")},
+                       "base": dict(DPO_BANDIT.config), "hparams": dict(HPARAMS)})
+    exact = ctx.stage("exact", lambda: exact_stage(ctx, s))
+    gaps = {}
+    for labels in ("soft", "hard"):
+        res = ctx.stage(f"sampled-{labels}", lambda: sampled_stage(ctx, s, labels))
+        gaps[labels] = res["metrics"]["kl_to_optimum"][:, :, -1].mean(axis=1)
+    plots(ctx, s, exact, gaps)
+    return claims(s, exact, gaps)
 
 
 SUITES.register(
