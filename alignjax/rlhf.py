@@ -198,7 +198,11 @@ TRAINERS.register("rlhf", rlhf, hparams={"beta": 0.1, "learning_rate": 0.05, "re
 
 def run_trainer(trainer: Trainer, policy: Policy, params, problem: Problem, hparams: dict, key: jax.Array, *,
                 num_steps: int, log_every: int, observe: Callable[[jax.Array], dict]) -> tuple[TrainState, dict]:
-    """``init`` then ``num_steps`` updates in ``lax.scan``; jittable and ``vmap``-able.
+    """``init`` then ``num_steps`` updates through the engine's observe-scan; jittable and ``vmap``-able.
+
+    The trainer becomes a :class:`~alignjax.experiment.Program` (state: the train state and a
+    PRNG key split once per update) run by :func:`alignjax.sweep.run_program`, the same nested
+    ``lax.scan`` every sweep uses.
 
     Args:
       observe: ``observe(logp_table (X, N)) -> {name: scalar}``, called at steps
@@ -207,21 +211,21 @@ def run_trainer(trainer: Trainer, policy: Policy, params, problem: Problem, hpar
     Returns:
       ``(final_state, metrics)`` with each metric stacked to ``(num_steps // log_every + 1, ...)``.
     """
-    k_init, k_run = jax.random.split(key)
-    state = trainer.init(params, problem, hparams, k_init)
+    from alignjax.experiment import Program
+    from alignjax.sweep import run_program
 
-    def look(s):
-        return observe(policy.log_probs(s.params, problem.prompts))
+    def init(hp, k):
+        k_init, k_run = jax.random.split(k)
+        return trainer.init(params, problem, hp, k_init), k_run
 
-    def inner(carry, k):
-        s, _ = trainer.update(carry, problem, hparams, k)
-        return s, None
+    def step(state, hp):
+        s, k = state
+        k, k_step = jax.random.split(k)
+        return trainer.update(s, problem, hp, k_step)[0], k
 
-    def outer(s, k):
-        s, _ = jax.lax.scan(inner, s, jax.random.split(k, log_every))
-        return s, look(s)
+    def look(state, hp):
+        return observe(policy.log_probs(state[0].params, problem.prompts))
 
-    first = look(state)
-    state, rest = jax.lax.scan(outer, state, jax.random.split(k_run, num_steps // log_every))
-    metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
-    return state, metrics
+    (final, _), metrics = run_program(Program(init, step, look), hparams, key, num_steps=num_steps,
+                                      log_every=log_every)
+    return final, metrics

@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from alignjax.experiment import Program
 
-__all__ = ["Grid", "SweepResult", "make_grid", "make_run", "run_sweep", "default_block_size", "check_grid_size",
+__all__ = ["Grid", "SweepResult", "make_grid", "make_run", "run_program", "run_sweep", "default_block_size", "check_grid_size",
            "estimate_memory", "check_memory", "available_memory"]
 
 
@@ -103,18 +103,27 @@ def make_run(program: Program, *, num_steps: int, log_every: int) -> Callable:
     intervals of ``log_every`` steps (nested ``lax.scan``), observing after each. It is the
     engine's batched run (:func:`_make_batched_run`) on a batch of one row.
     """
-    run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every)
-
     def run(hparams, key):
-        out = run_b(jax.tree.map(lambda x: jnp.asarray(x)[None], hparams), key[None])
-        return jax.tree.map(lambda x: x[0], out)
+        return run_program(program, hparams, key, num_steps=num_steps, log_every=log_every)[1]
 
     return run
 
 
+def run_program(program: Program, hparams, key, *, num_steps: int, log_every: int):
+    """``(final_state, metrics)`` of one run of ``program`` (see :func:`make_run`); jittable.
+
+    For library code that needs the final state too (e.g. :func:`alignjax.rlhf.run_trainer`):
+    the same observe-scan as every sweep, on a batch of one row.
+    """
+    run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every, with_state=True)
+    state, metrics = run_b(jax.tree.map(lambda x: jnp.asarray(x)[None], hparams), key[None])
+    return jax.tree.map(lambda x: x[0], state), jax.tree.map(lambda x: x[0], metrics)
+
+
 def _make_batched_run(program: Program, *, num_steps: int, log_every: int,
-                      on_interval: Callable[[], None] | None = None) -> Callable:
-    """``run_b(hparams, keys) -> metrics`` for a block of rows: ``(block, T, ...)`` metrics."""
+                      on_interval: Callable[[], None] | None = None, with_state: bool = False) -> Callable:
+    """``run_b(hparams, keys) -> metrics`` for a block of rows: ``(block, T, ...)`` metrics
+    (``(final_state, metrics)`` with ``with_state``)."""
     if num_steps % log_every:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
     advance = _make_advance(program, log_every, on_interval)
@@ -122,8 +131,9 @@ def _make_batched_run(program: Program, *, num_steps: int, log_every: int,
     def run_b(hparams, keys):
         state = jax.vmap(program.init)(hparams, keys)
         first = jax.vmap(program.observe)(state, hparams)
-        _, rest = advance(state, hparams, num_steps // log_every)
-        return jax.tree.map(lambda a, b: jnp.concatenate([a[:, None], jnp.moveaxis(b, 0, 1)], axis=1), first, rest)
+        state, rest = advance(state, hparams, num_steps // log_every)
+        metrics = jax.tree.map(lambda a, b: jnp.concatenate([a[:, None], jnp.moveaxis(b, 0, 1)], axis=1), first, rest)
+        return (state, metrics) if with_state else metrics
 
     return run_b
 
