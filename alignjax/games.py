@@ -38,9 +38,13 @@ __all__ = [
 ]
 
 
-def _antisym(P: jax.Array) -> jax.Array:
-    """``A = (P - P^T)/2``: exactly antisymmetric in floating point."""
+def antisym(P: jax.Array) -> jax.Array:
+    """``A = (P - P^T)/2``: exactly antisymmetric in floating point (the one home of the
+    antisymmetric payoff; ``P @ pi = A @ pi + 1/2`` on the simplex)."""
     return 0.5 * (P - jnp.swapaxes(P, -1, -2))
+
+
+_antisym = antisym
 
 
 def _bcast(P: ArrayLike, *vecs: ArrayLike, scalars: tuple = ()):
@@ -73,10 +77,12 @@ def win_rate(P: ArrayLike, p: ArrayLike, q: ArrayLike) -> jax.Array:
 def kl(p: ArrayLike, q: ArrayLike) -> jax.Array:
     """``KL(p || q) = sum_y p(y) log(p(y)/q(y))`` over the last axis (``0 log 0 = 0``; ``inf`` if
     ``q(y) = 0 < p(y)``). Shapes ``(..., N), (..., N) -> (...)``."""
+    from alignjax.metrics.coverage import reverse_kl  # the one home of KL (on log-probabilities)
+
     p, q = jnp.asarray(p), jnp.asarray(q)
     batch = jnp.broadcast_shapes(p.shape, q.shape)
-    p, q = jnp.broadcast_to(p, batch), jnp.broadcast_to(q, batch)
-    return jnp.sum(jax.scipy.special.xlogy(p, p) - jax.scipy.special.xlogy(p, q), axis=-1)
+    with jax.numpy_dtype_promotion("standard"):
+        return reverse_kl(jnp.log(jnp.broadcast_to(p, batch)), jnp.log(jnp.broadcast_to(q, batch)))
 
 
 def _br_logits(P, pi, pi_ref, beta):

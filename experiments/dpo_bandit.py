@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignjax.metrics import expected_reward, reverse_kl
+from alignjax.metrics import expected_reward, optimal_policy, reverse_kl
 from alignjax.experiment import Experiment, Program, check_representable, namespaced
 from alignjax.registry import EXPERIMENTS, LOSSES, SUITES
 
@@ -57,10 +57,8 @@ def _instance(key, num_prompts, num_responses, reward_scale):
 
 
 def optimum_logps(r, log_ref, beta):
-    """``log pi*`` with ``pi* ∝ pi_ref exp(r / beta)``; ``r, log_ref`` ``(..., N)``, ``beta`` broadcastable."""
-    # r * (1 / beta), not r / beta: XLA rewrites the latter into the former on one device but
-    # not when partitioned, which would break bitwise device-count invariance (see sweep.py).
-    return jax.nn.log_softmax(log_ref + r * (1.0 / beta), axis=-1)
+    """``log pi*`` with ``pi* ∝ pi_ref exp(r / beta)`` (:func:`alignjax.metrics.optimal_policy`)."""
+    return optimal_policy(log_ref, r, beta)
 
 
 def make_program(config) -> Program:

@@ -1,32 +1,40 @@
 """Registry-wide tests: every registered entry meets its kind's common contract.
 
-The loss tests iterate over ``LOSSES`` (``for entry in LOSSES``) and call each loss with the
-defaults of its extra hyperparameters (``entry.hparams``), so a loss registered by a fork is
-covered with no extra test code. The contract (``alignjax.losses`` module docstring):
+No test lists the entries: each iterates a registry (``LOSSES.names()``, ``for entry in
+LOSSES``, every entry a component accepts), so a fork's new entry is covered the moment its
+module registers it, and breaks no existing test. The contracts:
 
-* signature ``loss(pc, pr, rc, rr, *, beta, **entry.hparams)`` on arrays of per-pair
-  sequence log-probs; returns the unreduced per-pair loss, same shape, float32, finite;
-* jittable with ``beta`` and every extra hyperparameter as *traced* arguments (a Python
-  branch on a hyperparameter fails here), and jit == no-jit;
-* vmappable over the pair batch and over swept hyperparameters;
-* differentiable: finite gradients that actually depend on the policy log-probs.
+* losses (:func:`check_loss_contract`, :func:`check_loss_float32_range`): signature
+  ``loss(pc, pr, rc, rr, *, beta, **entry.hparams)`` on arrays of per-pair sequence log-probs;
+  the unreduced per-pair loss, same shape, float32, finite; jittable with ``beta`` and every
+  extra hyperparameter *traced* (a Python branch on a hyperparameter fails here), jit ==
+  no-jit; vmappable over the pairs and over swept hyperparameters; finite gradients that
+  depend on the policy; values and gradients finite over the wide float32 range of
+  ``tests/test_losses.py`` (log-probs in ``[-5000, 0]``, ``beta`` in ``[1e-4, 1e3]``);
+* exact dynamics (:func:`check_exact_dynamic_contract`): init and two updates under jit and
+  vmap over their declared hyperparameters, normalised and finite, no recompilation across
+  hyperparameter values, bit-identical on 1 and 4 devices;
+* experiments (:func:`check_experiment_runs`): two steps through the sweep runner with the
+  defaults (tiny sizes) and with every entry each component accepts, validated first, metrics
+  finite.
 
-Exact dynamics are executed too (:func:`check_exact_dynamic_contract`): init and two updates
-under jit and vmap over their declared hyperparameters, normalised and finite, no recompilation
-across hyperparameter values, bit-identical on 1 and 4 devices. No test lists the entries: a
-fork's new entry is covered, and breaks no existing test.
+Each contract is shown to fail on a broken entry registered for the test and removed after.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from alignjax.experiment import Component, Experiment, Program
 from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, Entry, Registry
+from alignjax.sweep import make_grid, run_sweep
 
 BATCH = (3, 4)
 
@@ -97,9 +105,61 @@ def check_loss_contract(entry: Entry) -> None:
     assert float(jnp.max(jnp.abs(g_pc)) + jnp.max(jnp.abs(g_pr))) > 0.0, f"loss {entry.name!r} ignores the policy"
 
 
+# The range of tests/test_losses.py::test_float32_finite_values_and_gradients: four log-probs in
+# [-5000, 0] (|margin| <= 1e4) and log10(beta) in [-4, 3]; the extra hyperparameters between 0
+# and their registered default (the registry knows no other range).
+LOGP_RANGE = (-5000.0, 0.0)
+LOG10_BETA_RANGE = (-4.0, 3.0)
+
+
+def check_loss_float32_range(entry: Entry, num_random: int = 512, seed: int = 0) -> None:
+    """Assert finite float32 values and gradients (in every input, ``beta`` and every extra
+    hyperparameter) over the wide range above: every corner of it (each log-prob 0, a float32
+    subnormal, -1 or -5000; ``beta`` at both ends; hyperparameters at 0 and at their default)
+    and ``num_random`` uniform draws, in one call (losses are elementwise)."""
+    fn = entry.obj
+    lo, hi = LOGP_RANGE
+    edges = [0.0, -1e-45, -1.0, lo]
+    corners = np.array(list(itertools.product(edges, repeat=4)))
+    k = len(corners)
+    rng = np.random.default_rng(seed)
+    logp = np.concatenate([np.tile(corners, (4, 1)), rng.uniform(lo, hi, (num_random, 4))]).astype(np.float32)
+    b_lo, b_hi = LOG10_BETA_RANGE
+    beta = np.concatenate([np.repeat(10.0 ** np.array([b_lo, b_hi, b_lo, b_hi]), k),
+                           10.0 ** rng.uniform(b_lo, b_hi, num_random)]).astype(np.float32)
+    u = np.concatenate([np.repeat([0.0, 0.0, 1.0, 1.0], k), rng.uniform(0.0, 1.0, num_random)])
+    hp = {name: (u * v).astype(np.float32) for name, v in entry.hparams.items()}
+    extra = {}
+    if entry.meta.get("uses_lengths"):
+        extra = {n: rng.integers(1, 65, len(u)).astype(np.float32) for n in ("chosen_lengths", "rejected_lengths")}
+    args = tuple(jnp.asarray(logp[:, i]) for i in range(4))
+
+    def total(pc, pr, rc, rr, beta, hp):
+        return jnp.sum(fn(pc, pr, rc, rr, beta=beta, **hp, **extra))
+
+    val = jax.jit(lambda a, beta, hp: fn(*a, beta=beta, **hp, **extra))(args, beta, hp)
+    grads = jax.jit(jax.grad(total, argnums=(0, 1, 2, 3, 4, 5)))(*args, beta, hp)
+    assert val.dtype == jnp.float32 and val.shape == beta.shape, (entry.name, val.dtype, val.shape)
+    named = {"value": val, **dict(zip(("d/d pc", "d/d pr", "d/d rc", "d/d rr", "d/d beta"), grads[:5])),
+             **{f"d/d {n}": g for n, g in grads[5].items()}}
+    for what, x in named.items():
+        bad = ~np.isfinite(np.asarray(x))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise AssertionError(f"loss {entry.name!r}: {what} = {np.asarray(x)[i]} at log-probs {logp[i].tolist()}, "
+                                 f"beta = {beta[i]:g}, {({n: float(v[i]) for n, v in hp.items()})}")
+
+
+def check_registered_loss(name: str) -> None:
+    """Every loss check, for the entry registered as ``name``."""
+    entry = LOSSES.entry(name)
+    check_loss_contract(entry)
+    check_loss_float32_range(entry)
+
+
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_registered_loss_meets_the_contract(name):
-    check_loss_contract(LOSSES.entry(name))
+    check_registered_loss(name)
 
 
 def test_the_builtin_losses_are_registered():
@@ -168,6 +228,27 @@ def test_missing_hparam_default_is_rejected():
 
     with pytest.raises(TypeError, match="tau"):
         check_loss_contract(Entry("needs_tau", needs_tau, {}))
+
+
+def _overflows(pc, pr, rc, rr, *, beta):
+    """Wrong in float32: ``exp(-beta h)`` overflows for ``beta h < -88`` (fine on small inputs)."""
+    return jnp.exp(-beta * ((pc - rc) - (pr - rr)))
+
+
+@pytest.mark.parametrize("bad,match", [(_reduced, "not shape-preserving"), (_overflows, "value = inf")],
+                         ids=["reduces-over-the-batch", "overflows-in-float32"])
+def test_a_registered_broken_loss_fails_the_registry_checks(bad, match):
+    name = f"_test_bad{bad.__name__}"
+    LOSSES.register(name, bad)
+    try:
+        assert name in LOSSES.names()  # so the parametrized test above would run it
+        with pytest.raises(AssertionError, match=match):
+            check_registered_loss(name)
+    finally:
+        LOSSES._entries.pop(name)
+    assert name not in LOSSES
+    if bad is _overflows:  # only the wide-range check sees it
+        check_loss_contract(Entry(name, bad))
 
 
 # ----------------------------------------------------------------------------- registry behaviour
@@ -343,68 +424,146 @@ def test_registered_experiments_have_the_generic_shape(name):
         assert _is_number(v), f"experiment {name!r}: hparam {k!r} = {v!r} is not a finite number"
 
 
+# ----------------------------------------------------------------------------- experiments, executed
+# Size settings shrunk wherever an experiment has them (setting names, not entry names), and a
+# learning rate small enough for every loss (IPO's curvature differs from DPO's): two steps must
+# stay finite with the defaults of every entry of every component.
+TINY_CONFIG = {"num_prompts": 2, "num_responses": 4}
+SMALL_HPARAMS = {"learning_rate": 1e-3}
+
+
+def tiny_settings(exp: Experiment, choice: dict | None = None) -> tuple[dict, dict]:
+    """The experiment's defaults with ``choice`` (component settings, e.g. ``{"loss": "ipo"}``),
+    expanded (the chosen entries' settings added), at tiny sizes, for 2 steps logged at each."""
+    config = {**exp.config, **(choice or {})}
+    for k, v in TINY_CONFIG.items():
+        if type(config.get(k)) is int and config[k] > v:
+            config[k] = v
+    config.update(num_steps=2, log_every=1)
+    config, hparams = exp.expand(config, exp.hparams)
+    for k, v in SMALL_HPARAMS.items():
+        if k in hparams:
+            hparams[k] = min(v, hparams[k])
+    return config, hparams
+
+
+@contextlib.contextmanager
+def cheap_compiles():
+    """XLA's backend optimisations off while compiling a two-step run (compile-bound: it cuts
+    the compile time ~2x); the in-memory caches, whose keys ignore the flag, are cleared on the
+    way out so that no later test reuses a program compiled here."""
+    before = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+        jax.clear_caches()
+
+
+def check_experiment_runs(exp: Experiment, choice: dict | None = None) -> None:
+    """Validate, then run two steps of ``exp`` (with ``choice``) through the sweep runner:
+    one compile, every metric observed at steps 0, 1, 2 and finite."""
+    config, hparams = tiny_settings(exp, choice)
+    what = f"experiment {exp.name!r} with {choice or 'its defaults'}"
+    grid = make_grid(hparams)
+    exp.check(config, grid.hparams)  # the defaults pass the experiment's own validation
+    with cheap_compiles():
+        result = run_sweep(exp.make_program(config), grid, num_steps=2, log_every=1)
+    assert result.metrics, f"{what}: no metric observed"
+    assert list(result.steps) == [0, 1, 2] and result.num_compiles == {"run": 1}, (what, result.num_compiles)
+    for k, v in result.metrics.items():
+        assert v.shape[:3] == (1, 1, 3), (what, k, v.shape)
+        assert np.all(np.isfinite(v)), f"{what}: metric {k!r} is not finite: {v.ravel()[:8].tolist()}"
+
+
+def component_choices(exp: Experiment) -> list[dict]:
+    """One ``{key: entry name}`` per entry each component accepts, other than the default."""
+    return [{key: e.name} for key, component in exp.components.items()
+            for e in component.entries() if e.name != exp.config[key]]
+
+
+def check_experiment_contract(exp: Experiment) -> list:
+    """:func:`check_experiment_runs` with the defaults and with every component choice."""
+    checked = [None, *component_choices(exp)]
+    for choice in checked:
+        check_experiment_runs(exp, choice)
+    return checked
+
+
+def _experiment_cases():
+    cases = []
+    for entry in EXPERIMENTS:
+        cases.append(pytest.param(entry.name, None, id=entry.name))
+        cases += [pytest.param(entry.name, c, id=f"{entry.name}-" + ",".join(f"{k}={v}" for k, v in c.items()))
+                  for c in component_choices(entry.obj)]
+    return cases
+
+
+@pytest.mark.parametrize("name,choice", _experiment_cases())
+def test_registered_experiment_runs_two_steps(name, choice):
+    check_experiment_runs(EXPERIMENTS.get(name), choice)
+
+
+def test_every_component_entry_is_a_case():
+    """Each experiment's components contribute every accepted entry (checked against the registries)."""
+    cases = {(p.values[0], tuple(sorted((p.values[1] or {}).items()))) for p in _experiment_cases()}
+    for entry in EXPERIMENTS:
+        exp = entry.obj
+        assert (exp.name, ()) in cases
+        for key, component in exp.components.items():
+            for e in component.registry:
+                accepted = component.where is None or component.where(e)
+                default = e.name == exp.config[key]
+                assert ((exp.name, ((key, e.name),)) in cases) == (accepted and not default), (exp.name, key, e.name)
+
+
+def _counter_program(rule):
+    """A scalar that ``rule`` updates; observed as is."""
+    def init(hp, key):
+        return {"x": jnp.zeros(()) + hp["beta"]}
+
+    def step(state, hp):
+        return {"x": rule(state["x"], hp["beta"])}
+
+    def observe(state, hp):
+        return {"x": state["x"]}
+
+    return Program(init, step, observe)
+
+
+def test_the_experiment_contract_can_fail():
+    """A registered experiment whose step gives NaN fails; so does an experiment whose default
+    runs but one entry of its component does not (the contract tries every entry)."""
+    rules = Registry("rule")
+    rules.register("halve", lambda x, beta: 0.5 * x)
+    rules.register("log-of-negative", lambda x, beta: jnp.log(-beta) + x)  # NaN for beta > 0
+    bad = {
+        "_test_nan_step": Experiment("_test_nan_step", "step returns NaN", {"num_steps": 4, "log_every": 2},
+                                     {"beta": 0.1}, lambda c: _counter_program(lambda x, b: x * jnp.nan)),
+        "_test_bad_component": Experiment("_test_bad_component", "one rule gives NaN",
+                                          {"rule": "halve", "num_steps": 4, "log_every": 2}, {"beta": 0.1},
+                                          lambda c: _counter_program(rules.get(c["rule"])),
+                                          components={"rule": Component(rules)}),
+    }
+    for name, exp in bad.items():
+        EXPERIMENTS.register(name, exp)
+    try:
+        ids = [p.id for p in _experiment_cases()]
+        assert {"_test_nan_step", "_test_bad_component", "_test_bad_component-rule=log-of-negative"} <= set(ids)
+        with pytest.raises(AssertionError, match="'x' is not finite"):
+            check_experiment_contract(EXPERIMENTS.get("_test_nan_step"))
+        check_experiment_runs(EXPERIMENTS.get("_test_bad_component"))  # its default is fine...
+        with pytest.raises(AssertionError, match="'rule': 'log-of-negative'"):  # ...one entry is not
+            check_experiment_contract(EXPERIMENTS.get("_test_bad_component"))
+    finally:
+        for name in bad:
+            EXPERIMENTS._entries.pop(name)
+    assert not set(bad) & set(EXPERIMENTS.names())
+
+
 @pytest.mark.parametrize("name", SUITES.names() or ["(none registered)"])
 def test_registered_suites_are_callable(name):
     if name == "(none registered)":
         pytest.skip("no suites registered")
     assert callable(SUITES.get(name)), name
-
-
-# ----------------------------------------------------------------------------- docs/extending.md
-def _doc_blocks():
-    import pathlib
-    import re
-
-    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    return [b for b in blocks if "(sketch" not in b.splitlines()[0]]
-
-
-def _run_doc_examples(check):
-    """Exec every python block of docs/extending.md in one namespace, call ``check(ns)``, then
-    remove whatever the examples registered (so other tests see the registries unchanged)."""
-    registries = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES)
-    before = [set(r._entries) for r in registries]
-    ns: dict = {}
-    try:
-        blocks = _doc_blocks()
-        assert len(blocks) >= 5
-        for block in blocks:
-            exec(compile(block, "docs/extending.md", "exec"), ns)  # noqa: S102
-        for name in ("my-game", "my-suite", "smoothed-br", "my_hinge"):
-            assert any(name in r.names() for r in registries), name
-        check(ns)
-    finally:
-        for r, names in zip(registries, before):
-            for extra in set(r._entries) - names:
-                r._entries.pop(extra)
-    assert "my_hinge" not in LOSSES and "smoothed-br" not in DYNAMICS and "my-game" not in EXPERIMENTS
-
-
-def test_extending_doc_examples_run():
-    """The code of docs/extending.md runs as written and gives the answers it states."""
-
-    def check(ns):
-        np.testing.assert_allclose(np.asarray(ns["my_hinge"](ns["pc"], ns["pr"], ns["rc"], ns["rr"], beta=0.5,
-                                                            delta=1.0)), [0.0, 1.5], atol=1e-6)
-        check_loss_contract(LOSSES.entry("my_hinge"))
-        assert ns["pis"].shape == (5, 5)
-        gap = float(ns["regularized_gap"](ns["P"], ns["pis"][-1], ns["pi_ref"], 1.0))
-        assert 0.0 <= gap < 1e-6, gap
-        assert ns["result"].metrics["gap"].shape == (3, 2, 6)
-        assert sum(ns["result"].num_compiles.values()) == 1, ns["result"].num_compiles
-
-    _run_doc_examples(check)
-
-
-@pytest.mark.slow
-def test_extending_doc_suite_example_holds(tmp_path):
-    """The example suite of docs/extending.md runs its quick path and its claim holds."""
-    from alignjax.results import SuiteContext
-
-    def check(ns):
-        (c,) = ns["reproduce"](SuiteContext(out_dir=tmp_path, quick=True))
-        assert c.holds, c
-        assert (tmp_path / "gap.csv").exists()
-
-    _run_doc_examples(check)

@@ -21,7 +21,7 @@ A research fork adds a rule by registering a factory (see ``docs/extending.md``)
     def damped_omd() -> ExactDynamics: ...
 
 and every declared hyperparameter can then be set and swept from the CLI
-(``alignjax run nash-dynamics --set algorithm=damped-omd --sweep damped-omd.damping=0:1:5``).
+(``alignjax run nash-dynamics --set algorithm=damped-omd --sweep damped-omd.damping=0,0.5,0.9``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from alignjax.games import antisym
 from alignjax.prefs import check_preference_matrix
 from alignjax.registry import DYNAMICS
 
@@ -64,11 +65,6 @@ class ExactDynamics(NamedTuple):
 
     init: Callable[..., ExactState]
     update: Callable[..., ExactState]
-
-
-def antisym(P: jax.Array) -> jax.Array:
-    """``A = (P - P^T)/2`` (exactly antisymmetric)."""
-    return 0.5 * (P - jnp.swapaxes(P, -1, -2))
 
 
 def payoff(P: jax.Array, log_pi: jax.Array) -> jax.Array:

@@ -83,6 +83,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignjax.dynamics.base import ExactDynamics, ExactState, payoff
+from alignjax.metrics.coverage import optimal_policy
 from alignjax.prefs import fit_bradley_terry
 from alignjax.registry import DYNAMICS
 
@@ -289,7 +290,7 @@ def bt_rlhf(num_fit_steps: int = 50) -> ExactDynamics:
     def update(s, P, log_pi_ref, hp):
         # r - max r <= 0 before dividing: a tiny beta gives -inf (probability 0), never inf - inf
         r = s.extra - jnp.max(s.extra, axis=-1, keepdims=True)
-        return ExactState(_lsm(log_pi_ref + r * (1.0 / _col(hp["beta"]))), s.t + 1, s.extra)
+        return ExactState(optimal_policy(log_pi_ref, r, hp["beta"]), s.t + 1, s.extra)
 
     return ExactDynamics(init, update)
 

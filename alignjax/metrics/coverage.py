@@ -90,11 +90,16 @@ def kl_objective(logp: ArrayLike, log_pi_ref: ArrayLike, rewards: ArrayLike, bet
 def optimal_policy(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike) -> jax.Array:
     """``log pi*_beta = log_softmax(log pi_ref + r / beta)``, the maximiser of :func:`kl_objective`.
 
+    The one home of ``pi* ∝ pi_ref exp(r / beta)`` (the KL-regularised RLHF optimum, also DPO's
+    population minimiser and BT-RLHF's policy on a preference game).
+
     ``beta`` broadcastable to ``(...)`` (it is expanded over the response axis). Shape ``(..., N)``.
     """
     b = jnp.asarray(beta)
     b = b[..., None] if b.ndim else b
-    return jax.nn.log_softmax(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / b, axis=-1)
+    # r * (1/beta), not r / beta: XLA rewrites the division differently on one and on several
+    # devices (see alignjax.sweep), which would break device-count invariance
+    return jax.nn.log_softmax(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) * (1.0 / b), axis=-1)
 
 
 def optimal_objective(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike) -> jax.Array:
