@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="replace existing alignjax suite folders once each suite has finished")
     s.add_argument("--resume", action="store_true",
                    help="continue killed reproductions: finished stages are read back, finished suites kept")
+    _add_multihost(s)
     sh = sub.add_parser("show", help="what a results folder holds and the command that reproduces it")
     sh.add_argument("folder")
     return p
@@ -358,6 +359,7 @@ def _reproduce(args, argv) -> int:
     quick = bool(args.quick or args.smoke)
     scale = "smoke" if args.smoke else "quick" if quick else "full"
     try:
+        _init_distributed(args)
         if args.out.strip() == "":
             raise ValueError("the results folder must not be empty (--out '')")
         names = SUITES.names() if args.suite == "all" else [SUITES.entry(args.suite).name]
@@ -365,6 +367,13 @@ def _reproduce(args, argv) -> int:
             raise ValueError("no suites are registered")
         if args.resume and args.overwrite:
             raise ValueError("--resume and --overwrite exclude each other")
+        import jax
+
+        if jax.process_count() > 1:
+            if args.resume:
+                raise ValueError("--resume is single-process for now; drop it for a multi-process reproduction")
+            if not _is_primary():
+                return _reproduce_secondary(names, quick, bool(args.smoke))
         dirs, done, previous = {}, {}, {}
         for n in names:  # every refusal up front, before any compute
             target = Path(args.out) / n
@@ -429,6 +438,20 @@ def _reproduce(args, argv) -> int:
         print(f"   {held}/{len(claims)} claims hold, {runtime:.1f}s", flush=True)
     print()
     print(format_claims(summaries))
+    return 0
+
+
+def _reproduce_secondary(names, quick: bool, smoke: bool) -> int:
+    """A process other than 0 of a multi-process reproduction: the same computations (its share
+    of every sharded sweep), nothing written (``SuiteContext(writes=False)``)."""
+    import tempfile
+
+    from alignjax.registry import SUITES
+    from alignjax.results import SuiteContext
+
+    nowhere = Path(tempfile.gettempdir()) / "alignjax-never-written"
+    for n in names:
+        SUITES.get(n)(SuiteContext(out_dir=nowhere / n, quick=quick, smoke=smoke, progress=False, writes=False))
     return 0
 
 

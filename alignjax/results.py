@@ -206,6 +206,10 @@ class SuiteContext:
     in ``stages/NAME.npz``. With ``resume=True`` (``alignjax reproduce --resume``) a finished
     stage is read back instead of recomputed, so a killed reproduction continues where it
     stopped and ends with the same numbers.
+
+    ``writes=False`` (the processes other than 0 of a multi-process reproduction) computes
+    everything and writes nothing: stages are converted as if read back, tables, JSON and
+    figures are dropped.
     """
 
     out_dir: Path
@@ -214,6 +218,7 @@ class SuiteContext:
     progress: bool = True
     smoke: bool = False
     resume: bool = False
+    writes: bool = True
 
     def __post_init__(self):
         if self.smoke and not self.quick:
@@ -236,6 +241,8 @@ class SuiteContext:
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"bad stage name {name!r}")
         path = self.path("stages") / f"{name}.npz"
+        if not self.writes:
+            return _unflatten_stage({k: np.array(v) for k, v in _flatten_stage(compute(), name).items()})
         if not (self.resume and path.is_file()):
             flat = _flatten_stage(compute(), name)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -251,18 +258,23 @@ class SuiteContext:
 
     def write_csv(self, name: str, rows) -> Path:
         """Write a table (see :func:`write_csv`) as ``name`` in the folder."""
-        write_csv(self.path(name), rows)
+        if self.writes:
+            write_csv(self.path(name), rows)
         return self.path(name)
 
     def write_json(self, name: str, obj) -> Path:
         """Write JSON as ``name`` in the folder."""
-        write_json(self.path(name), obj)
+        if self.writes:
+            write_json(self.path(name), obj)
         return self.path(name)
 
     def savefig(self, fig, name: str) -> Path:
         """Save a matplotlib figure as PNG ``name`` (atomic) and close it."""
         import matplotlib.pyplot as plt
 
+        if not self.writes:
+            plt.close(fig)
+            return self.path(name)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
         plt.close(fig)

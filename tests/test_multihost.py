@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from alignjax.cli import main
 
@@ -59,3 +60,41 @@ def test_multihost_flags_are_checked(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("alignjax: error:") and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_two_process_reproduction_equals_one_process(tmp_path):
+    """``alignjax reproduce dpo-bandit --smoke`` on 2 processes x 2 devices: the stages and claims
+    of a single-process reproduction; process 1 writes nothing."""
+    import json
+    import tempfile
+
+    single = tmp_path / "single"
+    assert main(["reproduce", "dpo-bandit", "--smoke", "--out", str(single)]) == 0
+    multi = tmp_path / "multi"
+    port = _free_port()
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [subprocess.Popen([sys.executable, "-m", "alignjax", "reproduce", "dpo-bandit", "--smoke", "--out",
+                               str(multi), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    assert "claims hold" in outs[0][0] and "claims hold" not in outs[1][0]  # (gloo's own chatter aside)
+    assert not (Path(tempfile.gettempdir()) / "alignjax-never-written").exists()
+    a_dir, b_dir = multi / "dpo-bandit" / "stages", single / "dpo-bandit" / "stages"
+    assert sorted(p.name for p in a_dir.iterdir()) == sorted(p.name for p in b_dir.iterdir())
+    for f in b_dir.iterdir():
+        a, b = np.load(a_dir / f.name), np.load(f)
+        for k in b.files:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{f.name}:{k}")
+    claims = [json.loads((d / "dpo-bandit" / "summary.json").read_text())["claims"] for d in (multi, single)]
+    assert claims[0] == claims[1]
+    prov = json.loads((multi / "dpo-bandit" / "config.json").read_text())["alignjax"]
+    assert prov["process_count"] == 2 and prov["device_count"] == 4
