@@ -87,7 +87,7 @@ def kl(p: ArrayLike, q: ArrayLike) -> jax.Array:
 
 def _br_logits(P, pi, pi_ref, beta):
     """Logits ``log pi_ref + A @ pi / beta`` of the regularised best response (shift-invariant)."""
-    return jnp.log(pi_ref) + _mv(_antisym(P), pi) / beta[..., None]
+    return jnp.log(pi_ref) + _mv(_antisym(P), pi) * (1.0 / beta[..., None])  # reciprocal: see alignjax.sweep
 
 
 @jax.jit

@@ -41,6 +41,40 @@ def test_settings_smoke_shrinks_quick_and_keeps_its_structure():
         ng._settings("tiny")
 
 
+def test_algorithms_are_keyed_by_registry_name():
+    from alignjax.registry import DYNAMICS
+    from alignjax_experiments import _nash_sampled as nb
+    from alignjax_experiments import nash_games as ng
+
+    names = set(DYNAMICS.names())
+    assert set(ng.EGPO_ALGOS) <= names and {a for a, _ in ng.BETA0_RUNS.values()} <= names
+    assert set(ng.BETA0_RUNS) == set(ng.BETA0_LABELS) and set(nb.ALGOS) <= names
+    for scale in ("smoke", "quick", "full"):
+        assert set(nb._settings(scale)["sampled_algos"]) <= set(nb.ALGOS)
+        assert ng._settings(scale)["mpo_reset_every"] == ng.mpo_reset_every() >= 1
+
+
+def test_sampled_rows_draw_from_their_own_key():
+    """Sampled runs go one row per vmap block (a vmapped rbg draw takes a whole block's bits from
+    its first key), so every row draws from the sweep's seed key: two rows with the same game and
+    config follow the same noisy path."""
+    import jax
+    import numpy as np
+
+    from alignjax.dynamics import sampled as S
+    from alignjax.policies import tabular
+    from alignjax_experiments import _nash_sampled as nb
+
+    n = 5
+    P, logp_ref = (np.concatenate([np.asarray(a)] * 2) for a in nb._tabular_games(jax.random.key(0), 1, n))
+    pol = tabular(1, n)
+    dyn = S.sampled_egpo(pol, mode="sampled", num_samples=10, bernoulli=False)
+    g = nb._run(dyn, pol, nb._tabular_start, [(0.1, 20, 0.1)], n, {"P": P, "logp_ref": logp_ref},
+                num_steps=20, log_every=10, sampled=True)
+    assert g.shape == (1, 2, 1, 3) and np.all(np.isfinite(g))
+    np.testing.assert_array_equal(g[0, 0], g[0, 1])
+
+
 # ---- the quick setting (the numbers of papers/nash_games.md), run once for the tests below
 QUICK_HOLDS = (
     "egpo-exact-linear-rate", "nash-md-constant-step-plateaus", "nash-md-theorem-bound",

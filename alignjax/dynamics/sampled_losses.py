@@ -97,7 +97,7 @@ def _ipo1_population(logp, g, hp):
     ``log pi' = log pi - (4 lr/N)(Delta - P@pi_s/beta) + c``: the exact OMD step with
     ``eta = 4 lr/(N beta)`` (Zhou et al. 2025, EGPO, docs/algorithms.md §4).
     """
-    u = logp - g.logp_ref - g.P @ jnp.exp(g.logp_now) / hp["beta"]
+    u = logp - g.logp_ref - g.P @ jnp.exp(g.logp_now) * (1.0 / hp["beta"])
     diff = u[:, None] - u[None, :]
     return jnp.mean(diff**2)
 
@@ -110,7 +110,7 @@ def _ipo1_sampled(logp, g, hp, key, num_samples, bernoulli):
     yp = jnp.minimum((u[1] * n).astype(jnp.int32), n - 1)
     ypp = _inverse_cdf(u[2], g.logp_now)
     delta = logp - g.logp_ref
-    target = (_observe(g.P, y, ypp, u[3], bernoulli) - _observe(g.P, yp, ypp, u[4], bernoulli)) / hp["beta"]
+    target = (_observe(g.P, y, ypp, u[3], bernoulli) - _observe(g.P, yp, ypp, u[4], bernoulli)) * (1.0 / hp["beta"])
     return jnp.mean((delta[y] - delta[yp] - target) ** 2)
 
 
@@ -125,7 +125,7 @@ def _ipo2_population(logp, g, hp):
     """
     w = jnp.exp(g.logp_now)
     delta = logp - g.logp_ref
-    r = delta[:, None] - delta[None, :] - (g.P - 0.5) / hp["beta"]
+    r = delta[:, None] - delta[None, :] - (g.P - 0.5) * (1.0 / hp["beta"])
     return w @ (r**2) @ w
 
 
@@ -136,7 +136,7 @@ def _ipo2_sampled(logp, g, hp, key, num_samples, bernoulli):
     yp = _inverse_cdf(u[1], g.logp_now)
     delta = logp - g.logp_ref
     o = _observe(g.P, y, yp, u[2], bernoulli)
-    return jnp.mean((delta[y] - delta[yp] - (o - 0.5) / hp["beta"]) ** 2)
+    return jnp.mean((delta[y] - delta[yp] - (o - 0.5) * (1.0 / hp["beta"])) ** 2)
 
 
 online_ipo_2 = GameLoss(_ipo2_population, _ipo2_sampled, ("beta",))
