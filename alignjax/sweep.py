@@ -268,7 +268,11 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
       on_chunk: ``on_chunk(logged_intervals_done, num_logged_intervals)`` after each chunk
         (and after its checkpoint is written).
       key_impl: the PRNG implementation of the row keys (``None``: JAX's default, threefry;
-        ``"rbg"`` compiles faster inside large vmapped scans on CPU).
+        ``"rbg"`` compiles faster inside large vmapped scans on CPU). Caveat, measured: under
+        ``vmap``, JAX draws an ``rbg`` batch's random bits from the batch's first key, so a
+        row's draws depend on its position in its ``vmap`` block: results stay identical on 1
+        and N devices (blocks are fixed by the grid) but change with ``block_size``; pass
+        ``block_size=1`` for per-row streams that depend on the row's own key only.
 
     Every leaf of ``grid.hparams`` has a leading axis of ``num_configs``; trailing axes are
     allowed (per-config data such as a game matrix), and the row's slice reaches
