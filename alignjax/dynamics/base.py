@@ -175,21 +175,25 @@ def _validate(name, P, pi_ref, pi0, hparams, num_steps, log_every, dtype):
         raise ValueError(f"log_every must be a positive integer dividing num_steps={num_steps}; got {log_every!r}")
 
 
-def _program(dyn: ExactDynamics, names, average: bool):
+def _program(dyn: ExactDynamics, names, average: bool, shared_P=None):
     """The engine :class:`~alignjax.experiment.Program` of one simulated row: the row's game,
-    reference, start and hyperparameters arrive as leaves of its ``hparams`` (see :func:`simulate`)."""
+    reference, start and hyperparameters arrive as leaves of its ``hparams`` (see :func:`simulate`);
+    a game shared by every row (``shared_P``) is a constant of the program, not copied per row."""
     from alignjax.experiment import Program
 
     def hp_of(h):
         return {k: h[k] for k in names}
 
+    def game(h):
+        return h["__P"] if shared_P is None else shared_P
+
     def init(h, key):
-        s = dyn.init(h["__log_pi0"], h["__P"], h["__log_ref"], hp_of(h))
+        s = dyn.init(h["__log_pi0"], game(h), h["__log_ref"], hp_of(h))
         return s, jnp.exp(s.log_pi)
 
     def step(state, h):
         s, avg = state
-        s = dyn.update(s, h["__P"], h["__log_ref"], hp_of(h))
+        s = dyn.update(s, game(h), h["__log_ref"], hp_of(h))
         if average:  # uniform average of pi_0 .. pi_t, written with a reciprocal (device-count invariance)
             avg = avg + (jnp.exp(s.log_pi) - avg) * (1.0 / (s.t + 1).astype(avg.dtype))
         return s, avg
@@ -237,7 +241,7 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | No
       ValueError: unknown name or knob, invalid ``P``/``pi_ref``/``pi0``, hyperparameters
         violating the dynamic's condition, or ``log_every`` not dividing ``num_steps``.
     """
-    from alignjax.sweep import Grid, run_sweep
+    from alignjax.sweep import Grid, default_block_size, run_sweep
 
     hp_in = dict(hparams or {})
     for k, v in (("beta", beta), ("eta", eta)):
@@ -257,15 +261,23 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | No
     batch = np.broadcast_shapes(P64.shape[:-2], ref.shape[:-1], start.shape[:-1], *shapes)
     size = int(np.prod(batch, dtype=np.int64))
     flat = lambda x, tail: np.broadcast_to(x, (*batch, *tail)).reshape(size, *tail)
+    shared = P64.ndim == 2  # one game for every row: a constant of the program (a 1000 x 1000 game
+    # swept over 1024 configs would otherwise be copied 1024 times)
     with np.errstate(divide="ignore"):
-        leaves = {"__P": flat(P64, (n, n)), "__log_ref": np.log(flat(ref, (n,))), "__log_pi0": np.log(flat(start, (n,))),
+        leaves = {"__log_ref": np.log(flat(ref, (n,))), "__log_pi0": np.log(flat(start, (n,))),
                   **{k: flat(v, ()) for k, v in hp64.items()}}
+        if not shared:
+            leaves["__P"] = flat(P64, (n, n))
     leaves = {k: v.astype(dtype) for k, v in leaves.items()}
+    program = _program(dyn, list(hp64), average, jnp.asarray(P64, dtype) if shared else None)
+    # vmap blocks of up to 1024 rows (fixed by the batch, so still device-count invariant): with a
+    # shared game each step is one (N, N) x (N, rows) product, near the machine's matmul rate
+    block = default_block_size(size, cap=1024)
     if num_steps == 0:  # nothing to iterate: the start (init normalises it)
-        res = run_sweep(_program(dyn, list(hp64), average), Grid(leaves, (), 1), num_steps=1, log_every=1)
+        res = run_sweep(program, Grid(leaves, (), 1), num_steps=1, log_every=1, block_size=block)
         out = res.metrics["pi"][:, 0, :1]
     else:
-        res = run_sweep(_program(dyn, list(hp64), average), Grid(leaves, (), 1), num_steps=int(num_steps),
-                        log_every=int(log_every))
+        res = run_sweep(program, Grid(leaves, (), 1), num_steps=int(num_steps), log_every=int(log_every),
+                        block_size=block)
         out = res.metrics["pi"][:, 0]
     return jnp.asarray(out.reshape(*batch, out.shape[-2], n))
