@@ -5,7 +5,11 @@ The SFT loss is the per-token negative log-likelihood of a corpus ``{(x_n, y_n)}
     L(theta) = - sum_n log pi_theta(y_n | x_n) / sum_n |y_n|,
 
 with ``log pi(y|x)`` the masked sum of token log-probs (EOS included) and ``|y|`` the mask sum.
-:func:`make_sft_train` runs minibatch optax updates inside one ``lax.scan`` (jittable).
+
+Each trainer comes in two forms with the same arithmetic: one update (:func:`sft_step`,
+:func:`preference_step`, :func:`online_ipo_step`; e.g. the ``step`` of an engine
+:class:`~alignjax.experiment.Program`) and a whole run inside one ``lax.scan`` that scans it
+(:func:`make_sft_train`, :func:`make_preference_train`, :func:`make_online_ipo_train`; jittable).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import optax
 
 from alignjax.policies.sequence import SequencePolicy
 
-__all__ = ["sft_loss", "make_sft_train", "make_preference_train", "make_online_ipo_train"]
+__all__ = ["sft_loss", "sft_step", "make_sft_train", "preference_step", "make_preference_train", "online_ipo_step",
+           "make_online_ipo_train", "eval_logps", "logged_step_keys"]
 
 
 def sft_loss(policy: SequencePolicy, params, prompts: jax.Array, responses: jax.Array,
@@ -28,24 +33,29 @@ def sft_loss(policy: SequencePolicy, params, prompts: jax.Array, responses: jax.
     return -jnp.sum(logps) / jnp.sum(lengths)
 
 
+def sft_step(policy: SequencePolicy, optimizer: optax.GradientTransformation, params, opt_state, prompts: jax.Array,
+             responses: jax.Array, mask: jax.Array, key: jax.Array, *, batch_size: int):
+    """One SFT update: ``(params, opt_state, loss)`` after one ``optimizer`` step on :func:`sft_loss`
+    of ``batch_size`` rows drawn uniformly (with replacement) with ``key``; ``loss`` is that
+    minibatch's loss before the update."""
+    idx = jax.random.randint(key, (batch_size,), 0, prompts.shape[0])
+    loss, g = jax.value_and_grad(lambda p: sft_loss(policy, p, prompts[idx], responses[idx], mask[idx]))(params)
+    updates, opt_state = optimizer.update(g, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
 def make_sft_train(policy: SequencePolicy, optimizer: optax.GradientTransformation, *, num_steps: int,
                    batch_size: int) -> Callable:
     """``train(params, prompts, responses, mask, key) -> (params, losses (num_steps,))``.
 
-    Each step draws a minibatch of ``batch_size`` rows uniformly (with replacement) using a
-    key split from ``key`` and applies one ``optimizer`` update on :func:`sft_loss`.
+    Step ``t`` is :func:`sft_step` with the key ``split(key, num_steps)[t]``.
     """
 
     def train(params, prompts, responses, mask, key):
-        n = prompts.shape[0]
-        grad_fn = jax.value_and_grad(lambda p, x, y, m: sft_loss(policy, p, x, y, m))
-
         def step(carry, k):
-            params, opt_state = carry
-            idx = jax.random.randint(k, (batch_size,), 0, n)
-            loss, g = grad_fn(params, prompts[idx], responses[idx], mask[idx])
-            updates, opt_state = optimizer.update(g, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+            params, opt_state, loss = sft_step(policy, optimizer, *carry, prompts, responses, mask, k,
+                                               batch_size=batch_size)
+            return (params, opt_state), loss
 
         (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, num_steps))
         return params, losses
@@ -68,7 +78,7 @@ def _pair_logps(policy, params, prompts, chosen, chosen_mask, rejected, rejected
     return lc, lr, nc, nr
 
 
-def _eval_logps(policy, params, eval_sets):
+def eval_logps(policy: SequencePolicy, params, eval_sets) -> tuple:
     """Policy log-probs of every pair of every eval set: tuple of ``(chosen, rejected)`` arrays."""
     out = []
     for s in eval_sets:
@@ -78,8 +88,16 @@ def _eval_logps(policy, params, eval_sets):
     return tuple(out)
 
 
+def logged_step_keys(key: jax.Array, num_steps: int, log_every: int) -> jax.Array:
+    """The ``(num_steps,)`` step keys of :func:`make_online_ipo_train` (drawn per logged interval):
+    step ``t`` gets ``split(split(key, num_steps // log_every)[t // log_every], log_every)[t % log_every]``."""
+    intervals = jax.random.split(key, num_steps // log_every)
+    return jax.vmap(lambda k: jax.random.split(k, log_every))(intervals).reshape(num_steps)
+
+
 def _logged_scan(step, carry, key, num_steps, log_every, observe):
-    """Run ``step(carry, key_t)`` ``num_steps`` times; observe at 0, log_every, ..., num_steps."""
+    """Run ``step(carry, key_t)`` ``num_steps`` times (keys: :func:`logged_step_keys`); observe at
+    0, log_every, ..., num_steps."""
     num_logs = num_steps // log_every
 
     def interval(c, k):
@@ -92,6 +110,31 @@ def _logged_scan(step, carry, key, num_steps, log_every, observe):
     return carry, logged
 
 
+def preference_step(policy: SequencePolicy, loss: PairLoss, optimizer: optax.GradientTransformation, params,
+                    opt_state, step: jax.Array, hparams, data, perm_key: jax.Array, *, batch_size: int):
+    """Update number ``step`` (0, 1, ...) of offline preference fine-tuning: ``(params, opt_state)``.
+
+    Epoch ``e = step // spe`` (``spe = n // batch_size`` minibatches) visits the pairs of ``data``
+    in the order ``permutation(fold_in(perm_key, e), n)``; this update takes minibatch
+    ``step % spe`` of it and applies one ``optimizer`` update on ``mean_batch loss(...)``
+    (``data`` and ``loss`` as in :func:`make_preference_train`).
+    """
+    n = data["prompts"].shape[0]
+    spe = n // batch_size
+    if spe < 1:
+        raise ValueError(f"batch_size {batch_size} exceeds the {n} training pairs")
+
+    def batch_loss(p, idx):
+        pc, pr, nc, nr = _pair_logps(policy, p, data["prompts"][idx], data["chosen"][idx],
+                                     data["chosen_mask"][idx], data["rejected"][idx], data["rejected_mask"][idx])
+        return jnp.mean(loss(pc, pr, data["ref_chosen"][idx], data["ref_rejected"][idx], nc, nr, hparams))
+
+    perm = jax.random.permutation(jax.random.fold_in(perm_key, step // spe), n)
+    idx = jax.lax.dynamic_slice_in_dim(perm, (step % spe) * batch_size, batch_size)
+    upd, opt_state = optimizer.update(jax.grad(batch_loss)(params, idx), opt_state, params)
+    return optax.apply_updates(params, upd), opt_state
+
+
 def make_preference_train(policy: SequencePolicy, loss: PairLoss, make_optimizer: Callable, *, num_steps: int,
                           batch_size: int, log_every: int) -> Callable:
     """Offline preference fine-tuning on a fixed pair set, minibatched epochs inside ``lax.scan``.
@@ -101,7 +144,8 @@ def make_preference_train(policy: SequencePolicy, loss: PairLoss, make_optimizer
     * ``data``: dict with ``prompts (n, P)``, ``chosen``/``rejected (n, L)``, their masks, and the
       precomputed reference log-probs ``ref_chosen``/``ref_rejected (n,)``;
     * each epoch visits ``n // batch_size`` minibatches of a fresh permutation; one step is
-      ``optimizer.update`` on ``mean_batch loss(...)`` with ``make_optimizer(hparams)``;
+      :func:`preference_step` (``optimizer.update`` on ``mean_batch loss(...)`` with
+      ``make_optimizer(hparams)``), its permutation key the first of ``split(key)``;
     * ``logged``: at steps ``0, log_every, ..., num_steps``: ``params`` (stacked) and the
       policy log-probs ``(chosen, rejected)`` of every pair of every set in ``eval_sets``.
 
@@ -112,27 +156,15 @@ def make_preference_train(policy: SequencePolicy, loss: PairLoss, make_optimizer
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
 
     def train(params, hparams, data, eval_sets, key):
-        n = data["prompts"].shape[0]
-        spe = n // batch_size
-        if spe < 1:
-            raise ValueError(f"batch_size {batch_size} exceeds the {n} training pairs")
         opt = make_optimizer(hparams)
         kperm, krun = jax.random.split(key)
 
-        def batch_loss(p, idx):
-            pc, pr, nc, nr = _pair_logps(policy, p, data["prompts"][idx], data["chosen"][idx],
-                                         data["chosen_mask"][idx], data["rejected"][idx], data["rejected_mask"][idx])
-            return jnp.mean(loss(pc, pr, data["ref_chosen"][idx], data["ref_rejected"][idx], nc, nr, hparams))
-
         def step(carry, _):
             p, o, t = carry
-            perm = jax.random.permutation(jax.random.fold_in(kperm, t // spe), n)
-            idx = jax.lax.dynamic_slice_in_dim(perm, (t % spe) * batch_size, batch_size)
-            g = jax.grad(batch_loss)(p, idx)
-            upd, o = opt.update(g, o, p)
-            return (optax.apply_updates(p, upd), o, t + 1), None
+            p, o = preference_step(policy, loss, opt, p, o, t, hparams, data, kperm, batch_size=batch_size)
+            return (p, o, t + 1), None
 
-        observe = lambda c: {"params": c[0], "logps": _eval_logps(policy, c[0], eval_sets)}
+        observe = lambda c: {"params": c[0], "logps": eval_logps(policy, c[0], eval_sets)}
         (params, _, _), logged = _logged_scan(step, (params, opt.init(params), jnp.int32(0)), krun,
                                               num_steps, log_every, observe)
         return params, logged
@@ -140,44 +172,50 @@ def make_preference_train(policy: SequencePolicy, loss: PairLoss, make_optimizer
     return train
 
 
+def online_ipo_step(policy: SequencePolicy, preference_fn: Callable, optimizer: optax.GradientTransformation,
+                    params, opt_state, ref_params, hparams, prompts: jax.Array, key: jax.Array, *, batch_size: int):
+    """One online-IPO update (see :func:`make_online_ipo_train`) with ``key``: ``(params, opt_state)``."""
+    n = prompts.shape[0]
+    k1, k2 = jax.random.split(key)
+    x = prompts[jax.random.randint(k1, (batch_size,), 0, n)]
+    sp = jax.lax.stop_gradient(params)
+    xx = jnp.concatenate([x, x])                  # both responses in one sampling call
+    yy, mm = policy.sample(sp, xx, k2)
+    y1, y2, m1, m2 = yy[:batch_size], yy[batch_size:], mm[:batch_size], mm[batch_size:]
+    target = (preference_fn(x, y1, m1, y2, m2) - 0.5) / hparams["beta"]
+    rr, _ = policy.sequence_logps(ref_params, xx, yy, mm)
+
+    def lossf(q):
+        lq, _ = policy.sequence_logps(q, xx, yy, mm)
+        d = lq - rr
+        return jnp.mean(jnp.square(d[:batch_size] - d[batch_size:] - target))
+
+    upd, opt_state = optimizer.update(jax.grad(lossf)(params), opt_state, params)
+    return optax.apply_updates(params, upd), opt_state
+
+
 def make_online_ipo_train(policy: SequencePolicy, preference_fn: Callable, make_optimizer: Callable, *,
                           num_steps: int, batch_size: int, log_every: int) -> Callable:
     """Online IPO (Calandriello et al. 2024, arXiv 2403.08635) with samples from the current policy.
 
-    Each step draws ``batch_size`` prompts, two responses per prompt from the current policy
-    (stop-gradient), the ground-truth preference ``p = preference_fn(x, y1, m1, y2, m2)``, and
-    minimises ``(h(y1, y2) - (p - 1/2) / beta)^2`` with ``h`` the log-ratio margin against
-    ``pi_ref`` (``ref_params``). ``train(params, ref_params, hparams, prompts, eval_sets, key)``
-    returns ``(params, logged)`` as :func:`make_preference_train`.
+    Each step (:func:`online_ipo_step`, keys :func:`logged_step_keys`) draws ``batch_size``
+    prompts, two responses per prompt from the current policy (stop-gradient), the ground-truth
+    preference ``p = preference_fn(x, y1, m1, y2, m2)``, and minimises
+    ``(h(y1, y2) - (p - 1/2) / beta)^2`` with ``h`` the log-ratio margin against ``pi_ref``
+    (``ref_params``). ``train(params, ref_params, hparams, prompts, eval_sets, key)`` returns
+    ``(params, logged)`` as :func:`make_preference_train`.
     """
     if num_steps % log_every:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
 
     def train(params, ref_params, hparams, prompts, eval_sets, key):
         opt = make_optimizer(hparams)
-        beta = hparams["beta"]
-        n = prompts.shape[0]
 
         def step(carry, k):
-            p, o = carry
-            k1, k2 = jax.random.split(k)
-            x = prompts[jax.random.randint(k1, (batch_size,), 0, n)]
-            sp = jax.lax.stop_gradient(p)
-            xx = jnp.concatenate([x, x])                  # both responses in one sampling call
-            yy, mm = policy.sample(sp, xx, k2)
-            y1, y2, m1, m2 = yy[:batch_size], yy[batch_size:], mm[:batch_size], mm[batch_size:]
-            target = (preference_fn(x, y1, m1, y2, m2) - 0.5) / beta
-            rr, _ = policy.sequence_logps(ref_params, xx, yy, mm)
+            return online_ipo_step(policy, preference_fn, opt, *carry, ref_params, hparams, prompts, k,
+                                   batch_size=batch_size), None
 
-            def lossf(q):
-                lq, _ = policy.sequence_logps(q, xx, yy, mm)
-                d = lq - rr
-                return jnp.mean(jnp.square(d[:batch_size] - d[batch_size:] - target))
-
-            upd, o = opt.update(jax.grad(lossf)(p), o, p)
-            return (optax.apply_updates(p, upd), o), None
-
-        observe = lambda c: {"params": c[0], "logps": _eval_logps(policy, c[0], eval_sets)}
+        observe = lambda c: {"params": c[0], "logps": eval_logps(policy, c[0], eval_sets)}
         (params, _), logged = _logged_scan(step, (params, opt.init(params)), key, num_steps, log_every, observe)
         return params, logged
 

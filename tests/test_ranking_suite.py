@@ -82,6 +82,121 @@ def test_preference_train_starts_at_the_reference_and_logs():
     assert float(jnp.mean(h[:, -1])) > float(jnp.mean(h[:, 0]))   # DPO raises the mean margin
 
 
+def test_keys_are_one_split_of_the_seed_in_order():
+    named = ra._keys({"seed": 3})
+    flat = jax.tree.leaves(named, is_leaf=lambda x: isinstance(x, jax.Array))
+    order = [named[n] for n in ("language", "raters", "sft_prompts", "sft_responses", "policy_init", "sft")]
+    order += [named[s][n] for s in ("train", "val") for n in ("prompts", "y1", "y2", "votes")]
+    order += [named[n] for n in ("offline", "online", "winrate_reference", "winrate_policy")]
+    assert len(flat) == len(order) == 18
+    want = jax.random.key_data(jax.random.split(jax.random.key(3), 32)[:18])
+    np.testing.assert_array_equal(jax.random.key_data(jnp.stack(order)), want)
+
+
+def test_adam_is_optax_adam():
+    """The suite's Adam (bias corrections as reciprocals, for device-count invariance) is optax.adam."""
+    g = jax.random.normal(jax.random.key(0), (5, 7))
+    params = {"w": jnp.ones(7)}
+    h = {"learning_rate": jnp.float32(0.01)}
+
+    def run(opt):
+        def step(c, gt):
+            p, o = c
+            u, o = opt.update({"w": gt * p["w"]}, o, p)
+            return (optax.apply_updates(p, u), o), None
+        return jax.lax.scan(step, (params, opt.init(params)), g)[0][0]["w"]
+
+    np.testing.assert_allclose(run(ra._adam(h)), run(optax.adam(h["learning_rate"])), rtol=1e-6)
+
+
+def _tiny(n=16):
+    """A tiny policy, its reference parameters, and train/val pair sets with reference log-probs."""
+    from alignjax.policies.sequence import sequence_policy
+
+    pol = sequence_policy(5, 2, 4, dim=8, depth=1, heads=2)
+    ref = pol.init(jax.random.key(0))
+
+    def pairs(k):
+        k1, k2, k3 = jax.random.split(k, 3)
+        x = jax.random.randint(k1, (n, 2), 1, 5)
+        yc, mc = pol.sample(ref, x, k2)
+        yr, mr = pol.sample(ref, x, k3)
+        return {"prompts": x, "chosen": yc, "chosen_mask": mc, "rejected": yr, "rejected_mask": mr,
+                "ref_chosen": pol.sequence_logps(ref, x, yc, mc)[0], "ref_rejected": pol.sequence_logps(ref, x, yr, mr)[0]}
+
+    return pol, ref, pairs(jax.random.key(1)), pairs(jax.random.key(2))
+
+
+def _assert_params_close(got: dict, want: dict):
+    """Named parameters equal up to float32 rounding, except the attention's key bias: softmax is
+    shift-invariant, so its gradient is rounding noise, which Adam normalises to full-size steps
+    (it never changes a log-prob)."""
+    assert sorted(got) == sorted(want)
+    for n in want:
+        g, w = np.asarray(got[n]), np.asarray(want[n])
+        if n.endswith("qkv.bias.value"):
+            d = g.shape[-1] // 3
+            g, w = np.delete(g, np.s_[d:2 * d], -1), np.delete(w, np.s_[d:2 * d], -1)
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=n)
+
+
+@pytest.mark.parametrize("loss", [ra.DPO, ra.SIMPO])
+def test_offline_program_is_the_preference_trainer(loss):
+    """The engine program of the ``train`` stage reproduces make_preference_train (same key schedule)."""
+    from alignjax.sft import make_preference_train
+    from alignjax.sweep import make_run
+
+    pol, ref, data, val = _tiny()
+    key = jax.random.key(7)
+    h = {"loss_id": jnp.int32(loss), "beta": jnp.float32(0.5), "gamma": jnp.float32(1.0), "eps": jnp.float32(0.0),
+         "simpo_gamma": jnp.float32(0.5), "eta_sft": jnp.float32(0.0), "learning_rate": jnp.float32(1e-2)}
+    got = jax.jit(make_run(ra._offline_program(pol, ref, data, val, batch_size=4), num_steps=8, log_every=4))(
+        {**h, "key": jax.random.key_data(key)}, jax.random.key(99))
+    _, want = jax.jit(make_preference_train(pol, ra._combined_loss, ra._adam, num_steps=8, batch_size=4, log_every=4))(
+        ref, h, data, (data, val), key)
+    for name, (s, i) in {"train_chosen": (0, 0), "train_rejected": (0, 1), "val_chosen": (1, 0),
+                         "val_rejected": (1, 1)}.items():
+        np.testing.assert_allclose(got[name], want["logps"][s][i], rtol=1e-5, atol=1e-5, err_msg=name)
+    assert float(jnp.max(jnp.abs(got["train_chosen"][-1] - data["ref_chosen"]))) > 1e-3   # it trained
+    _assert_params_close({n: got[f"param.{n}"][-1] for n in ra._param_names(pol)},
+                         ra._named(pol, jax.tree.map(lambda a: a[-1], want["params"])))
+
+
+def test_online_program_is_the_online_ipo_trainer():
+    from alignjax.data import language as lg
+    from alignjax.sft import make_online_ipo_train
+    from alignjax.sweep import make_run
+
+    pol, ref, data, val = _tiny()
+    raters = lg.make_raters(jax.random.key(3), 5, num_raters=3)
+    key = jax.random.key(7)
+    h = {"beta": jnp.float32(0.5), "learning_rate": jnp.float32(1e-2)}
+    got = jax.jit(make_run(ra._online_program(pol, ref, raters, data, val, num_steps=4, batch_size=4),
+                           num_steps=4, log_every=4))({**h, "key": jax.random.key_data(key)}, jax.random.key(99))
+    pref = lambda x, y1, m1, y2, m2: lg.preference_prob(raters, x, y1, m1, y2, m2)  # noqa: E731
+    _, want = jax.jit(make_online_ipo_train(pol, pref, ra._adam, num_steps=4, batch_size=4, log_every=4))(
+        ref, ref, h, data["prompts"], (data, val), key)
+    np.testing.assert_allclose(got["val_chosen"], want["logps"][1][0], rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(jnp.abs(got["val_chosen"][-1] - val["ref_chosen"]))) > 1e-3
+
+
+def test_sft_program_is_the_sft_trainer_and_params_round_trip():
+    from alignjax.sft import make_sft_train
+    from alignjax.sweep import make_run
+
+    pol, _, data, _ = _tiny(32)
+    k_init, k_run = jax.random.key(5), jax.random.key(6)
+    h = {"learning_rate": jnp.float32(1e-2), "init_key": jax.random.key_data(k_init), "key": jax.random.key_data(k_run)}
+    got = jax.jit(make_run(ra._sft_program(pol, data["prompts"], data["chosen"], data["chosen_mask"], num_steps=6,
+                                           batch_size=8), num_steps=6, log_every=6))(h, jax.random.key(99))
+    params, losses = jax.jit(make_sft_train(pol, ra._adam(h), num_steps=6, batch_size=8))(
+        pol.init(k_init), data["prompts"], data["chosen"], data["chosen_mask"], k_run)
+    np.testing.assert_allclose(got["loss"][-1], losses, rtol=1e-5)
+    observed = ra._unnamed(pol, {n: got[f"param.{n}"][-1] for n in ra._param_names(pol)})
+    assert jax.tree.structure(observed) == jax.tree.structure(params)
+    _assert_params_close(ra._named(pol, observed), ra._named(pol, params))
+
+
 def test_smoke_settings_shrink_quick_and_keep_its_theorem_checks():
     quick, smoke = ra.SETTINGS["quick"], ra.SETTINGS["smoke"]
     assert set(smoke) == set(quick) == set(ra.SETTINGS["full"])

@@ -6,7 +6,9 @@ Exact checks on an enumerable policy (vocabulary 3, prompt length 1, response le
 * one step of each trainer is ``theta - lr * grad`` of a loss written here;
 * the online-IPO update is unbiased for the exact expectation over ``y1, y2 ~ pi`` (enumerated);
 * with ties (P = 1/2) online IPO stays at ``pi_ref`` and returns to it from a perturbed start;
-* the offline trainer visits every pair exactly once per epoch (instrumented policy).
+* the offline trainer visits every pair exactly once per epoch (instrumented policy);
+* each trainer is its one-update function (``sft_step``, ``preference_step``,
+  ``online_ipo_step``) applied in a loop with the documented keys (the engine's program form).
 """
 
 import jax
@@ -16,7 +18,8 @@ import optax
 import pytest
 
 from alignjax.policies.sequence import SequencePolicy, response_mask, sequence_policy
-from alignjax.sft import make_online_ipo_train, make_preference_train
+from alignjax.sft import (logged_step_keys, make_online_ipo_train, make_preference_train, make_sft_train,
+                          online_ipo_step, preference_step, sft_step)
 
 V, P, L = 3, 1, 2
 POL = sequence_policy(V, P, L, dim=8, depth=1, heads=2)
@@ -311,3 +314,49 @@ def test_preference_train_validates_sizes():
     data = {"prompts": jnp.zeros((4, 1), jnp.int32)}
     with pytest.raises(ValueError, match="exceeds"):
         train(jnp.zeros(4), {"learning_rate": 1.0}, data, (), jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------- one-update form
+def test_trainers_are_their_one_update_functions_in_a_loop():
+    """Python loops of the one-update functions, with the keys the docstrings give, end where the
+    scanned trainers do (float64; the same arithmetic, compiled separately: rounding ~1e-15)."""
+    n, b, steps, every = 4, 2, 4, 2
+    with jax.enable_x64(True):
+        th0, ref = _params(0), _params(1)
+        x = PROMPTS[jnp.arange(n) % 2]
+        yc, yr = YS[jnp.arange(n) % 7], YS[(jnp.arange(n) + 3) % 7]
+        data = {"prompts": x, "chosen": yc, "rejected": yr, "chosen_mask": response_mask(yc),
+                "rejected_mask": response_mask(yr), "ref_chosen": POL.sequence_logps(ref, x, yc, response_mask(yc))[0],
+                "ref_rejected": POL.sequence_logps(ref, x, yr, response_mask(yr))[0]}
+        hp = {"beta": jnp.float64(BETA), "learning_rate": jnp.float64(0.1)}
+        opt = _sgd(hp)
+        key = jax.random.key(4)
+        loss = lambda pc, pr, rc, rr, nc, nr, h: -jax.nn.log_sigmoid(h["beta"] * ((pc - rc) - (pr - rr)))  # noqa: E731
+
+        @jax.jit
+        def loops(th0, ref):
+            p, o = th0, opt.init(th0)
+            for k in jax.random.split(key, steps):
+                p, o, _ = sft_step(POL, opt, p, o, x, yc, data["chosen_mask"], k, batch_size=b)
+            sft = p
+            p, o, perm_key = th0, opt.init(th0), jax.random.split(key)[0]
+            for t in range(steps):
+                p, o = preference_step(POL, loss, opt, p, o, jnp.int32(t), hp, data, perm_key, batch_size=b)
+            pref = p
+            p, o = th0, opt.init(th0)
+            for k in logged_step_keys(key, steps, every):
+                p, o = online_ipo_step(POL, _pref, opt, p, o, ref, hp, PROMPTS, k, batch_size=b)
+            return sft, pref, p
+
+        @jax.jit
+        def trainers(th0, ref):
+            sft = make_sft_train(POL, opt, num_steps=steps, batch_size=b)(th0, x, yc, data["chosen_mask"], key)[0]
+            pref = make_preference_train(POL, loss, _sgd, num_steps=steps, batch_size=b, log_every=every)(
+                th0, hp, data, (), key)[0]
+            online = make_online_ipo_train(POL, _pref, _sgd, num_steps=steps, batch_size=b, log_every=every)(
+                th0, ref, hp, PROMPTS, (), key)[0]
+            return sft, pref, online
+
+        for got, want in zip(loops(th0, ref), trainers(th0, ref)):
+            _assert_tree_close(got, want, 1e-12)
+            assert np.abs(_flat(got) - _flat(th0)).max() > 1e-3       # every loop moved the parameters
