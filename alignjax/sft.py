@@ -97,16 +97,20 @@ def logged_step_keys(key: jax.Array, num_steps: int, log_every: int) -> jax.Arra
 
 def _logged_scan(step, carry, key, num_steps, log_every, observe):
     """Run ``step(carry, key_t)`` ``num_steps`` times (keys: :func:`logged_step_keys`); observe at
-    0, log_every, ..., num_steps."""
-    num_logs = num_steps // log_every
+    0, log_every, ..., num_steps. The engine's observe-scan (:func:`alignjax.sweep.run_program`)
+    runs it: the state is ``(carry, t)`` and step ``t`` reads its key from the table."""
+    from alignjax.experiment import Program
+    from alignjax.sweep import run_program
 
-    def interval(c, k):
-        c, _ = jax.lax.scan(step, c, jax.random.split(k, log_every))
-        return c, observe(c)
+    keys = logged_step_keys(key, num_steps, log_every)
 
-    first = observe(carry)
-    carry, rest = jax.lax.scan(interval, carry, jax.random.split(key, num_logs))
-    logged = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
+    def one(state, hp):
+        c, t = state
+        c, _ = step(c, keys[t])
+        return c, t + 1
+
+    program = Program(lambda hp, k: (carry, jnp.zeros((), jnp.int32)), one, lambda state, hp: observe(state[0]))
+    (carry, _), logged = run_program(program, {}, jax.random.key(0), num_steps=num_steps, log_every=log_every)
     return carry, logged
 
 
