@@ -23,23 +23,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_with_two_devices_each_equal_one_process(tmp_path):
-    single = tmp_path / "single"
-    assert main([*ARGS, "--out", str(single)]) == 0
-    multi = tmp_path / "multi"
+def _two_processes(args, timeout=600):
+    """Run ``alignjax ARGS`` as processes 0 and 1 (2 CPU devices each); their (stdout, stderr)."""
     port = _free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [subprocess.Popen([sys.executable, "-m", "alignjax", *ARGS, "--out", str(multi),
-                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+    procs = [subprocess.Popen([sys.executable, "-m", "alignjax", *args, "--coordinator", f"127.0.0.1:{port}",
+                               "--num-processes", "2", "--process-id", str(i)],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     try:
-        outs = [p.communicate(timeout=300) for p in procs]
+        outs = [p.communicate(timeout=timeout) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    return outs
+
+
+def test_two_processes_with_two_devices_each_equal_one_process(tmp_path):
+    single = tmp_path / "single"
+    assert main([*ARGS, "--out", str(single)]) == 0
+    multi = tmp_path / "multi"
+    outs = _two_processes([*ARGS, "--out", str(multi)])
     assert "results in" in outs[0][0] and "results in" not in outs[1][0]  # process 1 reports and writes nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi", "single"]
     assert (multi / "metrics.csv").read_bytes() == (single / "metrics.csv").read_bytes()
@@ -72,20 +78,7 @@ def test_two_process_reproduction_equals_one_process(tmp_path):
     single = tmp_path / "single"
     assert main(["reproduce", "dpo-bandit", "--smoke", "--out", str(single)]) == 0
     multi = tmp_path / "multi"
-    port = _free_port()
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    procs = [subprocess.Popen([sys.executable, "-m", "alignjax", "reproduce", "dpo-bandit", "--smoke", "--out",
-                               str(multi), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
-                               "--process-id", str(i)],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=600) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    outs = _two_processes(["reproduce", "dpo-bandit", "--smoke", "--out", str(multi)])
     assert "claims hold" in outs[0][0] and "claims hold" not in outs[1][0]  # (gloo's own chatter aside)
     assert not (Path(tempfile.gettempdir()) / "alignjax-never-written").exists()
     a_dir, b_dir = multi / "dpo-bandit" / "stages", single / "dpo-bandit" / "stages"

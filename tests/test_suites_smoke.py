@@ -10,7 +10,6 @@ that hold at the quick budget are asserted on the quick setting in each suite's 
 (``@pytest.mark.slow``).
 """
 
-import contextlib
 import json
 import math
 
@@ -19,6 +18,7 @@ import pytest
 
 from alignjax.registry import SUITES
 from alignjax.results import Claim, SuiteContext, summary_dict, to_jsonable, write_json
+from test_registry import cheap_compiles
 
 HOLD_AT_SMOKE = {
     # closed form in float64 (error ~1e-13 vs 1e-4); gaps 23 -> 3.4 -> 1e-8; hard/soft KL ratios >= 2.5
@@ -49,24 +49,6 @@ CLAIM_IDS = {
         "neural-egpo-reduces-gap"],
 }
 NONFINITE = {"nan", "inf", "-inf"}  # how to_jsonable spells non-finite floats
-
-
-@contextlib.contextmanager
-def _cheap_compiles():
-    """Compile with XLA's backend optimisations off: a smoke run is compile-bound (every stage
-    is a new program that then runs for milliseconds), and this cuts its CPU time ~2.5x.
-
-    The flag is not part of JAX's in-memory cache keys (it is part of the persistent cache's),
-    so the in-memory caches are cleared on the way out: no later test in this process reuses a
-    program compiled here.
-    """
-    before = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", before)
-        jax.clear_caches()
 
 
 def _leaves(x):
@@ -103,7 +85,7 @@ def test_listed_suites_and_claims_exist():
 def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
     out = tmp_path / name
     ctx = SuiteContext(out_dir=out, smoke=True, progress=False)
-    with _cheap_compiles():
+    with cheap_compiles():
         claims = SUITES.get(name)(ctx)
 
     assert isinstance(claims, list) and claims, "a suite returns a non-empty list of claims"
