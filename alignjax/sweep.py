@@ -220,7 +220,31 @@ def _rows(grid: Grid, seed: int, num_devices: int, block: int, key_impl: str | N
     return hp, keys, b
 
 
-def _blocked(fn, mesh: Mesh, block: int):
+_COMPILED: dict = {}  # (program, sizes, devices, ...) -> compiled sweep function (see run_sweep)
+_TRACE_COUNTS: list = []  # the trace counters of the run_sweep calls in progress (innermost last)
+_COMPILED_MAX = 16
+
+
+def _remember(key, fn) -> None:
+    """Keep ``fn`` for ``key``; the oldest entries go first (programs may hold large constants)."""
+    _COMPILED[key] = fn
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+
+
+def _with_shared(program: Program, shared: Mapping[str, Any]) -> Program:
+    """``program`` reading ``{**row_hparams, **shared}`` as its hyperparameters."""
+    if not shared:
+        return program
+
+    def merge(h):
+        return {**h, **shared}
+
+    return Program(lambda h, k: program.init(merge(h), k), lambda st, h: program.step(st, merge(h)),
+                   lambda st, h: program.observe(st, merge(h)))
+
+
+def _blocked(fn, mesh: Mesh, block: int, shared: bool = False):
     """``shard_map`` over the sweep axis; on each device, ``lax.map`` of ``fn`` over blocks.
 
     ``fn`` takes and returns pytrees whose leaves have a leading axis of ``block`` rows (a
@@ -228,7 +252,9 @@ def _blocked(fn, mesh: Mesh, block: int):
     ``block`` rows and evaluates them ``block`` at a time, so the per-block program is the
     same whatever the number of devices.
 
-    Every input and output is split along the sweep axis and nothing is replicated, so the
+    With ``shared``, the last argument (data shared by every row) is replicated on every device
+    and passed whole to ``fn``. Every other input and every output is split along the sweep
+    axis, so the
     varying-manual-axes type check is off (``check_vma=False``): with it, any ``lax.scan`` or
     ``while_loop`` carry that starts from a constant inside ``init``/``step`` (a fixed game, a
     reward fit's zero start) would need a per-algorithm ``pcast`` to type-check.
@@ -236,13 +262,17 @@ def _blocked(fn, mesh: Mesh, block: int):
     spec = PartitionSpec("sweep")
 
     def local(*args):
+        args, extra = (args[:-1], args[-1:]) if shared else (args, ())
         rows = jax.tree.leaves(args)[0].shape[0]
         nb = rows // block
         split = jax.tree.map(lambda x: x.reshape(nb, block, *x.shape[1:]), args)
-        out = jax.lax.map(lambda a: fn(*a), split)
+        out = jax.lax.map(lambda a: fn(*a, *extra), split)
         return jax.tree.map(lambda x: x.reshape(nb * block, *x.shape[2:]), out)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    if not shared:
+        return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    return lambda *args: jax.shard_map(local, mesh=mesh, in_specs=(*([spec] * (len(args) - 1)), PartitionSpec()),
+                                       out_specs=spec, check_vma=False)(*args)
 
 
 def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, seed: int = 0,
@@ -250,7 +280,7 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
               progress: bool = False, devices: Sequence[jax.Device] | None = None,
               block_size: int | None = None,
               on_chunk: Callable[[int, int], None] | None = None,
-              key_impl: str | None = None) -> SweepResult:
+              key_impl: str | None = None, shared: Mapping[str, Any] | None = None) -> SweepResult:
     """Run every row of ``grid`` for ``num_steps`` steps as one sharded ``jit(vmap(...))``.
 
     Args:
@@ -274,9 +304,16 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         and N devices (blocks are fixed by the grid) but change with ``block_size``; pass
         ``block_size=1`` for per-row streams that depend on the row's own key only.
 
+      shared: data every row reads (e.g. one large game for a whole grid), passed to the
+        compiled program as arguments and replicated on every device instead of copied per
+        row or baked into the program as constants; its entries join each row's ``hparams``.
+
     Every leaf of ``grid.hparams`` has a leading axis of ``num_configs``; trailing axes are
     allowed (per-config data such as a game matrix), and the row's slice reaches
     ``program.init``/``step``/``observe`` in ``hparams`` like a scalar hyperparameter.
+
+    Without a progress bar, the compiled program is kept (per program, sizes and devices), so
+    calling ``run_sweep`` again with the same ``program`` object and new values compiles nothing.
 
     Returns:
       A :class:`SweepResult`.
@@ -291,46 +328,76 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
     hp_np, keys_np, b = _rows(grid, seed, len(devices), block, key_impl)
     hp = {k: _put(_as_run_float(v), sharded) for k, v in hp_np.items()}
     keys = _put(keys_np, sharded)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    sh = {k: _put(_as_run_float(v), replicated) for k, v in dict(shared or {}).items()}
+    clash = set(sh) & set(hp)
+    if clash:
+        raise ValueError(f"names both per-row and shared: {sorted(clash)}")
     steps = np.arange(num_logs + 1) * log_every
     counts: dict[str, int] = {}
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
+    _TRACE_COUNTS.append(counts)  # traces during this call count here (also of a kept program)
+
     def counted(name, fn):
         def wrapper(*args):
-            counts[name] = counts.get(name, 0) + 1  # runs once per trace
+            c = _TRACE_COUNTS[-1] if _TRACE_COUNTS else counts
+            c[name] = c.get(name, 0) + 1  # runs once per trace
             return fn(*args)
         return wrapper
 
+    try:
+        return _run_sweep(program, grid, num_steps, log_every, seed, out_dir, resume, chunk_logs, progress, devices,
+                          mesh, sharded, block, hp_np, b, hp, keys, keys_np, sh, steps, counts, timings, t_start,
+                          counted, on_chunk, key_impl, num_logs)
+    finally:
+        _TRACE_COUNTS.pop()
+
+
+def _run_sweep(program, grid, num_steps, log_every, seed, out_dir, resume, chunk_logs, progress, devices, mesh,
+               sharded, block, hp_np, b, hp, keys, keys_np, sh, steps, counts, timings, t_start, counted, on_chunk,
+               key_impl, num_logs):
+    """The body of :func:`run_sweep` (inputs already placed on the devices)."""
     bar, on_interval = _progress(progress, b, len(keys_np), num_steps, log_every, block)
     chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
     if chunk_logs == num_logs and out_dir is None:
-        run_b = _make_batched_run(program, num_steps=num_steps, log_every=log_every, on_interval=on_interval)
-        fn = jax.jit(counted("run", _blocked(lambda h, k: run_b(h, jax.random.wrap_key_data(k, impl=key_impl)), mesh, block)))
+        cache_key = (program, num_steps, log_every, tuple(devices), block, key_impl, tuple(sorted(sh)))
+        fn = _COMPILED.get(cache_key) if bar is None else None
+        if fn is None:
+            def whole(h, k, s):
+                run_b = _make_batched_run(_with_shared(program, s), num_steps=num_steps, log_every=log_every,
+                                          on_interval=on_interval)
+                return run_b(h, jax.random.wrap_key_data(k, impl=key_impl))
+
+            fn = jax.jit(counted("run", _blocked(whole, mesh, block, shared=True)))
+            if bar is None:
+                _remember(cache_key, fn)
         try:
-            metrics = _get(fn(hp, keys))
+            metrics = _get(fn(hp, keys, sh))
         finally:
             if bar is not None:
                 bar.close()
         timings["compile"] = timings["total"] = time.perf_counter() - t_start
         return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
 
-    advance = _make_advance(program, log_every, on_interval)
+    def start(h, k, shared_):
+        prog = _with_shared(program, shared_)
+        state = jax.vmap(prog.init)(h, jax.random.wrap_key_data(k, impl=key_impl))
+        return state, jax.vmap(prog.observe)(state, h)
 
-    def start(h, k):
-        state = jax.vmap(program.init)(h, jax.random.wrap_key_data(k, impl=key_impl))
-        return state, jax.vmap(program.observe)(state, h)
-
-    start_fn = jax.jit(counted("init", _blocked(start, mesh, block)))
+    start_blocked = jax.jit(counted("init", _blocked(start, mesh, block, shared=True)))
+    start_fn = lambda h, k: start_blocked(h, k, sh)  # noqa: E731
     chunk_fns: dict[int, Callable] = {}  # one compiled program per distinct chunk length
 
     def chunk_fn(n):
         if n not in chunk_fns:
-            def body(s, h):
-                s, ms = advance(s, h, n)
+            def body(s, h, shared_):
+                s, ms = _make_advance(_with_shared(program, shared_), log_every, on_interval)(s, h, n)
                 return s, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), ms)
 
-            chunk_fns[n] = jax.jit(counted("chunk", _blocked(body, mesh, block)))
+            blocked = jax.jit(counted("chunk", _blocked(body, mesh, block, shared=True)))
+            chunk_fns[n] = lambda s, h, _b=blocked: _b(s, h, sh)
         return chunk_fns[n]
 
     # Checkpoints are numbered by logged intervals done, so a resumed run may use another

@@ -403,14 +403,16 @@ def test_exact_dynamics_agree_on_one_and_four_devices():
         "for name in exact_names():\n"
         "    hp = {k: np.array([v, 0.5 * v])[:, None] for k, v in DYNAMICS.entry(name).hparams.items()}\n"
         "    out = np.asarray(simulate(name, P, ref, hparams=hp, num_steps=6, log_every=3))\n"
-        "    print(name, out.shape, hashlib.sha256(out.tobytes()).hexdigest())\n")
+        "    print(name, out.shape, hashlib.sha256(out.tobytes()).hexdigest())\n"
+        "    one = np.asarray(simulate(name, P[0], ref[0], hparams=hp, num_steps=6, log_every=3))  # a shared game\n"
+        "    print(name, one.shape, hashlib.sha256(one.tobytes()).hexdigest())\n")
     outs = []
     for devices in (1, 4):
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(proc.stdout)
-    assert outs[0] == outs[1] and outs[0].count("\n") >= 8, outs
+    assert outs[0] == outs[1] and outs[0].count("\n") >= 16, outs
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS.names() or ["(none registered)"])

@@ -348,3 +348,37 @@ def test_results_do_not_depend_on_device_count(tmp_path):
     assert set(blocks.files) == set(single)
     for k in single:
         _assert_bitwise_equal(blocks[k], single[k], k)
+
+
+def test_shared_data_equals_per_row_copies_and_a_kept_program_compiles_once():
+    """``run_sweep(shared=...)``: data every row reads, replicated rather than copied per row,
+    gives the per-row result (to rounding: a shared matrix is one matrix product, per-row copies
+    a batched one); a second call with the same program object and new
+    values compiles nothing, and a new grid size is counted as a compile again."""
+    from alignjax.experiment import Program
+    from alignjax.sweep import Grid, make_grid, run_sweep
+
+    M = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
+
+    def init(h, key):
+        return jnp.zeros(4) + h["c"]
+
+    def step(x, h):
+        return jnp.tanh(h["M"].T @ (h["M"] @ x) * h["c"] + 0.1)
+
+    program = Program(init, step, lambda x, h: {"x": x})
+    grid = make_grid({"c": 0.5}, {"c": [0.1, 0.5, 0.9]})
+    shared = run_sweep(program, grid, num_steps=4, log_every=2, shared={"M": M})
+    copied = run_sweep(program, Grid({**grid.hparams, "M": np.broadcast_to(M, (3, 3, 4))}, grid.axes, 1),
+                       num_steps=4, log_every=2)
+    np.testing.assert_allclose(shared.metrics["x"], copied.metrics["x"], rtol=1e-6, atol=1e-7)
+    assert shared.num_compiles == {"run": 1}
+    again = run_sweep(program, grid, num_steps=4, log_every=2, shared={"M": 2 * M})
+    assert again.num_compiles == {} and not np.array_equal(again.metrics["x"], shared.metrics["x"])
+    bigger = run_sweep(program, make_grid({"c": 0.5}, {"c": [0.1, 0.2, 0.3, 0.4, 0.5]}), num_steps=4, log_every=2,
+                       shared={"M": M})
+    assert bigger.num_compiles == {"run": 1}
+    np.testing.assert_allclose(bigger.metrics["x"][[0, 4]], shared.metrics["x"][[0, 1]], rtol=1e-6)
+    with pytest.raises(ValueError, match="both per-row and shared"):
+        run_sweep(program, Grid({**grid.hparams, "M": np.broadcast_to(M, (3, 3, 4))}, grid.axes, 1), num_steps=4,
+                  log_every=2, shared={"M": M})

@@ -26,6 +26,7 @@ and every declared hyperparameter can then be set and swept from the CLI
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -175,17 +176,21 @@ def _validate(name, P, pi_ref, pi0, hparams, num_steps, log_every, dtype):
         raise ValueError(f"log_every must be a positive integer dividing num_steps={num_steps}; got {log_every!r}")
 
 
-def _program(dyn: ExactDynamics, names, average: bool, shared_P=None):
+@functools.lru_cache(maxsize=64)
+def _program(factory: Callable[..., ExactDynamics], static: tuple, names: tuple, average: bool):
     """The engine :class:`~alignjax.experiment.Program` of one simulated row: the row's game,
-    reference, start and hyperparameters arrive as leaves of its ``hparams`` (see :func:`simulate`);
-    a game shared by every row (``shared_P``) is a constant of the program, not copied per row."""
+    reference, start and hyperparameters arrive as leaves of its ``hparams`` (see :func:`simulate`).
+    One object per (registered factory, knobs, names, average), so the engine reuses its
+    compiled sweep (a factory registered anew under the same name gets a new program)."""
     from alignjax.experiment import Program
+
+    dyn = factory(**dict(static))
 
     def hp_of(h):
         return {k: h[k] for k in names}
 
     def game(h):
-        return h["__P"] if shared_P is None else shared_P
+        return h["__P"]
 
     def init(h, key):
         s = dyn.init(h["__log_pi0"], game(h), h["__log_ref"], hp_of(h))
@@ -252,7 +257,7 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | No
     hp_in = {k: v for k, v in hp_in.items() if k in entry.hparams}
     dtype = jnp.result_type(P, pi_ref, pi_ref if pi0 is None else pi0, *hp_in.values(), jnp.float32)
     _validate(name, P, pi_ref, pi0, hp_in, num_steps, log_every, dtype)
-    dyn = exact_dynamics(name, **dict(static or {}))
+    knobs = tuple(sorted(check_static(name, dict(static or {})).items()))
     P64 = np.asarray(P, np.float64)
     ref = np.asarray(pi_ref, np.float64)
     start = ref if pi0 is None else np.asarray(pi0, np.float64)
@@ -261,23 +266,24 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | No
     batch = np.broadcast_shapes(P64.shape[:-2], ref.shape[:-1], start.shape[:-1], *shapes)
     size = int(np.prod(batch, dtype=np.int64))
     flat = lambda x, tail: np.broadcast_to(x, (*batch, *tail)).reshape(size, *tail)
-    shared = P64.ndim == 2  # one game for every row: a constant of the program (a 1000 x 1000 game
-    # swept over 1024 configs would otherwise be copied 1024 times)
+    # one game for every row: shared (replicated), not copied per row (a 1000 x 1000 game swept
+    # over 1024 configs would otherwise take 4 GB)
+    shared = {"__P": P64.astype(dtype)} if P64.ndim == 2 else {}
     with np.errstate(divide="ignore"):
         leaves = {"__log_ref": np.log(flat(ref, (n,))), "__log_pi0": np.log(flat(start, (n,))),
                   **{k: flat(v, ()) for k, v in hp64.items()}}
         if not shared:
             leaves["__P"] = flat(P64, (n, n))
     leaves = {k: v.astype(dtype) for k, v in leaves.items()}
-    program = _program(dyn, list(hp64), average, jnp.asarray(P64, dtype) if shared else None)
+    program = _program(DYNAMICS.get(name), knobs, tuple(hp64), bool(average))
     # vmap blocks of up to 1024 rows (fixed by the batch, so still device-count invariant): with a
     # shared game each step is one (N, N) x (N, rows) product, near the machine's matmul rate
     block = default_block_size(size, cap=1024)
     if num_steps == 0:  # nothing to iterate: the start (init normalises it)
-        res = run_sweep(program, Grid(leaves, (), 1), num_steps=1, log_every=1, block_size=block)
+        res = run_sweep(program, Grid(leaves, (), 1), num_steps=1, log_every=1, block_size=block, shared=shared)
         out = res.metrics["pi"][:, 0, :1]
     else:
         res = run_sweep(program, Grid(leaves, (), 1), num_steps=int(num_steps), log_every=int(log_every),
-                        block_size=block)
+                        block_size=block, shared=shared)
         out = res.metrics["pi"][:, 0]
     return jnp.asarray(out.reshape(*batch, out.shape[-2], n))
