@@ -33,7 +33,7 @@ from jax.typing import ArrayLike
 
 from alignjax.data.bandits import Pairs
 from alignjax.metrics.coverage import reverse_kl
-from alignjax.policies.base import Policy
+from alignjax.policies.base import Policy, sample_from_logps
 from alignjax.registry import TRAINERS
 from alignjax.reward_model import RewardModel, fit_reward, make_optimizer, with_hparams
 
@@ -101,8 +101,7 @@ def loo_advantages(scores: ArrayLike) -> jax.Array:
 
 def on_policy_samples(logp_table: jax.Array, key: jax.Array, num_samples: int) -> jax.Array:
     """``k`` responses per prompt from the (stop-gradient) policy table ``(X, N)``: ``(k, X)`` ints."""
-    return jax.random.categorical(key, jax.lax.stop_gradient(logp_table), axis=-1,
-                                  shape=(num_samples, logp_table.shape[0]))
+    return sample_from_logps(jax.lax.stop_gradient(logp_table), key, (num_samples,))
 
 
 def reinforce_loo_surrogate(logp_table: jax.Array, samples: jax.Array, scores: jax.Array) -> jax.Array:

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from alignjax.policies.base import sample_from_logps
+
 __all__ = [
     "Bandit", "Pairs", "linear_bandit", "support_mask", "support_without_best",
     "reference_with_outside_mass", "sample_pairs", "population_pairs", "pair_support", "random_features",
@@ -182,8 +184,8 @@ def sample_pairs(key: jax.Array, rewards: ArrayLike, log_pi_ref: ArrayLike, supp
     k_x, k_y1, k_y2, k_lab = jax.random.split(key, 4)
     x = jax.random.randint(k_x, (num_pairs,), 0, r.shape[0])
     logits = jnp.where(jnp.asarray(support, bool), lr, -jnp.inf)[x]  # (M, N)
-    y1 = jax.random.categorical(k_y1, logits, axis=-1)
-    y2 = jax.random.categorical(k_y2, logits, axis=-1)
+    y1 = sample_from_logps(logits, k_y1)
+    y2 = sample_from_logps(logits, k_y2)
     r1 = jnp.take_along_axis(r[x], y1[:, None], axis=-1)[:, 0]
     r2 = jnp.take_along_axis(r[x], y2[:, None], axis=-1)[:, 0]
     first_wins = jax.random.bernoulli(k_lab, jax.nn.sigmoid(r1 - r2))

@@ -48,7 +48,12 @@ def sample(policy: Policy, params: Params, x: Any, key: jax.Array, shape: tuple[
     Returns:
       Integer responses of shape ``(*shape, *B)``.
     """
-    logp = policy.log_probs(params, x)
+    return sample_from_logps(policy.log_probs(params, x), key, shape)
+
+
+def sample_from_logps(logp: jax.Array, key: jax.Array, shape: tuple = ()) -> jax.Array:
+    """Responses ``y ~ softmax(logp)`` over the last axis: integers of shape ``(*shape, *B)`` for
+    ``logp (*B, N)`` (the one home of drawing a response; ``-inf`` entries are never drawn)."""
     return jax.random.categorical(key, logp, axis=-1, shape=(*shape, *logp.shape[:-1]))
 
 
