@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = [
-    "Claim", "claim", "SuiteContext", "atomic_write_bytes", "atomic_write_text", "write_json",
+    "Claim", "claim", "control", "SuiteContext", "atomic_write_bytes", "atomic_write_text", "write_json",
     "write_csv", "to_jsonable", "format_claims", "summary_dict", "write_arrays", "first_nonfinite",
 ]
 
@@ -166,6 +166,12 @@ class Claim:
       measured: what we measured (numbers; computed, never typed in).
       holds: whether the measured value supports the claim (computed by code).
       note: the reason when it does not hold, or how the number was measured.
+      setting: how our setting maps onto the paper's regime (sizes, budgets, the dimensionless
+        quantity that matters), and what we changed where the toy cannot reach it.
+      control: the negative control, ``{"statement", "measured", "holds"}``: the same check
+        applied to something that must fail it (a method the paper says behaves differently, a
+        broken variant, the reference policy); ``holds`` is False when the check works.
+        ``None`` for a claim without one (see :func:`control`).
     """
 
     id: str
@@ -175,15 +181,37 @@ class Claim:
     measured: Any
     holds: bool
     note: str = ""
+    setting: str = ""
+    control: dict | None = None
+
+
+def _computed_bool(what: str, holds: Any) -> bool:
+    h = np.asarray(holds)
+    if h.shape != () or h.dtype != np.bool_:
+        raise TypeError(f"{what}: holds must be a boolean scalar computed from measurements, got {holds!r}")
+    return bool(h)
+
+
+def control(statement: str, measured: Any, holds: Any) -> dict:
+    """A claim's negative control: the claim's check applied to something that must fail it.
+
+    ``holds`` is the check's verdict on that case (a boolean computed from ``measured``); a
+    working check gives ``False``.
+    """
+    return {"statement": statement, "measured": to_jsonable(measured), "holds": _computed_bool("control", holds)}
 
 
 def claim(id: str, statement: str, source: str, paper_value: Any, measured: Any, holds: Any,
-          note: str = "") -> Claim:
-    """Build a :class:`Claim`; ``holds`` must be a boolean expression over measured numbers."""
-    h = np.asarray(holds)
-    if h.shape != () or h.dtype != np.bool_:
-        raise TypeError(f"claim {id!r}: holds must be a boolean scalar computed from measurements, got {holds!r}")
-    return Claim(id, statement, source, to_jsonable(paper_value), to_jsonable(measured), bool(h), note)
+          note: str = "", *, setting: str = "", control: dict | None = None) -> Claim:
+    """Build a :class:`Claim`; ``holds`` must be a boolean expression over measured numbers.
+
+    ``control`` (from :func:`control`) is the negative control; ``setting`` maps our setting
+    onto the paper's regime.
+    """
+    if control is not None and set(control) != {"statement", "measured", "holds"}:
+        raise ValueError(f"claim {id!r}: control must be built by results.control(statement, measured, holds)")
+    return Claim(id, statement, source, to_jsonable(paper_value), to_jsonable(measured),
+                 _computed_bool(f"claim {id!r}", holds), note, setting, control)
 
 
 @dataclass
@@ -327,12 +355,16 @@ def _short(v: Any, width: int = 28) -> str:
 
 
 def format_claims(summaries: Iterable[Mapping[str, Any]]) -> str:
-    """A plain-text table of every claim of the given summaries."""
-    lines = [f"{'suite':<18} {'claim':<34} {'holds':<6} {'paper':<28} {'measured':<28}"]
+    """A plain-text table of every claim of the given summaries; the control column says
+    ``fails`` (the negative control fails the check, as it must), ``PASSES`` (it does not: the
+    check cannot tell) or ``-`` (no control)."""
+    lines = [f"{'suite':<18} {'claim':<34} {'holds':<6} {'control':<8} {'paper':<28} {'measured':<28}"]
     lines.append("-" * len(lines[0]))
     for s in summaries:
         for c in s["claims"]:
-            lines.append(f"{s['suite']:<18} {c['id']:<34} {('yes' if c['holds'] else 'NO'):<6} "
+            ctrl = c.get("control")
+            ctrl = "-" if not ctrl else "fails" if not ctrl["holds"] else "PASSES"  # a control must fail
+            lines.append(f"{s['suite']:<18} {c['id']:<34} {('yes' if c['holds'] else 'NO'):<6} {ctrl:<8} "
                          f"{_short(c['paper_value']):<28} {_short(c['measured']):<28}")
     return "\n".join(lines)
 

@@ -76,16 +76,33 @@ def test_format_claims_one_row_per_claim_with_yes_no_and_truncation():
     text = format_claims([_summary("suite-one", a, b), _summary("suite-two", c)])
     lines = text.splitlines()
     assert len(lines) == 2 + 3  # header, rule, one row per claim
-    assert lines[0].split() == ["suite", "claim", "holds", "paper", "measured"]
+    assert lines[0].split() == ["suite", "claim", "holds", "control", "paper", "measured"]
     assert set(lines[1]) == {"-"} and len(lines[1]) == len(lines[0])
     rows = [line.split() for line in lines[2:]]
-    assert rows[0] == ["suite-one", "first-claim", "yes", "0.5", "0.4375"]
-    assert rows[1][:5] == ["suite-one", "second-claim", "NO", "about", "2"]
-    assert rows[2] == ["suite-two", "third", "yes", '{"k":', '1}', "x" * 28]  # 28 characters fit
+    assert rows[0] == ["suite-one", "first-claim", "yes", "-", "0.5", "0.4375"]
+    assert rows[1][:6] == ["suite-one", "second-claim", "NO", "-", "about", "2"]
+    assert rows[2] == ["suite-two", "third", "yes", "-", '{"k":', '1}', "x" * 28]  # 28 characters fit
     measured = lines[3][lines[0].index("measured"):]
     full = json.dumps(long)
     assert measured == full[:27] + "…"  # truncated to 28 characters
     assert "NO" not in lines[2] + lines[4] and "yes" not in lines[3]
+
+
+def test_a_claim_carries_its_setting_and_negative_control():
+    from alignjax.results import control
+
+    ok = control("the same check on IPO's optimum", {"max_err": 0.3}, np.float64(0.3) < 1e-4)
+    assert ok == {"statement": "the same check on IPO's optimum", "measured": {"max_err": 0.3}, "holds": False}
+    c = claim("closed-form", "s", "p", "exact", 1e-6, 1e-6 < 1e-4, setting="tabular, beta in {0.01, 1}", control=ok)
+    row = asdict(c)
+    assert row["setting"].startswith("tabular") and row["control"]["holds"] is False
+    bad = control("a control that passes", 1e-6, np.bool_(True))
+    lines = format_claims([_summary("s", c, claim("weak", "s", "p", 0, 0, True, control=bad))]).splitlines()
+    assert lines[2].split()[3] == "fails" and lines[3].split()[3] == "PASSES"
+    with pytest.raises(TypeError):
+        control("s", 0.3, 0.3 < 1 and "yes")  # a verdict must be a computed boolean
+    with pytest.raises(ValueError):
+        claim("x", "s", "p", 0, 0, True, control={"holds": False})
 
 
 def test_format_claims_of_no_claims_is_just_the_header():
