@@ -348,104 +348,95 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         return wrapper
 
     try:
-        return _run_sweep(program, grid, num_steps, log_every, seed, out_dir, resume, chunk_logs, progress, devices,
-                          mesh, sharded, block, hp_np, b, hp, keys, keys_np, sh, steps, counts, timings, t_start,
-                          counted, on_chunk, key_impl, num_logs)
-    finally:
-        _TRACE_COUNTS.pop()
+        bar, on_interval = _progress(progress, b, len(keys_np), num_steps, log_every, block)
+        chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
+        if chunk_logs == num_logs and out_dir is None:
+            cache_key = (program, num_steps, log_every, tuple(devices), block, key_impl, tuple(sorted(sh)))
+            fn = _COMPILED.get(cache_key) if bar is None else None
+            if fn is None:
+                def whole(h, k, s):
+                    run_b = _make_batched_run(_with_shared(program, s), num_steps=num_steps, log_every=log_every,
+                                              on_interval=on_interval)
+                    return run_b(h, jax.random.wrap_key_data(k, impl=key_impl))
 
+                fn = jax.jit(counted("run", _blocked(whole, mesh, block, shared=True)))
+                if bar is None:
+                    _remember(cache_key, fn)
+            try:
+                metrics = _get(fn(hp, keys, sh))
+            finally:
+                if bar is not None:
+                    bar.close()
+            timings["compile"] = timings["total"] = time.perf_counter() - t_start
+            return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
 
-def _run_sweep(program, grid, num_steps, log_every, seed, out_dir, resume, chunk_logs, progress, devices, mesh,
-               sharded, block, hp_np, b, hp, keys, keys_np, sh, steps, counts, timings, t_start, counted, on_chunk,
-               key_impl, num_logs):
-    """The body of :func:`run_sweep` (inputs already placed on the devices)."""
-    bar, on_interval = _progress(progress, b, len(keys_np), num_steps, log_every, block)
-    chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
-    if chunk_logs == num_logs and out_dir is None:
-        cache_key = (program, num_steps, log_every, tuple(devices), block, key_impl, tuple(sorted(sh)))
-        fn = _COMPILED.get(cache_key) if bar is None else None
-        if fn is None:
-            def whole(h, k, s):
-                run_b = _make_batched_run(_with_shared(program, s), num_steps=num_steps, log_every=log_every,
-                                          on_interval=on_interval)
-                return run_b(h, jax.random.wrap_key_data(k, impl=key_impl))
+        def start(h, k, shared_):
+            prog = _with_shared(program, shared_)
+            state = jax.vmap(prog.init)(h, jax.random.wrap_key_data(k, impl=key_impl))
+            return state, jax.vmap(prog.observe)(state, h)
 
-            fn = jax.jit(counted("run", _blocked(whole, mesh, block, shared=True)))
-            if bar is None:
-                _remember(cache_key, fn)
+        start_blocked = jax.jit(counted("init", _blocked(start, mesh, block, shared=True)))
+        start_fn = lambda h, k: start_blocked(h, k, sh)  # noqa: E731
+        chunk_fns: dict[int, Callable] = {}  # one compiled program per distinct chunk length
+
+        def chunk_fn(n):
+            if n not in chunk_fns:
+                def body(s, h, shared_):
+                    s, ms = _make_advance(_with_shared(program, shared_), log_every, on_interval)(s, h, n)
+                    return s, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), ms)
+
+                blocked = jax.jit(counted("chunk", _blocked(body, mesh, block, shared=True)))
+                chunk_fns[n] = lambda s, h, _b=blocked: _b(s, h, sh)
+            return chunk_fns[n]
+
+        # Checkpoints are numbered by logged intervals done, so a resumed run may use another
+        # chunk size; chunk boundaries do not change the numbers (a scan of scans).
+        mgr = None
+        done, gathered = 0, None
+        if out_dir is not None:
+            from alignjax import checkpoint
+
+            mgr = checkpoint.manager(Path(out_dir) / "checkpoints")
+            step = checkpoint.latest(mgr) if resume else None
+            like = jax.eval_shape(start_fn, hp, keys)[0]
+            fingerprint = _fingerprint(like, hp_np, b, seed, log_every)
+            if step is not None:
+                state_host, gathered = checkpoint.restore(mgr, step, like, fingerprint)
+                done = int(step)
+                if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
+                    raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
+                state = jax.tree.map(lambda x: _put(x, sharded), state_host)
+        if gathered is None:
+            state, first = start_fn(hp, keys)
+            gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
+
+        if bar is not None:
+            bar.update(done * log_every * bar.total // max(1, num_steps))
         try:
-            metrics = _get(fn(hp, keys, sh))
+            while done < num_logs:
+                n = min(chunk_logs, num_logs - done)
+                t0 = time.perf_counter()
+                state, ms = chunk_fn(n)(state, hp)
+                ms = _get(ms)
+                if "compile" not in timings:
+                    timings["compile"] = time.perf_counter() - t0
+                gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
+                done += n
+                if mgr is not None:
+                    from alignjax import checkpoint
+
+                    checkpoint.save(mgr, done, state, gathered, fingerprint)
+                if on_chunk is not None:
+                    on_chunk(done, num_logs)
         finally:
             if bar is not None:
                 bar.close()
-        timings["compile"] = timings["total"] = time.perf_counter() - t_start
-        return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
-
-    def start(h, k, shared_):
-        prog = _with_shared(program, shared_)
-        state = jax.vmap(prog.init)(h, jax.random.wrap_key_data(k, impl=key_impl))
-        return state, jax.vmap(prog.observe)(state, h)
-
-    start_blocked = jax.jit(counted("init", _blocked(start, mesh, block, shared=True)))
-    start_fn = lambda h, k: start_blocked(h, k, sh)  # noqa: E731
-    chunk_fns: dict[int, Callable] = {}  # one compiled program per distinct chunk length
-
-    def chunk_fn(n):
-        if n not in chunk_fns:
-            def body(s, h, shared_):
-                s, ms = _make_advance(_with_shared(program, shared_), log_every, on_interval)(s, h, n)
-                return s, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), ms)
-
-            blocked = jax.jit(counted("chunk", _blocked(body, mesh, block, shared=True)))
-            chunk_fns[n] = lambda s, h, _b=blocked: _b(s, h, sh)
-        return chunk_fns[n]
-
-    # Checkpoints are numbered by logged intervals done, so a resumed run may use another
-    # chunk size; chunk boundaries do not change the numbers (a scan of scans).
-    mgr = None
-    done, gathered = 0, None
-    if out_dir is not None:
-        from alignjax import checkpoint
-
-        mgr = checkpoint.manager(Path(out_dir) / "checkpoints")
-        step = checkpoint.latest(mgr) if resume else None
-        like = jax.eval_shape(start_fn, hp, keys)[0]
-        fingerprint = _fingerprint(like, hp_np, b, seed, log_every)
-        if step is not None:
-            state_host, gathered = checkpoint.restore(mgr, step, like, fingerprint)
-            done = int(step)
-            if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
-                raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
-            state = jax.tree.map(lambda x: _put(x, sharded), state_host)
-    if gathered is None:
-        state, first = start_fn(hp, keys)
-        gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
-
-    if bar is not None:
-        bar.update(done * log_every * bar.total // max(1, num_steps))
-    try:
-        while done < num_logs:
-            n = min(chunk_logs, num_logs - done)
-            t0 = time.perf_counter()
-            state, ms = chunk_fn(n)(state, hp)
-            ms = _get(ms)
-            if "compile" not in timings:
-                timings["compile"] = time.perf_counter() - t0
-            gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
-            done += n
             if mgr is not None:
-                from alignjax import checkpoint
-
-                checkpoint.save(mgr, done, state, gathered, fingerprint)
-            if on_chunk is not None:
-                on_chunk(done, num_logs)
+                mgr.close()
+        timings["total"] = time.perf_counter() - t_start
+        return SweepResult(grid, steps, _unflatten(gathered, grid, b), counts, timings)
     finally:
-        if bar is not None:
-            bar.close()
-        if mgr is not None:
-            mgr.close()
-    timings["total"] = time.perf_counter() - t_start
-    return SweepResult(grid, steps, _unflatten(gathered, grid, b), counts, timings)
+        _TRACE_COUNTS.pop()
 
 
 def _fingerprint(like, hp_np: Mapping[str, np.ndarray], rows: int, seed: int, log_every: int) -> dict:
