@@ -2,14 +2,16 @@
 
 ``SuiteContext(smoke=True)`` asks a suite for its quick setting shrunk to seconds: every stage,
 table, plot and claim runs, so a broken suite fails CI. The cases come from the registry, so a
-new suite is covered without editing this file (:data:`CLAIM_IDS` and :data:`HOLD_AT_SMOKE` add
-checks for the suites they list). At smoke scale the budgets are tiny and most claims need not
+new suite is covered without editing this file (each suite's own test file, listed in
+:data:`SUITE_TESTS`, adds checks: ``CLAIM_IDS``, ``HOLD_AT_SMOKE`` and ``MEETS_CLAIMS_CONTRACT``, which
+turns on the claims-contract v2 checks: a setting, a located source and a negative control that fails). At smoke scale the budgets are tiny and most claims need not
 hold; only those in :data:`HOLD_AT_SMOKE` must: identities and closed forms, which hold at any
 size, and dpo-bandit's, which hold by orders of magnitude even at smoke size. The other claims
 that hold at the quick budget are asserted on the quick setting in each suite's own test file
 (``@pytest.mark.slow``).
 """
 
+import importlib
 import json
 import math
 
@@ -20,34 +22,16 @@ from alignjax.registry import SUITES
 from alignjax.results import Claim, SuiteContext, summary_dict, to_jsonable, write_json
 from test_registry import cheap_compiles
 
-HOLD_AT_SMOKE = {
-    # closed form in float64 (error ~1e-13 vs 1e-4); gaps 23 -> 3.4 -> 1e-8; hard/soft KL ratios >= 2.5
-    "dpo-bandit": {"closed-form-optimum", "sampled-gap-shrinks", "hard-labels-overfit"},
-    # Thm 3.1 on tabular policies (quick length kept), Thm 4.1 and its IPO analogue: identities
-    "ranking-accuracy": {"thm31-dpo-optimum", "thm41-flip-iff-loss-below-threshold", "ipo-flip-analogue"},
-    # a theorem's bound at every logged T; no training in the other two: BT fits, closed-form
-    # BT-RLHF policies and LP equilibria (median exploitability 0.155 vs 0.1 at smoke and quick size)
-    "nash-games": {"nash-md-theorem-bound", "three-rater-bt-jumps-nash-continuous", "bt-rlhf-exploitable-on-mixtures"},
-    # tabular DPO on population pairs (quick length kept): non-unique under partial coverage,
-    # the closed form under global coverage
-    "coverage": {"non-uniqueness"},
+SUITE_TESTS = {  # each suite's own test file holds its CLAIM_IDS, HOLD_AT_SMOKE and MEETS_CLAIMS_CONTRACT
+    "dpo-bandit": "test_dpo_bandit",
+    "coverage": "test_coverage_suite",
+    "nash-games": "test_nash_suite",
+    "ranking-accuracy": "test_ranking_suite",
 }
-CLAIM_IDS = {
-    # every stage of a suite returns claims: a skipped or broken stage changes this list
-    "dpo-bandit": ["closed-form-optimum", "sampled-gap-shrinks", "hard-labels-overfit"],
-    "coverage": ["non-uniqueness", "dpo-drift", "hypo-kl", "hypo-cost", "extrapolation", "coverage-sweep"],
-    "ranking-accuracy": [
-        "thm31-dpo-optimum", "thm41-flip-iff-loss-below-threshold", "ipo-flip-analogue", "alignment-gap",
-        "few-misranked-pairs-flip", "flipped-pairs-are-easy", "winrate-ranking-correlation",
-        "alignment-gap-other-methods"],
-    "nash-games": [
-        "egpo-exact-linear-rate", "nash-md-constant-step-plateaus", "which-stall-at-small-beta",
-        "nash-md-theorem-bound", "mwu-last-iterate-cycles-average-converges",
-        "optimistic-extragradient-last-iterate", "mpo-magnet-reset-converges", "bt-rlhf-exploitable-on-mixtures",
-        "bt-rlhf-loses-to-nash-on-mixtures", "three-rater-bt-jumps-nash-continuous",
-        "sampled-egpo-noise-floor-shrinks", "online-ipo2-nash-md-pg-stall-small-beta", "egpo-lowest-gap-every-beta",
-        "neural-egpo-reduces-gap"],
-}
+_SUITE_MODULES = {name: importlib.import_module(mod) for name, mod in SUITE_TESTS.items()}
+HOLD_AT_SMOKE = {name: set(m.HOLD_AT_SMOKE) for name, m in _SUITE_MODULES.items()}
+CLAIM_IDS = {name: list(m.CLAIM_IDS) for name, m in _SUITE_MODULES.items()}
+CONTRACT_V2 = {name for name, m in _SUITE_MODULES.items() if m.MEETS_CLAIMS_CONTRACT}
 NONFINITE = {"nan", "inf", "-inf"}  # how to_jsonable spells non-finite floats
 
 
@@ -125,6 +109,15 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
         assert len(lines) >= 2 and lines[0], f"{p.name}: header and at least one row"
     for p in plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p.name
+
+    if name in CONTRACT_V2:  # the claims contract v2: where, in which regime, and a check that can fail
+        for c in claims:
+            assert c.setting.strip(), f"{c.id}: no setting (how ours maps onto the paper's regime)"
+            assert c.control is not None, f"{c.id}: no negative control"
+            assert c.control["holds"] is False, f"{c.id}: the negative control passes the check: {c.control}"
+            assert c.control["statement"].strip() and c.control["measured"] not in (None, "", [], {}), c.id
+            assert c.source.startswith("beyond the paper") or any(ch.isdigit() for ch in c.source), (
+                f"{c.id}: source names no place in a paper: {c.source!r}")
 
     must = HOLD_AT_SMOKE.get(name, set())
     assert must <= set(ids), f"claims renamed or gone: {sorted(must - set(ids))}"
