@@ -120,3 +120,52 @@ def test_ipo_threshold_zero_when_difficulty_exceeds_target():
     # c = 3 > t = 1/(2*0.5) = 1: the IPO optimum h = t ranks it wrong, threshold 0
     np.testing.assert_array_equal(rk.ipo_flip_threshold(jnp.array([-4.0]), jnp.array([-1.0]), 0.5), [0.0])
     np.testing.assert_allclose(rk.ipo_flip_threshold(jnp.array([-1.0]), jnp.array([-1.5]), 0.5), [2.25])
+
+
+@settings(max_examples=200, deadline=None)
+@given(pw=logp, pl=logp, rw=logp, rl=logp, beta=st.floats(1e-2, 10.0))
+def test_prop_2_6_low_dpo_loss_keeps_a_correct_reference_ranking(pw, pl, rw, rl, beta):
+    """Chen et al. 2024, Prop. 2.6: pi_ref(y_w) >= pi_ref(y_l) and L_DPO <= 0.6 imply R = 1."""
+    with jax.enable_x64(True):
+        args = [jnp.array([v], jnp.float64) for v in (pw, pl, rw, rl)]
+        loss = float(losses.dpo(*args, beta=jnp.float64(beta))[0])
+        if rw >= rl and loss <= 0.6:
+            assert bool(rk.ranking_correct(args[0], args[1])[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(pw=logp, pl=logp, rw=logp, rl=logp, beta=st.floats(1e-2, 10.0))
+def test_prop_a7_ipo_as_the_paper_states_it(pw, pl, rw, rl, beta):
+    """Chen et al. 2024, Prop. A.7 (App. A.5), IPO with tau = beta and c' = log pi_ref(y_w)/pi_ref(y_l):
+    if c' < -1/(2 tau), the IPO optimum (loss 0) misranks the pair; if c' >= -1/(2 tau), a loss below
+    (c' + 1/(2 tau))^2 ranks it correctly, on either side of the target (no branch condition)."""
+    with jax.enable_x64(True):
+        args = [jnp.array([v], jnp.float64) for v in (pw, pl, rw, rl)]
+        t, c_prime = 1.0 / (2.0 * beta), rw - rl
+        loss = float(losses.ipo(*args, beta=jnp.float64(beta))[0])
+        if c_prime >= -t and loss < (c_prime + t) ** 2 - 1e-12:
+            assert bool(rk.ranking_correct(args[0], args[1])[0])
+        # the optimum: h = t exactly, i.e. m = t - c = t + c'
+        m_opt = t + c_prime
+        if c_prime < -t - 1e-9:
+            assert m_opt < 0   # misranked at zero loss
+
+
+def test_authors_code_variant_hand_cases():
+    # 4 of 5 raters (alpha = 0.8): votes term 4^(1/beta)
+    rw, rl, a = jnp.array([-100.0, -100.0]), jnp.array([-120.0, -80.0]), jnp.array([0.8, 0.8])
+    n = jnp.array([50.0, 50.0])
+    kw = dict(chosen_lengths=n, rejected_lengths=n)
+    # unnormalised branch at beta = 10: f = log p_w / log p_l = 100/120 and 100/80; rho = 4^0.1 f = 1.149 f
+    got = rk.authors_code_idealized_ranking_correct(rw, rl, a, 10.0, normalized=False, **kw)
+    np.testing.assert_array_equal(got, [0.0, 1.0])   # 0.957 < 1.05; 1.436 >= 1.05
+    # Eq. 3 at beta = 10: 20 nats of likelihood ratio against log(4)/10: the opposite verdicts
+    np.testing.assert_array_equal(rk.idealized_ranking_correct(rw, rl, a, 10.0), [1.0, 0.0])
+    # normalised branch: f = exp(-2 + 2.4) and exp(-2 + 1.6); rho = 1.149 * 1.49, 1.149 * 0.67
+    got = rk.authors_code_idealized_ranking_correct(rw, rl, a, 10.0, normalized=True, **kw)
+    np.testing.assert_array_equal(got, [1.0, 0.0])
+    # the tie band: a pair predicted within 5% of a tie counts as wrong
+    tie = rk.authors_code_idealized_ranking_correct(jnp.array([-10.0]), jnp.array([-10.0]), jnp.array([0.6]),
+                                                    10.0, normalized=True, chosen_lengths=n[:1],
+                                                    rejected_lengths=n[:1])
+    np.testing.assert_array_equal(tie, [0.0])   # 1.5^0.1 = 1.041 < 1.05

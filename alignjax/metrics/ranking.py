@@ -28,7 +28,7 @@ from jax.typing import ArrayLike
 __all__ = [
     "UNANIMOUS_EPS", "ranking_correct", "ranking_accuracy", "clip_alpha", "idealized_log_ratio",
     "idealized_ranking_correct", "idealized_ranking_accuracy", "difficulty", "dpo_flip_threshold",
-    "ipo_flip_threshold",
+    "ipo_flip_threshold", "AUTHORS_TIE_BAND", "authors_code_idealized_ranking_correct",
 ]
 
 UNANIMOUS_EPS = 1e-3
@@ -166,6 +166,49 @@ def idealized_ranking_accuracy(reference_chosen_logps: ArrayLike, reference_reje
     return jnp.mean(idealized_ranking_correct(
         reference_chosen_logps, reference_rejected_logps, alpha, beta, chosen_lengths=chosen_lengths,
         rejected_lengths=rejected_lengths, eps=eps), axis=-1)
+
+
+AUTHORS_TIE_BAND = 0.05
+"""The authors' released code ranks a pair as a tie when its predicted probability ratio is within 5% of 1."""
+
+
+def authors_code_idealized_ranking_correct(reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike,
+                                           alpha: ArrayLike, beta: ArrayLike, *, chosen_lengths: ArrayLike,
+                                           rejected_lengths: ArrayLike, normalized: bool,
+                                           eps: float = UNANIMOUS_EPS) -> jax.Array:
+    """Per-pair idealized indicator as the authors' released code computes it (not Eq. 3).
+
+    The code of Chen et al. 2024 (repository ``angie-chen55/pref-learning-ranking-acc``,
+    ``rlhf_minimizer_client.py``, ``_compute_likelihood_ratios_helper`` and
+    ``_get_ranking_from_ratio``) predicts the ratio ``pi*(y_w)/pi*(y_l)`` as
+
+        ``rho = (a_w / max(a_l, eps))^(1/beta) * f``,
+
+    with vote fractions ``a_w = alpha``, ``a_l = 1 - alpha``, and reference factor ``f``:
+
+    * ``normalized=True``: ``f = ppl(y_l)/ppl(y_w) = exp(log pi_ref(y_w)/|y_w| - log pi_ref(y_l)/|y_l|)``,
+      the length-normalised likelihood ratio (the paper's ``R~*``);
+    * ``normalized=False``: ``f = (|y_w| log ppl(y_w)) / (|y_l| log ppl(y_l)) = log pi_ref(y_w) / log pi_ref(y_l)``,
+      a ratio of *log*-likelihoods, where Eq. 3 has the likelihood ratio
+      ``exp(log pi_ref(y_w) - log pi_ref(y_l))``. Both log-likelihoods are negative, so ``f > 1``
+      exactly when ``y_w`` is the *less* likely response, and ``f`` is close to 1 for long
+      responses of similar length whatever their likelihood ratio.
+
+    The pair counts as ranked correctly when the predicted ranking matches the votes':
+    ``rho >= 1 + 0.05`` (``|rho - 1| < 0.05`` is a predicted tie; with ``alpha > 1/2`` the votes
+    never tie). Computed in log space: ``log rho = (log a_w - log max(a_l, eps))/beta + log f``.
+    Elementwise over ``(...)``; reference log-probs must be negative.
+    """
+    _check("beta", beta, 0.0)
+    _check("alpha", alpha, 0.0, 1.0, low_open=False)
+    rw, rl = jnp.asarray(reference_chosen_logps), jnp.asarray(reference_rejected_logps)
+    a = jnp.asarray(alpha, rw.dtype)
+    log_votes = jnp.log(a) - jnp.log(jnp.maximum(1.0 - a, eps))
+    if normalized:
+        log_f = rw / jnp.asarray(chosen_lengths, rw.dtype) - rl / jnp.asarray(rejected_lengths, rw.dtype)
+    else:
+        log_f = jnp.log(rw / rl)
+    return (log_votes / beta + log_f >= jnp.log1p(AUTHORS_TIE_BAND)).astype(jnp.result_type(float))
 
 
 def difficulty(reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike) -> jax.Array:
