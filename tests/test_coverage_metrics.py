@@ -74,3 +74,36 @@ def test_coverage_report_matches_a_float64_oracle():
         # at the optimum pi* ∝ pi_ref exp(r / beta) (written here) the gap is zero
         opt = lq + r / 0.3 - jax.nn.logsumexp(lq + r / 0.3, axis=-1, keepdims=True)
         np.testing.assert_allclose(float(cov.coverage_report(opt, lq, r, s, 0.3, rho)["gap"]), 0.0, atol=1e-12)
+
+
+def test_global_coverage_is_one_over_the_smallest_reference_probability():
+    q = jnp.log(jnp.array([[0.5, 0.3, 0.2], [0.7, 0.29, 0.01]]))
+    np.testing.assert_allclose(cov.global_coverage(q), 100.0, rtol=1e-5)
+
+
+def test_local_coverage_solves_the_binary_kl_constraint():
+    """``C(kappa)``: for each response the largest ``p/q`` with ``kl(p, q) <= kappa`` (other responses in
+    their reference proportions), checked against a float64 bisection written here; a radius that
+    fits all the mass gives ``1/q``; a zero radius gives 1; growing the radius grows ``C``."""
+    q = np.array([[0.5, 0.3, 0.2], [0.9, 0.0999, 1e-4]])
+
+    def oracle(qq, kappa):
+        def kl(p):
+            return p * np.log(p / qq) + ((1 - p) * np.log((1 - p) / (1 - qq)) if p < 1 else 0.0)
+        if -np.log(qq) <= kappa:
+            return 1.0 / qq
+        lo, hi = qq, 1.0
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if kl(mid) <= kappa else (lo, mid)
+        return lo / qq
+
+    for kappa in (0.01, 0.5, 2.0):
+        got = np.asarray(cov.local_coverage(jnp.log(jnp.asarray(q, jnp.float32)), kappa))
+        want = [max(oracle(v, kappa) for v in row) for row in q]
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+    # radius 0: float32 kl(p, q) ~ (p - q)^2 / (2 q (1 - q)) sits at rounding level (~1e-7) for
+    # |p - q| / q up to ~sqrt(2e-7 / q) ~ 1e-3, so C(0) = 1 only to that precision
+    np.testing.assert_allclose(cov.local_coverage(jnp.log(jnp.asarray(q[:1], jnp.float32)), 0.0), [1.0], rtol=2e-3)
+    small, big = (float(cov.local_coverage(jnp.log(jnp.asarray(q[1], jnp.float32)), k)) for k in (0.1, 1.0))
+    assert 1.0 < small < big < float(cov.global_coverage(jnp.log(jnp.asarray(q[1], jnp.float32))))

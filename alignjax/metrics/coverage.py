@@ -23,7 +23,8 @@ from jax.typing import ArrayLike
 
 __all__ = [
     "reverse_kl", "max_density_ratio", "mass_outside", "data_coverage", "expected_reward",
-    "kl_objective", "optimal_policy", "optimal_objective", "coverage_report",
+    "kl_objective", "optimal_policy", "optimal_objective", "coverage_report", "global_coverage",
+    "local_coverage",
 ]
 
 
@@ -107,6 +108,43 @@ def optimal_objective(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike
     b = jnp.asarray(beta)
     be = b[..., None] if b.ndim else b
     return b * jax.nn.logsumexp(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / be, axis=-1)
+
+
+def global_coverage(log_pi_ref: ArrayLike) -> jax.Array:
+    """Global coverage coefficient of the **tabular** policy class: ``C_glo = sup_pi max_{x,y} pi/pi_ref``.
+
+    Every policy is allowed, so the supremum puts all of a prompt's mass on its least likely
+    response: ``C_glo = max_{x,y} 1 / pi_ref(y|x)`` (``inf`` if ``pi_ref`` has a zero). Scalar.
+    """
+    return jnp.exp(-jnp.min(jnp.asarray(log_pi_ref)))
+
+
+def local_coverage(log_pi_ref: ArrayLike, radius: ArrayLike, iters: int = 60) -> jax.Array:
+    """Local (KL-ball) coverage coefficient of the tabular class, per prompt:
+    ``C(kappa) = sup {pi(y)/pi_ref(y) : y, KL(pi || pi_ref) <= kappa}``, shape ``(...)``.
+
+    For one response ``y`` with ``q = pi_ref(y)`` the KL-cheapest way to give it mass ``p`` keeps
+    the other responses in their reference proportions, at cost the binary KL
+    ``kl(p, q) = p log(p/q) + (1-p) log((1-p)/(1-q))``, increasing in ``p >= q``; so the sup is
+    ``max_y p*(q_y)/q_y`` with ``kl(p*, q) = kappa``, found by bisection on ``p in [q, 1]``
+    (``iters`` halvings). If ``kl(1, q) = -log q <= kappa`` the whole mass fits: ``p* = 1``.
+    The KL ball here is per prompt; the paper's ball bounds the prompt average.
+    """
+    q = jnp.exp(jnp.asarray(log_pi_ref, jnp.float32))
+    kappa = jnp.asarray(radius, jnp.float32)
+
+    def kl(p):
+        return p * jnp.log(p / q) + jnp.where(p < 1, (1 - p) * jnp.log1p(-p) - (1 - p) * jnp.log1p(-q), 0.0)
+
+    def body(_, lo_hi):
+        lo, hi = lo_hi
+        mid = 0.5 * (lo + hi)
+        ok = kl(mid) <= kappa
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, iters, body, (q, jnp.ones_like(q)))
+    p = jnp.where(-jnp.log(q) <= kappa, 1.0, lo)
+    return jnp.max(p / q, axis=-1)
 
 
 def coverage_report(logp: ArrayLike, log_pi_ref: ArrayLike, rewards: ArrayLike, support: ArrayLike,
