@@ -15,10 +15,12 @@ where ``h_m = log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l)`` on pair ``m`` 
   ``k`` samples and a leave-one-out baseline (RLOO, as the paper's implementation);
 * ``kl=None``: plain offline training (DPO, IPO: any loss of :data:`alignjax.registry.LOSSES`).
 
-**Convention (paper text unavailable here, our choice):** ``lam`` is *not* multiplied by
-``beta``; the DPO loss is the project's ``-log sigmoid(beta h)`` (gradient of order ``beta``),
-so ``lam = beta`` weighs the KL like the ``beta KL`` term of the RLHF objective relative to a
-reward of scale 1. With ``lam = 0`` the update is exactly DPO's.
+**Convention (ours; the paper's text could not be checked here):** ``lam`` is the KL term's whole
+weight, *not* multiplied by ``beta``; the DPO loss is the project's ``-log sigmoid(beta h)``
+(gradient of order ``beta``). Whether the paper's Algorithm 1 writes its KL weight as ``lam`` or
+``lam * beta``, how many online samples it draws per prompt and which KL estimator it uses are
+unverified: the coverage suite sweeps ``lam / beta`` so that the trade-off reads the same under
+either convention. With ``lam = 0`` the update is exactly DPO's.
 
 Trainers register in :data:`alignjax.rlhf.TRAINERS` ("dpo", "ipo": offline; "hypo": hybrid;
 "rlhf" lives in :mod:`alignjax.rlhf`), so a study sweeps all of them through one interface.

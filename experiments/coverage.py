@@ -794,16 +794,19 @@ def plots(ctx, cfg, sub, trade, dr, ext) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     c = sub["c_glo"].mean(-1)
-    for m in METHODS:
-        g = np.asarray(sub[m]["gap"], np.float64)
-        ax.errorbar(c, g.mean(-1), yerr=g.std(-1), marker="o", ms=3, label=m)
-    ax.plot(c, _bound(sub).mean(-1), "k--", lw=1, label="RLHF bound (reward-error range)")
-    ax.axhline(float(np.mean(sub["global"]["gap"])), color="gray", lw=1, ls=":", label="DPO, global coverage")
-    ax.set_xscale("log"), ax.set_xlabel("global coverage coefficient C_glo = max 1/pi_ref")
-    ax.set_ylabel("suboptimality J*_beta - J_beta(pi)"), ax.legend(fontsize=7)
-    ax.set_title("partial coverage: same data, pi_ref(U) -> 0")
+    for ax, yscale in zip(axes, ("linear", "log")):
+        for m in METHODS:
+            g = np.asarray(sub[m]["gap"], np.float64)
+            ax.errorbar(c, g.mean(-1), yerr=g.std(-1), marker="o", ms=3, label=m)
+        ax.plot(c, _bound(sub).mean(-1), "k--", lw=1, label="RLHF bound (reward-error range)")
+        ax.axhline(max(float(np.mean(sub["global"]["gap"])), 1e-7), color="gray", lw=1, ls=":",
+                   label="DPO, global coverage")
+        ax.set_xscale("log"), ax.set_yscale(yscale), ax.set_xlabel("global coverage coefficient C_glo = max 1/pi_ref")
+        ax.set_ylabel("suboptimality J*_beta - J_beta(pi)")
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("partial coverage: same data, pi_ref(U) -> 0"), axes[1].set_title("same, log scale")
     ctx.savefig(fig, "suboptimality_vs_coverage.png")
 
     li = cfg["eps_exponents"].index(cfg["tradeoff_exponent"])
