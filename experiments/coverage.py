@@ -107,6 +107,8 @@ def settings(scale) -> dict:
         "nu_eps": 0.1, "nu_tilt": 4.0,
         # HyPO's KL weight (lam / beta); the trade-off stage runs at pi_ref(U) = 10**-tradeoff_exponent
         "lam_grid": [0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "tradeoff_exponent": 6,
+        # the other coverage axes (reported, not claimed): support size; data size at pi_ref(U) = axis_eps
+        "axis_support": [2, 3, 4, 6, 8], "axis_pairs": [16, 64, 256, 1024, 4096], "axis_eps": 0.01,
         # drift: misspecified log-linear policy (function approximation), finite pairs
         "drift_prompts": 8, "drift_responses": 16, "drift_dim": 8, "drift_support": 3, "drift_mass": 0.5,
         "drift_pairs": 48, "drift_beta": 0.1, "drift_lr": 0.02, "drift_steps": 600, "tab_sgd_lr": 5.0,
@@ -122,7 +124,8 @@ def settings(scale) -> dict:
 # ----------------------------------------------------------------------------------------
 # problems
 def tabular_bandits(cfg):
-    """The sweep's ``seeds`` datasets, drawn once: ``(rewards, base_logits, partial support)`` stacked.
+    """The sweep's ``seeds`` datasets, drawn once: ``(rewards, base_logits, features, ranks)`` stacked;
+    the partial support of size ``k`` is ``ranks < k`` (:func:`alignjax.data.bandits.support_mask`).
 
     Drawn per seed and then indexed (not redrawn per row): with the RBG generator, the bits drawn
     under ``vmap`` depend on the batch, so equal keys at different rows would give different data.
@@ -132,12 +135,13 @@ def tabular_bandits(cfg):
     def one(key):
         kb, ks = jax.random.split(key)
         b = bandits.linear_bandit(kb, X, N, cfg["sub_dim"])
-        return b.rewards, b.base_logits, b.features, bandits.support_mask(ks, X, N, cfg["sub_support"])
+        u = jax.random.uniform(ks, (X, N))  # bandits.support_mask's ranking: S_k = {rank < k}
+        return b.rewards, b.base_logits, b.features, jnp.argsort(jnp.argsort(u, axis=-1), axis=-1)
 
     return jax.jit(jax.vmap(one))(jax.random.split(_key(0), cfg["seeds"]))
 
 
-def tabular_problem(rewards, base_logits, features, part, eps, is_global):
+def tabular_problem(rewards, base_logits, features, ranks, k, eps, is_global):
     """One row's problem from a dataset of :func:`tabular_bandits`: ``(rewards, support, unseen, Problem)``.
 
     ``support`` = the data's responses (a random ``sub_support`` of ``N`` per prompt, or all under
@@ -145,6 +149,7 @@ def tabular_problem(rewards, base_logits, features, part, eps, is_global):
     ``pi_ref`` puts mass ``eps`` on ``U`` (partial) or is the base softmax (global); pairs are the
     population pairs over ``support`` (weights ``mu_S ∝ pi_ref`` on ``S``: the same for every ``eps``).
     """
+    part = ranks < k
     s = part | is_global
     lr = bandits.reference_with_outside_mass(base_logits, s, eps)
     pairs = bandits.population_pairs(rewards, lr, s)
@@ -251,14 +256,16 @@ def _sub_observe(beta):
     return observe
 
 
-def tabular_leaves(cfg, eps, is_global, seed_index, **extra):
-    """Leaves of tabular rows: row ``i`` is dataset ``seed_index[i]`` at ``pi_ref(U) = eps[i]``."""
+def tabular_leaves(cfg, eps, is_global, seed_index, support_size=None, **extra):
+    """Leaves of tabular rows: row ``i`` is dataset ``seed_index[i]`` at ``pi_ref(U) = eps[i]``, with
+    ``support_size[i]`` responses per prompt in the data (default ``sub_support``)."""
     n = len(eps)
+    k = np.full(n, cfg["sub_support"]) if support_size is None else np.asarray(support_size)
     idx = np.asarray(seed_index)
     data = [np.asarray(a)[idx] for a in tabular_bandits(cfg)]
     run_keys = jax.random.split(_key(1), cfg["seeds"])[idx]
     rewards, s, unseen, prob = jax.jit(jax.vmap(tabular_problem))(
-        *data, jnp.asarray(eps, jnp.float32), jnp.asarray(is_global))
+        *data, jnp.asarray(k, jnp.int32), jnp.asarray(eps, jnp.float32), jnp.asarray(is_global))
     beta = cfg["beta"]
     leaves = {"beta": np.full(n, beta, np.float32), "lam": np.full(n, cfg["lam_over_beta"] * beta, np.float32),
               "learning_rate": np.full(n, cfg["learning_rate"], np.float32),
@@ -345,6 +352,64 @@ def hypo_tradeoff(cfg, progress=False) -> dict:
     ref = jax.vmap(lambda a, b, s: cov.coverage_report(a, a, b, s, cfg["beta"]))(lr, r, jnp.asarray(leaves["support"][:ns]))
     return {"lam_over_beta": lams, **{k: v.reshape(len(lams), ns) for k, v in res.items()},
             "ref": {k: np.asarray(v) for k, v in ref.items()}}
+
+
+# ----------------------------------------------------------------------------------------
+# stage "axes": the other coverage axes (support size, data size); reported, not claimed
+AXES_METHODS = ("dpo", "rlhf-exact", "hypo-exact")
+
+
+def sampled_leaves(cfg, num_pairs, seed_index):
+    """Rows with finite data: ``num_pairs[i]`` hard-labelled BT pairs drawn from ``pi_ref`` over *all*
+    responses, ``pi_ref`` putting mass ``axis_eps`` on the sweep's ``U``. Each seed draws
+    ``max(num_pairs)`` pairs once; a row keeps the first ``num_pairs[i]`` (later ones weigh 0), so a
+    larger dataset contains the smaller. ``support`` = responses in some kept pair; ``unseen`` = the rest.
+    """
+    X, N, n_max = cfg["sub_prompts"], cfg["sub_responses"], int(max(num_pairs))
+    idx = np.asarray(seed_index)
+
+    def one(rewards, base, features, ranks, key):
+        lr = bandits.reference_with_outside_mass(base, ranks < cfg["sub_support"], cfg["axis_eps"])
+        return lr, bandits.sample_pairs(key, rewards, lr, jnp.ones((X, N), bool), n_max)
+
+    data = tabular_bandits(cfg)
+    lr, pairs = jax.jit(jax.vmap(one))(*data, jax.random.split(_key(2), cfg["seeds"]))
+    data, lr, pairs = [np.asarray(a)[idx] for a in data], np.asarray(lr)[idx], jax.tree.map(lambda a: np.asarray(a)[idx], pairs)
+    keep = np.arange(n_max)[None, :] < np.asarray(num_pairs)[:, None]
+    w = np.where(keep, pairs.weight > 0, 0.0).astype(np.float32)
+    pairs = pairs._replace(weight=w / np.maximum(w.sum(-1, keepdims=True), 1.0))
+    support = np.asarray(jax.vmap(lambda p: bandits.pair_support(p, X, N))(pairs))
+    n = len(idx)
+    beta = cfg["beta"]
+    return {"beta": np.full(n, beta, np.float32), "lam": np.full(n, cfg["lam_over_beta"] * beta, np.float32),
+            "learning_rate": np.full(n, cfg["learning_rate"], np.float32),
+            "reward_learning_rate": np.full(n, cfg["reward_learning_rate"], np.float32),
+            "run_key": jax.random.key_data(jax.random.split(_key(1), cfg["seeds"])[idx]), "rewards": data[0],
+            "support": support, "unseen": ~support, "init_logits": np.zeros((n, X, N), np.float32),
+            "tilt": np.zeros(n, np.float32),
+            **problem_leaves(Problem(None, lr, pairs, data[2]))}
+
+
+def coverage_axes(cfg, progress=False) -> dict:
+    """DPO, RLHF (exact) and HyPO (exact KL) along the two other coverage axes, final metrics:
+
+    * ``support``: population pairs on ``S_k`` for ``k`` in ``axis_support`` at ``pi_ref(U) = 10**-tradeoff_exponent``
+      (``k = N`` is global coverage), ``(len(axis_support), seeds)``;
+    * ``pairs``: ``n`` sampled pairs from ``pi_ref`` (mass ``axis_eps`` on ``U``) for ``n`` in ``axis_pairs``:
+      the unseen responses are those no pair happened to draw, ``(len(axis_pairs), seeds)``.
+    """
+    ns = cfg["seeds"]
+    ks, npairs = np.asarray(cfg["axis_support"]), np.asarray(cfg["axis_pairs"])
+    eps = 10.0 ** -cfg["tradeoff_exponent"]
+    sl = tabular_leaves(cfg, np.full(len(ks) * ns, eps), np.zeros(len(ks) * ns, bool), np.tile(np.arange(ns), len(ks)),
+                        support_size=np.repeat(ks, ns))
+    dl = sampled_leaves(cfg, np.repeat(npairs, ns), np.tile(np.arange(ns), len(npairs)))
+    out = {"support_size": ks, "num_pairs": npairs,
+           "pi_ref_mass_unseen_pairs": np.where(dl["unseen"], np.exp(dl["log_pi_ref"]), 0).sum(-1).mean(-1).reshape(len(npairs), ns)}
+    for m in AXES_METHODS:
+        out[m] = {"support": {k: v.reshape(len(ks), ns) for k, v in _tabular_run(m, cfg, sl, progress).items()},
+                  "pairs": {k: v.reshape(len(npairs), ns) for k, v in _tabular_run(m, cfg, dl, progress).items()}}
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -774,8 +839,9 @@ def claim_extrapolation(cfg, ext):
 
 # ----------------------------------------------------------------------------------------
 # tables and plots
-def tables(ctx, cfg, sub, trade) -> None:
-    """``suboptimality.csv`` (per method and level: means over datasets) and ``hypo_tradeoff.csv``."""
+def tables(ctx, cfg, sub, trade, axes) -> None:
+    """``suboptimality.csv`` (per method and level: means over datasets), ``hypo_tradeoff.csv`` and
+    ``coverage_axes.csv`` (support size and data size)."""
     bound = _bound(sub).mean(-1)
     ctx.write_csv("suboptimality.csv", [
         {"method": m, "pi_ref_mass_unseen": float(e), "c_glo": float(sub["c_glo"][i].mean()),
@@ -785,10 +851,21 @@ def tables(ctx, cfg, sub, trade) -> None:
     ctx.write_csv("hypo_tradeoff.csv", [
         {"lam_over_beta": float(lam), **{k: float(np.mean(trade[k][j])) for k in ("reward", "kl", "objective", "gap")}}
         for j, lam in enumerate(trade["lam_over_beta"])])
+    rows = []
+    for axis, values in (("support", axes["support_size"]), ("pairs", axes["num_pairs"])):
+        for i, v in enumerate(values):
+            for m in AXES_METHODS:
+                a = axes[m][axis]
+                rows.append({"axis": "support_size" if axis == "support" else "num_pairs", "value": int(v), "method": m,
+                             **{k: float(np.mean(a[k][i])) for k in ("gap", "kl", "reward", "mass_unseen")},
+                             "pi_ref_mass_unseen": (float(np.mean(axes["pi_ref_mass_unseen_pairs"][i])) if axis == "pairs"
+                                                    else (0.0 if v >= cfg["sub_responses"] else 10.0 ** -cfg["tradeoff_exponent"]))})
+    ctx.write_csv("coverage_axes.csv", rows)
 
 
-def plots(ctx, cfg, sub, trade, dr, ext) -> None:
-    """``suboptimality_vs_coverage.png``, ``hypo_tradeoff.png``, ``drift.png``, ``extrapolation.png``."""
+def plots(ctx, cfg, sub, trade, dr, ext, cax) -> None:
+    """``suboptimality_vs_coverage.png``, ``coverage_axes.png``, ``hypo_tradeoff.png``, ``drift.png``,
+    ``extrapolation.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -808,6 +885,17 @@ def plots(ctx, cfg, sub, trade, dr, ext) -> None:
     axes[0].legend(fontsize=7)
     axes[0].set_title("partial coverage: same data, pi_ref(U) -> 0"), axes[1].set_title("same, log scale")
     ctx.savefig(fig, "suboptimality_vs_coverage.png")
+
+    fig, axs = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, axis, values, lab in ((axs[0], "support", cax["support_size"], "responses per prompt in the data (8 = all)"),
+                                  (axs[1], "pairs", cax["num_pairs"], "number of sampled pairs")):
+        for m in AXES_METHODS:
+            g = np.asarray(cax[m][axis]["gap"], np.float64)
+            ax.errorbar(values, g.mean(-1), yerr=g.std(-1), marker="o", ms=3, label=m)
+        ax.set_xlabel(lab), ax.set_ylabel("suboptimality J*_beta - J_beta(pi)"), ax.legend(fontsize=7)
+    axs[0].set_title(f"population pairs, pi_ref(U) = 1e-{cfg['tradeoff_exponent']}")
+    axs[1].set_xscale("log"), axs[1].set_title(f"pairs from pi_ref, pi_ref(U) = {cfg['axis_eps']}")
+    ctx.savefig(fig, "coverage_axes.png")
 
     li = cfg["eps_exponents"].index(cfg["tradeoff_exponent"])
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -855,11 +943,12 @@ def reproduce(ctx: SuiteContext):
     sub = ctx.stage("suboptimality", lambda: suboptimality(cfg, ctx.progress))
     nu = ctx.stage("nonuniqueness", lambda: nonuniqueness(cfg, ctx.progress))
     trade = ctx.stage("hypo-tradeoff", lambda: hypo_tradeoff(cfg, ctx.progress))
+    axes = ctx.stage("axes", lambda: coverage_axes(cfg, ctx.progress))
     counts = ctx.stage("cost", lambda: update_counts(cfg))
     dr = ctx.stage("drift", lambda: drift(cfg, ctx.progress))
     ext = ctx.stage("extrapolation", lambda: extrapolation(cfg, ctx.progress))
-    tables(ctx, cfg, sub, trade)
-    plots(ctx, cfg, sub, trade, dr, ext)
+    tables(ctx, cfg, sub, trade, axes)
+    plots(ctx, cfg, sub, trade, dr, ext, axes)
     return [claim_offline_unbounded(cfg, sub), claim_online_bounded(cfg, sub), claim_hypo_with_online(cfg, sub, trade),
             claim_dpo_global(cfg, sub), claim_nonuniqueness(cfg, nu), claim_hypo_improves(cfg, sub, trade),
             claim_hypo_cost(cfg, counts), claim_drift(cfg, dr, ext), claim_extrapolation(cfg, ext)]

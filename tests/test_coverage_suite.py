@@ -118,6 +118,18 @@ def test_trainer_program_keeps_the_logged_key_schedule():
         np.testing.assert_allclose(res.metrics[k][:, 0], met[k], rtol=1e-5, atol=1e-7, err_msg=k)
 
 
+def test_sampled_rows_nest_their_data():
+    """Data-size rows of one seed: a larger dataset keeps the smaller one's pairs (weights renormalised),
+    so its support contains the smaller one's; every row's weights sum to 1."""
+    cfg = cs.settings("quick")
+    lv = cs.sampled_leaves(cfg, np.array([16, 256, 4096]), np.zeros(3, int))
+    w, s = np.asarray(lv["pair_weight"]), np.asarray(lv["support"])
+    np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-5)
+    assert np.all(w[0, 16:] == 0) and np.all(w[1, 256:] == 0)
+    assert np.all(s[0] <= s[1]) and np.all(s[1] <= s[2]) and s[0].sum() < s[2].sum()
+    np.testing.assert_array_equal(np.asarray(lv["unseen"]), ~s)
+
+
 def test_update_counts_are_deterministic_and_what_each_method_needs():
     cfg = cs.settings("smoke")
     a, b = cs.update_counts(cfg), cs.update_counts(cfg)
@@ -150,11 +162,11 @@ def test_quick_suite_end_to_end(quick_run):
     assert ids == CLAIM_IDS
     for c in by_id.values():
         assert isinstance(c.holds, bool) and c.measured and c.setting and c.control["holds"] is False, c.id
-    for f in ("suboptimality.csv", "hypo_tradeoff.csv", "suboptimality_vs_coverage.png", "hypo_tradeoff.png",
-              "drift.png", "extrapolation.png"):
+    for f in ("suboptimality.csv", "hypo_tradeoff.csv", "coverage_axes.csv", "suboptimality_vs_coverage.png",
+              "coverage_axes.png", "hypo_tradeoff.png", "drift.png", "extrapolation.png"):
         assert (out / f).exists(), f
     assert sorted(p.stem for p in (out / "stages").glob("*.npz")) == [
-        "cost", "drift", "extrapolation", "hypo-tradeoff", "nonuniqueness", "suboptimality"]
+        "axes", "cost", "drift", "extrapolation", "hypo-tradeoff", "nonuniqueness", "suboptimality"]
     assert ctx.config["scale"] == "quick"
 
 
