@@ -31,6 +31,21 @@ def test_rewards_hand_computed():
     np.testing.assert_allclose(r, [1.0 - 2.0 + 0.25 - 0.3], rtol=1e-6)
 
 
+def test_fluency_reward_hand_computed_and_zero_mean_under_the_language():
+    w = jnp.array([[0.0, 1.0, -2.0, 0.5]])
+    phi = jnp.arange(16.0).reshape(4, 4) / 10.0
+    raters = lg.Raters(w, jnp.float32(0.0), jnp.float32(0.0), phi)
+    x, y = jnp.array([2, 3]), jnp.array([1, 2, 0, 0])
+    # bigrams (3 -> 1), (1 -> 2), (2 -> EOS): phi[3,1] + phi[1,2] + phi[2,0] = 1.3 + 0.6 + 0.8
+    np.testing.assert_allclose(lg.rewards(raters, x, y, response_mask(y)), [1.0 - 2.0 + 1.3 + 0.6 + 0.8], rtol=1e-6)
+    lang = lg.make_language(jax.random.key(1), vocab_size=6, prompt_len=2, max_len=5)
+    table = np.asarray(lg.fluency_table(lang, 0.5), np.float64)
+    p = np.asarray(jax.nn.softmax(lang.transition_logits, axis=-1), np.float64)
+    np.testing.assert_allclose((p[:, 1:] * table[:, 1:]).sum(-1) + p[:, 0] * 0.5 * (np.log(p[:, 0]) - (p * np.log(p)).sum(-1)),
+                               0.0, atol=1e-5)   # zero mean under the language (EOS column zeroed afterwards)
+    assert np.all(table[:, 0] == 0.0)
+
+
 def _two_samples(num_prompts):
     """Raters, prompts and two independent responses per prompt from one small language."""
     raters = lg.make_raters(jax.random.key(0), 8, num_raters=5)

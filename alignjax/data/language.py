@@ -10,8 +10,9 @@ ground-truth preference model.
   token, with an end-of-sequence hazard that grows with the position (lengths vary,
   2 <= |y| <= L, since EOS is forbidden as the first token).
 * **Raters** (:func:`make_raters`): a hidden sequence reward
-  ``r(x, y) = sum_{j<|y|} [w(y_j) + u * 1(y_j in x)] + lam * |y|`` (token features, a
-  prompt-copy feature and a length term); rater ``i`` uses its own token weights
+  ``r(x, y) = sum_{j<|y|} [w(y_j) + u * 1(y_j in x) + phi(y_{j-1}, y_j)] + lam * |y|`` (token
+  features, a prompt-copy feature, an optional fluency term and a length term;
+  ``y_{-1}`` is the prompt's last token); rater ``i`` uses its own token weights
   ``w_i = w + sigma * eps_i`` and votes ``y > y'`` with probability
   ``sigmoid(r_i(x, y) - r_i(x, y'))`` (Bradley–Terry per rater).
 * **Ground truth** (:func:`preference_prob`): ``P(y > y' | x) = mean_i sigmoid(r_i(y) - r_i(y'))``,
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 from alignjax.policies.sequence import EOS, response_mask
 
 __all__ = ["Language", "Raters", "PreferencePairs", "make_language", "sample_prompts", "sample_language",
-           "make_raters", "rewards", "preference_prob", "rater_votes", "make_pairs"]
+           "make_raters", "fluency_table", "rewards", "preference_prob", "rater_votes", "make_pairs"]
 
 
 class Language(NamedTuple):
@@ -51,6 +52,7 @@ class Raters(NamedTuple):
     rater_weights: jax.Array   # (k, V) token weights w_i (EOS weight 0)
     copy_bonus: jax.Array      # () u
     length_coef: jax.Array     # () lam
+    fluency: jax.Array | None = None   # (V, V) bigram reward phi(a, b), shared by the raters; None = 0
 
 
 class PreferencePairs(NamedTuple):
@@ -116,6 +118,19 @@ def make_raters(key: jax.Array, vocab_size: int, *, num_raters: int = 5, weight_
     return Raters(wi, jnp.float32(copy_bonus), jnp.float32(length_coef))
 
 
+def fluency_table(lang: Language, weight: float) -> jax.Array:
+    """Bigram fluency reward ``phi(a, b) = weight * (log p(b | a) + H(a))`` of the hidden language.
+
+    ``p(b | a) = softmax(transition_logits[a])[b]`` (without the EOS hazard) and ``H(a)`` its
+    entropy, so ``E_{b ~ p(.|a)} phi(a, b) = 0``: text the language itself writes earns zero
+    fluency on average, and a policy that drifts from the language (e.g. repeats the tokens
+    the raters like, whatever the context) loses reward. Shape ``(V, V)``; the EOS column is 0.
+    """
+    logp = jax.nn.log_softmax(lang.transition_logits, axis=-1)
+    entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1, keepdims=True)
+    return (weight * (logp + entropy)).at[:, EOS].set(0.0)
+
+
 def rewards(raters: Raters, prompts: jax.Array, responses: jax.Array, mask: jax.Array) -> jax.Array:
     """Per-rater rewards ``r_i(x, y)``, shape ``(..., k)`` for inputs ``(..., P)``, ``(..., L)``."""
     responses = jnp.asarray(responses, jnp.int32)
@@ -123,6 +138,9 @@ def rewards(raters: Raters, prompts: jax.Array, responses: jax.Array, mask: jax.
     tok_w = raters.rater_weights.T[responses]                                   # (..., L, k)
     in_prompt = jnp.any(responses[..., :, None] == jnp.asarray(prompts)[..., None, :], axis=-1)
     per_tok = tok_w + (raters.copy_bonus * in_prompt)[..., None]
+    if raters.fluency is not None:
+        prev = jnp.concatenate([jnp.asarray(prompts, jnp.int32)[..., -1:], responses[..., :-1]], axis=-1)
+        per_tok = per_tok + raters.fluency[prev, responses][..., None]
     length = jnp.sum(mask, axis=-1)
     return jnp.sum(per_tok * mask[..., None], axis=-2) + (raters.length_coef * length)[..., None]
 
