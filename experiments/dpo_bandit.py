@@ -474,6 +474,7 @@ def plots(ctx, s, st) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    floor = 1e-17  # zeros and tiny negative rounding of the exact limits, shown at the floor on log axes
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
     for i, b in enumerate(s["betas"]):
         line, = ax[0, 0].semilogy(st["exact"]["steps"], st["exact"]["metrics"]["max_abs_log_err"][i].max(axis=0),
@@ -484,14 +485,15 @@ def plots(ctx, s, st) -> None:
     ax[0, 0].set(xlabel="step", ylabel="max |log pi - log pi*|", title="population loss -> pi_ref exp(r/beta)")
     ax[0, 0].legend(fontsize=7)
     for name, lab in (("sampled-hard", "DPO"), ("sampled-hard-ipo", "IPO")):
-        ax[0, 1].loglog(s["sizes"], st[name]["drift"].mean(axis=1), "o-", label=lab)
+        ax[0, 1].loglog(s["sizes"], np.maximum(st[name]["drift"].mean(axis=1), floor), "o-", label=lab)
     ax[0, 1].axhline(DRIFT_MIN, color="k", ls=":", lw=1)
     ax[0, 1].set(xlabel="pairs per prompt (one vote each)", ylabel="beta |log pi_T - log pi_T/2|",
                  title="hard labels: still moving at the end?")
     ax[0, 1].legend()
-    ax[1, 0].loglog(s["sizes"], _final(st["sampled-soft"], "kl_to_optimum").mean(axis=1), "o-", label="measured")
-    ax[1, 0].loglog(s["sizes"], _final(st["sampled-soft"], "kl_coverage_limit").mean(axis=1), "x--",
-                    label="coverage limit pi_C")
+    ax[1, 0].loglog(s["sizes"], np.maximum(_final(st["sampled-soft"], "kl_to_optimum").mean(axis=1), floor), "o-",
+                    label="measured")
+    ax[1, 0].loglog(s["sizes"], np.maximum(_final(st["sampled-soft"], "kl_coverage_limit").mean(axis=1), floor),
+                    "x--", label="coverage limit pi_C")
     ax[1, 0].set(xlabel="pairs per prompt (exact labels)", ylabel="KL(pi* || pi)", title="coverage gap (beta=0.1)")
     ax[1, 0].legend()
     mse = _final(st["graph-hard"], "reward_mse").mean(axis=1)
