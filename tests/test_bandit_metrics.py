@@ -36,14 +36,13 @@ def test_ipo_optimum_minimises_the_population_ipo_loss():
             h = d[:, None] - d[None, :]
             return jnp.sum(off * P * jnp.square(h - 1.0 / (2 * beta))) / len(r)
 
-        theta = jnp.asarray(log_ref)
-        for _ in range(400):
-            theta = theta - 0.2 * jax.grad(loss)(theta)
-        got = np.asarray(jax.nn.log_softmax(theta))
+        descend = jax.jit(lambda t: jax.lax.fori_loop(0, 400, lambda _, t: t - 0.2 * jax.grad(loss)(t), t))
+        got = np.asarray(jax.nn.log_softmax(descend(jnp.asarray(log_ref))))
         want = np.asarray(ipo_optimum(log_ref, P, beta))
     assert np.max(np.abs(got - want)) < 1e-10
     # ... and it is not DPO's optimum pi_ref exp(r / beta)
-    assert np.max(np.abs(want - np.asarray(optimal_policy(log_ref, r, beta)))) > 0.5
+    dpo_star = np.asarray(optimal_policy(log_ref.astype(np.float32), r.astype(np.float32), beta))
+    assert np.max(np.abs(want - dpo_star)) > 0.5
 
 
 def test_comparison_reach_finds_components():
@@ -73,10 +72,8 @@ def test_coverage_limit_is_where_dpo_descent_on_sampled_pairs_ends():
             a, b, ra, rb = lp[first], lp[second], log_ref[first], log_ref[second]
             return jnp.sum(alpha * dpo(a, b, ra, rb, beta=beta) + (1 - alpha) * dpo(b, a, rb, ra, beta=beta))
 
-        theta = jnp.asarray(log_ref)
-        for _ in range(3000):
-            theta = theta - (1.0 / beta**2) * jax.grad(loss)(theta)
-        got = np.asarray(jax.nn.log_softmax(theta))
+        descend = jax.jit(lambda t: jax.lax.fori_loop(0, 3000, lambda _, t: t - (1.0 / beta**2) * jax.grad(loss)(t), t))
+        got = np.asarray(jax.nn.log_softmax(descend(jnp.asarray(log_ref))))
         reach = comparison_reach(first, second, np.ones(5), 7)
         want = np.asarray(coverage_limit(log_ref, log_ref, r, beta, reach))
         star = np.asarray(optimal_policy(log_ref, r, beta))
