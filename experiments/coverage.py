@@ -242,18 +242,20 @@ def make_trainer(method, cfg, policy, reward_model=None, optimizer="adam"):
                               optimizer=optimizer, reward_steps=cfg["reward_steps"])
 
 
-def _sub_observe(beta):
-    def observe(table, train, h, prob):
-        rep = cov.coverage_report(table, prob.log_pi_ref, h["rewards"], h["support"], beta)
-        rep["mass_unseen"] = jnp.mean(cov.mass_outside(table, ~h["unseen"]))
-        rep["dpo_loss"] = pair_loss("dpo", table, prob.log_pi_ref, prob.pairs, beta)
-        tilted = jax.nn.log_softmax(table + h["tilt"] * h["unseen"], axis=-1)
-        rep["dpo_loss_tilted"] = pair_loss("dpo", tilted, prob.log_pi_ref, prob.pairs, beta)
-        if train.reward_params is not None:  # the reward-error range E_x[max_y D - min_y D], D = r - r_hat
-            d = h["rewards"] - train.reward_params
-            rep["reward_error_range"] = jnp.mean(jnp.max(d, -1) - jnp.min(d, -1))
-        return rep
-    return observe
+def _sub_observe(table, train, h, prob):
+    """Final metrics of a tabular row: :func:`~alignjax.metrics.coverage.coverage_report` under the true
+    reward, the mass on ``U``, the DPO loss of the policy and of the policy tilted by ``h["tilt"]`` on
+    ``U``, and (RLHF) the reward-error range of :func:`_bound`. ``beta`` is the row's leaf."""
+    beta = h["beta"]
+    rep = cov.coverage_report(table, prob.log_pi_ref, h["rewards"], h["support"], beta)
+    rep["mass_unseen"] = jnp.mean(cov.mass_outside(table, ~h["unseen"]))
+    rep["dpo_loss"] = pair_loss("dpo", table, prob.log_pi_ref, prob.pairs, beta)
+    tilted = jax.nn.log_softmax(table + h["tilt"] * h["unseen"], axis=-1)
+    rep["dpo_loss_tilted"] = pair_loss("dpo", tilted, prob.log_pi_ref, prob.pairs, beta)
+    if train.reward_params is not None:  # the reward-error range E_x[max_y D - min_y D], D = r - r_hat
+        d = h["rewards"] - train.reward_params
+        rep["reward_error_range"] = jnp.mean(jnp.max(d, -1) - jnp.min(d, -1))
+    return rep
 
 
 def tabular_leaves(cfg, eps, is_global, seed_index, support_size=None, **extra):
@@ -282,7 +284,7 @@ def _tabular_run(method, cfg, leaves, progress, num_steps=None):
     pol = tabular(X, N)
     steps = num_steps or cfg["num_steps"]
     trainer = make_trainer(method, cfg, pol, reward_model=tabular_reward(X, N))
-    program = trainer_program(trainer, pol, lambda h: jnp.arange(X), _sub_observe(cfg["beta"]),
+    program = trainer_program(trainer, pol, lambda h: jnp.arange(X), _sub_observe,
                               num_steps=steps, log_every=steps, init_params=_tabular_init)
     res = _run(program, leaves, num_steps=steps, log_every=steps, progress=progress)
     return {k: v[:, -1] for k, v in res.items() if k != "steps"}

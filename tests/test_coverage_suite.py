@@ -84,7 +84,7 @@ def test_trainer_program_keeps_the_logged_key_schedule():
     X, N = cfg["sub_prompts"], cfg["sub_responses"]
     pol = tabular(X, N)
     trainer = cs.make_trainer("hypo-rloo", cfg, pol)
-    observe = cs._sub_observe(cfg["beta"])
+    observe = cs._sub_observe
     program = cs.trainer_program(trainer, pol, lambda h: jnp.arange(X), observe, num_steps=20, log_every=10,
                                  init_params=cs._tabular_init)
     res = run_sweep(program, Grid({k: np.asarray(v) for k, v in lv.items()}, ("run",), 1), num_steps=20,

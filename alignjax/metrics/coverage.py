@@ -107,7 +107,8 @@ def optimal_objective(log_pi_ref: ArrayLike, rewards: ArrayLike, beta: ArrayLike
     """``max_pi J_beta(pi) = beta * logsumexp(log pi_ref + r / beta)``, shape ``(...)``."""
     b = jnp.asarray(beta)
     be = b[..., None] if b.ndim else b
-    return b * jax.nn.logsumexp(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) / be, axis=-1)
+    # r * (1/beta) as in optimal_policy (device-count invariance of a traced beta)
+    return b * jax.nn.logsumexp(jnp.asarray(log_pi_ref) + jnp.asarray(rewards) * (1.0 / be), axis=-1)
 
 
 def global_coverage(log_pi_ref: ArrayLike) -> jax.Array:
