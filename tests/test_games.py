@@ -258,3 +258,22 @@ def test_nash_lp_has_zero_exploitability():
     with jax.enable_x64(True):
         expl = np.asarray(games.exploitability(jnp.asarray(np.asarray(P), jnp.float64), jnp.asarray(eq)))
     assert np.all(expl < 1e-7)
+
+
+def test_three_rater_equilibrium_matches_the_stated_formula():
+    """NLHF §3.2's equilibrium (1/3 + e/2, 1/3 + e/2, 1/3 - e) for our three-rater construction
+    (an identity of the construction, so a unit test rather than a suite claim)."""
+    es = np.round(np.linspace(-0.3, 0.3, 13), 4)
+    nash3 = games.nash(prefs.three_rater_cycle(jnp.asarray(es, jnp.float32)))
+    expected = np.stack([1 / 3 + es / 2, 1 / 3 + es / 2, 1 / 3 - es], 1)
+    np.testing.assert_allclose(nash3, expected, atol=1e-5)
+
+
+def test_qre_exploitability_bound():
+    """exploitability(pi*_beta) <= 2 beta log(1/min pi_ref) (the bound egpo-original-game-small-beta uses):
+    (A pi*)(y) = beta log(pi*(y)/pi_ref(y)) - beta KL(pi* || pi_ref) <= beta log(1/pi_ref(y))."""
+    P = prefs.random_game(jax.random.key(3), 8)
+    ref = jax.nn.softmax(jax.random.normal(jax.random.key(4), (8,)))
+    for beta in (1.0, 0.1, 0.01):
+        star = games.regularized_nash(P, ref, beta)
+        assert float(games.exploitability(P, star.pi)) <= 2 * beta * float(-jnp.log(ref.min())) + 1e-5
