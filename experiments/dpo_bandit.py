@@ -372,7 +372,8 @@ def claims(s, st) -> list:
         "When the empirical preferences are deterministic (p_hat in {0, 1}, as with few data), DPO's empirical optimum "
         "sends pi(y') to 0 for any tau: the KL regularisation stops acting and DPO overfits the sampled votes. "
         f"Measured: with {OVERFIT_PAIRS} sampled pairs per prompt and one vote each, DPO's policy is still "
-        f"moving at the end (its optimum is at infinity): beta max |log pi_T - log pi_T/2| > log(2)/4 = {DRIFT_MIN:.3f} in every seed.",
+        f"moving at the end (its optimum is at infinity): beta max |log pi_T - log pi_T/2| > log(2)/4 = "
+        f"{DRIFT_MIN:.3f} in every seed.",
         f"{ipo_src}, Sec. 4.2 (weak regularisation and overfitting); Sec. 5.4 (sampled preferences)",
         "Sec. 4.2: with p_hat(y > y') = 1 'the empirical optimal policy would make pi(y') = 0 for any tau'",
         {f"drift at {OVERFIT_PAIRS} pairs (min over seeds)": float(drift[i4].min()),
