@@ -115,7 +115,7 @@ QUICK_HOLDS = (
     "bt-rlhf-exploitable-on-mixtures", "nothing-beats-the-nash-policy", "three-rater-bt-jumps-nash-continuous",
     "bt-rlhf-depends-on-sampling-distribution", "sampled-egpo-noise-floor-shrinks",
     "online-ipo2-nash-md-pg-stall-small-beta", "egpo-lowest-gap-every-beta", "sampled-egpo-lowest-gap",
-    "neural-egpo-reduces-gap",
+    "sampled-inpo-bernoulli-feedback", "neural-egpo-reduces-gap",
 )
 """Claims that hold at the quick setting (and in the full run: papers/nash_games.md has both tables)."""
 
@@ -139,7 +139,8 @@ def test_quick_suite_end_to_end(quick_run):
         assert isinstance(c["holds"], bool) and c["statement"] and c["source"] and c["setting"]
         assert c["control"]["holds"] is False, c["id"]
     for name in ("egpo_exact_gap.png", "nash_md_theorem.png", "last_vs_average.png", "mpo_stages.png",
-                 "egpo_small_beta.png", "why_nlhf.png", "egpo_exact_final.csv", "three_rater.csv", "mpo_reset_sweep.csv"):
+                 "egpo_small_beta.png", "why_nlhf.png", "egpo_exact_final.csv", "three_rater.csv", "mpo_reset_sweep.csv",
+                 "sampled_tabular.png", "sampled_inpo_bernoulli.png", "sampled_neural.png"):
         assert (out / name).stat().st_size > 0
     assert "eta_mapping" in summary["config"] and summary["config"]["scale"] == "quick"
 
@@ -172,6 +173,7 @@ CLAIM_IDS = [
     "online-ipo2-nash-md-pg-stall-small-beta",
     "egpo-lowest-gap-every-beta",
     "sampled-egpo-lowest-gap",
+    "sampled-inpo-bernoulli-feedback",
     "neural-egpo-reduces-gap",
 ]
 # hold at any budget: float64 slopes of the theorem (its budget is not cut at smoke), fixed-magnet MPO,
