@@ -775,7 +775,7 @@ def beta0_plot(ctx: SuiteContext, s: dict, r: dict, rm: dict) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for k, e in rm["exploitability"]["random"].items():
         lab = "fixed magnet" if k == str(FIXED_MAGNET) else f"reset every {k}"
-        st = rm["steps_long"] if e.shape[-1] == len(rm["steps_long"]) else rm["steps"]
+        st = rm["steps_long"] if k in (str(FIXED_MAGNET), str(s["mpo_reset_every"])) else rm["steps"]  # see mpo_stage
         axes[0].plot(st[1:], np.maximum(e[:, 1:].max(0), 1e-12), label=lab)
         axes[1].plot(st[1:], np.maximum(rm["gap"]["random"][k][:, 1:].max(0), 1e-13), label=lab)
     axes[0].set_ylabel("exploitability, original game (max over games)")
