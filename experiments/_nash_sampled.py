@@ -83,7 +83,8 @@ def _settings(scale) -> dict:
              floor_samples=[10, 100, 1000], floor_config=(0.1, 1000, 0.1), floor_games=10 if full else 3,
              neural_responses=100, neural_games=10 if full else 3, neural_steps=10000, neural_beta=0.01,
              neural_lr=3e-3, neural_width=10, neural_depth=2, neural_features=10,
-             inpo_config=(0.1, 5000, 0.5), inpo_eta=1.0, inpo_round=20, inpo_games=10 if full else 4, inpo_num_logs=20)
+             inpo_config=(0.1, 5000, 0.5), inpo_eta=1.0, inpo_round=20, inpo_games=10 if full else 4, inpo_num_logs=20,
+             mixtures=[0.0, 2 * 2e-4 / 10, 0.01, 0.125, 0.5, 1.0])
     if scale == "smoke":  # tests only: every stage runs, budgets far too small for the claims
         # population runs keep the authors' budgets (cheap): the stall check's control needs EGPO converged
         s.update(num_games=2, num_logs=200,
@@ -211,6 +212,21 @@ def noise_floor(s: dict) -> dict:
     return {"curves": curves, "steps": np.arange(num_logs + 1) * log_every}
 
 
+def mixture_sweep(s: dict) -> dict:
+    """Stage ``nash-md-pg-mixture``: population Nash-MD-PG at the smallest-beta config for each
+    mixture coefficient ``m`` of ``mixtures`` (opponent ``pi^(1-m) pi_ref^m``): gaps ``(M, G, L)``."""
+    n, cfg, ms = s["num_responses"], tuple(s["configs"][-1]), np.asarray(s["mixtures"], np.float64)
+    P, logp_ref = _tabular_games(jax.random.key(0), s["num_games"], n)
+    pol = tabular(1, n)
+    grid = _grid([cfg] * len(ms), n, {"P": P, "logp_ref": logp_ref})
+    grid.hparams["mixture"] = np.repeat(ms, s["num_games"])
+    le = cfg[1] // 100
+    dyn = DYNAMICS.get("sampled-nash-md-pg")(pol, mode="population")
+    res = run_sweep(_program(dyn, pol, _tabular_start), grid, num_steps=cfg[1], log_every=le, key_impl=PRNG_IMPL)
+    gap = res.metrics["gap"][:, 0]
+    return {"gaps": gap.reshape(len(ms), s["num_games"], -1), "steps": np.arange(gap.shape[-1]) * le}
+
+
 def inpo_bernoulli(s: dict) -> dict:
     """Stage ``inpo-bernoulli``: sampled INPO's gap curves ``{run: (G, L)}`` learning from Bernoulli
     outcomes (``bernoulli``), from the probabilities ``P`` (``probabilities``) and, the control, from
@@ -269,7 +285,7 @@ def _floors(s: dict, floor: dict) -> dict:
             for K in s["floor_samples"]}
 
 
-def claims(s: dict, main: dict, floor: dict, nn: dict, ib: dict) -> list[Claim]:
+def claims(s: dict, main: dict, floor: dict, nn: dict, ib: dict, mx: dict) -> list[Claim]:
     """Part B's claims from the stages ``sampled``, ``sampled-floor`` and ``neural``."""
     out = []
     configs = s["configs"]
@@ -355,6 +371,24 @@ def claims(s: dict, main: dict, floor: dict, nn: dict, ib: dict) -> list[Claim]:
         setting=(f"(beta, iterations, lr) = ({sb}, {sT}, {slr}) (configs.py:14), {s['sampled_games']} games, "
                  f"{s['num_samples']} sampled pairs per step, P's entries as labels (the authors' choice)."),
         control=control("Nash-MD-PG in EGPO's place", {"median_floor_gap": smeds["Nash-MD-PG"]}, slowest("Nash-MD-PG"))))
+
+    mr = np.median(mx["gaps"][:, :, -1] / mx["gaps"][:, :, 0], axis=1)  # (M,)
+    b_small = configs[-1][0]
+    out.append(claim(
+        "nash-md-pg-stall-every-mixture",
+        f"At beta = {b_small}, Nash-MD-PG stalls for every mixture coefficient m of its opponent pi^(1-m) pi_ref^m "
+        f"(median gap falls by less than {1 / STALL:.0f}x within the authors' budget), so the stall is not an "
+        "artefact of the authors' tiny m = 2 lr/N",
+        "beyond the paper: a sweep of Nash-MD-PG's mixture coefficient (NLHF, arXiv 2312.00886, §7 sweeps it on "
+        "language models; the EGPO authors' simulations use m = 2 lr/N, grid_search.py:79, their LM runs 0.125, "
+        "lms/train_nlhf.py:44-128)",
+        "Nash-MD-PG stalls at small beta (EGPO simulations)",
+        {f"m={m:g}": float(v) for m, v in zip(s["mixtures"], mr)},
+        bool(np.all(mr > STALL)),
+        "population losses; median over games of final/initial gap. The mixture barely matters here: with lr = 2e-4 "
+        "and a gradient weighted by pi(y), Nash-MD-PG's logits move too little at beta = 0.001 whatever its opponent.",
+        setting=pop_setting + f" Mixtures {s['mixtures']} at the config {tuple(configs[-1])}.",
+        control=control("EGPO under the same stall check", {"EGPO final/initial": egpo_r}, egpo_r > STALL)))
 
     ratio_i = {k: c[:, -1] / c[:, 0] for k, c in ib["curves"].items()}
     ib_ok = lambda k: bool(np.all(ratio_i[k] < 0.1))
@@ -460,6 +494,20 @@ def floor_plots(ctx: SuiteContext, s: dict, floor: dict) -> None:
     ctx.savefig(fig, "sampled_noise_floor.png")
 
 
+def mixture_plots(ctx: SuiteContext, s: dict, mx: dict) -> None:
+    """``sampled_nash_md_pg_mixture.png``: population Nash-MD-PG's median gap per mixture coefficient."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for m, g in zip(s["mixtures"], mx["gaps"]):
+        ax.plot(mx["steps"], np.median(g, 0), label=f"m = {m:g}")
+    ax.set_yscale("log"), ax.set_xlabel("iteration"), ax.set_ylabel("duality gap (median)")
+    b, T, lr = s["configs"][-1]
+    ax.set_title(f"Nash-MD-PG (population), beta={b}, lr={lr}")
+    ax.legend(fontsize=7)
+    ctx.savefig(fig, "sampled_nash_md_pg_mixture.png")
+
+
 def inpo_plots(ctx: SuiteContext, s: dict, ib: dict) -> None:
     """``sampled_inpo_bernoulli.png``: sampled INPO's gap (median, min-max) per feedback kind."""
     import matplotlib.pyplot as plt
@@ -506,8 +554,10 @@ def sampled_claims(ctx: SuiteContext) -> list[Claim]:
     tabular_plots(ctx, s, main)
     floor = ctx.stage("sampled-floor", lambda: noise_floor(s))
     floor_plots(ctx, s, floor)
+    mx = ctx.stage("nash-md-pg-mixture", lambda: mixture_sweep(s))
+    mixture_plots(ctx, s, mx)
     ib = ctx.stage("inpo-bernoulli", lambda: inpo_bernoulli(s))
     inpo_plots(ctx, s, ib)
     nn = ctx.stage("neural", lambda: neural(s))
     neural_plots(ctx, s, nn)
-    return claims(s, main, floor, nn, ib)
+    return claims(s, main, floor, nn, ib, mx)

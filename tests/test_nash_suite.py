@@ -115,7 +115,7 @@ QUICK_HOLDS = (
     "bt-rlhf-exploitable-on-mixtures", "nothing-beats-the-nash-policy", "three-rater-bt-jumps-nash-continuous",
     "bt-rlhf-depends-on-sampling-distribution", "sampled-egpo-noise-floor-shrinks",
     "online-ipo2-nash-md-pg-stall-small-beta", "egpo-lowest-gap-every-beta", "sampled-egpo-lowest-gap",
-    "sampled-inpo-bernoulli-feedback", "neural-egpo-reduces-gap",
+    "nash-md-pg-stall-every-mixture", "sampled-inpo-bernoulli-feedback", "neural-egpo-reduces-gap",
 )
 """Claims that hold at the quick setting (and in the full run: papers/nash_games.md has both tables)."""
 
@@ -140,7 +140,8 @@ def test_quick_suite_end_to_end(quick_run):
         assert c["control"]["holds"] is False, c["id"]
     for name in ("egpo_exact_gap.png", "nash_md_theorem.png", "last_vs_average.png", "mpo_stages.png",
                  "egpo_small_beta.png", "why_nlhf.png", "egpo_exact_final.csv", "three_rater.csv", "mpo_reset_sweep.csv",
-                 "sampled_tabular.png", "sampled_inpo_bernoulli.png", "sampled_neural.png"):
+                 "sampled_tabular.png", "sampled_inpo_bernoulli.png", "sampled_neural.png",
+                 "sampled_nash_md_pg_mixture.png"):
         assert (out / name).stat().st_size > 0
     assert "eta_mapping" in summary["config"] and summary["config"]["scale"] == "quick"
 
@@ -173,6 +174,7 @@ CLAIM_IDS = [
     "online-ipo2-nash-md-pg-stall-small-beta",
     "egpo-lowest-gap-every-beta",
     "sampled-egpo-lowest-gap",
+    "nash-md-pg-stall-every-mixture",
     "sampled-inpo-bernoulli-feedback",
     "neural-egpo-reduces-gap",
 ]
