@@ -99,35 +99,31 @@ def make_program(config) -> Program:
     if labels not in ("soft", "hard"):
         raise ValueError(f"labels must be 'soft' or 'hard'; got {labels!r}")
 
-    off_diagonal = 1.0 - np.eye(n_y)
-
     def data(key, hp):
-        """The instance and ``pair_weights[x, y, y']``: the weight of ``l(h_{yy'})`` in the loss."""
         k_inst, k_pairs, k_lab = jax.random.split(key, 3)
         r, log_ref = _instance(k_inst, n_x, n_y, hp["reward_scale"])
-        if mode == "all":  # every ordered pair (y, y'), y != y', weight alpha_{yy'} / N
+        d = dict(r=r, log_ref=log_ref)
+        if mode == "all":  # dense: every ordered pair (y, y'), y != y', weight 1/N
             alpha = jax.nn.sigmoid(r[:, :, None] - r[:, None, :])
             if labels == "hard":  # k votes per unordered pair y < y'; the pair (y', y) gets 1 - share
                 k = hp["labels_per_pair"]
                 share = jax.random.binomial(k_lab, k, alpha) * (1.0 / k)
                 upper = jnp.triu(jnp.ones((n_y, n_y), dtype=bool), 1)
                 alpha = jnp.where(upper, share, jnp.where(upper.T, 1.0 - jnp.swapaxes(share, -1, -2), 0.5))
-            weights = alpha.astype(r.dtype) * off_diagonal[None].astype(r.dtype) * (1.0 / n_y)
-            return {"r": r, "log_ref": log_ref, "pair_weights": weights,
-                    "reach": jnp.ones((n_x, n_y, n_y), dtype=bool)}
+            d["alpha"] = alpha.astype(r.dtype)
+            d["reach"] = jnp.ones((n_x, n_y, n_y), dtype=bool)
+            return d
         a = jax.random.randint(k_pairs, (n_x, max_pairs), 0, n_y)
         b = (a + jax.random.randint(jax.random.fold_in(k_pairs, 1), (n_x, max_pairs), 1, n_y)) % n_y
-        used = jnp.broadcast_to((jnp.arange(max_pairs) < hp["num_pairs"]).astype(r.dtype), (n_x, max_pairs))
+        used = (jnp.arange(max_pairs) < hp["num_pairs"]).astype(jnp.float32)
         weight = used * (n_y - 1) / 2.0 * (1.0 / jnp.maximum(hp["num_pairs"], 1.0))
         alpha = jax.nn.sigmoid(jnp.take_along_axis(r, a, -1) - jnp.take_along_axis(r, b, -1))
         if labels == "hard":
-            alpha = jax.random.bernoulli(k_lab, alpha).astype(r.dtype)
-        # pair i adds weight_i alpha_i to l(h_{a_i b_i}) and weight_i (1 - alpha_i) to l(h_{b_i a_i})
-        oa, ob = jax.nn.one_hot(a, n_y, dtype=r.dtype), jax.nn.one_hot(b, n_y, dtype=r.dtype)
-        weights = (jnp.einsum("xm,xma,xmb->xab", weight * alpha, oa, ob)
-                   + jnp.einsum("xm,xma,xmb->xab", weight * (1 - alpha), ob, oa))
-        return {"r": r, "log_ref": log_ref, "pair_weights": weights, "reach": comparison_reach(a, b, used, n_y)}
+            alpha = jax.random.bernoulli(k_lab, alpha).astype(jnp.float32)
+        return {**d, "w": a, "l": b, "alpha": alpha, "weight": jnp.broadcast_to(weight, (n_x, max_pairs)),
+                "reach": comparison_reach(a, b, jnp.broadcast_to(used, (n_x, max_pairs)), n_y)}
 
+    off_diagonal = 1.0 - np.eye(n_y, dtype=np.float32)
     entry = LOSSES.entry(config["loss"])
     loss_keys = namespaced(entry, HPARAMS)  # e.g. {"gamma": "simpo.gamma"}; beta is shared
     ones = 1.0  # a response is one token: every sequence length is 1 (length-normalised losses)
@@ -138,10 +134,15 @@ def make_program(config) -> Program:
         return entry.obj(chosen, rejected, log_ref_c, log_ref_r, beta=hp["beta"], **extra, **lengths)
 
     def loss_fn(theta, d, hp):
-        """``sum_{y, y'} pair_weights[y, y'] l(h_{yy'})`` summed over prompts, dense over ordered pairs."""
         logp, log_ref = jax.nn.log_softmax(theta, axis=-1), d["log_ref"]
-        per_pair = pair_loss(logp[:, :, None], logp[:, None, :], log_ref[:, :, None], log_ref[:, None, :], hp)
-        return jnp.sum(d["pair_weights"] * per_pair)
+        if mode == "all":
+            per_pair = d["alpha"] * pair_loss(logp[:, :, None], logp[:, None, :], log_ref[:, :, None],
+                                              log_ref[:, None, :], hp)
+            return jnp.sum(off_diagonal[None] * per_pair) * (1.0 / n_y)
+        take = lambda x, i: jnp.take_along_axis(x, d[i], -1)  # noqa: E731
+        pw, pl, rw, rl = take(logp, "w"), take(logp, "l"), take(log_ref, "w"), take(log_ref, "l")
+        per_pair = d["alpha"] * pair_loss(pw, pl, rw, rl, hp) + (1 - d["alpha"]) * pair_loss(pl, pw, rl, rw, hp)
+        return jnp.sum(d["weight"] * per_pair)
 
     def init(hp, key):
         k_data, key = jax.random.split(key)

@@ -50,24 +50,15 @@ def test_default_step_oscillates_on_isolated_sampled_pairs():
     assert err[0].min() > 0.1 and err[1].max() < 1e-8
 
 
-def test_sampled_pair_weights_sum_to_the_population_scale():
-    # each used pair carries (N-1)/(2 num_pairs) in total, split alpha / (1 - alpha) between its two orders
-    cfg = {**EXP.config, "num_prompts": 3, "num_responses": 6, "pairs": "sampled", "labels": "hard", "max_pairs": 16,
-           "num_steps": 1, "log_every": 1}
-    hp = {name: np.float32(v) for name, v in {**EXP.hparams, "num_pairs": 5.0}.items()}
-    w = np.asarray(EXP.make_program(cfg).init(hp, jax.random.PRNGKey(0))["data"]["pair_weights"], np.float64)
-    assert np.allclose(w.sum(axis=(-2, -1)), (6 - 1) / 2.0) and np.allclose(np.diagonal(w, axis1=-2, axis2=-1), 0)
-
-
 def test_hard_labels_on_every_pair_are_vote_shares():
     cfg = {**EXP.config, "num_prompts": 3, "num_responses": 5, "labels": "hard", "num_steps": 1, "log_every": 1}
     prog = EXP.make_program(cfg)
     for k in (1.0, 7.0):
         hp = {name: np.float32(v) for name, v in {**EXP.hparams, "labels_per_pair": k}.items()}
-        alpha = 5 * np.asarray(prog.init(hp, jax.random.PRNGKey(3))["data"]["pair_weights"], np.float64)
+        alpha = np.asarray(prog.init(hp, jax.random.PRNGKey(3))["data"]["alpha"], np.float64)
+        assert np.allclose(alpha + np.swapaxes(alpha, -1, -2), 1.0)
+        assert np.allclose(np.diagonal(alpha, axis1=-2, axis2=-1), 0.5)
         off = alpha[:, ~np.eye(5, dtype=bool)]
-        assert np.allclose((alpha + np.swapaxes(alpha, -1, -2))[:, ~np.eye(5, dtype=bool)], 1.0)
-        assert np.allclose(np.diagonal(alpha, axis1=-2, axis2=-1), 0.0)
         assert np.allclose(off * k, np.round(off * k), atol=1e-5)
 
 
