@@ -33,7 +33,6 @@ stage. Thresholds are fixed in :data:`THRESHOLDS`, from theory, before any run.
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
