@@ -78,12 +78,21 @@ def _pair_logps(policy, params, prompts, chosen, chosen_mask, rejected, rejected
     return lc, lr, nc, nr
 
 
-def eval_logps(policy: SequencePolicy, params, eval_sets) -> tuple:
-    """Policy log-probs of every pair of every eval set: tuple of ``(chosen, rejected)`` arrays."""
+def eval_logps(policy: SequencePolicy, params, eval_sets, *, chunk: int | None = None) -> tuple:
+    """Policy log-probs of every pair of every eval set: tuple of ``(chosen, rejected)`` arrays.
+
+    ``chunk``: evaluate ``chunk`` pairs at a time (``jax.lax.map`` over the pair axis), so that
+    the activations held at once scale with ``chunk``, not with the eval set (under a ``vmap``
+    over many runs, long responses and big eval sets otherwise need tens of GB). ``None``
+    evaluates every pair at once.
+    """
     out = []
     for s in eval_sets:
-        lc, lr, _, _ = _pair_logps(policy, params, s["prompts"], s["chosen"], s["chosen_mask"],
-                                   s["rejected"], s["rejected_mask"])
+        args = (s["prompts"], s["chosen"], s["chosen_mask"], s["rejected"], s["rejected_mask"])
+        if chunk is None or chunk >= s["prompts"].shape[0]:
+            lc, lr, _, _ = _pair_logps(policy, params, *args)
+        else:
+            lc, lr = jax.lax.map(lambda a: _pair_logps(policy, params, *a)[:2], args, batch_size=chunk)
         out.append((lc, lr))
     return tuple(out)
 
