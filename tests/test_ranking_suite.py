@@ -227,13 +227,12 @@ def test_smoke_settings_shrink_quick_and_keep_its_theorem_checks():
 
 
 # ---- the quick setting (the numbers of papers/ranking_accuracy.md), run once for the tests below
-QUICK_HOLDS = ("thm31-dpo-optimum", "thm41-flip-iff-loss-below-threshold", "ipo-flip-analogue",
-               "flipped-pairs-are-easy")
-"""Claims that hold at the quick budget and in the full run. The three theorem checks are exact at
-any scale (also asserted at smoke scale in tests/test_suites_smoke.py). Not here:
-``winrate-ranking-correlation`` (holds in quick, not in full: not robust with 70-110 noisy points)
-and the three that do not hold in our setting (``alignment-gap``, ``few-misranked-pairs-flip``,
-``alignment-gap-other-methods``; see the paper notes)."""
+QUICK_HOLDS = ("thm31-dpo-optimum", "alignment-gap", "table1-rstar-is-the-code-variant", "few-misranked-pairs-flip",
+               "fig2-loss-falls-ranking-stays", "winrate-ranking-correlation")
+"""Claims that hold at the quick budget and in the full run (papers/ranking_accuracy.md). The other
+two hold in neither, for the reason given there: Eq. 3's ``R*`` falls to the reference's accuracy
+once beta * c dominates logit(alpha) (beta >= 1 here), so a median over beta cannot show a gap."""
+QUICK_FAILS = ("alignment-gap-unnormalised", "alignment-gap-other-methods")
 
 
 @pytest.fixture(scope="module")
@@ -256,10 +255,13 @@ def test_quick_suite_end_to_end(quick_run):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("claim_id", QUICK_HOLDS)
-def test_quick_claim_holds(quick_run, claim_id):
+@pytest.mark.parametrize("claim_id", QUICK_HOLDS + QUICK_FAILS)
+def test_quick_verdicts_are_the_full_runs(quick_run, claim_id):
+    """The quick setting reaches the full run's verdict on every claim (the claims contract), and every
+    negative control fails."""
     c = quick_run[1][claim_id]
-    assert c.holds, c.measured
+    assert c.holds == (claim_id in QUICK_HOLDS), c.measured
+    assert c.control["holds"] is False, c.control
 
 
 # Read by tests/test_suites_smoke.py (the suite end to end at smoke scale): the claim ids every run
