@@ -28,7 +28,8 @@ from jax.typing import ArrayLike
 
 from alignjax.registry import LOSSES
 
-__all__ = ["margin", "dpo", "ipo", "cdpo", "rdpo", "simpo", "rpo", "gamma_dpo"]
+__all__ = ["margin", "dpo", "ipo", "cdpo", "rdpo", "simpo", "rpo", "gamma_dpo", "slic", "gpo_truncated_quadratic",
+           "gpo_savage"]
 
 
 def margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
@@ -141,3 +142,48 @@ def gamma_dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps
     z = (jnp.asarray(policy_chosen_logps) - jnp.asarray(policy_rejected_logps)) + gamma * (
         jnp.asarray(reference_rejected_logps) - jnp.asarray(reference_chosen_logps))
     return -jax.nn.log_sigmoid(beta * z)
+
+
+# ---------------------------------------------------------------------------- the GPO family
+# Tang et al. 2024, "Generalized Preference Optimization: A Unified Approach to Offline Alignment"
+# (arXiv 2402.05749): an offline loss is a convex function f of rho = beta * h; f(x) = log(1 + e^-x)
+# is DPO, (x - 1)^2 an IPO-like squared loss, max(0, 1 - x) SLiC's hinge. Three members with
+# bounded gradients are registered here (the exponential member e^-x overflows float32 for
+# beta * h below about -88, so it is left out).
+
+
+@LOSSES.register("slic")
+def slic(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+         *, beta):
+    """SLiC hinge (Zhao et al. 2023, calibration loss on the log-ratio margin; GPO's hinge member).
+
+    ``l = max(0, 1 - beta * h)``: zero once the margin reaches ``1/beta``, so unlike DPO it stops
+    pushing a pair that is separated by the margin (the same as TRL's ``loss_type="hinge"``).
+    Shapes as :func:`dpo`.
+    """
+    h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+    return jax.nn.relu(1.0 - beta * h)
+
+
+@LOSSES.register("gpo_truncated_quadratic")
+def gpo_truncated_quadratic(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
+                            reference_rejected_logps, *, beta):
+    """GPO's truncated quadratic (Tang et al. 2024): ``l = max(0, 1 - beta * h)^2``.
+
+    A smooth hinge: zero beyond ``h = 1/beta``, quadratic below. Shapes as :func:`dpo`.
+    """
+    h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+    return jnp.square(jax.nn.relu(1.0 - beta * h))
+
+
+@LOSSES.register("gpo_savage")
+def gpo_savage(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+               *, beta):
+    """GPO's Savage loss (Tang et al. 2024; Masnadi-Shirazi & Vasconcelos 2008):
+    ``l = 1 / (1 + e^{beta h})^2 = sigmoid(-beta h)^2``.
+
+    Bounded in ``[0, 1]`` (non-convex): a badly misranked pair contributes at most 1 and a
+    vanishing gradient, which makes it robust to label noise. Shapes as :func:`dpo`.
+    """
+    h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
+    return jnp.square(jax.nn.sigmoid(-beta * h))

@@ -71,6 +71,18 @@ def np_gamma_dpo(pc, pr, rc, rr, *, beta, gamma):
     return _nls(beta * z)
 
 
+def np_slic(pc, pr, rc, rr, *, beta):
+    return np.maximum(0.0, 1.0 - beta * _h(pc, pr, rc, rr))
+
+
+def np_gpo_truncated_quadratic(pc, pr, rc, rr, *, beta):
+    return np.maximum(0.0, 1.0 - beta * _h(pc, pr, rc, rr)) ** 2
+
+
+def np_gpo_savage(pc, pr, rc, rr, *, beta):
+    return special.expit(-beta * _h(pc, pr, rc, rr)) ** 2   # 1 / (1 + e^{beta h})^2, without overflow
+
+
 # name -> (implementation, oracle, list of extra-hparam settings to test)
 CASES = {
     "dpo": (losses.dpo, np_dpo, [{}]),
@@ -80,6 +92,10 @@ CASES = {
     "simpo": (losses.simpo, np_simpo, [{"gamma": 0.0}, {"gamma": 0.5}, {"gamma": 2.0}]),
     "rpo": (losses.rpo, np_rpo, [{"eta_sft": 0.0}, {"eta_sft": 0.005}, {"eta_sft": 1.0}]),
     "gamma_dpo": (losses.gamma_dpo, np_gamma_dpo, [{"gamma": 0.0}, {"gamma": 1.0}, {"gamma": 0.3}]),
+    # the GPO family (Tang et al. 2024, Table 1: f(beta h) with f hinge, truncated quadratic, Savage)
+    "slic": (losses.slic, np_slic, [{}]),
+    "gpo_truncated_quadratic": (losses.gpo_truncated_quadratic, np_gpo_truncated_quadratic, [{}]),
+    "gpo_savage": (losses.gpo_savage, np_gpo_savage, [{}]),
 }
 NAMES = sorted(CASES)
 CASE_PARAMS = [(n, i) for n in NAMES for i in range(len(CASES[n][2]))]
@@ -127,6 +143,20 @@ def test_hand_computed_values_at_zero_margin(beta):
         assert float(losses.cdpo(*a, beta=beta, eps=eps)) == pytest.approx(LOG2, rel=1e-6)
         assert float(losses.rdpo(*a, beta=beta, eps=eps)) == pytest.approx(LOG2, rel=1e-6)
     assert float(losses.ipo(*a, beta=beta)) == pytest.approx(1.0 / (4 * beta**2), rel=1e-6)
+
+
+@pytest.mark.parametrize("beta", [0.01, 0.5, 3.0])
+def test_gpo_members_hand_values(beta):
+    """GPO (Tang et al. 2024, Table 1) at ``h = 0``: hinge 1, truncated quadratic 1, Savage 1/4; at
+    ``beta h = 2`` the hinge and truncated quadratic are exactly 0 (the pair is past the margin) and
+    Savage is ``sigmoid(-2)^2``; at ``beta h = -1``: 2, 4, ``sigmoid(1)^2``."""
+    z = jnp.zeros(())
+    at = lambda x: (z + x / beta - 1.0, z - 1.0, z - 1.0, z - 1.0)  # noqa: E731  (h = x / beta)
+    for x, hinge, tq, sav in ((0.0, 1.0, 1.0, 0.25), (2.0, 0.0, 0.0, float(special.expit(-2.0)) ** 2),
+                              (-1.0, 2.0, 4.0, float(special.expit(1.0)) ** 2)):
+        assert float(losses.slic(*at(x), beta=beta)) == pytest.approx(hinge, abs=1e-5)
+        assert float(losses.gpo_truncated_quadratic(*at(x), beta=beta)) == pytest.approx(tq, abs=1e-5)
+        assert float(losses.gpo_savage(*at(x), beta=beta)) == pytest.approx(sav, rel=1e-5)
 
 
 def test_hand_computed_values():
@@ -332,9 +362,10 @@ def test_sweeping_beta_and_hparams_does_not_recompile(name):
 _EXTRA_RANGES = {
     "dpo": {}, "ipo": {}, "cdpo": {"eps": (0.0, 0.45)}, "rdpo": {"eps": (0.0, 0.45)},
     "simpo": {"gamma": (0.0, 5.0)}, "rpo": {"eta_sft": (0.0, 1.0)}, "gamma_dpo": {"gamma": (0.0, 2.0)},
+    "slic": {}, "gpo_truncated_quadratic": {}, "gpo_savage": {},
 }
 # Lipschitz constant of the loss in z = beta * (margin), for the float32 accuracy bound.
-_LIPSCHITZ_IN_Z = {"dpo": 1.0, "cdpo": 1.0, "gamma_dpo": 1.0}
+_LIPSCHITZ_IN_Z = {"dpo": 1.0, "cdpo": 1.0, "gamma_dpo": 1.0, "slic": 1.0, "gpo_savage": 1.0}
 
 
 @functools.cache
