@@ -29,7 +29,8 @@ from jax.typing import ArrayLike
 from alignjax.registry import LOSSES
 
 __all__ = ["margin", "dpo", "ipo", "cdpo", "rdpo", "simpo", "rpo", "gamma_dpo", "slic", "gpo_truncated_quadratic",
-           "gpo_savage"]
+           "gpo_savage", "fdpo_js", "fdpo_alpha", "fdpo_forward_kl", "kto", "kto_unpaired", "kto_reference_point",
+           "orpo", "orpo_log_odds"]
 
 
 def margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
@@ -187,3 +188,196 @@ def gpo_savage(policy_chosen_logps, policy_rejected_logps, reference_chosen_logp
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return jnp.square(jax.nn.sigmoid(-beta * h))
+
+
+# ---------------------------------------------------------------------------- f-DPO
+# Wang et al. 2023, "Beyond Reverse KL: Generalizing Direct Preference Optimization with Diverse
+# Divergence Constraints" (arXiv 2309.16240). Regularising with an f-divergence D_f(pi || pi_ref)
+# instead of the reverse KL, the optimal policy satisfies r = beta f'(pi/pi_ref) + const, and the
+# Bradley-Terry likelihood becomes the f-DPO loss -log sigmoid(beta [psi(u_w) - psi(u_l)]) with
+# u = pi/pi_ref and psi = f'. The reverse KL (f = u log u, psi = log u + 1) gives DPO exactly.
+# Everything is written on the log-ratio l = log u. Jensen-Shannon is registered; the
+# alpha-divergence and forward KL members are public but NOT registered: psi(u) = (1 - u^-alpha)/alpha
+# grows like e^{-alpha l} as l -> -inf, so the loss itself (not just an intermediate) exceeds
+# float32's range for log-ratios below about -88/alpha (e.g. one response at log pi - log pi_ref =
+# -5000, inside the registry contract's range), as GPO's exponential member above does.
+
+
+def _exprel(x):
+    """``(e^x - 1) / x`` with its limit 1 at ``x = 0``; Taylor series (to ``x^4``) for ``|x| < 1e-3``
+    so that values and gradients are exact to float64 rounding there."""
+    small = jnp.abs(x) < 1e-3
+    safe = jnp.where(small, 1.0, x)
+    series = 1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0 + x * (1.0 / 120.0))))
+    return jnp.where(small, series, jnp.expm1(safe) / safe)
+
+
+@LOSSES.register("fdpo_js")
+def fdpo_js(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+            *, beta):
+    """f-DPO with the Jensen–Shannon divergence (Wang et al. 2023, the f-DPO loss with Table 1's JS row).
+
+    ``f(u) = u log u - (u + 1) log((u + 1)/2)``, ``psi(u) = f'(u) = log(2u / (1 + u)) = log 2 +
+    log sigmoid(l)`` with ``l = log pi(y)/pi_ref(y)``, so
+
+    ``l = -log sigmoid(beta [log sigmoid(l_w) - log sigmoid(l_l)])``.
+
+    The score is bounded above (``psi <= log 2``) and falls linearly, like DPO's ``log u``, as
+    ``l -> -inf``: the gradient in ``l_w`` carries a factor ``sigmoid(-l_w)``, so a chosen response
+    whose ratio is already large is no longer pushed up, while the rejected one is pushed down as
+    in DPO. Values and gradients are finite in float32 for any inputs. TRL's
+    ``f_divergence_type="js_divergence"`` is the same formula. Shapes as :func:`dpo`.
+    """
+    lw = jnp.asarray(policy_chosen_logps) - jnp.asarray(reference_chosen_logps)
+    ll = jnp.asarray(policy_rejected_logps) - jnp.asarray(reference_rejected_logps)
+    return -jax.nn.log_sigmoid(beta * (jax.nn.log_sigmoid(lw) - jax.nn.log_sigmoid(ll)))
+
+
+def fdpo_alpha(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+               *, beta, alpha):
+    """f-DPO with the alpha-divergence, ``alpha`` in ``[0, 1]`` (Wang et al. 2023, Table 1's alpha row).
+
+    ``psi(u) = f'(u) = (1 - u^{-alpha}) / alpha``; on log-ratios ``l`` and with the margin
+    ``h = l_w - l_l``,
+
+    ``psi(u_w) - psi(u_l) = (e^{-alpha l_l} - e^{-alpha l_w}) / alpha
+                          = h * exprel(-alpha |h|) * exp(-alpha min(l_w, l_l))``,
+
+    ``exprel(x) = (e^x - 1)/x``, and ``l = -log sigmoid(beta (psi_w - psi_l))``. The factored form is
+    free of cancellation for small ``alpha`` and exact at the ends: ``alpha = 0`` is DPO (``psi =
+    log u``) and ``alpha = 1`` is the forward KL (``psi = 1 - 1/u``, :func:`fdpo_forward_kl`).
+
+    Not registered (see the section comment): the loss is finite in float32 only while
+    ``beta |psi_w - psi_l|`` stays below float32's maximum, which holds for ``alpha (-l) <= 60`` on
+    both responses with ``beta <= 1e3`` and ``|h| <= 1e4`` (``tests/test_losses.py`` checks this
+    domain, and that the value overflows beyond it). TRL's ``alpha_divergence`` writes the same
+    score as ``(t^{a - 1} - 1)/(a - 1)`` with its coefficient ``a = 1 - alpha``. ``alpha`` is
+    broadcastable to ``(...)``; shapes as :func:`dpo`.
+    """
+    lw = jnp.asarray(policy_chosen_logps) - jnp.asarray(reference_chosen_logps)
+    ll = jnp.asarray(policy_rejected_logps) - jnp.asarray(reference_rejected_logps)
+    h = lw - ll
+    d = h * _exprel(-alpha * jnp.abs(h)) * jnp.exp(-alpha * jnp.minimum(lw, ll))
+    return -jax.nn.log_sigmoid(beta * d)
+
+
+def fdpo_forward_kl(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+                    *, beta):
+    """f-DPO with the forward KL ``KL(pi_ref || pi)`` (Wang et al. 2023, Table 1's forward-KL row).
+
+    ``f(u) = -log u``, ``psi(u) = -1/u``: ``l = -log sigmoid(beta (e^{-l_l} - e^{-l_w}))``, i.e.
+    :func:`fdpo_alpha` at ``alpha = 1`` (computed by it). Not registered: finite in float32 only for
+    log-ratios above about -60 (see :func:`fdpo_alpha`). TRL's ``f_divergence_type="forward_kl"``
+    (score ``1 - 1/t``) is the same loss. Shapes as :func:`dpo`.
+    """
+    return fdpo_alpha(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+                      beta=beta, alpha=1.0)
+
+
+# ---------------------------------------------------------------------------- KTO
+# Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization" (arXiv 2402.01306,
+# Sec. 4, the KTO loss): unpaired feedback, each example desirable or undesirable, valued against a
+# reference point z0 = KL(pi || pi_ref) that receives no gradient.
+
+
+def kto_unpaired(policy_logps, reference_logps, desirable, *, beta, z0, lambda_d, lambda_u):
+    """KTO on unpaired examples (Ethayarajh et al. 2024, Sec. 4: ``L_KTO = E[lambda_y - v(x, y)]``).
+
+    With ``r = log pi(y|x) - log pi_ref(y|x)``,
+    ``v = lambda_D sigmoid(beta (r - z0))`` for a desirable ``y`` and ``lambda_U sigmoid(beta (z0 - r))``
+    for an undesirable one, so the per-example loss is
+
+    ``lambda_D sigmoid(beta (z0 - r))`` (desirable), ``lambda_U sigmoid(beta (r - z0))`` (undesirable)
+
+    (``lambda_y - lambda_y sigmoid(x) = lambda_y sigmoid(-x)``). Bounded by ``lambda_y``, gradients
+    bounded by ``beta lambda_y / 4``: finite in float32 for any inputs.
+
+    Args:
+      policy_logps, reference_logps: ``log pi(y|x)``, ``log pi_ref(y|x)``, shape ``(...)``.
+      desirable: bool (or 0/1) array broadcastable to ``(...)``; True for a desirable example.
+      beta: > 0. z0: the reference point (a hyperparameter here; :func:`kto_reference_point` gives
+        the paper's batch estimate). lambda_d, lambda_u: the weights of desirable and undesirable
+        examples. All broadcastable to ``(...)``.
+
+    Returns:
+      Per-example loss, shape ``(...)``.
+    """
+    r = jnp.asarray(policy_logps) - jnp.asarray(reference_logps)
+    good = lambda_d * jax.nn.sigmoid(beta * (z0 - r))
+    bad = lambda_u * jax.nn.sigmoid(beta * (r - z0))
+    return jnp.where(jnp.asarray(desirable, bool), good, bad)
+
+
+def kto_reference_point(policy_logps, reference_logps):
+    """KTO's reference point as the paper and TRL estimate it: ``z0 = max(0, mean(log pi - log pi_ref))``
+    over a batch of *mismatched* completions (each prompt paired with another example's completion,
+    TRL shifts the batch by one), with no gradient (``stop_gradient``). Returns a scalar.
+
+    This couples the examples of a batch, so the registered per-pair :func:`kto` takes ``z0`` as a
+    hyperparameter instead; pass this estimate as ``z0`` to reproduce TRL's batch loss.
+    """
+    kl = jnp.mean(jnp.asarray(policy_logps) - jnp.asarray(reference_logps))
+    return jax.lax.stop_gradient(jnp.maximum(kl, 0.0))
+
+
+@LOSSES.register("kto", hparams={"z0": 0.0, "lambda_d": 1.0, "lambda_u": 1.0})
+def kto(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
+        *, beta, z0, lambda_d, lambda_u):
+    """KTO on a pair (Ethayarajh et al. 2024, Sec. 4): the chosen response as a desirable example, the
+    rejected one as an undesirable example, the two averaged:
+
+    ``l = 1/2 [lambda_D sigmoid(beta (z0 - r_w)) + lambda_U sigmoid(beta (r_l - z0))]``,
+    ``r = log pi(y) - log pi_ref(y)``.
+
+    The mean of ``l`` over pairs is the paper's expectation over the ``2n`` examples (TRL's batch
+    loss on a balanced batch). The reference point ``z0`` is a hyperparameter (default 0), not the
+    batch estimate, so that the loss stays elementwise; :func:`kto_reference_point` computes the
+    estimate. ``z0 = 0``, ``lambda = 1`` is the sum ``sigmoid(-beta r_w) + sigmoid(beta r_l)``, not
+    a function of the margin ``h`` alone (unlike DPO). Shapes as :func:`dpo`.
+    """
+    good = kto_unpaired(policy_chosen_logps, reference_chosen_logps, True, beta=beta, z0=z0, lambda_d=lambda_d,
+                        lambda_u=lambda_u)
+    bad = kto_unpaired(policy_rejected_logps, reference_rejected_logps, False, beta=beta, z0=z0, lambda_d=lambda_d,
+                       lambda_u=lambda_u)
+    return 0.5 * (good + bad)
+
+
+# ---------------------------------------------------------------------------- ORPO
+# Hong et al. 2024, "ORPO: Monolithic Preference Optimization without Reference Model" (arXiv
+# 2403.07691): supervised fine-tuning on the chosen response plus an odds-ratio penalty, no reference.
+
+
+def orpo_log_odds(avg_logps):
+    """``log odds(y) = log [P / (1 - P)] = a - log(1 - e^a)`` for the length-averaged log-prob
+    ``a = log pi(y)/|y|`` (``P = e^a``; Hong et al. 2024, Eq. 4, not re-checked), shape ``(...)``.
+
+    ``log(1 - e^a)`` is computed stably (``log(-expm1(a))`` for ``a > -log 2``, ``log1p(-e^a)``
+    below). A probability of exactly 1 has infinite odds, so ``a`` is first capped at ``-eps``, the
+    dtype's machine epsilon (an average log-prob within one ulp of 0 is rounding noise): the log-odds
+    are then at most ``-log eps`` (about 15.9 in float32, 36 in float64) and their derivative at most
+    ``1/eps``.
+    """
+    a = jnp.asarray(avg_logps)
+    a = jnp.minimum(a, -jnp.finfo(a.dtype).eps)
+    log1mexp = jnp.where(a > -0.6931471805599453, jnp.log(-jnp.expm1(a)), jnp.log1p(-jnp.exp(a)))
+    return a - log1mexp
+
+
+@LOSSES.register("orpo", meta={"uses_lengths": True, "uses_reference": False})
+def orpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps=None, reference_rejected_logps=None,
+         *, beta, chosen_lengths=1.0, rejected_lengths=1.0):
+    """ORPO (Hong et al. 2024, Eqs. 6-7), reference-free:
+
+    ``l = -log pi(y_w)/|y_w| - beta log sigmoid(log odds(y_w) - log odds(y_l))``
+
+    with the odds of :func:`orpo_log_odds` on length-averaged log-probs. The first term is
+    ``L_SFT`` (the chosen response's NLL, averaged over its tokens), the second ``lambda L_OR`` with
+    the paper's ``lambda`` as our ``beta`` (TRL's ORPO ``beta`` is the same weight). The reference
+    log-probs are accepted for a uniform signature and ignored; lengths ``|y|`` (token counts,
+    broadcastable to ``(...)``) default to 1. Finite in float32 for any log-probs ``<= 0`` and any
+    ``beta <= 1e3`` (the log-odds cap of :func:`orpo_log_odds`). Shapes as :func:`dpo`.
+    """
+    del reference_chosen_logps, reference_rejected_logps
+    aw = jnp.asarray(policy_chosen_logps) / chosen_lengths
+    al = jnp.asarray(policy_rejected_logps) / rejected_lengths
+    return -aw - beta * jax.nn.log_sigmoid(orpo_log_odds(aw) - orpo_log_odds(al))

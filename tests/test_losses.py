@@ -83,6 +83,49 @@ def np_gpo_savage(pc, pr, rc, rr, *, beta):
     return special.expit(-beta * _h(pc, pr, rc, rr)) ** 2   # 1 / (1 + e^{beta h})^2, without overflow
 
 
+def _np_fdpo(psi, pc, pr, rc, rr, *, beta):
+    """The f-DPO loss (Wang et al. 2023) from its definition: ``-log sigmoid(beta [psi(u_w) - psi(u_l)])``
+    with ``u = pi/pi_ref`` formed as a ratio of probabilities and ``psi = f'`` a function of ``u``."""
+    uw = np.exp(np.asarray(pc, np.float64)) / np.exp(np.asarray(rc, np.float64))
+    ul = np.exp(np.asarray(pr, np.float64)) / np.exp(np.asarray(rr, np.float64))
+    return _nls(beta * (psi(uw) - psi(ul)))
+
+
+# psi = f' for Table 1's divergences (Wang et al. 2023), as functions of u = pi/pi_ref
+PSI_REVERSE_KL = lambda u: np.log(u) + 1.0  # noqa: E731  (f = u log u: DPO)
+PSI_FORWARD_KL = lambda u: -1.0 / u  # noqa: E731  (f = -log u)
+PSI_JS = lambda u: np.log(2.0 * u / (1.0 + u))  # noqa: E731  (f = u log u - (u + 1) log((u + 1)/2))
+
+
+def psi_alpha(alpha):
+    return lambda u: (1.0 - u ** (-alpha)) / alpha  # f = (u^{1-alpha} - (1-alpha) u - alpha)/(alpha (alpha - 1))
+
+
+def np_fdpo_js(pc, pr, rc, rr, *, beta):
+    """In log space (the float32 range test evaluates it at log-ratios up to 1e4):
+    ``psi = log(2u/(1+u)) = log 2 + l - log(1 + e^l)``."""
+    lw = np.asarray(pc, np.float64) - rc
+    ll = np.asarray(pr, np.float64) - rr
+    return _nls(beta * ((lw - np.logaddexp(0.0, lw)) - (ll - np.logaddexp(0.0, ll))))
+
+
+def np_kto(pc, pr, rc, rr, *, beta, z0, lambda_d, lambda_u):
+    """KTO (Ethayarajh et al. 2024, Sec. 4): ``lambda_y - v(x, y)`` averaged over the pair's two examples."""
+    rw = np.asarray(pc, np.float64) - rc
+    rl = np.asarray(pr, np.float64) - rr
+    return 0.5 * ((lambda_d - lambda_d * special.expit(beta * (rw - z0)))
+                  + (lambda_u - lambda_u * special.expit(beta * (z0 - rl))))
+
+
+def np_orpo(pc, pr, rc, rr, *, beta, chosen_lengths=1.0, rejected_lengths=1.0):
+    """ORPO (Hong et al. 2024, Eqs. 6-7): ``-log P(y_w) + beta * -log sigmoid(log odds_w - log odds_l)``
+    with ``P = exp(mean token log-prob)`` and ``odds = P / (1 - P)`` formed from probabilities."""
+    del rc, rr
+    pw = np.exp(np.asarray(pc, np.float64) / chosen_lengths)
+    pl = np.exp(np.asarray(pr, np.float64) / rejected_lengths)
+    return -np.log(pw) + beta * _nls(np.log((pw / (1 - pw)) / (pl / (1 - pl))))
+
+
 # name -> (implementation, oracle, list of extra-hparam settings to test)
 CASES = {
     "dpo": (losses.dpo, np_dpo, [{}]),
@@ -96,6 +139,13 @@ CASES = {
     "slic": (losses.slic, np_slic, [{}]),
     "gpo_truncated_quadratic": (losses.gpo_truncated_quadratic, np_gpo_truncated_quadratic, [{}]),
     "gpo_savage": (losses.gpo_savage, np_gpo_savage, [{}]),
+    # f-DPO (Wang et al. 2023) with the Jensen-Shannon divergence; KTO (Ethayarajh et al. 2024); ORPO
+    # (Hong et al. 2024). f-DPO's alpha and forward-KL members are not registered: tested further down.
+    "fdpo_js": (losses.fdpo_js, np_fdpo_js, [{}]),
+    "kto": (losses.kto, np_kto, [{"z0": 0.0, "lambda_d": 1.0, "lambda_u": 1.0},
+                                 {"z0": 0.7, "lambda_d": 1.33, "lambda_u": 1.0},
+                                 {"z0": 0.0, "lambda_d": 1.0, "lambda_u": 1.5}]),
+    "orpo": (losses.orpo, np_orpo, [{}]),
 }
 NAMES = sorted(CASES)
 CASE_PARAMS = [(n, i) for n in NAMES for i in range(len(CASES[n][2]))]
@@ -363,9 +413,12 @@ _EXTRA_RANGES = {
     "dpo": {}, "ipo": {}, "cdpo": {"eps": (0.0, 0.45)}, "rdpo": {"eps": (0.0, 0.45)},
     "simpo": {"gamma": (0.0, 5.0)}, "rpo": {"eta_sft": (0.0, 1.0)}, "gamma_dpo": {"gamma": (0.0, 2.0)},
     "slic": {}, "gpo_truncated_quadratic": {}, "gpo_savage": {},
+    "fdpo_js": {}, "kto": {"z0": (-5.0, 5.0), "lambda_d": (0.0, 2.0), "lambda_u": (0.0, 2.0)}, "orpo": {},
 }
 # Lipschitz constant of the loss in z = beta * (margin), for the float32 accuracy bound.
-_LIPSCHITZ_IN_Z = {"dpo": 1.0, "cdpo": 1.0, "gamma_dpo": 1.0, "slic": 1.0, "gpo_savage": 1.0}
+_LIPSCHITZ_IN_Z = {"dpo": 1.0, "cdpo": 1.0, "gamma_dpo": 1.0, "slic": 1.0, "gpo_savage": 1.0,
+                   "fdpo_js": 1.0,  # log sigmoid is 1-Lipschitz in each log-ratio
+                   "kto": 1.0}  # each term is (lambda/2) sigmoid(.), lambda <= 2: Lipschitz <= 1/4
 
 
 @functools.cache
