@@ -21,9 +21,9 @@ from alignjax.policies import loglinear, mlp, tabular
 from alignjax.prefs import random_game, rock_paper_scissors
 from alignjax.registry import DYNAMICS
 
-HP = {"beta": 0.3, "learning_rate": 0.05, "eta": 0.7, "mixture": 0.2}
+HP = {"beta": 0.3, "learning_rate": 0.05, "eta": 0.7, "mixture": 0.2, "alpha": 0.1}
 NAMES = ["sampled-egpo", "sampled-online-ipo-1", "sampled-online-ipo-2", "sampled-nash-md-pg",
-         "sampled-inpo", "sampled-sppo"]
+         "sampled-inpo", "sampled-sppo", "sampled-spo", "sampled-online-dpo", "sampled-xpo", "sampled-vpo"]
 
 
 def _game(n=4, b=1, seed=0, dtype=jnp.float32):
@@ -317,8 +317,10 @@ def test_equilibrium_is_a_fixed_point_of_population_egpo():
     # rock-paper-scissors with a uniform reference: the uniform policy is pi*_beta for every beta
     P = rock_paper_scissors()[None]
     logp_ref = jnp.full((1, 3), -jnp.log(3.0))
+    # SPO, online DPO, XPO, VPO too: at uniform pi = pi_ref, h = 0 and P @ pi = 1/2, and XPO's/VPO's bonus
+    # gradient alpha (beta) pi_ref is constant across responses, which the normalisation removes
     for name in ("sampled-egpo", "sampled-online-ipo-1", "sampled-online-ipo-2", "sampled-nash-md-pg",
-                 "sampled-inpo"):
+                 "sampled-inpo", "sampled-spo", "sampled-online-dpo", "sampled-xpo", "sampled-vpo"):
         dyn = DYNAMICS.get(name)(tabular(1, 3), mode="population")
         st, m = dyn.update(dyn.init(jax.random.key(0)), P, logp_ref, jnp.arange(1), HP, jax.random.key(1))
         np.testing.assert_allclose(st.params, jnp.zeros((1, 3)), atol=1e-6)

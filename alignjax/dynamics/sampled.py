@@ -28,16 +28,19 @@ optax.chain(optimizer, optax.scale_by_learning_rate(learning_rate)))``
 optimizer state's ``hyperparams["learning_rate"]`` is overwritten from ``hparams`` before every
 update (:func:`alignjax.reward_model.with_hparams`), so ``hparams["learning_rate"]`` is an
 ordinary traced array leaf (vmappable, one compile for all values). ``hparams`` is a dict of
-scalar arrays: ``learning_rate`` plus the loss's own (``beta``; ``eta`` for INPO/SPPO;
-``mixture`` for Nash-MD-PG).
+scalar arrays: ``learning_rate`` plus the loss's own (``beta``; ``eta`` for INPO/SPPO/SPO;
+``mixture`` for Nash-MD-PG; ``alpha`` for XPO/VPO).
 
 Step-size mapping (tested): for tabular logits and SGD, one population step of online IPO 1
 equals the exact OMD step (:mod:`alignjax.dynamics.exact`) with ``eta = 4 lr/(N beta)``, and
-EGPO's equals the exact extragradient step with the same ``eta`` (Zhou et al. 2025).
+EGPO's equals the exact extragradient step with the same ``eta`` (Zhou et al. 2025); SPO's
+population loss at the start of a round is minimised exactly by the ``mwu`` step (tested).
 
 References: EGPO, Zhou et al. 2025 (arXiv 2503.08942); online IPO, Calandriello et al. 2024
 (arXiv 2403.08635); Nash-MD-PG, Munos et al. 2023 (arXiv 2312.00886); INPO, Zhang et al.
-2024 (arXiv 2407.00617); SPPO, Wu et al. 2024 (arXiv 2405.00675).
+2024 (arXiv 2407.00617); SPPO, Wu et al. 2024 (arXiv 2405.00675); SPO, Swamy et al. 2024
+(arXiv 2401.04056); online DPO, Guo et al. 2024 (arXiv 2402.04792); XPO, Xie et al. 2024
+(arXiv 2405.21046); VPO, Cen et al. 2024 (arXiv 2405.19320).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from alignjax.reward_model import make_optimizer, with_hparams
 
 __all__ = ["SampledState", "SampledDynamics", "make_dynamics", "validate_hparams", "sampled_egpo",
            "sampled_online_ipo_1", "sampled_online_ipo_2", "sampled_nash_md_pg", "sampled_inpo",
-           "sampled_sppo", "MODES"]
+           "sampled_sppo", "sampled_spo", "sampled_online_dpo", "sampled_xpo", "sampled_vpo", "MODES"]
 
 MODES = ("population", "sampled")
 
@@ -127,7 +130,8 @@ def make_dynamics(loss: GameLoss | str, policy: Policy, *,
         It is chained with ``optax.scale_by_learning_rate(hparams["learning_rate"])``.
       mode: ``"population"`` (exact expectation over all pairs, deterministic) or
         ``"sampled"`` (``num_samples`` pairs per prompt per step).
-      num_samples: pairs per prompt per step in sampled mode (static).
+      num_samples: pairs per prompt per step in sampled mode (static); for SPO, the size of
+        the group of responses whose members are compared with each other (at least 2).
       bernoulli: sampled mode only; observe preferences as Bernoulli(P) draws (True) or as
         the probabilities ``P[y, y']`` (False, as in the EGPO authors' simulation).
       extragradient: take EGPO's half step first (the opponent becomes the half-step policy).
@@ -141,8 +145,8 @@ def make_dynamics(loss: GameLoss | str, policy: Policy, *,
     gl = _loss(loss) if isinstance(loss, str) else loss
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+    if int(num_samples) < max(1, gl.min_samples):
+        raise ValueError(f"num_samples must be >= {max(1, gl.min_samples)}; got {num_samples}")
     if int(round_length) < 1:
         raise ValueError(f"round_length must be >= 1; got {round_length}")
     tx = make_optimizer(optimizer)
@@ -212,6 +216,20 @@ sampled_nash_md_pg = _factory("nash_md_pg", doc=(
     "y ~ pi, y' ~ pi_mix ∝ pi^(1-m) pi_ref^m."))
 sampled_inpo = _factory("inpo", doc="INPO (Zhang et al., arXiv 2407.00617): see sampled_losses.inpo.")
 sampled_sppo = _factory("sppo", doc="SPPO (Wu et al., arXiv 2405.00675): see sampled_losses.sppo.")
+sampled_spo = _factory("spo", doc=(
+    "SPO (Swamy et al. 2024, arXiv 2401.04056): each of K samples y_i ~ pi is rewarded by its win rate "
+    "against the other K-1; policy-gradient step on -mean[(rhat_i - 1/2 - log(pi/pi_t)(y_i)/eta) log pi(y_i)]. "
+    "Population loss -E_pi[P@pi_now - 1/2] + KL(pi||pi_t)/eta, minimised by the exact mwu step "
+    "(see sampled_losses.spo). num_samples >= 2."))
+sampled_online_dpo = _factory("online_dpo", doc=(
+    "Online DPO (Guo et al. 2024, arXiv 2402.04792): y, y' ~ stop_grad(pi), labelled o ~ Bernoulli(P[y,y']), "
+    "loss o l(beta h) + (1-o) l(-beta h), l(z) = -log sigmoid(z)."))
+sampled_xpo = _factory("xpo", doc=(
+    "XPO (Xie et al. 2024, arXiv 2405.21046, Alg. 1): DPO on (y ~ pi, yt ~ pi_ref) labelled by P, "
+    "plus the optimism term alpha log pi(yt)."))
+sampled_vpo = _factory("vpo", doc=(
+    "VPO (Cen et al. 2024, arXiv 2405.19320), online: online DPO plus alpha beta E_{y~pi_ref}[log pi(y) - "
+    "log pi_ref(y)] (value incentive, optimistic sign, pi_cal = pi_ref)."))
 
 def _meta(loss_name: str, extragradient: bool = False) -> dict:
     return {"kind": "sampled", "loss": loss_name, "extragradient": extragradient}
@@ -228,3 +246,11 @@ DYNAMICS.register("sampled-nash-md-pg", sampled_nash_md_pg,
 DYNAMICS.register("sampled-inpo", sampled_inpo, hparams={"beta": 0.1, "eta": 1.0, "learning_rate": 0.1},
                   meta=_meta("inpo"))
 DYNAMICS.register("sampled-sppo", sampled_sppo, hparams={"eta": 1.0, "learning_rate": 0.1}, meta=_meta("sppo"))
+DYNAMICS.register("sampled-spo", sampled_spo, hparams={"eta": 1.0, "learning_rate": 0.1},
+                  meta=dict(_meta("spo"), exact_form="mwu"))
+DYNAMICS.register("sampled-online-dpo", sampled_online_dpo, hparams={"beta": 0.1, "learning_rate": 0.1},
+                  meta=_meta("online_dpo"))
+DYNAMICS.register("sampled-xpo", sampled_xpo, hparams={"alpha": 0.01, "beta": 0.1, "learning_rate": 0.1},
+                  meta=_meta("xpo"))
+DYNAMICS.register("sampled-vpo", sampled_vpo, hparams={"alpha": 0.1, "beta": 0.1, "learning_rate": 0.1},
+                  meta=_meta("vpo"))

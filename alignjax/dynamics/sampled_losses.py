@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["GameInputs", "GameLoss", "GAME_LOSSES", "online_ipo_1", "online_ipo_2", "nash_md_pg",
-           "inpo", "sppo", "mixture_logp"]
+           "inpo", "sppo", "spo", "online_dpo", "xpo", "vpo", "mixture_logp", "dpo_pair_loss",
+           "xpo_pair_losses", "spo_win_rates"]
 
 
 class GameInputs(NamedTuple):
@@ -56,11 +57,14 @@ class GameLoss(NamedTuple):
       sampled: ``(logp (N,), GameInputs, hp, key, num_samples, bernoulli) -> scalar``.
       hparams: names of the continuous hyperparameters the loss reads (besides
         ``learning_rate``, which the builder uses).
+      min_samples: the smallest ``num_samples`` the sampled form accepts (SPO compares each
+        sample with the others: 2).
     """
 
     population: Callable
     sampled: Callable
     hparams: tuple[str, ...]
+    min_samples: int = 1
 
 
 def _observe(P, y, yp, u, bernoulli: bool):
@@ -231,10 +235,179 @@ def _sppo_sampled(logp, g, hp, key, num_samples, bernoulli):
 
 sppo = GameLoss(_sppo_population, _sppo_sampled, ("eta",))
 
+# ---------------------------------------------------------------- SPO (Swamy et al.)
+def spo_win_rates(P, y, u_pairs, bernoulli: bool):
+    """Each sample's win rate against the OTHER samples of its group: ``rhat_i = mean_{j != i} o(y_i, y_j)``.
+
+    ``y (K,)`` responses, ``u_pairs (K, K)`` uniforms. Every unordered pair ``i < j`` is judged
+    once, ``o_ij = 1[u_ij < P[y_i, y_j]]`` and ``o_ji = 1 - o_ij`` (one rater's verdict), or
+    ``o_ij = P[y_i, y_j]`` when ``bernoulli=False``. Given ``y_i`` the others are independent
+    draws, so ``E[rhat_i | y_i] = P(y_i > pi) = (P @ pi)[y_i]`` (Swamy et al. 2024, Alg. 2).
+    """
+    k = y.shape[0]
+    pyy = P[y[:, None], y[None, :]]
+    if bernoulli:
+        upper = (u_pairs < pyy).astype(pyy.dtype)
+        above = jnp.triu(jnp.ones((k, k), bool), 1)
+        o = jnp.where(above, upper, 1.0 - upper.T)
+    else:
+        o = pyy
+    off = 1.0 - jnp.eye(k, dtype=pyy.dtype)
+    return jnp.sum(o * off, axis=1) * (1.0 / (k - 1))
+
+
+def _spo_population(logp, g, hp):
+    """``-sum_y pi(y) (r(y) - 1/2) + (1/eta) KL(pi || pi_t)``, ``r = P @ pi_now`` (stop-grad).
+
+    SPO (Swamy et al. 2024, arXiv 2401.04056): the reward of a response is its win
+    probability against the current policy itself, ``r(y) = P(y > pi) = sum_y' P[y, y'] pi(y')``
+    (Alg. 1; Alg. 2 estimates it by the win rate against the policy's other samples), and the
+    policy takes a KL-regularised soft-policy-iteration step on it, with proximal weight
+    ``1/eta`` to the round's anchor ``pi_t``. With ``pi_now = pi_t`` the minimiser over all
+    policies is ``pi ∝ pi_t exp(eta P @ pi_t)``: the exact ``mwu`` step. At the current policy
+    the gradient is the policy gradient ``-E_{y~pi}[grad log pi(y) (r(y) - 1/2 - log(pi/pi_t)(y)/eta)]``
+    (the ``+1/eta`` of the KL's score has zero mean); with ``round_length = 1`` the proximal
+    term vanishes there and one tabular SGD step is ``theta += lr pi * (P @ pi - 1/2)``.
+    """
+    pi = jnp.exp(logp)
+    r = g.P @ jnp.exp(g.logp_now)
+    return -jnp.sum(pi * (r - 0.5)) + jnp.sum(pi * (logp - g.logp_anchor)) * (1.0 / hp["eta"])
+
+
+def _spo_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y_1..y_K ~ pi_now``; ``-mean_i [(rhat_i - 1/2 - log(pi_now/pi_t)(y_i)/eta) log pi(y_i)]``.
+
+    ``rhat_i`` is the win rate of ``y_i`` against the other ``K - 1`` samples
+    (:func:`spo_win_rates`), an unbiased estimate of ``P(y_i > pi_now)`` given ``y_i``.
+    """
+    u = _uniforms(key, 1 + num_samples, num_samples)
+    y = _inverse_cdf(u[0], g.logp_now)
+    rhat = spo_win_rates(g.P, y, u[1:], bernoulli)
+    adv = rhat - 0.5 - (g.logp_now[y] - g.logp_anchor[y]) * (1.0 / hp["eta"])
+    return -jnp.mean(adv * logp[y])
+
+
+spo = GameLoss(_spo_population, _spo_sampled, ("eta",), min_samples=2)
+
+
+# ---------------------------------------------------------------- online DPO / XPO / VPO
+def dpo_pair_loss(h, o, beta):
+    """DPO's loss on a pair with outcome ``o`` (1: the first response won): ``o l(beta h) + (1-o) l(-beta h)``.
+
+    ``l(z) = -log sigmoid(z) = softplus(-z)`` (Rafailov et al. 2023), ``h = h(y, y')`` the
+    log-ratio margin. With ``o`` a Bernoulli draw this is DPO on the pair ordered by the
+    rater; with ``o = P[y, y']`` it is DPO with soft labels. Its derivative in ``h`` is
+    ``beta (sigmoid(beta h) - o)``: affine in ``o``.
+    """
+    return o * jax.nn.softplus(-beta * h) + (1.0 - o) * jax.nn.softplus(beta * h)
+
+
+def _dpo_population_on(logp, g, hp, w1, w2):
+    """``sum_{y,y'} w1(y) w2(y') [P l(beta h) + (1 - P) l(-beta h)]``, ``h = h(y, y')``."""
+    delta = logp - g.logp_ref
+    return w1 @ dpo_pair_loss(delta[:, None] - delta[None, :], g.P, hp["beta"]) @ w2
+
+
+def _online_dpo_population(logp, g, hp):
+    """``sum_{y,y'} pi_now(y) pi_now(y') [P[y,y'] l(beta h(y,y')) + (1 - P[y,y']) l(-beta h(y,y'))]``.
+
+    Online DPO (Guo et al. 2024, arXiv 2402.04792, Alg. 1): two responses sampled from the
+    current policy (stop-gradient), labelled by the preference oracle, DPO loss on the pair.
+    Its gradient in ``Delta = log pi - log pi_ref`` is ``2 beta pi_now * ((S - P) @ pi_now)``
+    with ``S = sigmoid(beta h)``. For a Bradley–Terry ``P`` every minimiser over all policies
+    has ``beta Delta = r + c``: the KL-regularised RLHF optimum (the ``bt-rlhf`` exact rule).
+    """
+    w = jnp.exp(g.logp_now)
+    return _dpo_population_on(logp, g, hp, w, w)
+
+
+def _online_dpo_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y, y' ~ pi_now``, ``o = o(y, y')``; ``mean[o l(beta h) + (1 - o) l(-beta h)]``."""
+    u = _uniforms(key, 3, num_samples)
+    y = _inverse_cdf(u[0], g.logp_now)
+    yp = _inverse_cdf(u[1], g.logp_now)
+    o = _observe(g.P, y, yp, u[2], bernoulli)
+    delta = logp - g.logp_ref
+    return jnp.mean(dpo_pair_loss(delta[y] - delta[yp], o, hp["beta"]))
+
+
+online_dpo = GameLoss(_online_dpo_population, _online_dpo_sampled, ("beta",))
+
+
+def xpo_pair_losses(logp, logp_ref, y, yt, o, beta, alpha):
+    """XPO's per-pair losses: ``dpo_pair_loss(h(y, yt), o, beta) + alpha log pi(yt)``.
+
+    ``y ~ pi_t`` (the policy), ``yt ~ pi_ref``, ``o = 1`` when ``y`` won. Xie et al. 2024
+    (arXiv 2405.21046), Alg. 1, line 6: ``argmin_pi alpha sum_i log pi(yt_i) - sum log
+    sigmoid(beta h(y+, y-))``, with the sampling policy of the second response ``pi_ref``.
+    Shapes: ``logp, logp_ref (N,)``; ``y, yt, o (K,)``; returns ``(K,)``.
+    """
+    delta = logp - logp_ref
+    return dpo_pair_loss(delta[y] - delta[yt], o, beta) + alpha * logp[yt]
+
+
+def _xpo_population(logp, g, hp):
+    """``sum_{y,yt} pi_now(y) pi_ref(yt) [P l(beta h(y,yt)) + (1-P) l(-beta h(y,yt))] + alpha sum_yt pi_ref(yt) log pi(yt)``.
+
+    XPO (Xie et al. 2024, arXiv 2405.21046, Alg. 1): online DPO on the pair (a response of
+    the current policy, a response of ``pi_ref``) plus the optimism (exploration) term
+    ``alpha E_{yt~pi_ref}[log pi(yt)]``: minimising it lowers the probability of what
+    ``pi_ref`` says and so moves mass towards responses ``pi_ref`` rarely tries.
+    Gradient in ``Delta``: ``beta [pi_now * ((S - P) @ pi_ref) + pi_ref * ((S - P) @ pi_now)] + alpha pi_ref``.
+    """
+    w, rho = jnp.exp(g.logp_now), jnp.exp(g.logp_ref)
+    return _dpo_population_on(logp, g, hp, w, rho) + hp["alpha"] * jnp.sum(rho * logp)
+
+
+def _xpo_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y ~ pi_now``, ``yt ~ pi_ref``, ``o = o(y, yt)``; ``mean xpo_pair_losses`` (one ``yt`` per pair, as TRL)."""
+    u = _uniforms(key, 3, num_samples)
+    y = _inverse_cdf(u[0], g.logp_now)
+    yt = _inverse_cdf(u[1], g.logp_ref)
+    o = _observe(g.P, y, yt, u[2], bernoulli)
+    return jnp.mean(xpo_pair_losses(logp, g.logp_ref, y, yt, o, hp["beta"], hp["alpha"]))
+
+
+xpo = GameLoss(_xpo_population, _xpo_sampled, ("beta", "alpha"))
+
+
+def _vpo_population(logp, g, hp):
+    """Online DPO's population loss ``+ alpha beta E_{y~pi_cal}[log pi(y) - log pi_ref(y)]``, ``pi_cal = pi_ref``.
+
+    VPO (Cen et al. 2024, arXiv 2405.19320), online (optimistic) form: the reward MLE is
+    regularised by ``-alpha J*(r)`` with the value ``J*(r) = max_pi E_pi r - beta KL(pi||pi_ref)
+    = beta log E_{pi_ref} exp(r/beta)``. With ``r = beta log(pi/pi_ref) + c`` calibrated by
+    ``E_{y~pi_cal} r(y) = 0``, ``J* = -beta E_{pi_cal}[log pi/pi_ref]``, so the loss gains
+    ``+alpha beta E_{pi_cal}[log pi - log pi_ref]`` (pairs from the current policy). With
+    ``pi_cal = pi_ref`` the bonus is XPO's with ``alpha_XPO = alpha beta``.
+    Gradient in ``Delta``: ``2 beta pi_now * ((S - P) @ pi_now) + alpha beta pi_ref``.
+    """
+    rho = jnp.exp(g.logp_ref)
+    return _online_dpo_population(logp, g, hp) + hp["alpha"] * hp["beta"] * jnp.sum(rho * (logp - g.logp_ref))
+
+
+def _vpo_sampled(logp, g, hp, key, num_samples, bernoulli):
+    """``y, y' ~ pi_now``, ``yc ~ pi_ref`` (fresh); ``mean[DPO(y, y'; o) + alpha beta (log pi - log pi_ref)(yc)]``."""
+    u = _uniforms(key, 4, num_samples)
+    y = _inverse_cdf(u[0], g.logp_now)
+    yp = _inverse_cdf(u[1], g.logp_now)
+    yc = _inverse_cdf(u[3], g.logp_ref)
+    o = _observe(g.P, y, yp, u[2], bernoulli)
+    delta = logp - g.logp_ref
+    beta = hp["beta"]
+    return jnp.mean(dpo_pair_loss(delta[y] - delta[yp], o, beta) + hp["alpha"] * beta * delta[yc])
+
+
+vpo = GameLoss(_vpo_population, _vpo_sampled, ("beta", "alpha"))
+
 GAME_LOSSES: dict[str, GameLoss] = {
     "online_ipo_1": online_ipo_1,
     "online_ipo_2": online_ipo_2,
     "nash_md_pg": nash_md_pg,
     "inpo": inpo,
     "sppo": sppo,
+    "spo": spo,
+    "online_dpo": online_dpo,
+    "xpo": xpo,
+    "vpo": vpo,
 }
