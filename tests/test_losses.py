@@ -494,3 +494,290 @@ def test_dpo_exact_optimum_on_a_tabular_bandit():
         assert err < 1e-4, err
         # The optimum is not the reference and not the greedy policy (the test discriminates).
         assert float(jnp.max(jnp.abs(log_pi_star - log_ref))) > 0.5
+
+
+# ----------------------------------------------------------------------------- f-DPO, KTO, ORPO
+def _logsigmoid(x):
+    return -np.logaddexp(0.0, -np.asarray(x, np.float64))
+
+
+def trl_fdpo_sigmoid_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, *, beta,
+                          f_divergence_type, f_alpha_divergence_coef=0.5):
+    """Float64 numpy transcription of TRL 1.16.0, ``trl/trainer/dpo_trainer.py``,
+    ``DPOTrainer._compute_loss``: the ``f_divergence_type`` scores, then ``loss_type="sigmoid"``
+    (``-logsigmoid(beta * (chosen_scores - rejected_scores))``). TRL's alpha-divergence clamps the
+    exponent at 80 for float32 (its table has no float64 entry); kept, it does not bind on these inputs."""
+    cl = np.asarray(chosen_logps, np.float64) - ref_chosen_logps
+    rl = np.asarray(rejected_logps, np.float64) - ref_rejected_logps
+    if f_divergence_type == "reverse_kl":
+        cs, rs = cl, rl
+    elif f_divergence_type == "forward_kl":  # f'(t) = 1 - 1/t
+        cs, rs = 1 - np.exp(-cl), 1 - np.exp(-rl)
+    elif f_divergence_type == "js_divergence":  # f'(t) = log 2 + logsigmoid(log t)
+        cs, rs = np.log(2) + _logsigmoid(cl), np.log(2) + _logsigmoid(rl)
+    elif f_divergence_type == "alpha_divergence":  # f'(t) = (t^(a-1) - 1)/(a-1)
+        a = f_alpha_divergence_coef
+        if abs(a - 1.0) < 1e-6:
+            cs, rs = cl, rl
+        else:
+            coef = 1.0 / (a - 1.0)
+            cs = (np.exp(np.minimum((a - 1.0) * cl, 80.0)) - 1.0) * coef
+            rs = (np.exp(np.minimum((a - 1.0) * rl, 80.0)) - 1.0) * coef
+    else:
+        raise ValueError(f_divergence_type)
+    return -_logsigmoid(beta * (cs - rs))
+
+
+def _moderate_inputs(seed, n=64):
+    """Log-probs with log-ratios in about [-6, 6] (the f-DPO alpha member's float64 overflow is far)."""
+    rng = np.random.default_rng(seed)
+    return tuple(-6.0 * rng.random(n) - 0.01 for _ in range(4))
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.5, 4.0])
+def test_fdpo_with_reverse_kl_is_dpo(beta):
+    """Wang et al. 2023, the f-DPO loss with ``psi = f' = log u + 1`` (reverse KL): exactly DPO
+    (the constant 1 cancels); and the alpha member at ``alpha = 0`` (``psi = log u``) is DPO."""
+    args = _moderate_inputs(1)
+    with jax.enable_x64(True):
+        dpo = np.asarray(losses.dpo(*map(jnp.asarray, args), beta=beta))
+        a0 = np.asarray(losses.fdpo_alpha(*map(jnp.asarray, args), beta=beta, alpha=0.0))
+    np.testing.assert_allclose(_np_fdpo(PSI_REVERSE_KL, *args, beta=beta), dpo, rtol=1e-11, atol=1e-13)
+    np.testing.assert_array_equal(a0, dpo)
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.5, 4.0])
+def test_fdpo_members_match_their_definition_float64(beta):
+    """Wang et al. 2023, the f-DPO loss with Table 1's ``f'``: JS ``log(2u/(1+u))``, forward KL
+    ``-1/u``, alpha ``(1 - u^-alpha)/alpha``, each evaluated on the probability ratio ``u``."""
+    args = _moderate_inputs(2)
+    with jax.enable_x64(True):
+        a = tuple(map(jnp.asarray, args))
+        got = {"js": losses.fdpo_js(*a, beta=beta), "fkl": losses.fdpo_forward_kl(*a, beta=beta),
+               **{al: losses.fdpo_alpha(*a, beta=beta, alpha=al) for al in (1e-3, 0.25, 0.5, 0.9, 1.0)}}
+    want = {"js": _np_fdpo(PSI_JS, *args, beta=beta), "fkl": _np_fdpo(PSI_FORWARD_KL, *args, beta=beta),
+            **{al: _np_fdpo(psi_alpha(al), *args, beta=beta) for al in (1e-3, 0.25, 0.5, 0.9, 1.0)}}
+    for k in want:
+        # the definition's (1 - u^-alpha)/alpha cancels for small alpha: its own error ~ 1e-16/alpha
+        np.testing.assert_allclose(np.asarray(got[k]), want[k], rtol=1e-10, atol=1e-12, err_msg=str(k))
+    np.testing.assert_array_equal(np.asarray(got["fkl"]), np.asarray(got[1.0]))  # forward KL = alpha 1
+
+
+def test_fdpo_hand_values():
+    """Table 1's ``f'`` at simple ratios: JS with ``u_w = 1, u_l = 1/3``: ``psi_w - psi_l = 0 - log(1/2)``,
+    loss ``log(1 + 2^-beta)``; forward KL with ``u_w = 1, u_l = 1/2``: ``-1 - (-2) = 1``; alpha 1/2 with
+    ``u_w = 1, u_l = 1/4``: ``0 - (1 - 2)/(1/2) = 2``; the alpha member with ``alpha -> 0`` tends to DPO
+    at rate O(alpha)."""
+    z = jnp.zeros(())
+    at = lambda lw, ll: (z + lw - 2.0, z + ll - 1.0, z - 2.0, z - 1.0)  # noqa: E731  (log-ratios lw, ll)
+    assert float(losses.fdpo_js(*at(0.0, np.log(1 / 3)), beta=1.0)) == pytest.approx(np.log(1.5), rel=1e-6)
+    assert float(losses.fdpo_js(*at(0.0, np.log(1 / 3)), beta=3.0)) == pytest.approx(np.log1p(2.0**-3), rel=1e-6)
+    assert float(losses.fdpo_forward_kl(*at(0.0, -np.log(2)), beta=1.0)) == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-6)
+    assert float(losses.fdpo_alpha(*at(0.0, -np.log(4)), beta=0.5, alpha=0.5)) == pytest.approx(
+        np.log1p(np.exp(-1.0)), rel=1e-6)
+    with jax.enable_x64(True):
+        a = tuple(map(jnp.asarray, _moderate_inputs(3)))
+        dpo = np.asarray(losses.dpo(*a, beta=0.7))
+        errs = [float(np.max(np.abs(np.asarray(losses.fdpo_alpha(*a, beta=0.7, alpha=al)) - dpo)))
+                for al in (1e-2, 1e-4, 1e-6)]
+    assert errs[0] > 0 and errs[1] < 2e-2 * errs[0] and errs[2] < 2e-2 * errs[1]
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+def test_fdpo_matches_trl(beta):
+    """Against TRL 1.16.0 (``trl/trainer/dpo_trainer.py``, ``DPOTrainer._compute_loss``,
+    ``f_divergence_type`` in reverse_kl / forward_kl / js_divergence / alpha_divergence, loss_type
+    "sigmoid"), transcribed to float64 numpy above. TRL's alpha coefficient ``a`` writes
+    ``f'(t) = (t^(a-1) - 1)/(a-1)``, which is the paper's ``(1 - t^-alpha)/alpha`` at ``alpha = 1 - a``."""
+    args = _moderate_inputs(4)
+    kw = dict(beta=beta)
+    with jax.enable_x64(True):
+        a = tuple(map(jnp.asarray, args))
+        pairs = [(losses.dpo(*a, **kw), trl_fdpo_sigmoid_loss(*args, **kw, f_divergence_type="reverse_kl")),
+                 (losses.fdpo_js(*a, **kw), trl_fdpo_sigmoid_loss(*args, **kw, f_divergence_type="js_divergence")),
+                 (losses.fdpo_forward_kl(*a, **kw), trl_fdpo_sigmoid_loss(*args, **kw, f_divergence_type="forward_kl"))]
+        for coef in (0.1, 0.5, 0.8, 1.0):
+            pairs.append((losses.fdpo_alpha(*a, **kw, alpha=1.0 - coef),
+                          trl_fdpo_sigmoid_loss(*args, **kw, f_divergence_type="alpha_divergence",
+                                                f_alpha_divergence_coef=coef)))
+    for ours, trl in pairs:
+        np.testing.assert_allclose(np.asarray(ours), trl, rtol=1e-11, atol=1e-13)
+
+
+def test_fdpo_alpha_float32_domain():
+    """The unregistered members' documented float32 domain: values and gradients finite for
+    ``alpha (-l) <= 60`` on both responses (``beta <= 1e3``, ``|h| <= 1e4``), and accurate there; beyond
+    it the true loss (``~ beta e^{-alpha l}/alpha``) exceeds float32's maximum and the value is inf,
+    which is why these members are not registered (the registry contract needs ``l`` down to -5000)."""
+    rng = np.random.default_rng(7)
+    n = 2048
+    alpha = rng.uniform(0.0, 1.0, n).astype(np.float32)
+    lo = -np.minimum(60.0 / np.maximum(alpha, 1e-6), 5000.0)
+    lw, ll = (rng.uniform(0.0, 1.0, n) * (5000.0 - lo) + lo for _ in range(2))  # log-ratios in [lo, 5000]
+    ref = rng.uniform(-5000.0, 0.0, (2, n))
+    args = [np.asarray(x, np.float32) for x in (lw + ref[0], ll + ref[1], ref[0], ref[1])]
+    beta = (10.0 ** rng.uniform(-4.0, 3.0, n)).astype(np.float32)
+
+    def total(pc, pr, rc, rr, beta, alpha):
+        return jnp.sum(losses.fdpo_alpha(pc, pr, rc, rr, beta=beta, alpha=alpha))
+
+    val = jax.jit(lambda *a: losses.fdpo_alpha(*a[:4], beta=a[4], alpha=a[5]))(*args, beta, alpha)
+    grads = jax.jit(jax.grad(total, argnums=(0, 1, 2, 3, 4, 5)))(*args, beta, alpha)
+    assert np.all(np.isfinite(np.asarray(val)))
+    for g in grads:
+        assert np.all(np.isfinite(np.asarray(g)))
+    with jax.enable_x64(True):
+        exact = np.asarray(losses.fdpo_alpha(*(np.float64(x) for x in args), beta=np.float64(beta),
+                                             alpha=np.float64(alpha)))
+    assert float(np.max(exact)) > 1e6  # the domain reaches large losses
+    # float32 error: a few ulps of the log-ratios (up to 1e4) moved through e^{-alpha l} (slope alpha),
+    # relative to the loss's size
+    np.testing.assert_allclose(np.asarray(val, np.float64), exact, rtol=2e-2, atol=1e-4)
+    # Outside the domain: the forward KL's loss at l_w = -100 is about e^100 > 3.4e38.
+    assert float(losses.fdpo_forward_kl(jnp.float32(-101.0), -1.0, -1.0, -1.0, beta=1.0)) == np.inf
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0, 5.0])
+def test_kto_unpaired_and_paired_forms(beta):
+    """Ethayarajh et al. 2024, Sec. 4: a pair's KTO loss is the mean of its chosen (desirable) and its
+    rejected (undesirable) example's ``lambda_y - v``; the unpaired form takes any mix of labels."""
+    pc, pr, rc, rr = _moderate_inputs(5, n=16)
+    hp = dict(z0=0.4, lambda_d=1.33, lambda_u=0.8)
+    with jax.enable_x64(True):
+        good = np.asarray(losses.kto_unpaired(pc, rc, True, beta=beta, **hp))
+        bad = np.asarray(losses.kto_unpaired(pr, rr, np.zeros(16, bool), beta=beta, **hp))
+        paired = np.asarray(losses.kto(pc, pr, rc, rr, beta=beta, **hp))
+        mixed = np.asarray(losses.kto_unpaired(np.concatenate([pc, pr]), np.concatenate([rc, rr]),
+                                               np.arange(32) < 16, beta=beta, **hp))
+    np.testing.assert_allclose(paired, 0.5 * (good + bad), rtol=1e-14)
+    np.testing.assert_allclose(mixed, np.concatenate([good, bad]), rtol=1e-14)
+    rw, rl = pc - rc, pr - rr
+    # (1 - sigmoid) as written in the paper: absolute error ~1e-16 where the loss is near 0
+    np.testing.assert_allclose(good, hp["lambda_d"] * (1 - special.expit(beta * (rw - hp["z0"]))), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(bad, hp["lambda_u"] * (1 - special.expit(beta * (hp["z0"] - rl))), rtol=1e-12, atol=1e-15)
+
+
+def test_kto_hand_values_and_reference_point():
+    """At ``r_w = r_l = z0`` both sigmoids are 1/2: ``l = (lambda_D + lambda_U)/4``. The reference point
+    ``max(0, mean KL)`` is clamped at 0 and carries no gradient."""
+    for z0, ld, lu in ((0.0, 1.0, 1.0), (0.7, 1.33, 1.0), (-2.0, 0.5, 2.0)):
+        got = float(losses.kto(-1.0 + z0, -3.0 + z0, -1.0, -3.0, beta=2.0, z0=z0, lambda_d=ld, lambda_u=lu))
+        assert got == pytest.approx((ld + lu) / 4, rel=1e-6)
+    # r_w = z0 + 1, r_l = z0 - 1, beta = 1: 1/2 [sigmoid(-1) + sigmoid(-1)] = sigmoid(-1)
+    assert float(losses.kto(0.0, -2.0, -1.0, -1.0, beta=1.0, z0=0.0, lambda_d=1.0, lambda_u=1.0)) == pytest.approx(
+        float(special.expit(-1.0)), rel=1e-6)
+    kl_pi, kl_ref = jnp.array([-3.0, -2.0, -5.0]), jnp.array([-2.0, -2.5, -4.0])  # mean KL = -0.5 < 0
+    assert float(losses.kto_reference_point(kl_pi, kl_ref)) == 0.0
+    assert float(losses.kto_reference_point(kl_ref, kl_pi)) == pytest.approx(0.5, rel=1e-6)
+    g = jax.grad(lambda x: losses.kto_reference_point(x, kl_pi))(kl_ref)
+    np.testing.assert_array_equal(np.asarray(g), 0.0)
+
+
+def trl_kto_losses(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, kl_logps, ref_kl_logps,
+                   *, beta, desirable_weight, undesirable_weight):
+    """Float64 numpy transcription of TRL 1.16.0, ``trl/trainer/kto_trainer.py``,
+    ``KTOTrainer._compute_loss`` with ``loss_type="kto"``: ``kl = clamp(mean(KL_logps - ref_KL_logps),
+    min=0)`` (detached; one process), ``1 - sigmoid(beta (r - kl))`` for chosen and ``1 - sigmoid(beta
+    (kl - r))`` for rejected examples, weighted and concatenated; the batch loss is their ``nanmean``."""
+    kl = max(float(np.mean(np.asarray(kl_logps, np.float64) - ref_kl_logps)), 0.0)
+    chosen = 1 - special.expit(beta * ((np.asarray(chosen_logps, np.float64) - ref_chosen_logps) - kl))
+    rejected = 1 - special.expit(beta * (kl - (np.asarray(rejected_logps, np.float64) - ref_rejected_logps)))
+    return np.concatenate([desirable_weight * chosen, undesirable_weight * rejected])
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+@pytest.mark.parametrize("kl_shift", [-1.0, 0.5])  # mean KL estimate below 0 (clamped) and above
+def test_kto_matches_trl(beta, kl_shift):
+    """Against TRL 1.16.0's KTO (``trl/trainer/kto_trainer.py``, ``KTOTrainer._compute_loss``), transcribed
+    above: with ``z0 = kto_reference_point`` of the mismatched-pair log-probs, our per-example losses equal
+    TRL's, and on a balanced batch the mean of the paired loss ``kto`` is TRL's batch loss; also on an
+    unbalanced batch (3 desirable, 5 undesirable) through ``kto_unpaired``."""
+    rng = np.random.default_rng(11)
+    pc, pr, rc, rr = _moderate_inputs(6, n=8)
+    kl_ref = -6.0 * rng.random(8)
+    kl_pi = kl_ref + kl_shift + 0.3 * rng.standard_normal(8)
+    w = dict(desirable_weight=1.33, undesirable_weight=1.0)
+    trl = trl_kto_losses(pc, pr, rc, rr, kl_pi, kl_ref, beta=beta, **w)
+    with jax.enable_x64(True):
+        z0 = losses.kto_reference_point(kl_pi, kl_ref)
+        assert (float(z0) == 0.0) == (kl_shift < 0)
+        hp = dict(beta=beta, z0=z0, lambda_d=1.33, lambda_u=1.0)
+        ours = np.concatenate([np.asarray(losses.kto_unpaired(pc, rc, True, **hp)),
+                               np.asarray(losses.kto_unpaired(pr, rr, False, **hp))])
+        paired = float(jnp.mean(losses.kto(pc, pr, rc, rr, **hp)))
+        unbalanced = np.asarray(losses.kto_unpaired(np.concatenate([pc[:3], pr[:5]]), np.concatenate([rc[:3], rr[:5]]),
+                                                    np.arange(8) < 3, **hp))
+    np.testing.assert_allclose(ours, trl, rtol=1e-12, atol=1e-15)
+    assert paired == pytest.approx(float(np.nanmean(trl)), rel=1e-12)
+    trl_unbalanced = trl_kto_losses(pc[:3], pr[:5], rc[:3], rr[:5], kl_pi, kl_ref, beta=beta, **w)
+    assert float(np.mean(unbalanced)) == pytest.approx(float(np.nanmean(trl_unbalanced)), rel=1e-12)
+
+
+def test_orpo_hand_values_and_reference_free():
+    """Hong et al. 2024, Eqs. 6-7. ``P_w = P_l = 1/2``: odds 1 and 1, ``L_OR = log 2``, ``L_SFT = log 2``:
+    ``l = (1 + beta) log 2``. ``P_w = 3/4``, ``P_l = 1/4`` (odds 3 and 1/3) over 2 and 3 tokens:
+    ``l = -log(3/4) + beta log(1 + 1/9)``. The reference log-probs are ignored."""
+    h = np.log(0.5)
+    assert float(losses.orpo(h, h, beta=0.3)) == pytest.approx(1.3 * np.log(2), rel=1e-6)
+    got = float(losses.orpo(2 * np.log(0.75), 3 * np.log(0.25), -9.0, 4.0, beta=0.5, chosen_lengths=2.0,
+                            rejected_lengths=3.0))
+    assert got == pytest.approx(-np.log(0.75) + 0.5 * np.log(10 / 9), rel=1e-6)
+    pc, pr = jnp.array([-4.0, -6.0]), jnp.array([-9.0, -2.0])
+    np.testing.assert_array_equal(np.asarray(losses.orpo(pc, pr, jnp.zeros(2), jnp.zeros(2), beta=2.0)),
+                                  np.asarray(losses.orpo(pc, pr, jnp.array([-50.0, 3.0]), None, beta=2.0)))
+
+
+def test_orpo_log_odds_are_stable_in_float32_near_zero():
+    """``log(1 - P)`` for ``P = e^a`` near 1: the stable form stays finite and accurate in float32 for
+    average log-probs down to the cap ``-eps``, where the naive ``log(1 - exp(a))`` is off by 1% and, from
+    ``a = -6e-8`` up, ``-inf`` (the control: the test can fail); above the cap the log-odds are ``-log eps``."""
+    a = np.array([-2e-7, -1e-6, -1e-4, -0.01, -0.5, -0.7, -1.0, -30.0, -5000.0])  # cap: -1.19e-7
+    got = np.asarray(losses.orpo_log_odds(jnp.asarray(a, jnp.float32)), np.float64)
+    a32 = a.astype(np.float32).astype(np.float64)
+    exact = a32 - np.log(-np.expm1(a32))
+    np.testing.assert_allclose(got, exact, rtol=2e-6, atol=1e-6)  # log-odds cross 0 near a = -log 2
+    naive = lambda x: np.asarray(x - jnp.log(1.0 - jnp.exp(x)), np.float64)  # noqa: E731
+    assert np.max(np.abs(naive(jnp.asarray(a, jnp.float32)) - exact) / np.abs(exact)) > 1e-3  # inaccurate
+    assert naive(jnp.float32(-1e-9)) == np.inf  # e^a rounds to 1
+    eps = float(jnp.finfo(jnp.float32).eps)
+    for zero in (0.0, -1e-45, -1e-30):
+        assert float(losses.orpo_log_odds(jnp.float32(zero))) == pytest.approx(-np.log(eps) - eps, rel=1e-6)
+    g = jax.grad(lambda x: losses.orpo(x, jnp.float32(0.0), beta=1e3, chosen_lengths=1.0))(jnp.float32(-2e-7))
+    assert np.isfinite(float(g)) and abs(float(g)) > 1e6  # the slope -1/expm1(a) near the cap, times beta
+
+
+def trl_orpo_loss(chosen_token_logps, rejected_token_logps, *, beta):
+    """Float64 numpy transcription of TRL 1.16.0, ``trl/experimental/orpo/orpo_trainer.py``:
+    ``ORPOTrainer.odds_ratio_loss`` (with its module-level ``log1mexp``, branch at ``-ln 2``) on the
+    length-averaged log-probs of ``get_batch_logps(average_log_prob=True)``, and
+    ``get_batch_loss_metrics``'s ``loss = policy_nll_loss - losses.mean()``, where ``policy_nll_loss``
+    is the token-mean cross-entropy over the chosen sequences (here: no prompt tokens; TRL also counts
+    the prompt's). Inputs: per-token log-probs ``(batch, tokens)``. Returns (loss, per-pair ``losses``)."""
+    def log1mexp(x):
+        return np.where(x < -0.6931471805599453, np.log1p(-np.exp(x)), np.log(-np.expm1(x)))
+
+    c = np.mean(chosen_token_logps, axis=-1)
+    r = np.mean(rejected_token_logps, axis=-1)
+    log_odds = (c - r) - (log1mexp(c) - log1mexp(r))
+    losses_ = beta * _logsigmoid(log_odds)
+    nll = -np.sum(chosen_token_logps) / chosen_token_logps.size
+    return nll - np.mean(losses_), losses_
+
+
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+def test_orpo_matches_trl(beta):
+    """Against TRL 1.16.0's ORPO (``trl/experimental/orpo/orpo_trainer.py``, ``odds_ratio_loss``),
+    transcribed above: the odds-ratio term per pair equals TRL's ``-losses``, and with equal response
+    lengths (so that TRL's token-mean NLL is the mean of per-pair averages) the batch mean equals TRL's loss."""
+    rng = np.random.default_rng(13)
+    tokens = 5
+    ctok = np.log(rng.uniform(0.05, 0.999, (16, tokens)))
+    rtok = np.log(rng.uniform(0.05, 0.999, (16, tokens)))
+    ctok[0] = -1e-4  # average log-probs near 0 (P near 1): the log1mexp branch TRL and we both take
+    trl_loss, trl_losses = trl_orpo_loss(ctok, rtok, beta=beta)
+    pc, pr = ctok.sum(-1), rtok.sum(-1)
+    with jax.enable_x64(True):
+        ours = np.asarray(losses.orpo(pc, pr, None, None, beta=beta, chosen_lengths=float(tokens),
+                                      rejected_lengths=float(tokens)))
+    np.testing.assert_allclose(ours - (-pc / tokens), -trl_losses, rtol=1e-11, atol=1e-14)
+    assert float(np.mean(ours)) == pytest.approx(trl_loss, rel=1e-12)
