@@ -37,6 +37,8 @@ LAYERS: dict[str, int] = {
     "alignjax.reward_model": MATH,
     "alignjax.rlhf": MATH,
     "alignjax.hypo": MATH,
+    "alignjax.maxmin": MATH,
+    "alignjax.preference_model": MATH,
     "alignjax.sft": MATH,
     "alignjax.experiment": ENGINE,
     "alignjax.sweep": ENGINE,
