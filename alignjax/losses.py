@@ -17,7 +17,11 @@ the log-ratio margin is
 at least ``1e7`` in float32.
 
 Each loss is registered in :data:`alignjax.registry.LOSSES` with the defaults of its
-extra hyperparameters, so generic code (CLI, tests) can call any of them.
+extra hyperparameters, so generic code (CLI, tests) can call any of them. Two public losses are
+not registered, because their values exceed float32's range inside the registry's contract:
+f-DPO's alpha-divergence and forward-KL members (:func:`fdpo_alpha`, :func:`fdpo_forward_kl`).
+KTO's unpaired form and batch reference point (:func:`kto_unpaired`, :func:`kto_reference_point`)
+are helpers of the registered pair loss :func:`kto`.
 """
 
 from __future__ import annotations
