@@ -192,7 +192,8 @@ def rlhf(policy: Policy, *, reward_model: RewardModel | None = None, mode: str =
 
 
 TRAINERS.register("rlhf", rlhf, hparams={"beta": 0.1, "learning_rate": 0.05, "reward_learning_rate": 0.1},
-                  meta={"kind": "online", "description": "BT reward MLE, then KL-regularised policy gradient"})
+                  meta={"kind": "online", "fits": "bradley-terry",
+                        "description": "BT reward MLE, then KL-regularised policy gradient"})
 
 
 def run_trainer(trainer: Trainer, policy: Policy, params, problem: Problem, hparams: dict, key: jax.Array, *,
