@@ -783,3 +783,66 @@ def test_orpo_matches_trl(beta):
                                       rejected_lengths=float(tokens)))
     np.testing.assert_allclose(ours - (-pc / tokens), -trl_losses, rtol=1e-11, atol=1e-14)
     assert float(np.mean(ours)) == pytest.approx(trl_loss, rel=1e-12)
+
+
+def _f_optimum(log_ref, r, beta, ell_of_t):
+    """The f-regularised RLHF optimum on one prompt: ``beta psi(pi/pi_ref) = r + const``, i.e. log-ratio
+    ``l(y) = ell_of_t(r(y)/beta + c)`` with ``c`` the root of ``sum_y pi_ref(y) e^{l(y)} = 1`` (brentq)."""
+    t = r / beta
+
+    def mass(c):
+        return float(np.sum(np.exp(log_ref + ell_of_t(t + c)))) - 1.0
+
+    hi = -np.max(t)  # every ell_of_t below is defined for arguments < 0 ...
+    lo = hi - 1.0
+    while mass(lo) > 0:
+        lo -= 2 * (hi - lo)
+    c = optimize.brentq(mass, lo, hi - 1e-15, xtol=1e-15, rtol=1e-15)
+    return log_ref + ell_of_t(t + c)
+
+
+# psi^{-1} on log-ratios, shifted so that the argument's domain is (-inf, 0): JS's psi = log 2 + log sigmoid(l)
+# (t - log 2 -> t), alpha's psi = (1 - e^{-alpha l})/alpha (t - 1/alpha -> t)
+def _js_ell(t):
+    return t - np.log(-np.expm1(t))  # log sigmoid(l) = t  <=>  l = logit(e^t)
+
+
+def _alpha_ell(alpha):
+    return lambda t: -np.log(-alpha * t) / alpha  # 1 - alpha psi = e^{-alpha l} = -alpha t
+
+
+@pytest.mark.parametrize("name,ell_of_t,fn", [
+    ("js", _js_ell, losses.fdpo_js),
+    ("alpha=0.5", _alpha_ell(0.5), functools.partial(losses.fdpo_alpha, alpha=0.5)),
+    ("forward_kl", _alpha_ell(1.0), losses.fdpo_forward_kl),
+], ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize("beta", [0.5, 2.0])
+def test_fdpo_population_optimum_is_the_f_regularised_optimum(name, ell_of_t, fn, beta):
+    """Wang et al. 2023 (f-DPO: the optimal policy of ``max E_pi r - beta D_f(pi || pi_ref)`` satisfies
+    ``beta f'(pi/pi_ref) = r + const``, and the f-DPO loss is the Bradley–Terry likelihood under that
+    reward): the population f-DPO loss with BT soft labels over every ordered pair, minimised over
+    tabular logits (float64, L-BFGS), ends at that optimum, which is not DPO's ``pi_ref e^{r/beta}``."""
+    n = 5
+    rng = np.random.default_rng(19)
+    log_ref = np.log(rng.dirichlet(np.ones(n)))
+    r = rng.standard_normal(n)
+    log_star = _f_optimum(log_ref, r, beta, ell_of_t)
+    assert abs(float(special.logsumexp(log_star))) < 1e-12
+    with jax.enable_x64(True):
+        P = np.asarray(bradley_terry(jnp.asarray(r)))
+        off = 1.0 - np.eye(n)
+
+        @jax.jit
+        def pop(theta):
+            lp = jax.nn.log_softmax(theta)
+            pair = fn(lp[:, None], lp[None, :], log_ref[:, None], log_ref[None, :], beta=beta)
+            return jnp.sum(off * P * pair)
+
+        vg = jax.jit(jax.value_and_grad(pop))
+        res = optimize.minimize(lambda x: tuple(np.asarray(v, np.float64) for v in vg(jnp.asarray(x))),
+                                log_ref.copy(), jac=True, method="L-BFGS-B",
+                                options={"gtol": 1e-13, "ftol": 1e-16, "maxiter": 5000})
+        log_pi = np.asarray(jax.nn.log_softmax(jnp.asarray(res.x)))
+    assert np.max(np.abs(log_pi - log_star)) < 1e-5, (name, res.message, np.max(np.abs(log_pi - log_star)))
+    log_dpo = log_ref + r / beta - special.logsumexp(log_ref + r / beta)
+    assert np.max(np.abs(log_star - log_dpo)) > 0.05  # the f-optimum is not DPO's (the test discriminates)
