@@ -47,7 +47,7 @@ than the reference). The paper does not say how it fixes the offsets (not re-che
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ from alignjax.reward_model import RewardModel, make_optimizer, tabular_reward, w
 from alignjax.rlhf import Problem, Trainer, TrainState, _check_options, on_policy_samples, reinforce_loo_surrogate
 
 __all__ = [
-    "AnnotatedPairs", "pair_counts", "annotator_loglik", "e_step", "mixture_loss", "MixtureState", "fit_mixture", "center_rewards",
+    "AnnotatedPairs", "pair_counts", "annotator_loglik", "e_step", "mixture_loss", "MixtureState", "MixtureEM", "mixture_em", "fit_mixture", "center_rewards",
     "group_objectives", "maxmin_dual", "maxmin_weights", "maxmin_policy", "maxmin_rlhf",
 ]
 
@@ -146,59 +146,83 @@ class MixtureState(NamedTuple):
     opt_state: Any
 
 
-def fit_mixture(pairs: Pairs, num_annotators: int, num_groups: int, hparams, num_em_steps: int, key: jax.Array, *,
+class MixtureEM(NamedTuple):
+    """``init(key) -> MixtureState``; ``update(state, pairs, features, hparams) -> (state, loglik)``
+    (one EM iteration; ``loglik`` the observed-data log-likelihood after its E-step)."""
+
+    init: Callable[[jax.Array], MixtureState]
+    update: Callable[..., tuple[MixtureState, jax.Array]]
+    rewards: Callable[[Any, Any], jax.Array]
+
+
+def mixture_em(num_annotators: int, num_groups: int, reward_model: RewardModel, *, m_steps: int = 10,
+               hard: bool = False, optimizer: str = "adam") -> MixtureEM:
+    """EM for a mixture of ``U`` Bradley–Terry rewards over annotators, as an ``(init, update)`` pair.
+
+    ``init(key)``: responsibilities ``gamma_h = softmax(2 z_h)``, ``z_h ~ N(0, I_U)`` (random, to
+    break the symmetry between groups), rewards at the model's zero init (one parameter set per
+    group), ``p_u = 1/U``. ``update(state, pairs, features, hparams)``: an M-step (``p_u = mean_h
+    gamma_{h,u}`` and ``m_steps`` (static) optimiser steps on :func:`mixture_loss`, learning rate
+    ``hparams["reward_learning_rate"]``, traced) then an E-step (:func:`e_step`); it returns the
+    observed-data log-likelihood ``sum_h logsumexp_u(log p_u + l_{h,u})``. ``rewards(params,
+    features)`` is the ``(U, X, N)`` table.
+    """
+    tx = make_optimizer(optimizer)
+
+    def table(params, features):
+        return jax.vmap(reward_model.rewards, (0, None))(params, features)
+
+    def init(key):
+        k_model, k_resp = jax.random.split(key)
+        params = jax.vmap(reward_model.init)(jax.random.split(k_model, num_groups))
+        log_resp = jax.nn.log_softmax(2.0 * jax.random.normal(k_resp, (num_annotators, num_groups)), axis=-1)
+        log_mix = jnp.full((num_groups,), -jnp.log(num_groups))
+        return MixtureState(params, log_mix.astype(log_resp.dtype), log_resp, tx.init(params))
+
+    def update(state: MixtureState, pairs, features, hparams):
+        gamma = jnp.exp(state.log_resp)
+        log_mix = jnp.log(jnp.mean(gamma, axis=0))
+        lr = {"learning_rate": hparams["reward_learning_rate"]}
+
+        def m_step(carry, _):
+            p, o = carry
+            g = jax.grad(lambda q: mixture_loss(table(q, features), pairs, gamma))(p)
+            upd, o = tx.update(g, with_hparams(o, lr), p)
+            return (optax.apply_updates(p, upd), o), None
+
+        (p, o), _ = jax.lax.scan(m_step, (state.params, state.opt_state), None, length=m_steps)
+        ll = annotator_loglik(table(p, features), pairs, num_annotators)
+        total = jnp.sum(jax.nn.logsumexp(log_mix[None] + ll, axis=-1))
+        return MixtureState(p, log_mix, e_step(log_mix, ll, hard), o), total
+
+    return MixtureEM(init, update, table)
+
+
+def fit_mixture(pairs, num_annotators: int, num_groups: int, hparams, num_em_steps: int, key: jax.Array, *,
                 reward_model: RewardModel | None = None, features: ArrayLike | None = None, m_steps: int = 10,
                 hard: bool = False, optimizer: str = "adam", num_prompts: int | None = None,
                 num_responses: int | None = None) -> tuple[MixtureState, jax.Array]:
-    """EM for a mixture of ``U`` Bradley–Terry rewards over annotators (see the module docstring).
-
-    Start: responsibilities ``gamma_h = softmax(2 z_h)``, ``z_h ~ N(0, I_U)`` (random, to break
-    the symmetry between groups), rewards at the model's zero init, ``p_u = 1/U``. Each of the
-    ``num_em_steps`` (static) iterations is an M-step (``p_u = mean_h gamma_{h,u}`` and
-    ``m_steps`` optimiser steps on :func:`mixture_loss`, learning rate
-    ``hparams["reward_learning_rate"]``, traced) followed by an E-step (:func:`e_step`).
+    """``num_em_steps`` (static) iterations of :func:`mixture_em` from its ``init(key)`` (``lax.scan``).
 
     Args:
       pairs: :class:`AnnotatedPairs`.
       num_annotators, num_groups: ``H``, ``U`` (static).
       hparams: mapping with ``reward_learning_rate`` (array leaf).
       reward_model: a :class:`~alignjax.reward_model.RewardModel` (default: tabular, which needs
-        ``num_prompts`` and ``num_responses``); one parameter set per group.
+        ``num_prompts`` and ``num_responses``).
       features: the reward model's input (ignored by the tabular model).
 
     Returns:
       ``(state, loglik)``: the final :class:`MixtureState` and the ``(num_em_steps,)`` observed-data
-      log-likelihood ``sum_h logsumexp_u(log p_u + l_{h,u})`` after each E-step.
+      log-likelihood after each iteration.
     """
     if reward_model is None:
         if num_prompts is None or num_responses is None:
             raise ValueError("fit_mixture: the default tabular reward needs num_prompts and num_responses")
         reward_model = tabular_reward(num_prompts, num_responses)
-    tx = make_optimizer(optimizer)
-    k_model, k_resp = jax.random.split(key)
-    params = jax.vmap(reward_model.init)(jax.random.split(k_model, num_groups))
-    table = lambda p: jax.vmap(reward_model.rewards, (0, None))(p, features)  # noqa: E731
-    log_resp = jax.nn.log_softmax(2.0 * jax.random.normal(k_resp, (num_annotators, num_groups)), axis=-1)
-    log_mix = jnp.full((num_groups,), -jnp.log(num_groups))
-    lr = {"learning_rate": hparams["reward_learning_rate"]}
-
-    def em(state: MixtureState, _):
-        gamma = jnp.exp(state.log_resp)
-        log_mix = jnp.log(jnp.mean(gamma, axis=0))
-
-        def m_step(carry, _):
-            p, o = carry
-            g = jax.grad(lambda q: mixture_loss(table(q), pairs, gamma))(p)
-            upd, o = tx.update(g, with_hparams(o, lr), p)
-            return (optax.apply_updates(p, upd), o), None
-
-        (p, o), _ = jax.lax.scan(m_step, (state.params, state.opt_state), None, length=m_steps)
-        ll = annotator_loglik(table(p), pairs, num_annotators)
-        total = jnp.sum(jax.nn.logsumexp(log_mix[None] + ll, axis=-1))
-        return MixtureState(p, log_mix, e_step(log_mix, ll, hard), o), total
-
-    state0 = MixtureState(params, log_mix, log_resp, tx.init(params))
-    return jax.lax.scan(em, state0, None, length=num_em_steps)
+    em = mixture_em(num_annotators, num_groups, reward_model, m_steps=m_steps, hard=hard, optimizer=optimizer)
+    return jax.lax.scan(lambda s, _: em.update(s, pairs, features, hparams), em.init(key), None,
+                        length=num_em_steps)
 
 
 def center_rewards(rewards: ArrayLike, log_pi_ref: ArrayLike) -> jax.Array:

@@ -1,0 +1,91 @@
+"""The ``preference-models`` suite (experiments/preference_models.py): its settings, instances and
+claims. The suite end to end at smoke scale is in tests/test_suites_smoke.py; the quick setting's
+verdicts (papers/preference_models.md) are asserted here under ``slow``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import alignjax_experiments.preference_models as pm
+from alignjax import maxmin as mm
+from alignjax import preference_model as gp
+from alignjax.results import SuiteContext
+
+
+def test_quick_and_full_differ_only_in_seeds():
+    q, f = pm.settings("quick"), pm.settings("full")
+    assert {k for k in q if q[k] != f[k]} == {"seeds"} and q["seeds"] < f["seeds"]
+    assert pm.settings(True) == q and pm.settings(False) == f
+    with pytest.raises(ValueError, match="scale"):
+        pm.settings("huge")
+
+
+def test_maxmin_instance_has_the_papers_ratio_and_conflicting_groups():
+    cfg = pm.settings("quick")
+    r, log_ref, pairs, group = jax.jit(lambda k: pm.maxmin_instance(k, cfg, cfg["rho"]))(jax.random.key(0))
+    H = cfg["mm_majority"] + cfg["mm_minority"]
+    assert group.shape == (H,) and int(group.sum()) * 10 == H - int(group.sum())  # 10:1
+    np.testing.assert_allclose(mm.group_objectives(log_ref, log_ref, r, 0.5), 0.0, atol=1e-6)  # centred
+    assert pairs.annotator.shape == pairs.x.shape == (H * cfg["labels_per_annotator"],)
+    np.testing.assert_allclose(float(pairs.weight.sum()), 1.0, rtol=1e-5)
+    # conflicting: the majority's optimum is below the reference for the minority
+    from alignjax.metrics.coverage import optimal_policy
+
+    f = mm.group_objectives(optimal_policy(log_ref, r[0], 0.5), log_ref, r, 0.5)
+    assert float(f[1]) < 0 < float(f[0])
+
+
+def test_win_rate_of_the_reference_is_one_half():
+    cfg = pm.settings("quick")
+    r, log_ref, _, _ = pm.maxmin_instance(jax.random.key(1), cfg, cfg["rho"])
+    np.testing.assert_allclose(pm.win_rates(log_ref, log_ref, r), 0.5, atol=1e-6)
+
+
+def test_cyclic_preference_is_a_regular_tournament():
+    P = pm.cyclic_preference(5, 0.9)
+    np.testing.assert_allclose(P + P.T, 1.0)
+    assert ((P > 0.5).sum(axis=1) == 2).all()  # every response beats exactly two others
+    np.testing.assert_allclose(gp.bayes_accuracy(P), 0.9, rtol=1e-6)
+    np.testing.assert_allclose(gp.best_transitive_accuracy(P), 0.66, rtol=1e-9)  # 7 of 10 pairs right
+
+
+# ---- the quick setting (the numbers of papers/preference_models.md), run once for the tests below
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("preference-models-quick")
+    ctx = SuiteContext(out_dir=out, quick=True, progress=False)
+    claims = pm.reproduce(ctx)
+    return ctx, {c.id: c for c in claims}, [c.id for c in claims], out
+
+
+@pytest.mark.slow
+def test_quick_suite_end_to_end(quick_run):
+    ctx, by_id, ids, out = quick_run
+    assert ids == CLAIM_IDS
+    for c in by_id.values():
+        assert c.holds and c.setting and c.control["holds"] is False, c.id
+    for f in ("maxmin.csv", "gpm.csv", "preference_models.png"):
+        assert (out / f).exists(), f
+    assert sorted(p.stem for p in (out / "stages").glob("*.npz")) == ["gpm", "maxmin", "maxmin-trainer"]
+
+
+@pytest.mark.slow
+def test_quick_margins(quick_run):
+    """Beyond the verdicts: EM recovers every annotator's group; the paper's Algorithm (steps on the
+    worst-off group) ends at the exact max-min value of its fitted rewards; MaxMin raises the minority's
+    win rate above 1/2 while single-reward RLHF leaves it below."""
+    m = quick_run[1]["maxmin-serves-minority"].measured
+    assert m["EM annotator assignment accuracy (mean)"] == 1.0
+    assert m["trainer: fitted max-min value minus its worst-group objective (mean)"] < 5e-3
+    wins = m["win rate vs pi_ref per group (mean over seeds)"]
+    assert wins["MaxMin-RLHF"]["minority"] > 0.5 > wins["single-reward RLHF"]["minority"]
+    g = quick_run[1]["gpm-fits-cycles"].measured["cyclic data"]
+    assert g["BT accuracy"] <= g["best transitive accuracy"] + 1e-6
+
+
+# Read by tests/test_suites_smoke.py: the claim ids every run returns, in order; the claims that hold
+# even at smoke scale (measured: both, with margins, at the smoke budget); the claims contract v2.
+CLAIM_IDS = ["maxmin-serves-minority", "gpm-fits-cycles"]
+HOLD_AT_SMOKE = {"maxmin-serves-minority", "gpm-fits-cycles"}
+MEETS_CLAIMS_CONTRACT = True
