@@ -24,6 +24,7 @@ from scipy import optimize, special
 from alignjax import losses
 from alignjax.policies import tabular
 from alignjax.prefs import bradley_terry
+from alignjax.registry import LOSSES
 
 LOG2 = float(np.log(2.0))
 
@@ -140,8 +141,11 @@ CASES = {
     "gpo_truncated_quadratic": (losses.gpo_truncated_quadratic, np_gpo_truncated_quadratic, [{}]),
     "gpo_savage": (losses.gpo_savage, np_gpo_savage, [{}]),
     # f-DPO (Wang et al. 2023) with the Jensen-Shannon divergence; KTO (Ethayarajh et al. 2024); ORPO
-    # (Hong et al. 2024). f-DPO's alpha and forward-KL members are not registered: tested further down.
+    # (Hong et al. 2024). f-DPO's alpha and forward-KL members declare the domain log-ratio >= -60.
     "fdpo_js": (losses.fdpo_js, np_fdpo_js, [{}]),
+    "fdpo_alpha": (losses.fdpo_alpha, lambda *a, beta, alpha: _np_fdpo(psi_alpha(alpha), *a, beta=beta),
+                   [{"alpha": 0.5}, {"alpha": 0.1}, {"alpha": 0.9}]),
+    "fdpo_forward_kl": (losses.fdpo_forward_kl, lambda *a, beta: _np_fdpo(PSI_FORWARD_KL, *a, beta=beta), [{}]),
     "kto": (losses.kto, np_kto, [{"z0": 0.0, "lambda_d": 1.0, "lambda_u": 1.0},
                                  {"z0": 0.7, "lambda_d": 1.33, "lambda_u": 1.0},
                                  {"z0": 0.0, "lambda_d": 1.0, "lambda_u": 1.5}]),
@@ -160,8 +164,6 @@ def _inputs(seed, shape=(7,), scale=3.0):
 def test_every_case_names_a_registered_loss():
     # a subset, not a fixed list: a fork's new loss (in losses.py or its own module) breaks no
     # test here; the registry-wide tests in test_registry.py cover it
-    from alignjax.registry import LOSSES
-
     assert set(CASES) <= set(losses.__all__) and set(CASES) <= set(LOSSES.names())
 
 
@@ -413,7 +415,7 @@ _EXTRA_RANGES = {
     "dpo": {}, "ipo": {}, "cdpo": {"eps": (0.0, 0.45)}, "rdpo": {"eps": (0.0, 0.45)},
     "simpo": {"gamma": (0.0, 5.0)}, "rpo": {"eta_sft": (0.0, 1.0)}, "gamma_dpo": {"gamma": (0.0, 2.0)},
     "slic": {}, "gpo_truncated_quadratic": {}, "gpo_savage": {},
-    "fdpo_js": {}, "kto": {"z0": (-5.0, 5.0), "lambda_d": (0.0, 2.0), "lambda_u": (0.0, 2.0)}, "orpo": {},
+    "fdpo_js": {}, "fdpo_alpha": {"alpha": (0.0, 1.0)}, "fdpo_forward_kl": {}, "kto": {"z0": (-5.0, 5.0), "lambda_d": (0.0, 2.0), "lambda_u": (0.0, 2.0)}, "orpo": {},
 }
 # Lipschitz constant of the loss in z = beta * (margin), for the float32 accuracy bound.
 _LIPSCHITZ_IN_Z = {"dpo": 1.0, "cdpo": 1.0, "gamma_dpo": 1.0, "slic": 1.0, "gpo_savage": 1.0,
@@ -441,6 +443,9 @@ _log10_beta = st.floats(-4.0, 3.0)
 def test_float32_finite_values_and_gradients(name, pc, pr, rc, rr, log10_beta, u):
     beta = np.float32(10.0**log10_beta)
     hp = {n: np.float32(lo + u * (hi - lo)) for n, (lo, hi) in _EXTRA_RANGES[name].items()}
+    floor = LOSSES.entry(name).meta.get("min_log_ratio")
+    if floor is not None:  # a declared domain: log pi - log pi_ref >= floor on both responses
+        rc, rr = min(rc, pc - floor), min(rr, pr - floor)
     args = [np.float32(v) for v in (pc, pr, rc, rr)]
     val, grads = _value_and_grads(name)(*args, beta, hp)
     assert val.dtype == jnp.float32
@@ -606,10 +611,11 @@ def test_fdpo_matches_trl(beta):
 
 
 def test_fdpo_alpha_float32_domain():
-    """The unregistered members' documented float32 domain: values and gradients finite for
+    """The alpha and forward-KL members' documented float32 domain: values and gradients finite for
     ``alpha (-l) <= 60`` on both responses (``beta <= 1e3``, ``|h| <= 1e4``), and accurate there; beyond
     it the true loss (``~ beta e^{-alpha l}/alpha``) exceeds float32's maximum and the value is inf,
-    which is why these members are not registered (the registry contract needs ``l`` down to -5000)."""
+    which is why they are registered with the declared domain ``meta["min_log_ratio"] = -60`` (the
+    registry contract's full range reaches ``l = -5000``)."""
     rng = np.random.default_rng(7)
     n = 2048
     alpha = rng.uniform(0.0, 1.0, n).astype(np.float32)

@@ -107,7 +107,8 @@ def check_loss_contract(entry: Entry) -> None:
 
 # The range of tests/test_losses.py::test_float32_finite_values_and_gradients: four log-probs in
 # [-5000, 0] (|margin| <= 1e4) and log10(beta) in [-4, 3]; the extra hyperparameters between 0
-# and their registered default (the registry knows no other range).
+# and their registered default (the registry knows no other range). A loss that declares a domain
+# meta["min_log_ratio"] = m is tested where log pi - log pi_ref >= m on both responses.
 LOGP_RANGE = (-5000.0, 0.0)
 LOG10_BETA_RANGE = (-4.0, 3.0)
 
@@ -132,6 +133,10 @@ def check_loss_float32_range(entry: Entry, num_random: int = 512, seed: int = 0)
     extra = {}
     if entry.meta.get("uses_lengths"):
         extra = {n: rng.integers(1, 65, len(u)).astype(np.float32) for n in ("chosen_lengths", "rejected_lengths")}
+    floor = entry.meta.get("min_log_ratio")
+    if floor is not None:  # a declared domain: log pi - log pi_ref >= floor on both responses
+        logp[:, 2] = np.minimum(logp[:, 2], logp[:, 0] - floor)
+        logp[:, 3] = np.minimum(logp[:, 3], logp[:, 1] - floor)
     args = tuple(jnp.asarray(logp[:, i]) for i in range(4))
 
     def total(pc, pr, rc, rr, beta, hp):

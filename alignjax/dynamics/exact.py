@@ -368,4 +368,4 @@ DYNAMICS.register("mpo", mpo, hparams=_BETA_ETA, static={"reset_every": 50},
                   meta=dict(_META, check=_positive_check("mpo"), check_static=_mpo_static))
 DYNAMICS.register("mwu", mwu, hparams={"eta": 0.4}, meta=dict(_META, ignores=["pi_ref"], check=_positive_check("mwu")))
 DYNAMICS.register("bt-rlhf", bt_rlhf, hparams={"beta": 0.1}, static={"num_fit_steps": 50},
-                  meta=dict(_META, check=_positive_check("bt-rlhf")))
+                  meta=dict(_META, fits="bradley-terry", check=_positive_check("bt-rlhf")))
