@@ -34,14 +34,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from alignjax import maxmin as mm
 from alignjax import preference_model as gp
+from alignjax.data.bandits import Pairs
 from alignjax.experiment import Program
 from alignjax.metrics.coverage import optimal_policy
 from alignjax.policies import tabular
 from alignjax.registry import SUITES
-from alignjax.reward_model import reward_fitter, tabular_reward
+from alignjax.reward_model import bt_loss, make_optimizer, reward_fitter, tabular_reward, with_hparams
 from alignjax.rlhf import TRAINERS, Problem
 from alignjax.sweep import Grid, run_sweep
 
@@ -228,17 +230,14 @@ def gpm_program(cfg) -> Program:
     gmodel = gp.tabular_gpm(X, N, cfg["gpm_dim"])
     bmodel = tabular_reward(X, N)
     base = jnp.asarray(cyclic_preference(N, cfg["p_win"]))
-    from alignjax.reward_model import make_optimizer, with_hparams
-    import optax
-
     tx = make_optimizer("adam")
 
     def losses(params, pairs):
-        return gp.gpm_loss(gmodel.embeddings(params["gpm"], None), pairs), \
-            _bt_loss(bmodel.rewards(params["bt"], None), pairs)
+        return (gp.gpm_loss(gmodel.embeddings(params["gpm"], None), pairs),
+                bt_loss(bmodel.rewards(params["bt"], None), pairs))
 
     def init(h, key):
-        k_perm, k_r, k_x, k_a, k_d, k_l, k_init = jax.random.split(key, 7)
+        k_perm, k_r, _, k_a, k_d, k_l, k_init = jax.random.split(key, 7)
         perm = jax.vmap(lambda k: jax.random.permutation(k, N))(jax.random.split(k_perm, X))
         p_cyc = base.astype(jnp.result_type(float))[perm[:, :, None], perm[:, None, :]]
         r = cfg["bt_reward_scale"] * jax.random.normal(k_r, (X, N))
@@ -248,14 +247,13 @@ def gpm_program(cfg) -> Program:
         a = jax.random.randint(k_a, (X * M,), 0, N)
         b = (a + jax.random.randint(k_d, (X * M,), 1, N)) % N
         win = jax.random.bernoulli(k_l, P[x, a, b])
-        from alignjax.data.bandits import Pairs
         pairs = Pairs(x, jnp.where(win, a, b), jnp.where(win, b, a), jnp.full((X * M,), 1.0 / (X * M)))
         params = {"gpm": h["embedding_init_scale"] * gmodel.init(k_init), "bt": bmodel.init(k_init)}
         return {"P": P, "pairs": pairs, "params": params, "opt": {k: tx.init(v) for k, v in params.items()}}
 
     def step(s, h):
         g_g = jax.grad(lambda p: gp.gpm_loss(gmodel.embeddings(p, None), s["pairs"]))(s["params"]["gpm"])
-        g_b = jax.grad(lambda p: _bt_loss(bmodel.rewards(p, None), s["pairs"]))(s["params"]["bt"])
+        g_b = jax.grad(lambda p: bt_loss(bmodel.rewards(p, None), s["pairs"]))(s["params"]["bt"])
         new, opt = {}, {}
         for name, g, lr in (("gpm", g_g, h["gpm_learning_rate"]), ("bt", g_b, h["bt_learning_rate"])):
             upd, opt[name] = tx.update(g, with_hparams(s["opt"][name], {"learning_rate": lr}), s["params"][name])
@@ -272,12 +270,6 @@ def gpm_program(cfg) -> Program:
                 "bayes": gp.bayes_accuracy(P), "loss_gpm": lg, "loss_bt": lb, "P": P}
 
     return Program(init, step, observe)
-
-
-def _bt_loss(table, pairs):
-    from alignjax.reward_model import bt_loss
-
-    return bt_loss(table, pairs)
 
 
 def gpm_stage(cfg, progress=False) -> dict:
@@ -327,7 +319,6 @@ def claim_maxmin(cfg, st, tr):
         "EM annotator assignment accuracy (mean)": _mean(fin["assign_acc"]),
         "trainer: fitted max-min value minus its worst-group objective (mean)": _mean(t_fin["fitted_gap"]),
     }
-    H = cfg["mm_majority"] + cfg["mm_minority"]
     return claim(
         "maxmin-serves-minority",
         "A single reward learned from diverse preferences cannot align with a minority group (the paper's "

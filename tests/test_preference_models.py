@@ -3,7 +3,6 @@ claims. The suite end to end at smoke scale is in tests/test_suites_smoke.py; th
 verdicts (papers/preference_models.md) are asserted here under ``slow``."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
