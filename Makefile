@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= results
 SUITES ?= all
 
-.PHONY: reproduce test test-slow bench lock clean-venv
+.PHONY: reproduce test test-slow bench lock clean-venv atlas-paper
 
 $(STAMP): requirements.lock pyproject.toml
 	@set -e; \
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(VPY) -m pytest -q -m slow
+
+atlas-paper: $(STAMP)  # regenerate papers/atlas.md from a full and a quick run of the atlas
+	$(VENV)/bin/alignjax reproduce atlas --out $(OUT)/atlas-paper/full --overwrite
+	$(VENV)/bin/alignjax reproduce atlas --quick --out $(OUT)/atlas-paper/quick --overwrite
+	$(VPY) -m alignjax_experiments.atlas $(OUT)/atlas-paper/full/atlas $(OUT)/atlas-paper/quick/atlas papers/atlas.md
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run_all.py

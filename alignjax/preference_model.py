@@ -22,7 +22,7 @@ Differences from the authors' code: they divide the score by a temperature ``tau
 
 Fitting (:func:`fit_gpm`) is maximum likelihood on labelled pairs, ``min sum_m w_m
 softplus(-s(y_w,m > y_l,m))``, from a small random start (``v = 0`` is a saddle: the score is
-bilinear). The trainer ``"gpo"`` (:func:`gpo_trainer`) then optimises a policy against the
+bilinear). The trainer ``"gpm-gpo"`` (:func:`gpo_trainer`; named apart from the GPO loss family of Tang et al. 2024) then optimises a policy against the
 fitted preference by self-play, the paper's General Preference Optimization (GPO) in its
 tabular exact form; see its docstring.
 """
@@ -263,7 +263,7 @@ def gpo_trainer(policy, *, dim: int = 4, gpm_steps: int = 500, payoff: str = "pr
 
 
 TRAINERS.register(
-    "gpo", gpo_trainer,
+    "gpm-gpo", gpo_trainer,
     hparams={"beta": 0.1, "learning_rate": 0.05, "reward_learning_rate": 0.05, "embedding_init_scale": 0.1},
     static={"dim": 4, "gpm_steps": 500, "payoff": "prob"},
     meta={"kind": "online", "needs": [],

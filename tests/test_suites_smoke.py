@@ -28,6 +28,7 @@ SUITE_TESTS = {  # each suite's own test file holds its CLAIM_IDS, HOLD_AT_SMOKE
     "nash-games": "test_nash_suite",
     "ranking-accuracy": "test_ranking_suite",
     "atlas": "test_atlas",
+    "preference-models": "test_preference_models",
 }
 _SUITE_MODULES = {name: importlib.import_module(mod) for name, mod in SUITE_TESTS.items()}
 HOLD_AT_SMOKE = {name: set(m.HOLD_AT_SMOKE) for name, m in _SUITE_MODULES.items()}
