@@ -174,7 +174,7 @@ def pair_trainers(family: str, entries, cfg, X: int, N: int):
                         **{k: h[f"{e.name}.{k}"] for k in e.hparams}}
         else:
             t = e.obj(policy, reward_model=tabular_reward(X, N), mode="exact", num_samples=cfg["num_samples"],
-                      optimizer="adam", reward_steps=cfg["reward_steps"])
+                      reward_steps=cfg["reward_steps"])  # each trainer's own default optimizer
 
             def hp(h, e=e):
                 return _hp(e, h)
@@ -591,6 +591,41 @@ def claim_offline_exploitable(cfg, games_):
                         "OMD, Nash-MD, EGPO, ...)", {"gaps": ctrl, "median": med}, bool(med >= thr)))
 
 
+def claim_general_preference_reaches_nash(cfg, games_):
+    thr = THRESHOLDS["gap"]
+    rows = games_["labels"]["kind"] == "cyclic"
+    res, bt = {}, {}
+    for fam in FAMILIES:
+        if fam not in games_:
+            continue
+        for i, name in enumerate(str(n) for n in games_[fam]["names"]):
+            e = _entry(fam, name)
+            gaps = np.asarray(games_[fam]["gap"], np.float64)[rows, i]
+            if e.meta.get("fits") == "general-preference":
+                res[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
+            elif fits_reward(fam, e) and group(fam, e) != "game":
+                bt[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
+    return claim(
+        "general-preference-reaches-nash",
+        "From the same offline pairs of pi_ref, a method that fits a general preference model (preference "
+        "embeddings) and solves its regularised game reaches the regularised Nash equilibrium of the cyclic game: "
+        f"its duality gap gap_beta is below {thr} for every reference.",
+        "beyond the paper: Zhang et al. 2024 (arXiv 2410.02197), Sec. 3 (the general preference model represents "
+        "cyclic preferences) and Sec. 4 (GPO: self-play towards the game's solution), section numbers not "
+        "re-checked; measured here as the equilibrium's duality gap",
+        "GPM reaches 100% accuracy on cyclic preference data where BT stays at 50-62% (the authors' project page)",
+        {"general_preference": res, "bt_trainers": bt},
+        bool(res) and all(v["max_gap"] < thr for v in res.values()),
+        f"Threshold fixed before the run (the same {thr} as offline-exploitable), on the largest gap over "
+        "references. A method 'fits a general preference model' when its entry says meta['fits'] == "
+        "'general-preference' (gpm-gpo: a tabular GPM of dimension 4 fitted by Adam, then extragradient self-play).",
+        setting="as offline-exploitable: the population pairs of pi_ref labelled by the cyclic tournament (every "
+                "pair is covered, infinite data), beta = {b}, {t} steps with the trainer's registered defaults, "
+                "{s} references.".format(b=cfg["game_beta"], t=cfg["game_steps"], s=cfg["game_seeds"]),
+        control=control("The same check applied to the trainers that fit a Bradley-Terry reward on the same pairs "
+                        "(rlhf)", bt, bool(bt) and all(v["max_gap"] < thr for v in bt.values())))
+
+
 def claim_ranking_below_idealized(cfg, bandit):
     names = [str(n) for n in bandit["loss"]["names"]]
     trained = _mean_by(bandit, "loss", "ranking_accuracy", "rank-finite")
@@ -761,7 +796,7 @@ def reproduce(ctx: SuiteContext):
     bandit = ctx.stage("bandit", lambda: bandit_stage(cfg))
     games_ = ctx.stage("games", lambda: game_stage(cfg))
     claims = [claim_contrastive_coverage(cfg, bandit), claim_offline_exploitable(cfg, games_),
-              claim_ranking_below_idealized(cfg, bandit)]
+              claim_general_preference_reaches_nash(cfg, games_), claim_ranking_below_idealized(cfg, bandit)]
     rows = atlas_rows(cfg, bandit, games_)
     write_report(ctx, cfg, rows, bandit, games_, claims)
     plots(ctx, cfg, rows)

@@ -146,6 +146,7 @@ def test_quick_claims_hold(tmp_path):
         assert c.control["holds"] is False, (c.id, c.control)
 
 
-CLAIM_IDS = ["contrastive-coverage", "offline-exploitable", "ranking-below-idealized"]
-HOLD_AT_SMOKE = ["contrastive-coverage", "offline-exploitable"]  # ranking-below-idealized is statistical: one seed is not enough
+CLAIM_IDS = ["contrastive-coverage", "offline-exploitable", "general-preference-reaches-nash",
+             "ranking-below-idealized"]
+HOLD_AT_SMOKE = ["contrastive-coverage", "offline-exploitable", "general-preference-reaches-nash"]  # ranking-below-idealized is statistical: one seed is not enough
 MEETS_CLAIMS_CONTRACT = True
