@@ -48,6 +48,7 @@ Outputs: ``atlas.md`` (the table, one row per algorithm, the claims, the commit 
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Mapping
 
 import jax
@@ -729,7 +730,7 @@ def write_report(ctx: SuiteContext, cfg, rows, bandit, games_, claims) -> None:
         lines += [f"### {c.id}: {'holds' if c.holds else 'does NOT hold'}", "", c.statement, "",
                   f"- source: {c.source}", f"- setting: {c.setting}", f"- check: {c.note}",
                   f"- control ({'holds: the check is broken' if c.control['holds'] else 'fails, as it must'}): "
-                  f"{c.control['statement']}", ""]
+                  f"{c.control['statement']}; measured `{json.dumps(c.control['measured'])}`", ""]
     lines += ["Figures: `ranking.png`, `coverage.png`, `games.png` in the run's folder.", ""]
     if ctx.writes:
         from alignjax.results import atomic_write_text
@@ -752,7 +753,12 @@ def plots(ctx: SuiteContext, cfg, rows) -> None:
         if np.isfinite(r.get("ranking_idealized", np.nan)):
             ax.scatter(r["ranking_idealized"], r["ranking_trained"], s=14)
             ax.annotate(r["algorithm"], (r["ranking_idealized"], r["ranking_trained"]), fontsize=6)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="trained = idealized")
+    vals = [v for r in rows if np.isfinite(r.get("ranking_idealized", np.nan))
+            for v in (r["ranking_idealized"], r["ranking_trained"])]
+    lo = max(0.0, min(vals, default=0.0) - 0.05)
+    ax.plot([lo, 1], [lo, 1], "k--", lw=0.8, label="trained = idealized")
+    ax.set_xlim(lo, 1.01)
+    ax.set_ylim(lo, 1.01)
     ax.set_xlabel("own idealized ranking accuracy")
     ax.set_ylabel("ranking accuracy from finite data")
     ax.set_title("(a) ranking accuracy vs its own idealized value")
@@ -811,12 +817,14 @@ SUITES.register("atlas", reproduce, meta={"description": "every registered algor
 def paper(full_dir, quick_dir) -> str:
     """``papers/atlas.md``: the full run's ``atlas.md`` followed by the quick and full verdicts of every
     claim and its control, read from the two runs' ``summary.json`` (``make atlas-paper``)."""
-    import json
     from pathlib import Path
 
     full_dir, quick_dir = Path(full_dir), Path(quick_dir)
     text = (full_dir / "atlas.md").read_text().replace(
-        "\n\n", "\n\nThis page is generated: `make atlas-paper` reruns the atlas (full and quick) and rewrites it.\n\n", 1)
+        "\n\n", "\n\nThis page is generated: `make atlas-paper` reruns the atlas (full and quick) and rewrites it "
+        "(and the figures in `papers/atlas_figures/`).\n\n", 1)
+    text = text.replace("Figures: `ranking.png`, `coverage.png`, `games.png` in the run's folder.",
+                        "\n".join(f"![{n}](atlas_figures/{n}.png)" for n in ("ranking", "coverage", "games")))
     runs = {s: json.loads((d / "summary.json").read_text()) for s, d in (("quick", quick_dir), ("full", full_dir))}
     verdict = {s: {c["id"]: c for c in r["claims"]} for s, r in runs.items()}
     yes = {True: "holds", False: "fails"}
