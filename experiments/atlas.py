@@ -619,7 +619,8 @@ def claim_general_preference_reaches_nash(cfg, games_):
         bool(res) and all(v["max_gap"] < thr for v in res.values()),
         f"Threshold fixed before the run (the same {thr} as offline-exploitable), on the largest gap over "
         "references. A method 'fits a general preference model' when its entry says meta['fits'] == "
-        "'general-preference' (gpm-gpo: a tabular GPM of dimension 4 fitted by Adam, then extragradient self-play).",
+        "'general-preference' (gpm-gpo: a tabular GPM of dimension 4 fitted by Adam, then self-play gradient "
+        "steps, SGD).",
         setting="as offline-exploitable: the population pairs of pi_ref labelled by the cyclic tournament (every "
                 "pair is covered, infinite data), beta = {b}, {t} steps with the trainer's registered defaults, "
                 "{s} references.".format(b=cfg["game_beta"], t=cfg["game_steps"], s=cfg["game_seeds"]),

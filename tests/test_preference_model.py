@@ -157,8 +157,7 @@ def test_gpo_sampled_step_is_unbiased_for_the_exact_step(payoff):
     params = pol.init(jax.random.key(0)) + jnp.asarray(np.random.default_rng(1).normal(size=(3, 5)), jnp.float32)
     steps = {}
     for mode in ("exact", "sampled"):
-        tr = TRAINERS.get("gpm-gpo")(pol, gpm_steps=300, payoff=payoff, mode=mode, num_samples=4, optimizer="sgd",
-                                     extragradient=False)
+        tr = TRAINERS.get("gpm-gpo")(pol, gpm_steps=300, payoff=payoff, mode=mode, num_samples=4, optimizer="sgd")
         s0 = tr.init(params, prob, hp, jax.random.key(0))
         one = lambda k: tr.update(s0, prob, hp, k)[0].params - params  # noqa: E731
         steps[mode] = jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(7), 20000 if mode == "sampled" else 1))
