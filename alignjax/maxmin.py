@@ -58,7 +58,7 @@ from alignjax.data.bandits import Pairs
 from alignjax.metrics.coverage import reverse_kl
 from alignjax.registry import TRAINERS
 from alignjax.reward_model import RewardModel, make_optimizer, tabular_reward, with_hparams
-from alignjax.rlhf import Problem, Trainer, TrainState, _check_options, on_policy_samples, reinforce_loo_surrogate
+from alignjax.rlhf import Problem, Trainer, TrainState, _check_options, kl_regularized_surrogate
 
 __all__ = [
     "AnnotatedPairs", "pair_counts", "annotator_loglik", "e_step", "mixture_loss", "MixtureState", "MixtureEM", "mixture_em", "fit_mixture", "center_rewards",
@@ -330,10 +330,8 @@ def maxmin_rlhf(policy, *, num_annotators: int | None = None, num_groups: int = 
             u = jnp.argmin(jax.lax.stop_gradient(f))
             if mode == "exact":
                 return -f[u], (f, u)
-            ys = on_policy_samples(table, key, num_samples)
-            gather = lambda t: jnp.take_along_axis(t, ys.T, axis=-1).T  # noqa: E731
-            scores = gather(rewards[u]) - beta * (gather(table) - gather(problem.log_pi_ref))
-            return -reinforce_loo_surrogate(table, ys, scores), (f, u)
+            return -kl_regularized_surrogate(table, problem.log_pi_ref, rewards[u], beta, mode=mode, key=key,
+                                             num_samples=num_samples), (f, u)
 
         (_, (f, u)), g = jax.value_and_grad(loss, has_aux=True)(state.params)
         updates, opt_state = tx.update(g, with_hparams(state.opt_state, hparams), state.params)

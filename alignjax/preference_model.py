@@ -39,10 +39,9 @@ import optax
 from jax.typing import ArrayLike
 
 from alignjax.data.bandits import Pairs
-from alignjax.metrics.coverage import reverse_kl
 from alignjax.registry import TRAINERS
 from alignjax.reward_model import make_optimizer, with_hparams
-from alignjax.rlhf import Problem, Trainer, TrainState, _check_options, on_policy_samples, reinforce_loo_surrogate
+from alignjax.rlhf import Problem, Trainer, TrainState, _check_options, kl_regularized_surrogate
 
 __all__ = [
     "skew_operator", "preference_score", "score_matrix", "preference_matrix", "PreferenceModel", "tabular_gpm",
@@ -254,12 +253,8 @@ def gpo_trainer(policy, *, dim: int = 4, gpm_steps: int = 500, payoff: str = "pr
         def loss(params):
             table = policy.log_probs(params, problem.prompts)
             u = self_play_payoff(p_hat, table, payoff)
-            if mode == "exact":
-                return -jnp.mean(jnp.sum(jnp.exp(table) * u, axis=-1) - beta * reverse_kl(table, problem.log_pi_ref))
-            ys = on_policy_samples(table, key, num_samples)
-            gather = lambda t: jnp.take_along_axis(t, ys.T, axis=-1).T  # noqa: E731
-            scores = gather(u) - beta * (gather(table) - gather(problem.log_pi_ref))
-            return -reinforce_loo_surrogate(table, ys, scores)
+            return -kl_regularized_surrogate(table, problem.log_pi_ref, u, beta, mode=mode, key=key,
+                                             num_samples=num_samples)
 
         value, g = jax.value_and_grad(loss)(state.params)
         updates, opt_state = tx.update(g, with_hparams(state.opt_state, hparams), state.params)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = [
-    "Claim", "claim", "control", "SuiteContext", "atomic_write_bytes", "atomic_write_text", "write_json",
+    "Claim", "claim", "control", "scale_name", "SuiteContext", "atomic_write_bytes", "atomic_write_text", "write_json",
     "write_csv", "to_jsonable", "format_claims", "summary_dict", "write_arrays", "first_nonfinite",
 ]
 
@@ -190,6 +190,16 @@ def _computed_bool(what: str, holds: Any) -> bool:
     if h.shape != () or h.dtype != np.bool_:
         raise TypeError(f"{what}: holds must be a boolean scalar computed from measurements, got {holds!r}")
     return bool(h)
+
+
+def scale_name(scale: Any) -> str:
+    """A suite's scale as ``"full"``, ``"quick"`` or ``"smoke"``: a name, or a bool (True = quick, False =
+    full, as the CLI's ``--quick``); ``ValueError`` for anything else."""
+    if isinstance(scale, (bool, np.bool_)):
+        scale = "quick" if scale else "full"
+    if scale not in ("full", "quick", "smoke"):
+        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
+    return scale
 
 
 def control(statement: str, measured: Any, holds: Any) -> dict:

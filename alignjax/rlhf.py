@@ -39,7 +39,7 @@ from alignjax.reward_model import RewardModel, fit_reward, make_optimizer, with_
 
 __all__ = [
     "Problem", "TrainState", "Trainer", "TRAINERS", "loo_advantages", "reinforce_loo_surrogate",
-    "on_policy_samples", "rlhf_objective", "rlhf", "run_trainer", "check_hparams",
+    "on_policy_samples", "rlhf_objective", "kl_regularized_surrogate", "rlhf", "run_trainer", "check_hparams",
 ]
 
 """Coverage-study trainers: ``factory(policy, **options) -> Trainer``.
@@ -125,6 +125,24 @@ def rlhf_objective(logp_table: ArrayLike, log_pi_ref: ArrayLike, reward_table: A
     return jnp.mean(jnp.sum(jnp.exp(lp) * reward_table, axis=-1) - beta * reverse_kl(lp, log_pi_ref))
 
 
+def kl_regularized_surrogate(table: jax.Array, log_pi_ref: jax.Array, payoff: jax.Array, beta: ArrayLike, *,
+                             mode: str, key: jax.Array | None = None, num_samples: int = 4) -> jax.Array:
+    """A scalar whose gradient in the policy is ``grad J`` (``mode="exact"``) or its RLOO estimate.
+
+    ``J = mean_x [sum_y pi(y|x) u(x,y) - beta KL(pi(.|x) || pi_ref(.|x))]`` for a payoff table
+    ``u (X, N)`` that receives no gradient (a fitted reward, a group's reward, a self-play win rate).
+    ``"exact"``: ``J`` itself (:func:`rlhf_objective`). ``"sampled"``: the RLOO surrogate over
+    ``k = num_samples`` on-policy samples per prompt with score ``u(y) - beta log pi(y)/pi_ref(y)``
+    (:func:`reinforce_loo_surrogate`; its value is not ``J``).
+    """
+    if mode == "exact":
+        return rlhf_objective(table, log_pi_ref, payoff, beta)
+    ys = on_policy_samples(table, key, num_samples)
+    gather = lambda t: jnp.take_along_axis(t, ys.T, axis=-1).T  # noqa: E731
+    scores = gather(payoff) - beta * (gather(table) - gather(log_pi_ref))
+    return reinforce_loo_surrogate(table, ys, scores)
+
+
 def check_hparams(hparams: dict, names: tuple[str, ...]) -> None:
     """``ValueError`` unless every named hyperparameter is present, finite and > 0 (``lam`` >= 0)."""
     import numpy as np
@@ -176,12 +194,8 @@ def rlhf(policy: Policy, *, reward_model: RewardModel | None = None, mode: str =
 
         def loss(params):
             table = policy.log_probs(params, problem.prompts)
-            if mode == "exact":
-                return -rlhf_objective(table, problem.log_pi_ref, r_hat, beta)
-            ys = on_policy_samples(table, key, num_samples)
-            gather = lambda t: jnp.take_along_axis(t, ys.T, axis=-1).T  # noqa: E731
-            scores = gather(r_hat) - beta * (gather(table) - gather(problem.log_pi_ref))
-            return -reinforce_loo_surrogate(table, ys, scores)
+            return -kl_regularized_surrogate(table, problem.log_pi_ref, r_hat, beta, mode=mode, key=key,
+                                             num_samples=num_samples)
 
         value, g = jax.value_and_grad(loss)(state.params)
         updates, opt_state = tx.update(g, with_hparams(state.opt_state, hparams), state.params)

@@ -72,9 +72,9 @@ def _settings(scale) -> dict:
     sampled methods, and the exact neural config (beta 0.01, 10,000 SGD steps, lr 0.003, N = 100,
     two hidden layers of width 10 on a 10-dimensional N(0,1) input); full draws more games.
     """
-    from alignjax_experiments.nash_games import _scale
+    from alignjax.results import scale_name
 
-    scale = _scale(scale)
+    scale = scale_name(scale)
     full = scale == "full"
     s = dict(num_responses=10, num_games=20 if full else 10,
              configs=[(0.1, 1000, 0.1), (0.01, 5000, 0.02), (0.001, 100000, 2e-4)], num_logs=2000,

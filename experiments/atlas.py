@@ -63,7 +63,7 @@ from alignjax.hypo import hybrid
 from alignjax.metrics import coverage as cov
 from alignjax.policies import tabular
 from alignjax.registry import DYNAMICS, LOSSES, SUITES, TRAINERS
-from alignjax.results import SuiteContext, claim, control
+from alignjax.results import SuiteContext, claim, control, scale_name
 from alignjax.reward_model import tabular_reward
 from alignjax.rlhf import Problem
 from alignjax.sft import logged_step_keys
@@ -91,10 +91,7 @@ def _key(seed: int) -> jax.Array:
 
 def settings(scale) -> dict:
     """Sizes, budgets and defaults; ``scale`` is ``"full"``, ``"quick"`` or ``"smoke"`` (bool: quick)."""
-    if isinstance(scale, (bool, np.bool_)):
-        scale = "quick" if scale else "full"
-    if scale not in ("full", "quick", "smoke"):
-        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
+    scale = scale_name(scale)
     quick = scale != "full"
     s = {
         "prompts": 4, "responses": 8, "dim": 4, "support": 4, "eps": [1e-2, 1e-6],
@@ -549,21 +546,25 @@ def claim_contrastive_coverage(cfg, bandit):
                         "gradient), which needs only partial coverage", ctrl, ctrl["ok"]))
 
 
+def _cyclic_gaps(games_):
+    """``(family, name, entry, gap_beta per reference)`` of every member run on the cyclic game."""
+    rows = games_["labels"]["kind"] == "cyclic"
+    for fam in FAMILIES:
+        if fam in games_:
+            for i, name in enumerate(str(n) for n in games_[fam]["names"]):
+                yield fam, name, _entry(fam, name), np.asarray(games_[fam]["gap"], np.float64)[rows, i]
+
+
 def claim_offline_exploitable(cfg, games_):
     thr = THRESHOLDS["gap"]
     rows = games_["labels"]["kind"] == "cyclic"
     res, ctrl = {}, {}
-    for fam in FAMILIES:
-        if fam not in games_:
-            continue
-        for i, name in enumerate(str(n) for n in games_[fam]["names"]):
-            e = _entry(fam, name)
-            gaps = np.asarray(games_[fam]["gap"], np.float64)[rows, i]
-            if group(fam, e) in ("offline", "hybrid") or fits_reward(fam, e):
-                res[name] = {"mean_gap": float(gaps.mean()), "gap_per_seed": gaps.tolist(),
-                             "seeds_below": int(np.sum(gaps < thr)), "ok": bool(gaps.mean() >= thr)}
-            elif fam == "exact":
-                ctrl[name] = float(gaps.mean())
+    for fam, name, e, gaps in _cyclic_gaps(games_):
+        if group(fam, e) in ("offline", "hybrid") or fits_reward(fam, e):
+            res[name] = {"mean_gap": float(gaps.mean()), "gap_per_seed": gaps.tolist(),
+                         "seeds_below": int(np.sum(gaps < thr)), "ok": bool(gaps.mean() >= thr)}
+        elif fam == "exact":
+            ctrl[name] = float(gaps.mean())
     med = float(np.median(list(ctrl.values()))) if ctrl else float("nan")
     return claim(
         "offline-exploitable",
@@ -594,18 +595,12 @@ def claim_offline_exploitable(cfg, games_):
 
 def claim_general_preference_reaches_nash(cfg, games_):
     thr = THRESHOLDS["gap"]
-    rows = games_["labels"]["kind"] == "cyclic"
     res, bt = {}, {}
-    for fam in FAMILIES:
-        if fam not in games_:
-            continue
-        for i, name in enumerate(str(n) for n in games_[fam]["names"]):
-            e = _entry(fam, name)
-            gaps = np.asarray(games_[fam]["gap"], np.float64)[rows, i]
-            if e.meta.get("fits") == "general-preference":
-                res[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
-            elif fits_reward(fam, e) and group(fam, e) != "game":
-                bt[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
+    for fam, name, e, gaps in _cyclic_gaps(games_):
+        if e.meta.get("fits") == "general-preference":
+            res[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
+        elif fits_reward(fam, e) and group(fam, e) != "game":
+            bt[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
     return claim(
         "general-preference-reaches-nash",
         "From the same offline pairs of pi_ref, a method that fits a general preference model (preference "

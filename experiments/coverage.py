@@ -45,7 +45,7 @@ from alignjax.metrics import coverage as cov
 from alignjax.policies import loglinear, tabular
 from alignjax.policies.base import Policy
 from alignjax.registry import SUITES
-from alignjax.results import SuiteContext, claim, control
+from alignjax.results import SuiteContext, claim, control, scale_name
 from alignjax.reward_model import linear_reward, tabular_reward
 from alignjax.rlhf import TRAINERS, Problem, check_hparams
 from alignjax.sft import logged_step_keys
@@ -90,10 +90,7 @@ def settings(scale) -> dict:
     a bool means quick (True) or full (False). Quick and full use the same step budgets (exact
     tabular runs are cheap) and differ in seeds and coverage levels; smoke cuts the steps.
     """
-    if isinstance(scale, (bool, np.bool_)):
-        scale = "quick" if scale else "full"
-    if scale not in ("full", "quick", "smoke"):
-        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
+    scale = scale_name(scale)
     quick = scale != "full"
     s = {
         # suboptimality sweep (tabular, population pairs on S)

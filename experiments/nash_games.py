@@ -39,7 +39,7 @@ import numpy as np
 from alignjax import games, prefs
 from alignjax.dynamics import simulate
 from alignjax.registry import DYNAMICS, SUITES
-from alignjax.results import Claim, SuiteContext, claim, control
+from alignjax.results import Claim, SuiteContext, claim, control, scale_name
 from alignjax_experiments import _nash_sampled
 
 NLHF = "Munos et al. 2023, NLHF (arXiv 2312.00886)"
@@ -82,15 +82,6 @@ FLIP_FRACTION = 0.1      # the BT fit "depends on the sampling distribution": it
 
 
 # ------------------------------------------------------------------------------------ settings
-def _scale(scale) -> str:
-    """``"full"``, ``"quick"`` or ``"smoke"``; a bool is ``quick`` (True) or ``full`` (False)."""
-    if isinstance(scale, (bool, np.bool_)):
-        return "quick" if scale else "full"
-    if scale not in ("full", "quick", "smoke"):
-        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
-    return scale
-
-
 def mpo_reset_every() -> int:
     """MPO's magnet reset period, the registered entry's static default."""
     return int(DYNAMICS.entry("mpo").static["reset_every"])
@@ -103,7 +94,7 @@ def _settings(scale) -> dict:
     rate is instance dependent); full draws three times as many games. Smoke (tests only) cuts
     every budget to a few hundred steps: every stage, plot and claim runs, the rates do not.
     """
-    scale = _scale(scale)
+    scale = scale_name(scale)
     quick = scale != "full"
     s = dict(
         num_responses=10, num_games=10 if quick else 30, seed=0,

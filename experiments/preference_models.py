@@ -43,6 +43,7 @@ from alignjax.experiment import Program
 from alignjax.metrics.coverage import optimal_policy
 from alignjax.policies import tabular
 from alignjax.registry import SUITES
+from alignjax.results import scale_name
 from alignjax.reward_model import bt_loss, make_optimizer, reward_fitter, tabular_reward, with_hparams
 from alignjax.rlhf import TRAINERS, Problem
 from alignjax.sweep import Grid, run_sweep
@@ -61,10 +62,7 @@ true rewards never serves the worst group below it (``min_u F_u(pi_MM) >= min_u 
 
 def settings(scale) -> dict:
     """Static sizes and continuous defaults; ``scale`` is "full", "quick" or "smoke" (a bool: quick/full)."""
-    if isinstance(scale, (bool, np.bool_)):
-        scale = "quick" if scale else "full"
-    if scale not in ("full", "quick", "smoke"):
-        raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
+    scale = scale_name(scale)
     s = {
         # MaxMin
         "mm_prompts": 4, "mm_responses": 8, "mm_majority": 20, "mm_minority": 2, "labels_per_annotator": 400,
