@@ -761,34 +761,33 @@ def plots(ctx: SuiteContext, cfg, rows) -> None:
     ax.legend(fontsize=7)
     ctx.savefig(fig, "ranking.png")
     # (b) coverage: suboptimality per algorithm at global and the two partial levels
-    fig = Figure(figsize=(12, 4.5))
-    ax = fig.add_subplot()
-    have = [r for r in rows if "subopt_global" in r]
-    x = np.arange(len(have))
-    for j, (k, label) in enumerate(cols[2:5]):
-        ax.bar(x + (j - 1) * 0.27, [max(r[k], 1e-4) for r in have], 0.27, label=label)
-    ax.set_yscale("log")
-    ax.set_xticks(x, [r["algorithm"] for r in have], rotation=70, fontsize=7)
-    ax.set_ylabel("J*_beta - J_beta (clipped at 1e-4)")
-    ax.set_title("(b) suboptimality under global and partial coverage")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    ctx.savefig(fig, "coverage.png")
+    _bars(ctx, [r for r in rows if "subopt_global" in r], cols[2:5], 1e-4, "J*_beta - J_beta",
+          "(b) suboptimality under global and partial coverage", "coverage.png")
     # (c) games: duality gap on the cyclic and random games
+    _bars(ctx, [r for r in rows if "cyclic_gap" in r], [(f"{k}_gap", f"{k} game") for k in ("cyclic", "random")],
+          1e-6, "duality gap gap_beta", "(c) distance to the regularised Nash equilibrium", "games.png",
+          line=THRESHOLDS["gap"])
+
+
+def _bars(ctx, rows, series, floor, ylabel, title, name, line=None):
+    """One group of log-scale bars per algorithm, one bar per ``(key, label)`` of ``series`` (values
+    clipped at ``floor``), an optional dashed threshold ``line``; saved as ``name``."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(12, 4.5))
     ax = fig.add_subplot()
-    have = [r for r in rows if "cyclic_gap" in r]
-    x = np.arange(len(have))
-    for j, kind in enumerate(("cyclic", "random")):
-        ax.bar(x + (j - 0.5) * 0.4, [max(r[f"{kind}_gap"], 1e-6) for r in have], 0.4, label=f"{kind} game")
-    ax.axhline(THRESHOLDS["gap"], color="k", lw=0.8, ls="--", label=f"gap = {THRESHOLDS['gap']}")
+    x, width = np.arange(len(rows)), 0.8 / len(series)
+    for j, (k, label) in enumerate(series):
+        ax.bar(x + (j - (len(series) - 1) / 2) * width, [max(r[k], floor) for r in rows], width, label=label)
+    if line is not None:
+        ax.axhline(line, color="k", lw=0.8, ls="--", label=f"gap = {line}")
     ax.set_yscale("log")
-    ax.set_xticks(x, [r["algorithm"] for r in have], rotation=70, fontsize=7)
-    ax.set_ylabel("duality gap gap_beta (clipped at 1e-6)")
-    ax.set_title("(c) distance to the regularised Nash equilibrium")
+    ax.set_xticks(x, [r["algorithm"] for r in rows], rotation=70, fontsize=7)
+    ax.set_ylabel(f"{ylabel} (clipped at {floor:g})")
+    ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    ctx.savefig(fig, "games.png")
+    ctx.savefig(fig, name)
 
 
 def reproduce(ctx: SuiteContext):
