@@ -9,16 +9,27 @@
 
 Exit codes: 0 success; 2 bad input (one ``alignjax: error: ...`` line on stderr, checked
 before any compute, nothing written or left behind); 3 a metric became NaN/inf (results are
-written and marked ``"status": "nonfinite"`` in ``summary.json``); 130 interrupted (Ctrl-C:
-one line saying how to continue). Results folders follow :mod:`alignjax.rundir`: nothing
-alignjax did not write is ever replaced, and ``--overwrite`` swaps the new results in only
-when they are complete.
+written and marked ``"status": "nonfinite"`` in ``summary.json``); 4 writing the results
+failed after compute (one line naming the file and saying whether the computed results were
+kept, in checkpoints or stages to resume from, or lost); 130 interrupted by Ctrl-C (SIGINT),
+143 by SIGTERM (one line saying what was kept and how to continue). Results folders follow
+:mod:`alignjax.rundir`: nothing alignjax did not write is ever deleted or replaced, and
+``--overwrite`` swaps the new results in only when they are complete.
+
+Signals: ``run`` and ``reproduce`` compute in a worker thread while the main thread only
+waits; SIGINT and SIGTERM set a flag (nothing is raised inside JAX, XLA or a callback), the
+main thread sees it within 50 ms, closes the results folders this process has open
+(:meth:`alignjax.rundir.RunDir.abort`: late writes are refused, a folder with a finished
+checkpoint or suite stage is kept for ``--resume``, anything else this run wrote is removed),
+prints one line and exits at once, whatever the worker is doing (compiling, computing,
+saving a checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -27,9 +38,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main", "EXIT_BAD_INPUT", "EXIT_NONFINITE", "EXIT_INTERRUPTED"]
+__all__ = ["main", "EXIT_BAD_INPUT", "EXIT_NONFINITE", "EXIT_WRITE_FAILED", "EXIT_INTERRUPTED"]
 
-EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 2, 3, 4, 130
 _MAX_SEED = 2**32 - 1
 
 
@@ -250,26 +261,27 @@ def _run(args, argv) -> int:
 
     session = provenance.new_session(argv, chunks=chunks, provenance=provenance.collect(argv))
     sessions = [*(old or {}).get("sessions", []), session]
-    doc = {"alignjax": (old or {}).get("alignjax", session["provenance"]), **settings, "sessions": sessions}
+    doc = {"alignjax": (old or {}).get("alignjax", session["provenance"]), "run_id": rd.run_id, **settings,
+           "sessions": sessions}
     t0 = time.perf_counter()
     num_logs = config["num_steps"] // config["log_every"]
     counts: dict = {}
 
     def on_chunk(done, total):  # record progress so a killed session still counts its runtime
-        _raise_if_interrupted()
         sessions[-1] = {**session, "runtime_s": round(time.perf_counter() - t0, 3), "logged_intervals_done": done}
         write_json(out / "config.json", {**doc, "sessions": sessions})
 
-    if chunked:
-        _DEFER.set()
+    computed = False
     try:
         write_json(out / "config.json", doc)
         from alignjax.sweep import run_sweep
 
+        if chunked:
+            rd.record_tree("checkpoints")
         result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"],
                            seed=args.seed, out_dir=out if chunked else None, resume=args.resume,
                            chunk_logs=-(-num_logs // chunks), progress=not args.no_progress, on_chunk=on_chunk)
-        _raise_if_interrupted()
+        computed = True
         counts = result.num_compiles
         runtime = time.perf_counter() - t0
         bad = first_nonfinite(result)
@@ -289,20 +301,23 @@ def _run(args, argv) -> int:
         write_json(out / "summary.json", {
             "experiment": exp.name, "config": settings, "status": status, "nonfinite": bad,
             "runtime_s": totals["runtime_s"], "num_compiles": totals["compiles"], "alignjax": session["provenance"],
-            "sessions": sessions, "final_mean": final, "claims": []})
+            "sessions": sessions, "final_mean": final, "claims": [], "run_id": rd.run_id})
         out = rd.commit()
-    except KeyboardInterrupt:
-        return _interrupted(rd, argv, "run")
     except RunDirError as e:
         rd.abort(keep_checkpointed=True)
         return _fail(str(e))
     except OSError as e:
-        kept = rd.abort(keep_checkpointed=True)
-        where = f"; continue with: alignjax {shlex.join(_resume_argv(argv))}" if kept else ""
-        return _fail(f"writing {getattr(e, 'filename', None) or out} failed: {e.strerror or e}{where}")
+        return _write_failed(rd, argv, e, computed)
+    except ValueError as e:
+        if not args.resume or computed:  # a bug, not bad input
+            rd.abort(keep_checkpointed=True)
+            raise
+        rd.abort(keep_checkpointed=True)  # a resumed folder is kept as it was
+        return _fail(str(e))
     except BaseException:
         rd.abort(keep_checkpointed=True)
         raise
+    _report_moved(rd)
     print(f"{exp.name}: {grid.size} runs x {config['num_steps']} steps in {runtime:.1f}s "
           f"(compiles: {counts}); results in {out}")
     for k, v in final.items():
@@ -328,18 +343,32 @@ def _resume_argv(argv: Sequence[str]) -> list[str]:
     return [a for a in argv if a != "--overwrite"] + ([] if "--resume" in argv else ["--resume"])
 
 
-def _interrupted(rd, argv, what: str) -> int:
+def _one_line(text: str) -> str:
+    """``text`` on one line (a path may hold a newline; the contract is one line)."""
+    return " ".join(str(text).split())
+
+
+def _write_failed(rd, argv, e: OSError, computed: bool) -> int:
+    """Exit 4: a write failed after compute started; say whether the computed results were kept."""
     kept = rd.abort(keep_checkpointed=True)
+    head = getattr(e, "alignjax_message", None)  # a message of our own (e.g. a checkpoint save)
+    if head is None:
+        head = f"writing {str(getattr(e, 'filename', None) or rd.target)!r} failed: {e.strerror or e}"
     if kept:
-        msg = f"interrupted; continue with: alignjax {shlex.join(_resume_argv(argv))}"
+        tail = f"what was computed is kept in its checkpoints; continue with: alignjax {shlex.join(_resume_argv(argv))}"
     elif rd.overwrite:
-        msg = f"interrupted; the previous results in {rd.target} are unchanged"
-    elif what == "run":
-        msg = "interrupted before the first checkpoint; nothing was kept (pass --chunks N to checkpoint as you go)"
+        tail = f"the computed results were lost; the previous results in {str(rd.target)!r} are unchanged"
     else:
-        msg = "interrupted; the unfinished suite folder was removed"
-    print(f"alignjax: {msg}", file=sys.stderr)
-    return EXIT_INTERRUPTED
+        tail = "the computed results were lost (nothing was kept; pass --chunks N to checkpoint as you go)" \
+            if computed else "nothing was kept"
+    return _fail(_one_line(f"{head}; {tail}"), EXIT_WRITE_FAILED)
+
+
+def _report_moved(rd) -> None:
+    """One line naming the user's files that ``--overwrite`` moved into the new results."""
+    if rd.moved:
+        print(_one_line(f"alignjax: kept your files from the old {str(rd.target)!r}: {', '.join(rd.moved)}"),
+              file=sys.stderr)
 
 
 # -- reproduce ------------------------------------------------------------------------------
@@ -404,7 +433,8 @@ def _reproduce(args, argv) -> int:
             return _fail(str(e))
         session = provenance.new_session(argv, provenance=provenance.collect(argv))
         sessions = [*previous.get(n, {}).get("sessions", []), session]
-        doc = {"alignjax": session["provenance"], "suite": n, "quick": quick, "scale": scale, "sessions": sessions}
+        doc = {"alignjax": session["provenance"], "run_id": rd.run_id, "suite": n, "quick": quick, "scale": scale,
+               "sessions": sessions}
         t0 = time.perf_counter()
         try:
             write_json(out / "config.json", doc)
@@ -417,22 +447,16 @@ def _reproduce(args, argv) -> int:
             write_json(out / "config.json", doc)
             summary = summary_dict(n, {"quick": quick, **ctx.config}, runtime, claims, status="finished",
                                    alignjax=session["provenance"], sessions=doc["sessions"])
+            summary["run_id"] = rd.run_id
             write_json(out / "summary.json", summary)
             rd.commit()
-        except KeyboardInterrupt:
-            try:  # the session's end, for a folder that is kept to be resumed
-                doc["sessions"] = [*sessions[:-1], provenance.close_session(session, "interrupted",
-                                                                             time.perf_counter() - t0)]
-                write_json(out / "config.json", doc)
-            except OSError:
-                pass
-            return _interrupted(rd, argv, "reproduce")
         except OSError as e:
-            rd.abort(keep_checkpointed=True)
-            return _fail(f"writing {getattr(e, 'filename', None) or rd.target} failed: {e.strerror or e}")
+            return _write_failed(rd, argv, e, computed=True)
         except BaseException:
             rd.abort(keep_checkpointed=True)
             raise
+        _report_moved(rd)
+        _FINISHED.append(n)
         summaries.append(summary)
         held = sum(c["holds"] for c in summary["claims"])
         print(f"   {held}/{len(claims)} claims hold, {runtime:.1f}s", flush=True)
@@ -492,6 +516,17 @@ def _reproducing_command(cfg: dict) -> str:
     return shlex.join(words)
 
 
+def _status(folder: Path, session: dict) -> str:
+    """A session's status; ``"running"`` only while a live process holds the folder's lock (a
+    killed process never wrote its end: it shows as interrupted)."""
+    from alignjax.rundir import is_locked
+
+    status = session.get("status")
+    if status == "running" and not is_locked(folder):
+        return "interrupted (the process ended without closing the session)"
+    return str(status)
+
+
 def _show(args) -> int:
     from alignjax.provenance import totals
     from alignjax.results import format_claims
@@ -524,7 +559,7 @@ def _show(args) -> int:
               f"seeds {cfg.get('seeds')}, seed {cfg.get('seed')}")
     sessions = cfg.get("sessions") or (summ or {}).get("sessions") or []
     for i, s in enumerate(sessions):
-        print(f"  session {i + 1}: {s.get('start')} -> {s.get('end') or '(did not finish)'}  {s.get('status')}  "
+        print(f"  session {i + 1}: {s.get('start')} -> {s.get('end') or '(did not finish)'}  {_status(d, s)}  "
               f"{s.get('runtime_s')} s  {shlex.join(s.get('command', []))}")
     if sessions:
         t = totals(sessions)
@@ -545,30 +580,92 @@ def _show(args) -> int:
 
 
 _INTERRUPTED = threading.Event()
-_DEFER = threading.Event()  # set while a chunked run may be inside a checkpoint save
+_SIGNAL: list[int] = []  # the first signal received
 
 
-def _on_sigint(signum, frame):
-    # A chunked run stops at the next chunk boundary, after its checkpoint is complete (a
-    # KeyboardInterrupt inside an orbax save leaves its threads failing). Otherwise, and on a
-    # second Ctrl-C, stop now. The flag also covers a KeyboardInterrupt that a callback (XLA's
-    # gc hook) swallowed: the next chunk boundary raises it again.
-    first = not _INTERRUPTED.is_set()
+def _on_signal(signum, frame):
+    """SIGINT/SIGTERM: only record it; the main thread acts on it (see the module docstring)."""
+    if not _SIGNAL:
+        _SIGNAL.append(signum)
     _INTERRUPTED.set()
-    if not (first and _DEFER.is_set()):
-        raise KeyboardInterrupt
 
 
-def _raise_if_interrupted() -> None:
-    if _INTERRUPTED.is_set():
-        raise KeyboardInterrupt
+def _supervised(work, argv: Sequence[str], command: str) -> int:
+    """Run ``work()`` in a worker thread; on SIGINT/SIGTERM clean up and exit at once.
+
+    Without a signal this returns ``work()``'s exit code (or raises its exception). With one,
+    :func:`_stop_now` closes the open results folders and the process ends with ``os._exit``
+    (128 + the signal number): the worker may be inside a compile or an XLA computation that
+    cannot be cancelled, and nothing of its state needs saving beyond what is already on disk.
+    """
+    box: dict = {}
+
+    def target():
+        try:
+            box["code"] = work()
+        except BaseException as e:  # re-raised in the main thread
+            box["error"] = e
+
+    worker = threading.Thread(target=target, name="alignjax-worker", daemon=True)
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker.start()
+        while worker.is_alive() and not _INTERRUPTED.is_set():
+            worker.join(0.05)
+        if worker.is_alive():
+            code = _stop_now(argv, command)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if "error" in box:
+        raise box["error"]
+    return box["code"]
+
+
+def _stop_now(argv: Sequence[str], command: str) -> int:
+    """Close every results folder this process has open after a signal; print one line; the exit code."""
+    from alignjax.rundir import open_rundirs
+
+    signum = _SIGNAL[0] if _SIGNAL else signal.SIGINT
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    msgs = []
+    for rd in open_rundirs():
+        kept = rd.abort(keep_checkpointed=True, interrupted=True)
+        if getattr(rd, "committed", False):
+            msgs.append(f"the results in {str(rd.target)!r} were complete and are kept")
+        elif kept:
+            msgs.append(f"continue with: alignjax {shlex.join(_resume_argv(argv))}")
+        elif rd.overwrite:
+            msgs.append(f"the previous results in {str(rd.target)!r} are unchanged")
+        elif command == "run":
+            msgs.append("nothing was kept (no checkpoint yet; pass --chunks N to checkpoint as you go)")
+        else:
+            msgs.append(f"the unfinished suite folder {str(rd.target)!r} was removed")
+    if not msgs and command == "reproduce" and "--overwrite" not in argv and _FINISHED:
+        msgs.append(f"finished suites are kept; continue with: alignjax {shlex.join(_resume_argv(argv))}")
+    print(_one_line(f"alignjax: interrupted ({name}){'; ' if msgs else ''}{'; '.join(msgs)}"), file=sys.stderr)
+    return 128 + int(signum)
+
+
+_FINISHED: list[str] = []  # suites a running reproduce has committed (for the interrupt message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alignjax`` command; returns the exit code."""
     argv = _argv(argv)
     args = _parser().parse_args(argv)
-    if args.command in ("run", "reproduce"):
+    if args.command == "list":
+        return _list(args)
+    if args.command == "show":
+        return _show(args)
+    _INTERRUPTED.clear()
+    _SIGNAL.clear()
+    _FINISHED.clear()
+
+    def work() -> int:
         try:
             if args.command == "run":
                 _init_distributed(args)
@@ -577,21 +674,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from alignjax.compile_cache import enable
 
         enable()
-    _INTERRUPTED.clear()
-    _DEFER.clear()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _on_sigint)
-    try:
-        if args.command == "list":
-            return _list(args)
-        if args.command == "run":
-            return _run(args, argv)
-        if args.command == "show":
-            return _show(args)
-        return _reproduce(args, argv)
-    except KeyboardInterrupt:  # outside a results folder's lifetime: nothing to undo
-        print("alignjax: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _run(args, argv) if args.command == "run" else _reproduce(args, argv)
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return work()
+    return _supervised(work, argv, args.command)
 
 
 if __name__ == "__main__":

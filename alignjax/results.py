@@ -21,7 +21,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -34,31 +33,16 @@ __all__ = [
 ]
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file + ``os.replace`` (atomic on POSIX).
 
-    The file gets mode ``0666 & ~umask``, as a plain ``open(path, "wb")`` would.
+    The file gets mode ``0666 & ~umask``, as a plain ``open(path, "wb")`` would. Inside a
+    results folder this process has open, the file is recorded in the folder's manifest, which
+    is what lets alignjax remove or replace it later (:func:`alignjax.rundir.write_atomic`).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask like open() would
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from alignjax.rundir import write_atomic
+
+    write_atomic(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -23,6 +23,7 @@ import pytest
 from alignjax.cli import main
 from alignjax.experiment import Experiment, Program
 from alignjax.registry import EXPERIMENTS
+from alignjax.results import write_json
 from alignjax.rundir import RunDir, RunDirError, is_ours
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +248,7 @@ def test_write_failure_mid_run_is_one_line_and_leaves_nothing(tmp_path, monkeypa
 
     monkeypatch.setattr(alignjax.results, "write_csv", full)
     out = tmp_path / "run"
-    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 2
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 4  # EXIT_WRITE_FAILED: after compute
     err = capsys.readouterr().err
     _one_line(err)
     assert "No space left" in err and not out.exists()
@@ -292,7 +293,7 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path):
         proc.send_signal(signal.SIGINT)
         err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130
-    assert err.count("\n") == 1 and err.startswith("alignjax: interrupted; continue with: alignjax run") and \
+    assert err.count("\n") == 1 and err.startswith("alignjax: interrupted (Ctrl-C); continue with: alignjax run") and \
         "--resume" in err, err
     assert is_ours(out)
 
@@ -419,7 +420,7 @@ def test_rundir_unit_rules(tmp_path, monkeypatch):
     empty = tmp_path / "empty"
     empty.mkdir()
     rd = RunDir(empty)
-    (rd.open() / "config.json").write_text("{}")
+    write_json(rd.open() / "config.json", {})
     rd.abort()
     assert empty.is_dir() and list(empty.iterdir()) == []  # the user's empty folder stays
 

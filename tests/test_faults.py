@@ -1,0 +1,355 @@
+"""Fault injection: nothing a user has is ever deleted, and a signal is honoured at once.
+
+Each case checksums every pre-existing byte (files, links, folders, hidden entries) before the
+fault and after, and asserts they are unchanged: a foreign folder with look-alike JSON, the
+user's file inside an alignjax folder, a sibling written during a run in a shared parent,
+a symlinked or mount-point target, a stale swap of a killed process, and SIGINT/SIGTERM at
+some moment of ``run`` and ``reproduce`` (exit 130/143 within 2 s, one line). The randomised
+loops (SIGINT and SIGKILL at many random moments) are marked ``slow``; one case of each
+class runs by default. A last test audits every deletion call in the library.
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from alignjax.cli import main
+from alignjax.results import write_json
+from alignjax.rundir import MANIFEST_NAME, RunDir, is_ours, ownership
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20", "--set", "log_every=10",
+         "--no-progress"]
+# about a minute of compute in one jit call (no chunks): a signal must not wait for it
+LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=2000000",
+        "--set", "log_every=1000000", "--no-progress"]
+
+# A process that registers a suite whose second stage computes for about a minute, then runs
+# the CLI: `reproduce test-slow-suite --out DIR [...]`.
+_SLOW_SUITE = textwrap.dedent("""
+    import sys
+    import jax, jax.numpy as jnp
+    from alignjax.cli import main
+    from alignjax.registry import SUITES
+    from alignjax.results import claim
+
+    def spin():
+        f = jax.jit(lambda x: jax.lax.fori_loop(0, 400_000_000, lambda i, v: v * 0.999999 + 1e-6, x))
+        return {"v": f(jnp.float32(1.0))}
+
+    def slow(ctx):
+        ctx.write_csv("table.csv", [{"x": 1.0}])
+        first = ctx.stage("first", lambda: {"x": jnp.arange(3.0)})
+        second = ctx.stage("second", spin)
+        return [claim("c", "s", "test", "-", float(second["v"]), True)]
+
+    SUITES.register("test-slow-suite", slow, meta={"description": "test only"}, replace=True)
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def _digest(folder: Path) -> dict:
+    """Every entry under ``folder`` (hidden ones too): relative path -> sha256 / link / dir."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        if p.is_symlink():
+            out[rel] = "link:" + os.readlink(p)
+        elif p.is_dir():
+            out[rel] = "dir"
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _one_line(err: str, start: str = "alignjax:") -> None:
+    assert err.count("\n") == 1 and err.startswith(start), err
+
+
+@contextlib.contextmanager
+def _process(args, script: str | None = None):
+    cmd = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "alignjax", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def _wait_for(cond, proc, limit=180.0):
+    deadline = time.time() + limit
+    while not cond():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _signal_and_time(proc, sig=signal.SIGINT) -> tuple[float, str]:
+    """Send ``sig``; return the seconds until the process exited and its stderr."""
+    t0 = time.perf_counter()
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=60)[1]
+    return time.perf_counter() - t0, err
+
+
+# -- 1. ownership is proved, never guessed ------------------------------------------------------
+def test_overwrite_refuses_a_folder_with_look_alike_json(tmp_path, capsys):
+    h = tmp_path / "h"
+    h.mkdir()
+    (h / "config.json").write_text('{"experiment": "resnet", "suite": "x", "alignjax": {}}')
+    (h / "summary.json").write_text('{"claims": [], "suite": "x"}')
+    (h / "model.ckpt").write_text("weights")
+    before = _digest(tmp_path)
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(h), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    _one_line(err, "alignjax: error: refusing to overwrite")
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(h), "--resume"]) == 2
+    assert main(["show", str(h)]) == 2
+    assert _digest(tmp_path) == before and not is_ours(h)
+
+
+def test_a_copied_manifest_without_our_config_proves_nothing(tmp_path, capsys):
+    ours, other = tmp_path / "ours", tmp_path / "other"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(ours)]) == 0
+    other.mkdir()
+    (other / MANIFEST_NAME).write_bytes((ours / MANIFEST_NAME).read_bytes())
+    (other / "config.json").write_text('{"experiment": "dpo-bandit", "run_id": "0123"}')
+    assert ownership(ours) is None and ownership(other) is not None
+    before = _digest(other)
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(other), "--overwrite"]) == 2
+    assert _digest(other) == before
+
+
+# -- 2. the user's files inside an alignjax folder ----------------------------------------------
+def test_overwrite_moves_the_users_files_into_the_new_results(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    (out / "NOTES.md").write_text("my notes")
+    (out / "analysis").mkdir()
+    (out / "analysis" / "fig.svg").write_text("<svg/>")
+    (out / "summary.json").write_text('{"edited": "by me"}')  # our file, changed by the user: theirs now
+    os.symlink("/etc/hostname", out / "link")
+    theirs = {k: v for k, v in _digest(out).items() if k.split("/")[0] in ("NOTES.md", "analysis", "link")}
+    edited = hashlib.sha256((out / "summary.json").read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert main(["run", "dpo-bandit", *SMALL, "--set", "beta=0.3", "--out", str(out), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "NOTES.md" in err and "summary.json -> summary.json.kept" in err, err
+    after = _digest(out)
+    assert all(after.get(k) == v for k, v in theirs.items())
+    assert after["summary.json.kept"] == edited
+    assert json.loads((out / "config.json").read_text())["hparams"]["beta"] == 0.3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging or old sibling left
+    assert is_ours(out)
+
+
+def test_a_failed_fresh_run_removes_only_what_it_wrote(tmp_path, monkeypatch, capsys):
+    import alignjax.results
+
+    empty = tmp_path / "mine"
+    empty.mkdir()
+
+    def broken(*a, **k):  # a file of the user's appears during the run, then the run fails
+        (empty / "NOTES.md").write_text("written while the run ran")
+        raise RuntimeError("crashed half-way")
+
+    monkeypatch.setattr(alignjax.results, "write_csv", broken)
+    with pytest.raises(RuntimeError):
+        main(["run", "dpo-bandit", *SMALL, "--out", str(empty)])
+    assert sorted(p.name for p in empty.iterdir()) == ["NOTES.md"]
+
+
+# -- 3. an interrupted run and its siblings -----------------------------------------------------
+def test_ctrl_c_of_a_fresh_run_keeps_a_sibling_written_meanwhile(tmp_path):
+    p = tmp_path / "p"
+    with _process([*LONG, "--out", str(p / "deep" / "x")]) as proc:
+        _wait_for(lambda: (p / "deep" / "x" / "config.json").exists(), proc)
+        assert main(["run", "dpo-bandit", *SMALL, "--out", str(p / "y")]) == 0  # another run, same parent
+        (p / "deep" / "theirs.txt").write_text("another process's file")
+        before = _digest(p / "y")
+        dt, err = _signal_and_time(proc)
+    assert proc.returncode == 130 and dt < 2.0, (dt, err)
+    _one_line(err, "alignjax: interrupted (Ctrl-C); nothing was kept")
+    assert _digest(p / "y") == before and (p / "deep" / "theirs.txt").exists()
+    assert not (p / "deep" / "x").exists()  # removed: it held only this run's files
+
+
+def test_a_parent_this_run_made_is_removed_only_when_empty(tmp_path):
+    rd = RunDir(tmp_path / "a" / "b" / "c")
+    write_json(rd.open() / "config.json", {})
+    (tmp_path / "a" / "sibling.txt").write_text("keep")
+    rd.abort()
+    assert sorted(str(q.relative_to(tmp_path)) for q in tmp_path.rglob("*")) == ["a", "a/sibling.txt"]
+
+
+# -- 5./6. signals are honoured at once ---------------------------------------------------------
+def test_ctrl_c_stops_an_unchunked_run_within_two_seconds(tmp_path):
+    out = tmp_path / "run"
+    with _process([*LONG, "--out", str(out)]) as proc:
+        _wait_for(lambda: (out / "config.json").exists(), proc)
+        time.sleep(1.0)  # inside the compile or the single long jit call
+        dt, err = _signal_and_time(proc)
+    assert proc.returncode == 130 and dt < 2.0, (dt, err)
+    _one_line(err, "alignjax: interrupted (Ctrl-C)")
+    assert not out.exists()
+
+
+def test_sigterm_during_reproduce_keeps_finished_stages_for_resume(tmp_path):
+    out = tmp_path / "res"
+    with _process(["reproduce", "test-slow-suite", "--out", str(out)], _SLOW_SUITE) as proc:
+        _wait_for(lambda: (out / "test-slow-suite" / "stages" / "first.npz").exists(), proc)
+        time.sleep(0.5)
+        dt, err = _signal_and_time(proc, signal.SIGTERM)
+    assert proc.returncode == 143 and dt < 2.0, (dt, err)
+    _one_line(err, "alignjax: interrupted (SIGTERM); continue with: alignjax reproduce test-slow-suite")
+    d = out / "test-slow-suite"
+    assert is_ours(d) and (d / "stages" / "first.npz").exists()
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["sessions"][-1]["status"] == "interrupted"
+    assert not [q for q in d.rglob("*.tmp")]
+
+
+def test_ctrl_c_during_reproduce_overwrite_leaves_the_old_results(tmp_path):
+    out = tmp_path / "res"
+    code = _SLOW_SUITE.replace("400_000_000", "1")
+    r = subprocess.run([sys.executable, "-c", code, "reproduce", "test-slow-suite", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    before = _digest(out)
+    with _process(["reproduce", "test-slow-suite", "--out", str(out), "--overwrite"], _SLOW_SUITE) as proc:
+        _wait_for(lambda: any(q.name.startswith(".test-slow-suite.alignjax-new-") for q in out.iterdir()), proc)
+        time.sleep(1.0)
+        dt, err = _signal_and_time(proc)
+    assert proc.returncode == 130 and dt < 2.0, (dt, err)
+    _one_line(err, "alignjax: interrupted (Ctrl-C); the previous results")
+    assert _digest(out) == before
+
+
+# -- 7. a killed session is shown as interrupted ------------------------------------------------
+def test_show_says_a_killed_session_was_interrupted(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=400000",
+            "--set", "log_every=100", "--no-progress", "--chunks", "4000"]
+    with _process([*args, "--out", str(out)]) as proc:
+        _wait_for(lambda: (out / "checkpoints").is_dir() and any(
+            q.name.isdigit() for q in (out / "checkpoints").iterdir()), proc)
+        proc.kill()
+        proc.wait()
+    assert json.loads((out / "config.json").read_text())["sessions"][-1]["status"] == "running"
+    assert main(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "interrupted" in shown and "running" not in shown, shown
+
+
+# -- 10./11. targets that cannot be swapped, symlinks -------------------------------------------
+def test_overwrite_onto_a_mount_point_is_refused_before_compute(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "mnt"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    before = _digest(tmp_path)
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda q: str(q) == str(out) or real_ismount(q))
+    monkeypatch.setattr("alignjax.sweep.run_sweep", lambda *a, **k: pytest.fail("computed"))
+    capsys.readouterr()
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 2
+    _one_line(capsys.readouterr().err, "alignjax: error: --overwrite cannot replace")
+    assert _digest(tmp_path) == before
+
+
+def test_overwrite_through_a_symlink_replaces_the_links_target_and_keeps_the_link(tmp_path, capsys):
+    real, link = tmp_path / "scratch" / "run", tmp_path / "link"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(real)]) == 0
+    link.symlink_to(real)
+    assert main(["run", "dpo-bandit", *SMALL, "--set", "beta=0.3", "--out", str(link), "--overwrite"]) == 0
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert json.loads((real / "config.json").read_text())["hparams"]["beta"] == 0.3
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["link", "scratch"]
+    assert sorted(q.name for q in real.parent.iterdir()) == ["run"]
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    capsys.readouterr()
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(dangling)]) == 2
+    _one_line(capsys.readouterr().err, "alignjax: error:")
+    assert dangling.is_symlink() and not (tmp_path / "nowhere").exists()
+
+
+# -- a killed commit ----------------------------------------------------------------------------
+def test_a_commit_killed_after_the_swap_keeps_the_users_file(tmp_path, capsys):
+    out, new = tmp_path / "run", tmp_path / "new"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    (out / "NOTES.md").write_text("mine")
+    assert main(["run", "dpo-bandit", *SMALL, "--set", "beta=0.2", "--out", str(new)]) == 0
+    out.rename(tmp_path / ".run.alignjax-old-0123456789ab")  # the swap's two renames, then a kill
+    new.rename(out)
+    (out / "other.txt").write_text("also mine")
+    assert main(["run", "dpo-bandit", *SMALL, "--set", "beta=0.3", "--out", str(out), "--overwrite"]) == 0
+    assert (out / "NOTES.md").read_text() == "mine" and (out / "other.txt").read_text() == "also mine"
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["run"]
+    assert json.loads((out / "config.json").read_text())["hparams"]["beta"] == 0.3
+
+
+# -- 4. every deletion in the library is audited ------------------------------------------------
+def test_every_deletion_call_is_in_the_audited_places():
+    """``rundir.py``'s docstring documents each deletion; a new one elsewhere must be added there."""
+    allowed = {"rundir.py", "checkpoint.py"}
+    pattern = re.compile(r"\b(rmtree|unlink|rmdir|os\.remove|removedirs)\(")
+    found = sorted(f"{p.relative_to(ROOT)}:{i}" for p in [*ROOT.joinpath("alignjax").rglob("*.py"),
+                                                          *ROOT.joinpath("experiments").rglob("*.py")]
+                   for i, line in enumerate(p.read_text().splitlines(), 1)
+                   if pattern.search(line) and p.name not in allowed)
+    assert found == [], found
+
+
+# -- the randomised loops (make test-slow) ------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["run", "reproduce"])
+def test_sigint_at_random_moments_is_honoured_within_two_seconds(command, tmp_path):
+    rng = random.Random(21)
+    latencies = []
+    for i in range(20):
+        out = tmp_path / f"r{i}"
+        args = ([*LONG, "--out", str(out)] if command == "run"
+                else ["reproduce", "test-slow-suite", "--out", str(out)])
+        with _process(args, None if command == "run" else _SLOW_SUITE) as proc:
+            time.sleep(rng.uniform(0.0, 8.0))
+            if proc.poll() is not None:
+                continue
+            dt, err = _signal_and_time(proc)
+        assert proc.returncode == 130, err
+        _one_line(err, "alignjax: interrupted")
+        latencies.append(dt)
+    assert len(latencies) >= 15 and max(latencies) < 2.0, latencies
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_of_an_overwrite_never_loses_a_byte(tmp_path):
+    rng = random.Random(7)
+    root = tmp_path / "p"
+    out = root / "run"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    (out / "NOTES.md").write_text("mine")
+    (root / "sibling.txt").write_text("a sibling")
+    for i in range(10):
+        theirs = {"NOTES.md": (out / "NOTES.md").read_bytes(), "../sibling.txt": (root / "sibling.txt").read_bytes()}
+        args = ["run", "dpo-bandit", *SMALL[:-3], "--set", "num_steps=20000", "--set", "log_every=1000",
+                "--chunks", "4", "--set", f"beta={0.1 + i / 100}", "--out", str(out), "--overwrite", "--no-progress"]
+        with _process(args) as proc:
+            time.sleep(rng.uniform(0.5, 6.0))
+            proc.kill()
+            proc.wait()
+        assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 0  # cleans up
+        assert (out / "NOTES.md").read_bytes() == theirs["NOTES.md"]
+        assert (root / "sibling.txt").read_bytes() == theirs["../sibling.txt"]
+        assert sorted(q.name for q in root.iterdir()) == ["run", "sibling.txt"]
