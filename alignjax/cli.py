@@ -646,6 +646,8 @@ def _stop_now(argv: Sequence[str], command: str) -> int:
             msgs.append(f"the unfinished suite folder {str(rd.target)!r} was removed")
     if not msgs and command == "reproduce" and "--overwrite" not in argv and _FINISHED:
         msgs.append(f"finished suites are kept; continue with: alignjax {shlex.join(_resume_argv(argv))}")
+    if sys.stderr.isatty():  # the worker's progress bar may hold the line
+        sys.stderr.write("\r\033[K")
     print(_one_line(f"alignjax: interrupted ({name}){'; ' if msgs else ''}{'; '.join(msgs)}"), file=sys.stderr)
     return 128 + int(signum)
 

@@ -18,7 +18,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -35,28 +34,10 @@ SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_ste
 LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=2000000",
         "--set", "log_every=1000000", "--no-progress"]
 
-# A process that registers a suite whose second stage computes for about a minute, then runs
-# the CLI: `reproduce test-slow-suite --out DIR [...]`.
-_SLOW_SUITE = textwrap.dedent("""
-    import sys
-    import jax, jax.numpy as jnp
-    from alignjax.cli import main
-    from alignjax.registry import SUITES
-    from alignjax.results import claim
-
-    def spin():
-        f = jax.jit(lambda x: jax.lax.fori_loop(0, 400_000_000, lambda i, v: v * 0.999999 + 1e-6, x))
-        return {"v": f(jnp.float32(1.0))}
-
-    def slow(ctx):
-        ctx.write_csv("table.csv", [{"x": 1.0}])
-        first = ctx.stage("first", lambda: {"x": jnp.arange(3.0)})
-        second = ctx.stage("second", spin)
-        return [claim("c", "s", "test", "-", float(second["v"]), True)]
-
-    SUITES.register("test-slow-suite", slow, meta={"description": "test only"}, replace=True)
-    sys.exit(main(sys.argv[1:]))
-""")
+# A script that registers a suite whose second stage computes for about a minute, then runs the
+# CLI with its arguments (``reproduce test-slow-suite --out DIR ...``); SLOW_SUITE_SPIN=1 makes
+# that stage instant.
+SLOW_SUITE = str(ROOT / "tests" / "slow_suite.py")
 
 
 def _digest(folder: Path) -> dict:
@@ -78,9 +59,9 @@ def _one_line(err: str, start: str = "alignjax:") -> None:
 
 
 @contextlib.contextmanager
-def _process(args, script: str | None = None):
-    cmd = [sys.executable, "-c", script, *args] if script else [sys.executable, "-m", "alignjax", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _process(args, script: str | None = None, env=None):
+    cmd = [sys.executable, script, *args] if script else [sys.executable, "-m", "alignjax", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
         yield proc
     finally:
@@ -209,7 +190,7 @@ def test_ctrl_c_stops_an_unchunked_run_within_two_seconds(tmp_path):
 
 def test_sigterm_during_reproduce_keeps_finished_stages_for_resume(tmp_path):
     out = tmp_path / "res"
-    with _process(["reproduce", "test-slow-suite", "--out", str(out)], _SLOW_SUITE) as proc:
+    with _process(["reproduce", "test-slow-suite", "--out", str(out)], SLOW_SUITE) as proc:
         _wait_for(lambda: (out / "test-slow-suite" / "stages" / "first.npz").exists(), proc)
         time.sleep(0.5)
         dt, err = _signal_and_time(proc, signal.SIGTERM)
@@ -224,12 +205,11 @@ def test_sigterm_during_reproduce_keeps_finished_stages_for_resume(tmp_path):
 
 def test_ctrl_c_during_reproduce_overwrite_leaves_the_old_results(tmp_path):
     out = tmp_path / "res"
-    code = _SLOW_SUITE.replace("400_000_000", "1")
-    r = subprocess.run([sys.executable, "-c", code, "reproduce", "test-slow-suite", "--out", str(out)], cwd=ROOT,
-                       capture_output=True, text=True)
+    r = subprocess.run([sys.executable, SLOW_SUITE, "reproduce", "test-slow-suite", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "SLOW_SUITE_SPIN": "1"})
     assert r.returncode == 0, r.stderr
     before = _digest(out)
-    with _process(["reproduce", "test-slow-suite", "--out", str(out), "--overwrite"], _SLOW_SUITE) as proc:
+    with _process(["reproduce", "test-slow-suite", "--out", str(out), "--overwrite"], SLOW_SUITE) as proc:
         _wait_for(lambda: any(q.name.startswith(".test-slow-suite.alignjax-new-") for q in out.iterdir()), proc)
         time.sleep(1.0)
         dt, err = _signal_and_time(proc)
@@ -322,7 +302,7 @@ def test_sigint_at_random_moments_is_honoured_within_two_seconds(command, tmp_pa
         out = tmp_path / f"r{i}"
         args = ([*LONG, "--out", str(out)] if command == "run"
                 else ["reproduce", "test-slow-suite", "--out", str(out)])
-        with _process(args, None if command == "run" else _SLOW_SUITE) as proc:
+        with _process(args, None if command == "run" else SLOW_SUITE) as proc:
             time.sleep(rng.uniform(0.0, 8.0))
             if proc.poll() is not None:
                 continue
