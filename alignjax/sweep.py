@@ -25,6 +25,7 @@ rows, pads it to a multiple of ``len(jax.devices())``, shards it over a 1-D devi
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,7 +290,13 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
       num_steps, log_every: static; ``num_steps`` must be a multiple of ``log_every``.
       seed: the sweep's master seed.
       out_dir: where checkpoints go (``out_dir/checkpoints``); None = no checkpoints.
-      resume: restart from the newest checkpoint in ``out_dir`` (if any).
+      resume: restart from the newest checkpoint in ``out_dir`` (if any) that restores and
+        verifies (see :func:`alignjax.checkpoint.restore_latest`). Newer checkpoints that do not
+        restore (damaged, truncated or missing files) are named in one line on stderr
+        (``alignjax: checkpoint N in DIR does not restore (REASON); resuming from checkpoint M``)
+        and their step folders removed; if none restores,
+        :class:`~alignjax.checkpoint.NoUsableCheckpoint` (a ``ValueError``) is raised and the
+        folder is left as it was. A checkpoint of another run raises ``ValueError``.
       chunk_logs: logged intervals per chunk; None = everything in one call (one compile).
       progress: show a tqdm bar over steps.
       devices: devices to shard over (default ``jax.devices()``).
@@ -317,6 +324,10 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
 
     Returns:
       A :class:`SweepResult`.
+
+    Raises:
+      alignjax.checkpoint.CheckpointSaveError: (an ``OSError``, one line) a checkpoint could
+        not be written (e.g. the disk is full); the previous checkpoints are intact.
     """
     if num_steps % log_every:
         raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
@@ -397,15 +408,27 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
             from alignjax import checkpoint
 
             mgr = checkpoint.manager(Path(out_dir) / "checkpoints")
-            step = checkpoint.latest(mgr) if resume else None
             like = jax.eval_shape(start_fn, hp, keys)[0]
             fingerprint = _fingerprint(like, hp_np, b, seed, log_every)
-            if step is not None:
-                state_host, gathered = checkpoint.restore(mgr, step, like, fingerprint)
-                done = int(step)
-                if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
-                    raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
-                state = jax.tree.map(lambda x: _put(x, sharded), state_host)
+            # The newest checkpoint that restores and verifies; newer unusable ones (damaged or
+            # incomplete files) are reported in one line and removed, so their steps can be
+            # saved again. NoUsableCheckpoint (a ValueError) if none restores: nothing changed.
+            try:
+                found = checkpoint.restore_latest(mgr, like, fingerprint) if resume else None
+                if found is not None:
+                    state_host, gathered = found.state, found.metrics
+                    done = found.step
+                    if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
+                        raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
+                    if found.skipped:
+                        bad, why = found.skipped[0]
+                        checkpoint.discard(mgr, [s for s, _ in found.skipped])
+                        print(f"alignjax: checkpoint {bad} in {mgr.directory} does not restore ({why}); "
+                              f"resuming from checkpoint {done}", file=sys.stderr, flush=True)
+                    state = jax.tree.map(lambda x: _put(x, sharded), state_host)
+            except BaseException:
+                mgr.close()
+                raise
         if gathered is None:
             state, first = start_fn(hp, keys)
             gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
