@@ -273,7 +273,8 @@ def _run(args, argv) -> int:
 
     computed = False
     try:
-        write_json(out / "config.json", doc)
+        if not args.resume:  # a resumed folder changes only once a checkpoint restored (on_chunk)
+            write_json(out / "config.json", doc)
         from alignjax.sweep import run_sweep
 
         if chunked:
@@ -351,8 +352,11 @@ def _one_line(text: str) -> str:
 def _write_failed(rd, argv, e: OSError, computed: bool) -> int:
     """Exit 4: a write failed after compute started; say whether the computed results were kept."""
     kept = rd.abort(keep_checkpointed=True)
-    head = getattr(e, "alignjax_message", None)  # a message of our own (e.g. a checkpoint save)
-    if head is None:
+    from alignjax.checkpoint import CheckpointSaveError
+
+    if isinstance(e, CheckpointSaveError):  # its own line: folder, space needed and free
+        head = str(e)
+    else:
         head = f"writing {str(getattr(e, 'filename', None) or rd.target)!r} failed: {e.strerror or e}"
     if kept:
         tail = f"what was computed is kept in its checkpoints; continue with: alignjax {shlex.join(_resume_argv(argv))}"
