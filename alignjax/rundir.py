@@ -70,27 +70,94 @@ def _contents(p: Path) -> list[str]:
 def check_target(path: str | os.PathLike) -> Path:
     """Refuse a target that must never be a results folder; return it as a ``Path``.
 
-    Raises :class:`RunDirError` for ``''``, the current directory or one of its parents, an
-    existing non-folder, or a path whose nearest existing ancestor is not a writable folder.
+    Raises :class:`RunDirError` (one line, the name quoted with ``repr``) for ``''``, a name
+    with a control character (a newline would split the one-line error contract), a name too
+    long for the file system, a relative name while the current folder has been deleted, the
+    current directory or one of its parents, an existing non-folder, a path whose nearest
+    existing ancestor is not a writable folder, a folder whose ``config.json`` or
+    ``summary.json`` is not a small regular file (a FIFO would block the ownership check
+    forever, a huge file would be read into memory), and a folder that holds the persistent
+    compilation cache (:func:`alignjax.compile_cache.check_outside`). No side effects.
     """
     if str(path).strip() == "":
         raise RunDirError("the results folder must not be empty (--out '')")
-    p = Path(path)
-    resolved = p.expanduser().resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        raise RunDirError(f"refusing to use {str(path)!r} as a results folder: it is the current directory "
-                          "or one of its parents; pick a new subfolder, e.g. --out results/NAME")
-    if p.exists() and not p.is_dir():
-        raise RunDirError(f"results path {p} exists and is not a folder")
-    anc = resolved
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise RunDirError(f"cannot create results folder {p}: {anc} is not a folder")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise RunDirError(f"cannot create results folder {p}: {anc} is not writable")
+    name = _quoted(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(path)):
+        raise RunDirError(f"refusing results folder {name}: its name holds a control character (newline, tab, ...)")
+    try:
+        _check_name_lengths(path)
+        p = Path(path)
+        try:
+            resolved = p.expanduser().resolve()
+            cwd = Path.cwd().resolve()
+        except FileNotFoundError:
+            raise RunDirError("the current folder no longer exists (deleted?); cd to an existing folder and "
+                              "try again") from None
+        if resolved == cwd or resolved in cwd.parents:
+            raise RunDirError(f"refusing to use {name} as a results folder: it is the current directory "
+                              "or one of its parents; pick a new subfolder, e.g. --out results/NAME")
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"results path {name} exists and is not a folder")
+        anc = resolved
+        while not anc.exists():
+            anc = anc.parent
+        if not anc.is_dir():
+            raise RunDirError(f"cannot create results folder {name}: {_quoted(anc)} is not a folder")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise RunDirError(f"cannot create results folder {name}: {_quoted(anc)} is not writable")
+        if p.is_dir():
+            _check_own_files(p, name)
+    except (OSError, UnicodeError) as e:
+        raise RunDirError(f"cannot use {name} as a results folder: {getattr(e, 'strerror', None) or e}") from None
+    from alignjax.compile_cache import check_outside
+
+    try:
+        check_outside(resolved, name)
+    except ValueError as e:
+        raise RunDirError(str(e)) from None
     return p
+
+
+def _quoted(path: str | os.PathLike, limit: int = 160) -> str:
+    """``repr`` of a path for a one-line message, shortened in the middle past ``limit`` characters."""
+    s = os.fsdecode(path)
+    if len(s) <= limit:
+        return repr(s)
+    return f"{s[:limit // 2]!r}...{s[-limit // 4:]!r} ({len(s)} characters)"
+
+
+def _check_name_lengths(path: str | os.PathLike) -> None:
+    """Refuse a path the file system cannot hold (``ENAMETOOLONG``) before any call raises it."""
+    raw = os.fsencode(path)
+    try:
+        name_max, path_max = os.pathconf("/", "PC_NAME_MAX"), os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > name_max:
+        raise RunDirError(f"results folder {_quoted(path)} is not a usable name: one of its parts is {longest} "
+                          f"bytes long, more than the {name_max} the file system allows")
+    if len(raw) >= path_max:
+        raise RunDirError(f"results folder {_quoted(path)} is not a usable name: {len(raw)} bytes, more than the "
+                          f"{path_max - 1} a path may have")
+
+
+def _check_own_files(folder: Path, name: str) -> None:
+    """Refuse a folder whose ``config.json``/``summary.json`` exists but is not a small regular file."""
+    import stat
+
+    from alignjax.safe_read import MAX_JSON_BYTES
+
+    for fname in ("config.json", "summary.json"):
+        try:
+            st = os.stat(folder / fname)
+        except OSError:
+            continue  # missing (or unreadable: then it is not ours, which the caller refuses)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunDirError(f"refusing to use {name} as a results folder: its {fname} is not a regular file")
+        if st.st_size > MAX_JSON_BYTES:
+            raise RunDirError(f"refusing to use {name} as a results folder: its {fname} is {st.st_size} bytes, "
+                              f"more than the {MAX_JSON_BYTES} a results file may be")
 
 
 class RunDir:

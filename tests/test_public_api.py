@@ -44,6 +44,7 @@ LAYERS: dict[str, int] = {
     "alignjax.sweep": ENGINE,
     "alignjax.checkpoint": ENGINE,
     "alignjax.rundir": APPS,
+    "alignjax.safe_read": APPS,
     "alignjax.results": APPS,
     "alignjax.provenance": APPS,
     "alignjax.config": APPS,
