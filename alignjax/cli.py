@@ -190,10 +190,15 @@ def _prepare_run(args):
     """Everything that can be refused before compute; raises ValueError with one line."""
     from alignjax import config as cfgmod
     from alignjax.registry import EXPERIMENTS
-    from alignjax.rundir import RunDir
+    from alignjax.rundir import RunDir, check_target
     from alignjax.sweep import check_grid_size, check_memory, estimate_memory, make_grid
 
     exp = EXPERIMENTS.get(args.experiment)
+    if args.out is not None and args.out.strip() == "":
+        raise ValueError("the results folder must not be empty (--out '')")
+    out = Path(args.out) if args.out is not None else Path("results") / exp.name
+    if _is_primary():  # the path alone, first: before anything compiles (a compile may create the cache folder)
+        check_target(out)
     config, hparams = cfgmod.apply_overrides(exp.config, exp.hparams, args.set, expand=exp.expand)
     axes: dict = {}
     for spec in args.sweep:
@@ -212,8 +217,7 @@ def _prepare_run(args):
         num_configs *= len(v)
     check_grid_size(num_configs, args.seeds, len(hparams))
     grid = make_grid(hparams, axes, seeds=args.seeds)
-    exp.check(config, grid.hparams)
-    program = exp.make_program(config)
+    program = _checked_program(exp, config, grid)
     chunks = args.chunks or (10 if args.resume else 1)
     steps, every = int(config["num_steps"]), int(config["log_every"])
     chunked = args.resume or chunks > 1
@@ -224,9 +228,6 @@ def _prepare_run(args):
                          "multi-process run")
     check_memory(estimate_memory(program, list(hparams), num_rows=grid.size, num_steps=steps, log_every=every,
                                  chunked=chunked), grid.size)
-    if args.out is not None and args.out.strip() == "":
-        raise ValueError("the results folder must not be empty (--out '')")
-    out = Path(args.out) if args.out is not None else Path("results") / exp.name
     rd = RunDir(out, overwrite=args.overwrite, resume=args.resume)
     if _is_primary():  # the other processes never touch the folder
         rd.check()
@@ -235,13 +236,33 @@ def _prepare_run(args):
     settings = json.loads(json.dumps(settings))
     old = None
     if args.resume:
-        try:
-            old = json.loads((out / "config.json").read_text())
-        except (OSError, ValueError):
-            raise ValueError(f"--resume: {out} has no readable config.json to continue from") from None
+        old = _read_resumed_config(out / "config.json")
         if {k: old.get(k) for k in _SETTINGS} != settings:
-            raise ValueError(f"--resume: the settings differ from those saved in {out / 'config.json'}")
+            raise ValueError(f"--resume: the settings differ from those saved in {str(out / 'config.json')!r}")
     return exp, config, grid, program, rd, settings, old, chunks, chunked
+
+
+def _checked_program(exp, config, grid):
+    """``exp.check`` then ``exp.make_program``; a ``MemoryError`` there (sizes whose host arrays do not
+    fit) becomes a one-line ``ValueError`` naming the knob."""
+    try:
+        exp.check(config, grid.hparams)
+        return exp.make_program(config)
+    except MemoryError:
+        raise ValueError(f"building {exp.name}'s program needs more host memory than is available; lower the "
+                         "experiment's sizes (e.g. num_prompts, num_responses)") from None
+
+
+def _read_resumed_config(path: Path) -> dict:
+    """The ``config.json`` a ``--resume`` continues from, read safely and validated; ``ValueError`` (one line)."""
+    from alignjax.safe_read import UnreadableFile, read_json
+
+    try:
+        old = read_json(path)
+    except UnreadableFile as e:
+        raise ValueError(f"--resume: no readable config.json to continue from: {e}") from None
+    old = _check_results_doc(path, old)
+    return {**old, "sessions": old.get("sessions") or []}  # null: no earlier session recorded
 
 
 def _run(args, argv) -> int:
@@ -490,10 +511,12 @@ def _used(folder: Path) -> bool:
 
 
 def _read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
+    """The JSON object in ``path``; None when it is missing or unreadable (a FIFO, huge, not JSON:
+    :mod:`alignjax.safe_read`); ``ValueError`` (one line) when it parses but a field has the wrong type."""
+    from alignjax.safe_read import read_json_or_none
+
+    doc = read_json_or_none(path)
+    return None if doc is None else _check_results_doc(path, doc)
 
 
 def _scale_of(doc: dict) -> str:
@@ -502,21 +525,112 @@ def _scale_of(doc: dict) -> str:
 
 
 # -- show -----------------------------------------------------------------------------------
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# what each field a results file is read for must be: (test, words for the message)
+_KINDS = {
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "number": (_is_number, "a number"),
+    "numbers": (lambda v: isinstance(v, list) and all(map(_is_number, v)), "a list of numbers"),
+    "strings": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "counts": (lambda v: isinstance(v, dict) and all(map(_is_number, v.values())), "an object of numbers"),
+    "claim": (lambda v: isinstance(v, dict) and isinstance(v.get("id"), str)
+              and all(k in v for k in ("holds", "paper_value", "measured"))
+              and (not v.get("control") or isinstance(v["control"], dict) and "holds" in v["control"]),
+              "an object with a string id, holds, paper_value and measured"),
+}
+_TOP_FIELDS = {"suite": "string", "experiment": "string", "scale": "string", "alignjax": "object",
+               "config": "object", "hparams": "object", "sweep": "object", "seeds": "integer", "seed": "integer",
+               "sessions": "list", "final_mean": "object", "claims": "list"}
+
+
+def _fields(doc: dict):
+    """``(name, value, kind)`` for every field of a config.json/summary.json that alignjax reads back."""
+    for k, kind in _TOP_FIELDS.items():
+        yield k, doc.get(k), kind
+    prov = doc.get("alignjax")
+    for k in ("git", "packages"):
+        yield f"alignjax.{k}", prov.get(k) if isinstance(prov, dict) else None, "object"
+    for k, v in (doc.get("sweep") if isinstance(doc.get("sweep"), dict) else {}).items():
+        yield f"sweep.{k}", v, "numbers"
+    for i, sess in enumerate(doc.get("sessions") if isinstance(doc.get("sessions"), list) else []):
+        yield f"sessions[{i}]", sess, "object"
+        if isinstance(sess, dict):
+            yield f"sessions[{i}].command", sess.get("command"), "strings"
+            yield f"sessions[{i}].runtime_s", sess.get("runtime_s"), "number"
+            yield f"sessions[{i}].compiles", sess.get("compiles"), "counts"
+    for i, claim in enumerate(doc.get("claims") if isinstance(doc.get("claims"), list) else []):
+        yield f"claims[{i}]", claim, "claim"
+
+
+def _json_kind(v) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(v), type(v).__name__)
+
+
+def _check_results_doc(path, doc):
+    """Return ``doc`` (parsed from ``path``, a config.json or summary.json) if every field that
+    ``show``, ``--resume`` and ``reproduce --resume`` read has the type alignjax writes.
+
+    A missing or ``null`` field is fine (readers fall back to a default); anything else of the
+    wrong type (``"sessions": "x"``, ``"experiment": 3``, a top-level list) raises ``ValueError``
+    with one line naming the file and the field, so that no reader fails later with a traceback.
+    """
+    where = repr(str(path))
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} is malformed: it must hold a JSON object, not {_json_kind(doc)}")
+    for name, value, kind in _fields(doc):
+        test, words = _KINDS[kind]
+        if value is not None and not test(value):
+            raise ValueError(f"{where} is malformed: field {name!r} must be {words}, not {_json_kind(value)}")
+    return doc
+
+
+def _load_shown(d: Path) -> tuple[dict, dict | None]:
+    """``(config, summary)`` of the results folder ``d`` for ``show``: each read only when it is a
+    small regular file (:mod:`alignjax.safe_read`), then checked (:func:`_check_results_doc`);
+    ``ValueError`` (one line) for anything else, and for a folder alignjax did not write."""
+    import os
+
+    from alignjax.rundir import is_ours, ownership
+    from alignjax.safe_read import read_json
+
+    try:
+        if not d.is_dir():
+            raise ValueError(f"{str(d)!r} is not an alignjax results folder (not a folder)")
+    except OSError as e:
+        raise ValueError(f"cannot read {str(d)!r}: {e.strerror or e}") from None
+    docs = {}
+    for name in ("config.json", "summary.json"):
+        path = d / name
+        docs[name] = _check_results_doc(path, read_json(path)) if os.path.lexists(path) else None
+    if not is_ours(d):
+        raise ValueError(f"{str(d)!r} is not an alignjax results folder: {ownership(d)}")
+    return docs["config.json"] or {}, docs["summary.json"]
+
+
 def _reproducing_command(cfg: dict) -> str:
     """The command line that recomputes a results folder (every setting spelled out)."""
-    if "suite" in cfg:
+    if cfg.get("suite") is not None:
         flag = {"smoke": ["--smoke"], "quick": ["--quick"]}.get(_scale_of(cfg), [])
         return shlex.join(["alignjax", "reproduce", cfg["suite"], *flag])
+    if cfg.get("experiment") is None:
+        return "(unknown: config.json names no experiment or suite)"
     words = ["alignjax", "run", cfg["experiment"]]
-    for k, v in cfg.get("config", {}).items():
+    for k, v in (cfg.get("config") or {}).items():
         words += ["--set", f"{k}={v}"]
-    sweep = cfg.get("sweep", {})
-    for k, v in cfg.get("hparams", {}).items():
+    sweep = cfg.get("sweep") or {}
+    for k, v in (cfg.get("hparams") or {}).items():
         if k not in sweep:
             words += ["--set", f"{k}={v!r}"]
     for k, vs in sweep.items():
         words += ["--sweep", f"{k}=" + ",".join(repr(float(x)) for x in vs)]
-    words += ["--seeds", str(cfg.get("seeds", 1)), "--seed", str(cfg.get("seed", 0))]
+    words += ["--seeds", str(cfg.get("seeds") or 1), "--seed", str(cfg.get("seed") or 0)]
     return shlex.join(words)
 
 
@@ -534,37 +648,34 @@ def _status(folder: Path, session: dict) -> str:
 def _show(args) -> int:
     from alignjax.provenance import totals
     from alignjax.results import format_claims
-    from alignjax.rundir import is_ours
 
     d = Path(args.folder)
-    if not d.is_dir() or not is_ours(d):
-        return _fail(f"{d} is not an alignjax results folder (no config.json or summary.json of ours)")
-
-    def load(name):
-        try:
-            return json.loads((d / name).read_text())
-        except (OSError, ValueError):
-            return None
-
-    cfg, summ = load("config.json") or {}, load("summary.json")
-    kind = f"suite {cfg['suite']}" if "suite" in cfg else f"experiment {cfg.get('experiment', (summ or {}).get('suite'))}"
+    try:
+        cfg, summ = _load_shown(d)
+        names = sorted(p.name for p in d.iterdir() if not p.name.startswith("."))
+    except OSError as e:
+        return _fail(f"cannot read {str(d)!r}: {e.strerror or e}")
+    except ValueError as e:
+        return _fail(str(e))
+    suite = cfg.get("suite")
+    kind = f"suite {suite}" if suite is not None else f"experiment {cfg.get('experiment') or (summ or {}).get('suite')}"
     prov = cfg.get("alignjax") or (summ or {}).get("alignjax") or {}
     git = prov.get("git") or {}
     print(f"{d}: {kind}")
     if prov:
-        pk = prov.get("packages", {})
+        pk = prov.get("packages") or {}
         print(f"  alignjax {prov.get('version')}  commit {git.get('commit') or 'unknown'}"
               f"{' (dirty tree)' if git.get('dirty') else ''}  python {prov.get('python')}  jax {pk.get('jax')}")
         print(f"  {prov.get('backend')} x{prov.get('device_count')} ({prov.get('device_kind')}), x64={prov.get('x64')}, "
               f"{prov.get('platform')}")
-    if "experiment" in cfg:
+    if cfg.get("experiment") is not None:
         print(f"  settings: {json.dumps(cfg.get('config'))}")
         print(f"  hyperparameters: {json.dumps(cfg.get('hparams'))}; sweep: {json.dumps(cfg.get('sweep'))}; "
               f"seeds {cfg.get('seeds')}, seed {cfg.get('seed')}")
     sessions = cfg.get("sessions") or (summ or {}).get("sessions") or []
     for i, s in enumerate(sessions):
         print(f"  session {i + 1}: {s.get('start')} -> {s.get('end') or '(did not finish)'}  {_status(d, s)}  "
-              f"{s.get('runtime_s')} s  {shlex.join(s.get('command', []))}")
+              f"{s.get('runtime_s')} s  {shlex.join(s.get('command') or [])}")
     if sessions:
         t = totals(sessions)
         print(f"  total: {t['runtime_s']} s over {t['sessions']} session(s), compiles {t['compiles']}")
@@ -577,8 +688,8 @@ def _show(args) -> int:
         for k, v in (summ.get("final_mean") or {}).items():
             print(f"  final {k} (mean over runs) = {v}")
         if summ.get("claims"):
-            print(format_claims([summ]))
-    print("  files: " + ", ".join(sorted(p.name for p in d.iterdir() if not p.name.startswith("."))))
+            print(format_claims([{**summ, "suite": summ.get("suite") or summ.get("experiment") or "?"}]))
+    print("  files: " + ", ".join(names))
     print(f"  reproduce with: {_reproducing_command(cfg) if cfg else '(unknown: no config.json)'}")
     return 0
 

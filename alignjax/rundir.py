@@ -376,44 +376,110 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, _force: bool = False) 
 def check_target(path: str | os.PathLike) -> Path:
     """Refuse a target that must never be a results folder; return it as a ``Path``.
 
-    Raises :class:`RunDirError` for ``''``, the current directory or one of its parents, an
-    existing non-folder, a dangling symlink, or a path whose nearest existing ancestor is not a
-    writable folder.
+    Raises :class:`RunDirError` (one line, the name quoted with ``repr``) for ``''``, a name
+    with a control character (a newline would split the one-line error contract), a name too
+    long for the file system, a relative name while the current folder has been deleted, the
+    current directory or one of its parents, an existing non-folder, a path whose nearest
+    existing ancestor is not a writable folder, a dangling symlink, a folder whose ``config.json`` or
+    ``summary.json`` is not a small regular file (a FIFO would block the ownership check
+    forever, a huge file would be read into memory), and a folder that holds the persistent
+    compilation cache (:func:`alignjax.compile_cache.check_outside`). No side effects.
     """
     if str(path).strip() == "":
         raise RunDirError("the results folder must not be empty (--out '')")
-    p = Path(path)
-    if p.is_symlink() and not p.exists():
-        raise RunDirError(f"results path {str(p)!r} is a symlink to nothing; remove it or pick another --out")
-    resolved = p.expanduser().resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        raise RunDirError(f"refusing to use {str(path)!r} as a results folder: it is the current directory "
-                          "or one of its parents; pick a new subfolder, e.g. --out results/NAME")
-    if p.exists() and not p.is_dir():
-        raise RunDirError(f"results path {str(p)!r} exists and is not a folder")
-    anc = resolved
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise RunDirError(f"cannot create results folder {str(p)!r}: {str(anc)!r} is not a folder")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise RunDirError(f"cannot create results folder {str(p)!r}: {str(anc)!r} is not writable")
+    name = _quoted(path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(path)):
+        raise RunDirError(f"refusing results folder {name}: its name holds a control character (newline, tab, ...)")
+    try:
+        _check_name_lengths(path)
+        p = Path(path)
+        if p.is_symlink() and not p.exists():
+            raise RunDirError(f"results path {name} is a symlink to nothing; remove it or pick another --out")
+        try:
+            resolved = p.expanduser().resolve()
+            cwd = Path.cwd().resolve()
+        except FileNotFoundError:
+            raise RunDirError("the current folder no longer exists (deleted?); cd to an existing folder and "
+                              "try again") from None
+        if resolved == cwd or resolved in cwd.parents:
+            raise RunDirError(f"refusing to use {name} as a results folder: it is the current directory "
+                              "or one of its parents; pick a new subfolder, e.g. --out results/NAME")
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"results path {name} exists and is not a folder")
+        anc = resolved
+        while not anc.exists():
+            anc = anc.parent
+        if not anc.is_dir():
+            raise RunDirError(f"cannot create results folder {name}: {_quoted(anc)} is not a folder")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise RunDirError(f"cannot create results folder {name}: {_quoted(anc)} is not writable")
+        if p.is_dir():
+            _check_own_files(p, name)
+    except (OSError, UnicodeError) as e:
+        raise RunDirError(f"cannot use {name} as a results folder: {getattr(e, 'strerror', None) or e}") from None
+    from alignjax.compile_cache import check_outside
+
+    try:
+        check_outside(resolved, name)
+    except ValueError as e:
+        raise RunDirError(str(e)) from None
     return p
+
+
+def _quoted(path: str | os.PathLike, limit: int = 160) -> str:
+    """``repr`` of a path for a one-line message, shortened in the middle past ``limit`` characters."""
+    s = os.fsdecode(path)
+    if len(s) <= limit:
+        return repr(s)
+    return f"{s[:limit // 2]!r}...{s[-limit // 4:]!r} ({len(s)} characters)"
+
+
+def _check_name_lengths(path: str | os.PathLike) -> None:
+    """Refuse a path the file system cannot hold (``ENAMETOOLONG``) before any call raises it."""
+    raw = os.fsencode(path)
+    try:
+        name_max, path_max = os.pathconf("/", "PC_NAME_MAX"), os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = max((len(part) for part in raw.split(b"/")), default=0)
+    if longest > name_max:
+        raise RunDirError(f"results folder {_quoted(path)} is not a usable name: one of its parts is {longest} "
+                          f"bytes long, more than the {name_max} the file system allows")
+    if len(raw) >= path_max:
+        raise RunDirError(f"results folder {_quoted(path)} is not a usable name: {len(raw)} bytes, more than the "
+                          f"{path_max - 1} a path may have")
+
+
+def _check_own_files(folder: Path, name: str) -> None:
+    """Refuse a folder whose ``config.json``/``summary.json`` exists but is not a small regular file."""
+    import stat
+
+    from alignjax.safe_read import MAX_JSON_BYTES
+
+    for fname in ("config.json", "summary.json"):
+        try:
+            st = os.stat(folder / fname)
+        except OSError:
+            continue  # missing (or unreadable: then it is not ours, which the caller refuses)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunDirError(f"refusing to use {name} as a results folder: its {fname} is not a regular file")
+        if st.st_size > MAX_JSON_BYTES:
+            raise RunDirError(f"refusing to use {name} as a results folder: its {fname} is {st.st_size} bytes, "
+                              f"more than the {MAX_JSON_BYTES} a results file may be")
 
 
 def _check_swappable(user: Path, real: Path) -> None:
     """Refuse (before compute) an existing folder that ``--overwrite`` could not swap at the end."""
     if os.path.ismount(real):
-        raise RunDirError(f"--overwrite cannot replace {str(user)!r}: it is a mount point (the new results could "
+        raise RunDirError(f"--overwrite cannot replace {_quoted(user)}: it is a mount point (the new results could "
                           "not be renamed into place); write into a subfolder of it instead")
     parent = real.parent
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise RunDirError(f"--overwrite cannot replace {str(user)!r}: its parent {str(parent)!r} is not writable "
+        raise RunDirError(f"--overwrite cannot replace {_quoted(user)}: its parent {_quoted(parent)} is not writable "
                           "(the new results are staged beside it)")
     st_parent, st = os.stat(parent), os.stat(real)
     if st_parent.st_mode & stat.S_ISVTX and os.geteuid() not in (0, st.st_uid, st_parent.st_uid):
-        raise RunDirError(f"--overwrite cannot replace {str(user)!r}: its parent has the sticky bit and the folder "
+        raise RunDirError(f"--overwrite cannot replace {_quoted(user)}: its parent has the sticky bit and the folder "
                           "is not yours, so it cannot be renamed")
 
 
@@ -471,20 +537,20 @@ class RunDir:
             raise RunDirError("--resume and --overwrite exclude each other")
         self._recover_interrupted_swap()
         used = bool(_foreign(self.real))
-        shown = str(self.target)
+        shown = _quoted(self.target)
         if self.resume:
             if not used:
-                raise RunDirError(f"--resume: there is no run to continue in {shown!r}; drop --resume to start a new one")
+                raise RunDirError(f"--resume: there is no run to continue in {shown}; drop --resume to start a new one")
             why = ownership(self.real)
             if why is not None:
-                raise RunDirError(f"--resume: {shown!r} is not an alignjax results folder: {why}")
+                raise RunDirError(f"--resume: {shown} is not an alignjax results folder: {why}")
         elif used:
             if not self.overwrite:
-                raise RunDirError(f"results folder {shown!r} already exists; pass --overwrite to replace it (only "
+                raise RunDirError(f"results folder {shown} already exists; pass --overwrite to replace it (only "
                                   "when alignjax wrote it) or --resume to continue it")
             why = ownership(self.real)
             if why is not None:
-                raise RunDirError(f"refusing to overwrite {shown!r}: it was not written by alignjax ({why}); move "
+                raise RunDirError(f"refusing to overwrite {shown}: it was not written by alignjax ({why}); move "
                                   "it away or pick another --out")
             _check_swappable(self.target, self.real)
         return self
@@ -506,7 +572,7 @@ class RunDir:
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunDirError(f"another alignjax process is writing {str(self.target)!r}; wait for it or pick "
+                raise RunDirError(f"another alignjax process is writing {_quoted(self.target)}; wait for it or pick "
                                   "another --out") from None
             raise
         self._locks.append(fd)
@@ -569,7 +635,7 @@ class RunDir:
             if self.resume:
                 self._manifest = read_manifest(t)
                 if self._manifest is None or ownership(t) is not None:
-                    raise RunDirError(f"--resume: {str(self.target)!r} is not an alignjax results folder")
+                    raise RunDirError(f"--resume: {_quoted(self.target)} is not an alignjax results folder")
                 self.path = t
                 _remove_partial_checkpoints(t, self._manifest)
             elif used:  # overwrite of a folder of ours (checked above): stage beside it
@@ -591,7 +657,7 @@ class RunDir:
             raise
         except OSError as e:
             self._undo_open()
-            raise RunDirError(f"cannot write results folder {str(self.target)!r}: {e.strerror or e}") from None
+            raise RunDirError(f"cannot write results folder {_quoted(self.target)}: {e.strerror or e}") from None
         return self.path
 
     def _undo_open(self) -> None:
@@ -657,8 +723,8 @@ class RunDir:
                 t = self.real
                 old_man = read_manifest(t)
                 if old_man is None or ownership(t) is not None:
-                    raise RunDirError(f"{str(self.target)!r} changed during the run and is no longer an alignjax "
-                                      f"folder; the new results are in {str(self.path)!r}")
+                    raise RunDirError(f"{_quoted(self.target)} changed during the run and is no longer an alignjax "
+                                      f"folder; the new results are in {_quoted(self.path)}")
                 old = t.parent / f".{t.name}{_OLD}{uuid.uuid4().hex[:12]}"
                 os.rename(t, old)
                 os.rename(self.path, t)

@@ -559,7 +559,10 @@ def estimate_memory(program: Program, hparam_names: Sequence[str], *, num_rows: 
       tidy table (``num_rows T`` rows of scalar metrics and hyperparameters, as Python
       objects), plus the state of every row when chunked (checkpoints).
 
-    Returns ``{"state_per_run", "obs_per_run", "device", "host"}`` in bytes.
+    Returns ``{"state_per_run", "obs_per_run", "device", "host"}`` in bytes, plus the parts of
+    ``device`` and ``host`` that grow with the number of logged steps (``"device_metrics"``,
+    ``"host_metrics"``: the metrics and the table) and ``"logged_steps"`` (``T``), so that
+    :func:`check_memory` can name the knob that drives the estimate.
     """
     dtype = jnp.zeros(()).dtype
     hp = {k: jax.ShapeDtypeStruct((), dtype) for k in hparam_names}
@@ -577,26 +580,48 @@ def estimate_memory(program: Program, hparam_names: Sequence[str], *, num_rows: 
     block = int(block_size or default_block_size(num_rows))
     R = -(-num_rows // (nd * block)) * block
     live = min(block, R)
-    device = 4 * live * S + R * T * O + (R * S if chunked else 0)
-    cells = num_rows * T * (sum(x.shape == () for x in jax.tree.leaves(obs)) + len(hparam_names) + 3)
-    host = 3 * num_rows * T * O + 120 * cells + (num_rows * S if chunked else 0)
-    return {"state_per_run": S, "obs_per_run": O, "device": device, "host": host}
+    device_metrics = float(R) * T * O
+    device = 4 * live * S + device_metrics + (R * S if chunked else 0)
+    cells = float(num_rows) * T * (sum(x.shape == () for x in jax.tree.leaves(obs)) + len(hparam_names) + 3)
+    host_metrics = 3 * float(num_rows) * T * O + 120 * cells
+    host = host_metrics + (num_rows * S if chunked else 0)
+    return {"state_per_run": S, "obs_per_run": O, "device": device, "host": host, "device_metrics": device_metrics,
+            "host_metrics": host_metrics, "logged_steps": float(T)}
 
 
 def check_memory(estimate: Mapping[str, float], num_rows: int, *, available: Mapping[str, int] | None = None) -> None:
-    """Raise ``ValueError`` (saying which knob to turn) if :func:`estimate_memory` exceeds what is free."""
+    """Raise ``ValueError`` if :func:`estimate_memory` exceeds what is free, naming the knob that drives it.
+
+    The hint names what dominates the estimate: one run's state (the experiment's sizes); the
+    metrics of the logged steps (``num_steps``/``log_every``), when they are most of it; else the
+    number of runs (``--seeds`` and the swept values).
+    """
     avail = dict(available or available_memory())
     S = estimate["state_per_run"]
     for where in ("device", "host"):
         if estimate[where] <= avail[where]:
             continue
-        if 4 * S > avail[where]:
-            hint = "one run alone is too large: lower the experiment's sizes (e.g. num_prompts, num_responses)"
-        else:
-            hint = "lower --seeds or the number of swept values, or the experiment's sizes"
         raise ValueError(f"the sweep needs about {estimate[where] / _GiB:.3g} GiB of {where} memory ({num_rows} runs, "
                          f"{S / _GiB:.3g} GiB of state per run), more than the {avail[where] / _GiB:.3g} GiB "
-                         f"available; {hint}")
+                         f"available; {_memory_hint(estimate, where, num_rows, avail[where])}")
+
+
+def _memory_hint(estimate: Mapping[str, float], where: str, num_rows: int, avail: float) -> str:
+    """Which knob to turn when ``estimate[where]`` does not fit in ``avail`` bytes (see :func:`check_memory`)."""
+    S, metrics = estimate["state_per_run"], float(estimate.get(f"{where}_metrics", 0.0))
+    steps = int(estimate.get("logged_steps", 0))
+    if 4 * S > avail:
+        return "one run alone is too large: lower the experiment's sizes (e.g. num_prompts, num_responses)"
+    if metrics >= estimate[where] / 2:  # metrics of runs x logged steps: name the larger factor first
+        if metrics / max(int(num_rows), 1) > avail / 2:
+            return (f"one run alone logs too much ({steps:.3g} logged steps): lower num_steps or raise log_every "
+                    "(metrics are kept every log_every steps)")
+        if steps >= num_rows:
+            return (f"most of it is the metrics of {steps:.3g} logged steps per run: lower num_steps or raise "
+                    "log_every, or lower --seeds or the number of swept values")
+        return (f"most of it is the metrics of {num_rows} runs: lower --seeds or the number of swept values, or "
+                f"num_steps/log_every ({steps:.3g} logged steps per run)")
+    return "lower --seeds or the number of swept values, or the experiment's sizes"
 
 
 def _as_run_float(v) -> np.ndarray:
