@@ -325,6 +325,8 @@ def _run(args, argv) -> int:
             "runtime_s": totals["runtime_s"], "num_compiles": totals["compiles"], "alignjax": session["provenance"],
             "sessions": sessions, "final_mean": final, "claims": [], "run_id": rd.run_id})
         out = rd.commit()
+    except KeyboardInterrupt:
+        return _interrupted_in_process(rd, argv, "run")
     except RunDirError as e:
         rd.abort(keep_checkpointed=True)
         return _fail(str(e))
@@ -475,6 +477,8 @@ def _reproduce(args, argv) -> int:
             summary["run_id"] = rd.run_id
             write_json(out / "summary.json", summary)
             rd.commit()
+        except KeyboardInterrupt:
+            return _interrupted_in_process(rd, argv, "reproduce")
         except OSError as e:
             return _write_failed(rd, argv, e, computed=True)
         except BaseException:
@@ -746,25 +750,34 @@ def _stop_now(argv: Sequence[str], command: str) -> int:
 
     signum = _SIGNAL[0] if _SIGNAL else signal.SIGINT
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    msgs = []
-    for rd in open_rundirs():
-        kept = rd.abort(keep_checkpointed=True, interrupted=True)
-        if getattr(rd, "committed", False):
-            msgs.append(f"the results in {str(rd.target)!r} were complete and are kept")
-        elif kept:
-            msgs.append(f"continue with: alignjax {shlex.join(_resume_argv(argv))}")
-        elif rd.overwrite:
-            msgs.append(f"the previous results in {str(rd.target)!r} are unchanged")
-        elif command == "run":
-            msgs.append("nothing was kept (no checkpoint yet; pass --chunks N to checkpoint as you go)")
-        else:
-            msgs.append(f"the unfinished suite folder {str(rd.target)!r} was removed")
+    msgs = [_closed_by_interrupt(rd, argv, command) for rd in open_rundirs()]
     if not msgs and command == "reproduce" and "--overwrite" not in argv and _FINISHED:
         msgs.append(f"finished suites are kept; continue with: alignjax {shlex.join(_resume_argv(argv))}")
     if sys.stderr.isatty():  # the worker's progress bar may hold the line
         sys.stderr.write("\r\033[K")
     print(_one_line(f"alignjax: interrupted ({name}){'; ' if msgs else ''}{'; '.join(msgs)}"), file=sys.stderr)
     return 128 + int(signum)
+
+
+def _closed_by_interrupt(rd, argv: Sequence[str], command: str) -> str:
+    """Close ``rd`` after an interrupt (keeping a resumable folder); what the user is told about it."""
+    kept = rd.abort(keep_checkpointed=True, interrupted=True)
+    if getattr(rd, "committed", False):
+        return f"the results in {str(rd.target)!r} were complete and are kept"
+    if kept:
+        return f"continue with: alignjax {shlex.join(_resume_argv(argv))}"
+    if rd.overwrite:
+        return f"the previous results in {str(rd.target)!r} are unchanged"
+    if command == "run":
+        return "nothing was kept (no checkpoint yet; pass --chunks N to checkpoint as you go)"
+    return f"the unfinished suite folder {str(rd.target)!r} was removed"
+
+
+def _interrupted_in_process(rd, argv: Sequence[str], command: str) -> int:
+    """A ``KeyboardInterrupt`` raised inside the work (``main`` called from library code or a
+    test, without the signal supervisor): the same cleanup and line as a signal, exit 130."""
+    print(_one_line(f"alignjax: interrupted; {_closed_by_interrupt(rd, argv, command)}"), file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 _FINISHED: list[str] = []  # suites a running reproduce has committed (for the interrupt message)
@@ -793,9 +806,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         enable()
         return _run(args, argv) if args.command == "run" else _reproduce(args, argv)
 
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        return work()
-    return _supervised(work, argv, args.command)
+    try:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            return work()
+        return _supervised(work, argv, args.command)
+    except KeyboardInterrupt:  # raised in-process outside a results folder's lifetime: nothing to undo
+        print("alignjax: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ def staged_suite():
 
 
 def _without_timings(summary):
-    return {k: v for k, v in summary.items() if k not in ("runtime_s", "sessions", "alignjax")}
+    return {k: v for k, v in summary.items() if k not in ("runtime_s", "sessions", "alignjax", "run_id")}
 
 
 def test_killed_reproduction_resumes_stage_by_stage(staged_suite, tmp_path, capsys):

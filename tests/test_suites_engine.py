@@ -50,7 +50,7 @@ def _claims(folder: Path) -> list:
 
 
 def _without_timings(summary: dict) -> dict:
-    return {k: v for k, v in summary.items() if k not in ("runtime_s", "sessions", "alignjax")}
+    return {k: v for k, v in summary.items() if k not in ("runtime_s", "sessions", "alignjax", "run_id")}
 
 
 @pytest.mark.parametrize("name", SUITES.names())
