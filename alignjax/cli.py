@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     ls = sub.add_parser("list", help="list experiments, suites, losses and dynamics, or one entry's settings")
     ls.add_argument("name", nargs="?", help="an experiment or suite: list its settings and defaults")
+    ls.add_argument("--claims", action="store_true", help="a suite's declared claims and checks (nothing is run)")
+    ls.add_argument("--json", action="store_true", help="with --claims: as stable JSON")
     r = sub.add_parser("run", help="run one experiment, optionally as a sweep")
     r.add_argument("experiment")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
@@ -140,6 +142,10 @@ def _argv(argv: Sequence[str] | None) -> list[str]:
 def _list(args) -> int:
     from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS
 
+    if args.claims or args.json:
+        if args.name is None or not args.claims:
+            return _fail("--claims needs a suite (alignjax list SUITE --claims [--json]); --json goes with --claims")
+        return _list_claims(args.name, args.json)
     if args.name is not None:
         return _list_one(args.name)
     for title, reg in (("experiments", EXPERIMENTS), ("suites", SUITES)):
@@ -151,6 +157,31 @@ def _list(args) -> int:
     print("dynamics: " + ", ".join(DYNAMICS.names()))
     print("trainers: " + ", ".join(TRAINERS.names()))
     print("(alignjax list NAME shows an experiment's settings)")
+    return 0
+
+
+def _list_claims(name: str, as_json: bool) -> int:
+    """``alignjax list SUITE --claims [--json]``: the suite's declared claims (contract v3)."""
+    from alignjax.registry import SUITES
+
+    if name not in SUITES:
+        return _fail(f"unknown suite {name!r}; known: {', '.join(SUITES.names())}")
+    specs = SUITES.entry(name).meta.get("claims") or ()
+    if as_json:
+        keys = ("id", "statement", "source", "paper_value", "check", "control", "history")
+        print(json.dumps([{k: s.as_dict()[k] for k in keys} for s in specs], indent=2, sort_keys=True))
+        return 0
+    if not specs:
+        print(f"{name}: no claims declared as data yet (contract v2: see its papers/ page)")
+    for s in specs:
+        c = s.check
+        print(f"{s.id}: {c.metric} {c.op} {c.threshold:g}  ({c.origin})")
+        print(f"  claim:   {s.statement}")
+        print(f"  source:  {s.source}")
+        print(f"  control: {s.control}")
+        for h in s.history:
+            print(f"  changed from {h.old.metric} {h.old.op} {h.old.threshold:g} at {h.commit} "
+                  f"({'easier' if h.easier else 'not easier'}): {h.why}")
     return 0
 
 
@@ -487,8 +518,9 @@ def _reproduce(args, argv) -> int:
         _report_moved(rd)
         _FINISHED.append(n)
         summaries.append(summary)
-        held = sum(c["holds"] for c in summary["claims"])
-        print(f"   {held}/{len(claims)} claims hold, {runtime:.1f}s", flush=True)
+        n = summary["counts"]
+        print(f"   {len(claims)} claims: holds {n['holds']}, fails {n['fails']}, inconclusive {n['inconclusive']}; "
+              f"{runtime:.1f}s", flush=True)
     print()
     print(format_claims(summaries))
     return 0

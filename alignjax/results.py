@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "Claim", "claim", "control", "scale_name", "SuiteContext", "atomic_write_bytes", "atomic_write_text", "write_json",
-    "write_csv", "to_jsonable", "format_claims", "summary_dict", "write_arrays", "first_nonfinite",
+    "write_csv", "to_jsonable", "format_claims", "summary_dict", "claim_counts", "claim_verdict", "write_arrays", "first_nonfinite",
 ]
 
 
@@ -336,11 +336,31 @@ def _unflatten_stage(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def summary_dict(suite: str, config: Mapping[str, Any], runtime_s: float, claims: Iterable[Claim],
+def summary_dict(suite: str, config: Mapping[str, Any], runtime_s: float, claims: Iterable[Claim | Mapping],
                  **extra: Any) -> dict:
-    """The ``summary.json`` object of a suite; ``extra`` (provenance, sessions, ...) is added."""
+    """The ``summary.json`` object of a suite; ``extra`` (provenance, sessions, ...) is added.
+
+    ``claims`` holds :class:`Claim` objects (contract v2) or the records of
+    :func:`alignjax.claims.evaluate` (contract v3: declared check, subject and control with
+    intervals, a three-valued verdict); ``"counts"`` gives how many claims hold, fail or are
+    inconclusive.
+    """
+    records = [to_jsonable(c if isinstance(c, Mapping) else asdict(c)) for c in claims]
     return {"suite": suite, "config": to_jsonable(config), "runtime_s": round(float(runtime_s), 3),
-            **to_jsonable(extra), "claims": [to_jsonable(asdict(c)) for c in claims]}
+            **to_jsonable(extra), "counts": claim_counts(records), "claims": records}
+
+
+def claim_verdict(record: Mapping) -> str:
+    """A claim record's verdict: its ``"verdict"`` (v3), else ``"holds"``/``"fails"`` from ``holds``."""
+    return record.get("verdict") or ("holds" if record.get("holds") else "fails")
+
+
+def claim_counts(records: Iterable[Mapping]) -> dict[str, int]:
+    """``{"holds": h, "fails": f, "inconclusive": i}`` over claim records."""
+    out = {"holds": 0, "fails": 0, "inconclusive": 0}
+    for r in records:
+        out[claim_verdict(r)] += 1
+    return out
 
 
 def _short(v: Any, width: int = 28) -> str:
@@ -348,18 +368,40 @@ def _short(v: Any, width: int = 28) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+def _interval(m: Mapping) -> str:
+    v, lo, hi = (float(m[k]) for k in ("value", "low", "high"))
+    return f"{v:.3g}" if lo == hi else f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
 def format_claims(summaries: Iterable[Mapping[str, Any]]) -> str:
-    """A plain-text table of every claim of the given summaries; the control column says
-    ``fails`` (the negative control fails the check, as it must), ``PASSES`` (it does not: the
-    check cannot tell) or ``-`` (no control)."""
-    lines = [f"{'suite':<18} {'claim':<34} {'holds':<6} {'control':<8} {'paper':<28} {'measured':<28}"]
+    """A plain-text table of every claim of the given summaries, then the verdict counts.
+
+    Contract v3 records show the check, the subject and the control (value and 95% interval)
+    and both verdicts (``holds``/``fails``/``inconclusive``). Contract v2 records show the
+    paper's value and the measurement; their control column says ``fails`` (the negative
+    control fails the check, as it must), ``PASSES`` (it does not: the check cannot tell) or
+    ``-`` (no control).
+    """
+    lines = [f"{'suite':<18} {'claim':<34} {'verdict':<12} {'check':<30} {'subject':<26} {'control':<34}"]
     lines.append("-" * len(lines[0]))
+    counts: dict[str, dict[str, int]] = {}
     for s in summaries:
+        counts[s["suite"]] = claim_counts(s["claims"])
         for c in s["claims"]:
-            ctrl = c.get("control")
-            ctrl = "-" if not ctrl else "fails" if not ctrl["holds"] else "PASSES"  # a control must fail
-            lines.append(f"{s['suite']:<18} {c['id']:<34} {('yes' if c['holds'] else 'NO'):<6} {ctrl:<8} "
-                         f"{_short(c['paper_value']):<28} {_short(c['measured']):<28}")
+            if "check" in c:
+                ck = c["check"]
+                check = _short(f"{ck['metric']} {ck['op']} {ck['threshold']:g}", 30)
+                subject = _interval(c["subject"])
+                control = f"{_interval(c['control'])}: {c['control']['verdict']}"
+            else:  # contract v2
+                ctrl = c.get("control")
+                check, subject = _short(c["paper_value"], 30), _short(c["measured"], 26)
+                control = "-" if not ctrl else "fails" if not ctrl["holds"] else "PASSES"
+            lines.append(f"{s['suite']:<18} {c['id']:<34} {claim_verdict(c):<12} {check:<30} {_short(subject, 26):<26} "
+                         f"{_short(control, 34):<34}")
+    lines.append("")
+    for suite, n in counts.items():
+        lines.append(f"{suite:<18} holds {n['holds']}, fails {n['fails']}, inconclusive {n['inconclusive']}")
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "alignjax.checkpoint": ENGINE,
     "alignjax.rundir": APPS,
     "alignjax.safe_read": APPS,
+    "alignjax.claims": APPS,
     "alignjax.results": APPS,
     "alignjax.provenance": APPS,
     "alignjax.config": APPS,
