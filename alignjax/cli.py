@@ -423,9 +423,15 @@ def _write_failed(rd, argv, e: OSError, computed: bool) -> int:
 
 
 def _report_moved(rd) -> None:
-    """One line naming the user's files that ``--overwrite`` moved into the new results."""
+    """One line naming the user's files that ``--overwrite`` moved into the new results, and one
+    naming those that could not be moved (they stay in the old folder, which is kept whole)."""
     if rd.moved:
         print(_one_line(f"alignjax: kept your files from the old {str(rd.target)!r}: {', '.join(rd.moved)}"),
+              file=sys.stderr)
+    if rd.left_behind:
+        old, failed = rd.left_behind
+        print(_one_line(f"alignjax: the new results are in {str(rd.target)!r}, but some of your files could not be "
+                        f"moved out of the old results, kept whole in {str(old)!r}: {', '.join(failed)}"),
               file=sys.stderr)
 
 
@@ -818,11 +824,25 @@ _FINISHED: list[str] = []  # suites a running reproduce has committed (for the i
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``alignjax`` command; returns the exit code."""
     argv = _argv(argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # stdout closed early (``alignjax list | head -1``): stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "list":
-        return _list(args)
-    if args.command == "show":
-        return _show(args)
+    if args.command in ("list", "show"):
+        try:
+            return _list(args) if args.command == "list" else _show(args)
+        except KeyboardInterrupt:
+            print("alignjax: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     _INTERRUPTED.clear()
     _SIGNAL.clear()
     _FINISHED.clear()

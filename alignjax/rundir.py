@@ -45,10 +45,13 @@ Every refusal is a :class:`RunDirError` (a ``ValueError``) with one line.
 
 * :func:`_remove_recorded`: ``unlink`` of a path listed in the folder's own manifest whose
   bytes still hash to the recorded SHA-256 (it is a file this library wrote and nobody
-  changed); ``rmtree`` of a manifest ``trees`` entry (``checkpoints/``: made and filled only by
-  orbax for this library), only when it is a real folder inside the results folder (never a
-  symlink); ``unlink`` of this process's own in-flight temp files (their names were returned
-  to it by ``mkstemp``); ``rmdir`` of folders, which fails unless empty.
+  changed); inside a manifest ``trees`` entry (``checkpoints/``, filled by orbax for this
+  library), ``rmtree`` of orbax's own entries only (numbered steps, ``*.orbax-checkpoint-tmp*``),
+  never anything else in it, and only when the tree is a real folder inside the results
+  folder (never reached through a symlink); ``rmdir`` of the tree when that left it empty;
+  ``unlink`` of this process's own in-flight temp files (their names were returned
+  to it by ``mkstemp``); ``rmdir`` of the folders holding recorded files (only when empty, and only when reached
+  without a symlink).
 * :func:`_finish_removal`: ``unlink`` of the manifest and lock file, only once nothing else is
   left in the folder; ``rmdir`` of the folder, only if this run made it.
 * :meth:`RunDir.abort` / :meth:`RunDir._remove_made`: ``rmdir`` of the parents this run made,
@@ -185,6 +188,29 @@ def _inside(folder: Path, p: Path) -> bool:
     return real_p.startswith(real_f + os.sep) and os.path.realpath(p.parent) == os.path.dirname(real_p)
 
 
+def _orbax_entry(name: str) -> bool:
+    """An entry orbax makes in a checkpoint folder: a numbered step or its temporary."""
+    return name.isdigit() or ".orbax-checkpoint-tmp" in name
+
+
+def _remove_tree(folder: Path, rel: str) -> None:
+    """Remove the orbax entries of the recorded tree ``folder/rel``, then the tree if left empty.
+
+    Anything else in it (a file of the user's) stays, and so does the tree. A tree reached
+    through a symlink is never touched.
+    """
+    p = folder / rel
+    if not (_inside(folder, p) and p.is_dir() and not p.is_symlink()):
+        return
+    for e in list(p.iterdir()):
+        if _orbax_entry(e.name):
+            shutil.rmtree(e, ignore_errors=True) if e.is_dir() and not e.is_symlink() else e.unlink(missing_ok=True)
+    try:
+        os.rmdir(p)
+    except OSError:
+        pass
+
+
 def _remove_recorded(folder: Path, manifest: dict, inflight=()) -> None:
     """Delete what ``manifest`` proves this library wrote in ``folder`` (see the module docstring)."""
     for t in inflight:
@@ -193,14 +219,14 @@ def _remove_recorded(folder: Path, manifest: dict, inflight=()) -> None:
         except OSError:
             pass
     for rel in manifest.get("trees", []):
-        p = folder / rel
-        if _inside(folder, p) and p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
+        _remove_tree(folder, rel)
     parents = set()
     for rel, rec in manifest.get("files", {}).items():
         p = folder / rel
+        if not _inside(folder, p):
+            continue
         parents.update(q for q in p.parents if q != folder and folder in q.parents)
-        if _inside(folder, p) and _recorded_intact(p, rec):
+        if _recorded_intact(p, rec):
             try:
                 os.unlink(p)
             except OSError:
@@ -213,7 +239,10 @@ def _remove_recorded(folder: Path, manifest: dict, inflight=()) -> None:
                         os.unlink(os.path.join(d, n))
                     except OSError:
                         pass
+    real_folder = os.path.realpath(folder)
     for d in sorted(parents, key=lambda q: len(q.parts), reverse=True):
+        if os.path.realpath(d) != os.path.join(real_folder, os.path.relpath(d, folder)):
+            continue  # reached through a symlink: not ours
         try:
             os.rmdir(d)  # only if empty
         except OSError:
@@ -268,34 +297,43 @@ def _kept_name(dest: Path) -> Path:
     return cand
 
 
-def _move_foreign(old: Path, new: Path, manifest: dict, rel: str = "") -> list[str]:
+def _move_foreign(old: Path, new: Path, manifest: dict, rel: str = "",
+                  failed: list | None = None) -> list[str]:
     """Move every entry of ``old`` that ``manifest`` does not prove ours to the same place in ``new``.
 
     Returns the moved paths as ``"REL"`` or ``"REL -> REL.kept"`` when the new run wrote a file
-    of that name. Recorded trees stay (they are ours); folders holding recorded files are walked.
+    of that name. Folders holding recorded files, and recorded trees, are walked (in a tree,
+    orbax's own entries are ours, anything else is the user's). An entry that cannot be moved
+    stays where it is and is appended to ``failed`` as ``"REL (reason)"``.
     """
     moved = []
     files, trees = manifest.get("files", {}), set(manifest.get("trees", []))
+    tmp = _tmp_pattern(manifest)
     src_dir = old / rel if rel else old
+    in_tree = rel in trees
     for e in sorted(src_dir.iterdir(), key=lambda q: q.name):
         r = f"{rel}/{e.name}" if rel else e.name
         if not rel and e.name in _HOUSEKEEPING:
             continue
-        if r in trees or (_tmp_pattern(manifest) is not None and _tmp_pattern(manifest).fullmatch(e.name)):
+        if (in_tree and _orbax_entry(e.name)) or (tmp is not None and tmp.fullmatch(e.name)):
             continue
         if r in files and _recorded_intact(e, files[r]):
             continue
-        if e.is_dir() and not e.is_symlink() and any(f.startswith(r + "/") for f in [*files, *trees]):
-            moved += _move_foreign(old, new, manifest, r)
+        if e.is_dir() and not e.is_symlink() and (r in trees or any(f.startswith(r + "/") for f in [*files, *trees])):
+            moved += _move_foreign(old, new, manifest, r, failed)
             continue
         dest = new / r
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if os.path.lexists(dest):
-            dest = _kept_name(dest)
-            moved.append(f"{r} -> {dest.relative_to(new)}")
-        else:
-            moved.append(r)
-        os.rename(e, dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            clash = os.path.lexists(dest)
+            if clash:
+                dest = _kept_name(dest)
+            os.rename(e, dest)
+        except OSError as err:
+            if failed is not None:
+                failed.append(f"{r} ({err.strerror or err})")
+            continue
+        moved.append(f"{r} -> {dest.relative_to(new)}" if clash else r)
     return moved
 
 
@@ -415,7 +453,7 @@ def check_target(path: str | os.PathLike) -> Path:
             raise RunDirError(f"cannot create results folder {name}: {_quoted(anc)} is not writable")
         if p.is_dir():
             _check_own_files(p, name)
-    except (OSError, UnicodeError) as e:
+    except (OSError, UnicodeError, RuntimeError) as e:  # RuntimeError: '~nouser' has no home folder
         raise RunDirError(f"cannot use {name} as a results folder: {getattr(e, 'strerror', None) or e}") from None
     from alignjax.compile_cache import check_outside
 
@@ -523,6 +561,7 @@ class RunDir:
         self._closed = False
         self._kept = False
         self.committed = False
+        self.left_behind: tuple[Path, list[str]] | None = None  # (old folder, entries that did not move)
 
     # -- validation (no side effects) ------------------------------------------------------
     def check(self) -> "RunDir":
@@ -560,7 +599,8 @@ class RunDir:
         if os.path.lexists(t) or not t.parent.is_dir():
             return
         olds = [e for e in t.parent.iterdir()
-                if e.name.startswith(f".{t.name}{_OLD}") and e.is_dir() and read_manifest(e) is not None]
+                if e.name.startswith(f".{t.name}{_OLD}") and e.is_dir() and read_manifest(e) is not None
+                and not is_locked(e)]  # a live process between its two renames holds that lock
         if olds:
             os.rename(max(olds, key=lambda e: e.stat().st_mtime), t)
 
@@ -614,7 +654,21 @@ class RunDir:
                 os.close(fd)
 
     def open(self) -> Path:
-        """Lock and prepare the folder; returns where to write. Raises :class:`RunDirError`."""
+        """Lock and prepare the folder; returns where to write. Raises :class:`RunDirError`.
+
+        The folder is registered as open from the start (under its mutex), so an interrupt
+        arriving mid-way finds it and :meth:`abort` undoes what was done so far.
+        """
+        with self._mutex:
+            with _REGISTRY_LOCK:
+                _OPEN.append(self)
+            try:
+                return self._open()
+            except BaseException:
+                self._close()
+                raise
+
+    def _open(self) -> Path:
         self.check()
         t = self.real
         try:
@@ -650,8 +704,6 @@ class RunDir:
                 self._manifest = _new_manifest()
             self.run_id = self._manifest["run_id"]
             self._save_manifest()
-            with _REGISTRY_LOCK:
-                _OPEN.append(self)
         except RunDirError:
             self._undo_open()
             raise
@@ -727,12 +779,27 @@ class RunDir:
                                       f"folder; the new results are in {_quoted(self.path)}")
                 old = t.parent / f".{t.name}{_OLD}{uuid.uuid4().hex[:12]}"
                 os.rename(t, old)
-                os.rename(self.path, t)
+                try:
+                    os.rename(self.path, t)
+                except OSError:
+                    os.rename(old, t)  # put the old results back; the new ones stay in staging
+                    raise
                 with _REGISTRY_LOCK:
                     self.path, self.staging = t, False
-                self.moved = _move_foreign(old, t, old_man)
-                _remove_recorded(old, old_man)
-                _finish_removal(old, remove_dir=True, manifest=old_man)
+                self.committed = True  # the new results are in place: nothing below may remove them
+                failed: list[str] = []
+                try:
+                    self.moved = _move_foreign(old, t, old_man, failed=failed)
+                except OSError as err:
+                    failed.append(f"{old.name} ({err.strerror or err})")
+                if failed:  # keep the old folder whole: the user's files that did not move are in it
+                    self.left_behind = (old, failed)
+                else:
+                    try:
+                        _remove_recorded(old, old_man)
+                        _finish_removal(old, remove_dir=True, manifest=old_man)
+                    except OSError as err:
+                        self.left_behind = (old, [f"the old results ({err.strerror or err})"])
             self.committed = True
             self._close()
         return self.target
@@ -747,7 +814,9 @@ class RunDir:
         ``interrupted``, a kept folder's last session is marked ``"interrupted"``.
         """
         with self._mutex:
-            if self._closed:
+            if self._closed or self.committed:
+                if not self._closed:
+                    self._close()
                 return self._kept
             with _REGISTRY_LOCK:
                 self._sealed = True
@@ -764,6 +833,9 @@ class RunDir:
                         self._mark_interrupted()
                 else:
                     _remove_recorded(self.path, self._manifest, inflight)
+                    if any((self.path / t).exists() for t in self._manifest["trees"]):
+                        time.sleep(0.2)  # an orbax save may still be finishing in another thread: once more
+                        _remove_recorded(self.path, self._manifest, inflight)
                     _finish_removal(self.path, remove_dir=False, manifest=self._manifest)
             self._kept = kept
             self._close()
@@ -787,8 +859,11 @@ class RunDir:
             pass
 
     def _remove_made(self) -> None:
-        """``rmdir`` the folders this run made, innermost first; stop at the first that is not empty."""
+        """``rmdir`` the folders this run made, innermost first; stop at the first that is not empty
+        (the innermost first loses our housekeeping files if nothing else is in it)."""
         for d in reversed(self._made):
+            if d == self.real:
+                _finish_removal(d, remove_dir=False)
             try:
                 os.rmdir(d)
             except OSError:

@@ -333,3 +333,64 @@ def test_sigkill_at_random_moments_of_an_overwrite_never_loses_a_byte(tmp_path):
         assert (out / "NOTES.md").read_bytes() == theirs["NOTES.md"]
         assert (root / "sibling.txt").read_bytes() == theirs["../sibling.txt"]
         assert sorted(q.name for q in root.iterdir()) == ["run", "sibling.txt"]
+
+
+# -- found by review ----------------------------------------------------------------------------
+def test_a_user_entry_that_cannot_be_moved_keeps_the_old_folder_whole(tmp_path, monkeypatch, capsys):
+    import alignjax.rundir as rundir
+
+    out = tmp_path / "r"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    (out / "data").mkdir()
+    (out / "data" / "x").write_text("x")
+    real_rename = os.rename
+
+    def stuck(src, dst):  # as an immutable folder or a mount point inside the results would be
+        if Path(src).name == "data":
+            raise OSError(1, "Operation not permitted")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(rundir.os, "rename", stuck)
+    capsys.readouterr()
+    assert main(["run", "dpo-bandit", *SMALL, "--set", "beta=0.3", "--out", str(out), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "could not be moved" in err and "data" in err, err
+    assert json.loads((out / "config.json").read_text())["hparams"]["beta"] == 0.3  # the new results stay
+    (old,) = [q for q in tmp_path.iterdir() if q.name.startswith(".r.alignjax-old-")]
+    assert (old / "data" / "x").read_text() == "x" and (old / "config.json").exists()  # kept whole
+
+
+def test_a_planted_manifest_cannot_reach_outside_through_a_symlink(tmp_path):
+    from alignjax.rundir import FORMAT
+
+    outside = tmp_path / "outside"
+    (outside / "sub" / "deeper").mkdir(parents=True)
+    (outside / "sub" / "deeper" / "x").write_bytes(b"")
+    stale = tmp_path / ".r.alignjax-new-deadbeef0000"
+    stale.mkdir()
+    (stale / "link").symlink_to(outside)
+    empty = hashlib.sha256(b"").hexdigest()
+    (stale / MANIFEST_NAME).write_text(json.dumps({"format": FORMAT, "run_id": "0" * 32, "trees": ["link"],
+                                                   "files": {"link/sub/deeper/x": {"size": 0, "sha256": empty}}}))
+    before = _digest(outside)
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(tmp_path / "r")]) == 0  # cleans the stale sibling
+    assert _digest(outside) == before
+
+
+def test_a_users_file_inside_checkpoints_survives_overwrite(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", "dpo-bandit", *SMALL, "--chunks", "2", "--out", str(out)]) == 0
+    (out / "checkpoints" / "NOTES.txt").write_text("notes")
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 0
+    assert (out / "checkpoints" / "NOTES.txt").read_text() == "notes"
+
+
+def test_a_closed_stdout_and_a_homeless_tilde_give_no_traceback(tmp_path, capsys):
+    proc = subprocess.Popen([sys.executable, "-m", "alignjax", "list"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == "", err
+    assert main(["run", "dpo-bandit", *SMALL, "--out", "~nosuchuser-alignjax/x"]) == 2
+    _one_line(capsys.readouterr().err, "alignjax: error:")
