@@ -395,7 +395,8 @@ def format_claims(summaries: Iterable[Mapping[str, Any]]) -> str:
                 control = f"{_interval(c['control'])}: {c['control']['verdict']}"
             else:  # contract v2
                 ctrl = c.get("control")
-                check, subject = _short(c["paper_value"], 30), _short(c["measured"], 26)
+                check = _short(f"(v2, undeclared) paper: {_short(c['paper_value'], 200)}", 30)
+                subject = _short(c["measured"], 26)
                 control = "-" if not ctrl else "fails" if not ctrl["holds"] else "PASSES"
             lines.append(f"{s['suite']:<18} {c['id']:<34} {claim_verdict(c):<12} {check:<30} {_short(subject, 26):<26} "
                          f"{_short(control, 34):<34}")
