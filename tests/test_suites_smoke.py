@@ -4,8 +4,10 @@
 table, plot and claim runs, so a broken suite fails CI. The cases come from the registry, so a
 new suite is covered without editing this file (each suite's own test file, listed in
 :data:`SUITE_TESTS`, adds checks: ``CLAIM_IDS``, ``HOLD_AT_SMOKE`` and ``MEETS_CLAIMS_CONTRACT``, which
-turns on the claims-contract v2 checks: a setting, a located source and a negative control that fails). At smoke scale the budgets are tiny and most claims need not
-hold; only those in :data:`HOLD_AT_SMOKE` must: identities and closed forms, which hold at any
+turns on the claims-contract v2 checks: a setting, a located source and a negative control that fails;
+a suite that returns contract-v3 records, :func:`alignjax.claims.evaluate`, is checked against its
+declared ``meta["claims"]`` instead: the declared check, verdicts recomputable from the record
+alone). At smoke scale the budgets are tiny and most claims need not hold; only those in :data:`HOLD_AT_SMOKE` must: identities and closed forms, which hold at any
 size, and dpo-bandit's, which hold by orders of magnitude even at smoke size. The other claims
 that hold at the quick budget are asserted on the quick setting in each suite's own test file
 (``@pytest.mark.slow``).
@@ -14,6 +16,7 @@ that hold at the quick budget are asserted on the quick setting in each suite's 
 import importlib
 import json
 import math
+from collections.abc import Mapping
 
 import jax
 import pytest
@@ -48,6 +51,30 @@ def _leaves(x):
         yield x
 
 
+def _as_claim(record):
+    """A v3 record seen through the v2 :class:`Claim` fields (``holds`` true only for "holds")."""
+    keys = {"id", "statement", "source", "paper_value", "measured", "holds", "note", "setting", "control"}
+    return Claim(**{k: record[k] for k in keys if k in record})
+
+
+def _check_v3_records(name, records):
+    """The claims contract v3: the declared check, numbers that recompute the verdicts, a control of its own."""
+    from alignjax import claims as C
+
+    declared = {s.id: s for s in SUITES.entry(name).meta.get("claims") or ()}
+    for r in records:
+        assert r["id"] in declared, f"{r['id']}: not declared in the suite's meta['claims']"
+        spec = declared[r["id"]]
+        assert r["check"]["metric"] == spec.check.metric and r["check"]["op"] == spec.check.op
+        assert r["check"]["threshold"] == spec.check.threshold, r["id"]
+        assert C.recompute(r) == (r["verdict"], r["control"]["verdict"]), r["id"]
+        assert r["holds"] is (r["verdict"] == "holds")
+        assert r["setting"].strip() and r["control"]["statement"].strip(), r["id"]
+        assert r["source"].startswith("beyond the paper") or any(ch.isdigit() for ch in r["source"]), r["id"]
+        for m in (r["subject"], r["control"]):
+            assert m["low"] <= m["value"] <= m["high"] and m["units"] >= 1, (r["id"], m)
+
+
 def _reject_constant(name):
     raise ValueError(f"non-standard JSON constant {name}")
 
@@ -75,6 +102,11 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
         claims = SUITES.get(name)(ctx)
 
     assert isinstance(claims, list) and claims, "a suite returns a non-empty list of claims"
+    v3 = [c for c in claims if isinstance(c, Mapping)]  # contract v3 records (alignjax.claims.evaluate)
+    assert not v3 or len(v3) == len(claims), "a suite returns v2 Claims or v3 records, not both"
+    if v3:
+        _check_v3_records(name, v3)
+        claims = [_as_claim(r) for r in v3]  # the common checks below read the record's fields
     ids = [c.id for c in claims]
     assert len(ids) == len(set(ids)), f"duplicate claim ids: {ids}"
     if name in CLAIM_IDS:
@@ -98,7 +130,7 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
 
     assert ctx.config.get("scale") == "smoke", "the suite records its scale in ctx.config"
     # summary.json the way the CLI writes it, read back as strict JSON
-    write_json(out / "summary.json", summary_dict(name, {"quick": True, **ctx.config}, 0.0, claims))
+    write_json(out / "summary.json", summary_dict(name, {"quick": True, **ctx.config}, 0.0, v3 or claims))
     summary = json.loads((out / "summary.json").read_text(), parse_constant=_reject_constant)
     assert [c["id"] for c in summary["claims"]] == ids
     assert summary["config"] == to_jsonable({"quick": True, **ctx.config})
@@ -112,7 +144,7 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
     for p in plots:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p.name
 
-    if name in CONTRACT_V2:  # the claims contract v2: where, in which regime, and a check that can fail
+    if name in CONTRACT_V2 and not v3:  # the claims contract v2: where, in which regime, and a check that can fail
         for c in claims:
             assert c.setting.strip(), f"{c.id}: no setting (how ours maps onto the paper's regime)"
             assert c.control is not None, f"{c.id}: no negative control"
