@@ -33,17 +33,23 @@ def enable(min_compile_time_s: float = 0.2) -> Path | None:
     """Turn the persistent cache on (idempotent); returns its folder, or None when off.
 
     Programs that compile faster than ``min_compile_time_s`` are not stored (reading them
-    back would cost about as much). The folder is not created here: JAX makes it at the first
+    back would cost about as much). A cache entry that cannot be written or read only costs a
+    compile, silently (JAX's multi-line warning is filtered). The folder is not created here: JAX makes it at the first
     compile, after the command has validated its input (so a refused run leaves no cache
     folder behind, e.g. one inside its ``--out``, see :func:`check_outside`). A folder that
     could not be created (its nearest existing ancestor is not a writable folder) turns the
     cache off rather than failing the run.
     """
+    import warnings
+
     import jax
 
     where = cache_dir()
     if where is None or not _creatable(where):
         return None
+    # A cache entry that cannot be written or read (a full disk, a file-size limit) only costs a
+    # compile; JAX warns with several lines, which would break the one-line error contract.
+    warnings.filterwarnings("ignore", message=r"Error (writing|reading) persistent compilation cache entry")
     jax.config.update("jax_compilation_cache_dir", str(where))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -239,7 +239,7 @@ def case_mount_point(tmp: Path):
         b = digest(tmp)
         t0 = time.perf_counter()
         code, err = cli(["run", "dpo-bandit", *SMALL, "--out", str(m), "--overwrite"])
-        return code, err + f" ({time.perf_counter() - t0:.1f} s)", lost(b, digest(tmp), ["mnt"])
+        return code, err.rstrip("\n") + f" ({time.perf_counter() - t0:.1f} s)", lost(b, digest(tmp), ["mnt"])
     finally:
         subprocess.run(["umount", str(m)], capture_output=True)
 
@@ -287,7 +287,7 @@ def case_newline_name(tmp: Path):
     (tmp / "a\nb").mkdir()
     (tmp / "a\nb" / "x").write_text("x")
     code, err = cli(["run", "dpo-bandit", *SMALL, "--out", str(tmp / "a\nb")])
-    return code, err + ("" if err.count("\n") == 1 else " NOT ONE LINE"), 0
+    return code, err.rstrip("\n") + ("" if err.count("\n") == 1 else " NOT ONE LINE"), 0
 
 
 def case_deleted_cwd(tmp: Path):
