@@ -220,7 +220,7 @@ METHODS = {  # name -> (trainer, mode): the suboptimality sweep's methods
     "rlhf-exact": ("rlhf", "exact"), "rlhf-rloo": ("rlhf", "sampled"),
     "hypo-exact": ("hypo", "exact"), "hypo-rloo": ("hypo", "sampled"),
 }
-OFFLINE, ONLINE, HYBRID = ("dpo", "ipo"), ("rlhf-exact", "rlhf-rloo"), ("hypo-exact", "hypo-rloo")
+ONLINE, HYBRID = ("rlhf-exact", "rlhf-rloo"), ("hypo-exact", "hypo-rloo")
 COST_ALGOS = ("dpo", "hypo", "rlhf")
 EXT_ALGOS = ("dpo", "rlhf")
 KEY_IMPL = "rbg"
