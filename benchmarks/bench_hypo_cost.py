@@ -1,7 +1,8 @@
 """Benchmark: wall time of one update of DPO, HyPO and RLHF (the coverage suite's trainers).
 
-The coverage suite's cost claim counts what an update holds and draws (``alignjax reproduce
-coverage``, claim ``hypo-cost``); time is measured here instead, never asserted. For each trainer
+The coverage suite counts what an update holds and draws (``update_counts`` in
+``experiments/coverage.py``, asserted by ``tests/test_coverage_suite.py``; the ``hypo-cost`` claim
+before claims v3); time is measured here instead, never asserted. For each trainer
 (tabular policy, population pairs of the suite's problem, RLOO with ``k`` samples per prompt for
 HyPO and RLHF) one update is jitted, run once to compile, then timed over ``--repeats`` blocks of
 ``--steps`` updates inside one ``lax.scan`` (per-update seconds = block time / steps; the median

@@ -72,7 +72,10 @@ def _check_v3_records(name, records):
         assert r["setting"].strip() and r["control"]["statement"].strip(), r["id"]
         assert r["source"].startswith("beyond the paper") or any(ch.isdigit() for ch in r["source"]), r["id"]
         for m in (r["subject"], r["control"]):
+            assert all(math.isfinite(m[k]) for k in ("value", "low", "high")), (r["id"], m)
             assert m["low"] <= m["value"] <= m["high"] and m["units"] >= 1, (r["id"], m)
+        assert r["verdict"] in C.VERDICTS, r["id"]
+        json.dumps(to_jsonable(r), allow_nan=False)
 
 
 def _reject_constant(name):
@@ -112,6 +115,9 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
     if name in CLAIM_IDS:
         assert ids == CLAIM_IDS[name]
     for c in claims:
+        if isinstance(c, dict):  # claims contract v3: a record of alignjax.claims.evaluate
+            _check_v3_record(c)
+            continue
         assert isinstance(c, Claim), type(c)
         assert isinstance(c.holds, bool), (c.id, c.holds)
         assert isinstance(c.id, str) and c.id.strip()
