@@ -22,8 +22,9 @@ Since each comparison is monotone in the metric, checking both ends decides the 
 interval. The verdict is recomputable from ``summary.json`` alone (:func:`recompute`).
 
 **History.** A check changed after a run keeps the old one in ``ClaimSpec.history``
-(:class:`CheckChange`: old check, why, the commit, whether it made the check easier); the
-old check's verdict on the same measurement is reported next to the new one.
+(:class:`CheckChange`: old check, why, the commit, whether it made the check easier); when
+the old check reads the same metric, its verdict on this run's measurement is reported next
+to the new one (otherwise the old run's verdict is on the suite's page).
 """
 
 from __future__ import annotations
@@ -208,8 +209,16 @@ def evaluate(spec: ClaimSpec, subject: Measurement, control: Measurement, *, mea
         rec["control"]["units_to_resolve"] = cneed
     if spec.history:
         rec["history"] = [{"old_check": asdict(h.old), "why": h.why, "commit": h.commit, "easier": h.easier,
-                           "old_verdict": verdict(h.old, subject)[0]} for h in spec.history]
+                           "old_verdict": _old_verdict(h, spec.check, subject)} for h in spec.history]
     return rec
+
+
+def _old_verdict(change: CheckChange, new: Check, subject: Measurement) -> str:
+    """The old check's verdict on this run's measurement, when it reads the same metric; otherwise
+    the old verdict belongs to the old run (its suite page reports it)."""
+    if change.old.metric != new.metric:
+        return "not comparable: the old check read another metric (see the suite's page for its verdict)"
+    return verdict(change.old, subject)[0]
 
 
 def recompute(record: dict) -> tuple[str, str]:
