@@ -14,6 +14,7 @@ that hold at the quick budget are asserted on the quick setting in each suite's 
 import importlib
 import json
 import math
+from collections.abc import Mapping
 
 import jax
 import pytest
@@ -48,6 +49,38 @@ def _leaves(x):
         yield x
 
 
+def _claim_id(c) -> str:
+    """A claim's id: a v2 :class:`Claim` or a v3 record (a mapping)."""
+    return c["id"] if isinstance(c, Mapping) else c.id
+
+
+def _claim_field(c, field: str):
+    return c[field] if isinstance(c, Mapping) else getattr(c, field)
+
+
+V3_KEYS = {"id", "statement", "source", "setting", "paper_value", "note", "check", "subject", "control", "verdict",
+           "holds", "measured"}
+
+
+def _check_v3_record(c: Mapping) -> None:
+    """A contract-v3 record: the schema, strict JSON, located source, a control of its own, and verdicts that
+    recompute from the record alone."""
+    from alignjax import claims as C
+
+    assert V3_KEYS <= set(c), (c.get("id"), sorted(V3_KEYS - set(c)))
+    assert c["statement"].strip() and c["setting"].strip() and c["control"]["statement"].strip(), c["id"]
+    assert c["source"].startswith("beyond the paper") or any(ch.isdigit() for ch in c["source"]), c["id"]
+    assert set(c["check"]) == {"metric", "op", "threshold", "origin"}, c["id"]
+    for m in (c["subject"], c["control"]):
+        assert m["low"] <= m["value"] <= m["high"] and m["units"] >= 1, (c["id"], m)
+        assert all(math.isfinite(m[k]) for k in ("value", "low", "high")), (c["id"], m)
+    assert C.recompute(c) == (c["verdict"], c["control"]["verdict"]), c["id"]
+    assert c["holds"] is (c["verdict"] == "holds"), c["id"]
+    json.dumps(to_jsonable(c), allow_nan=False)
+    bad = [v for v in _leaves(c["measured"]) if isinstance(v, str) and v in NONFINITE]
+    assert not bad, f"{c['id']}: non-finite measurements {bad}"
+
+
 def _reject_constant(name):
     raise ValueError(f"non-standard JSON constant {name}")
 
@@ -75,11 +108,13 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
         claims = SUITES.get(name)(ctx)
 
     assert isinstance(claims, list) and claims, "a suite returns a non-empty list of claims"
-    ids = [c.id for c in claims]
+    ids = [_claim_id(c) for c in claims]
     assert len(ids) == len(set(ids)), f"duplicate claim ids: {ids}"
     if name in CLAIM_IDS:
         assert ids == CLAIM_IDS[name]
-    for c in claims:
+    for c in (c for c in claims if isinstance(c, Mapping)):  # contract v3 records (alignjax.claims.evaluate)
+        _check_v3_record(c)
+    for c in (c for c in claims if not isinstance(c, Mapping)):
         assert isinstance(c, Claim), type(c)
         assert isinstance(c.holds, bool), (c.id, c.holds)
         assert isinstance(c.id, str) and c.id.strip()
@@ -113,7 +148,7 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p.name
 
     if name in CONTRACT_V2:  # the claims contract v2: where, in which regime, and a check that can fail
-        for c in claims:
+        for c in (c for c in claims if not isinstance(c, Mapping)):
             assert c.setting.strip(), f"{c.id}: no setting (how ours maps onto the paper's regime)"
             assert c.control is not None, f"{c.id}: no negative control"
             assert c.control["holds"] is False, f"{c.id}: the negative control passes the check: {c.control}"
@@ -123,5 +158,6 @@ def test_suite_reproduces_end_to_end_at_smoke_scale(name, tmp_path):
 
     must = HOLD_AT_SMOKE.get(name, set())
     assert must <= set(ids), f"claims renamed or gone: {sorted(must - set(ids))}"
-    failing = {c.id: c.measured for c in claims if c.id in must and not c.holds}
+    failing = {_claim_id(c): _claim_field(c, "measured") for c in claims
+               if _claim_id(c) in must and not _claim_field(c, "holds")}
     assert not failing, f"claims that hold at any scale do not hold: {failing}"
