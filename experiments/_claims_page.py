@@ -56,6 +56,25 @@ def verdict_table(quick: Mapping, full: Mapping) -> list[str]:
     return lines
 
 
+def agreement_text(quick: Mapping, full: Mapping) -> str:
+    """One sentence, computed: whether quick and full give the same verdicts (subject and control), and for
+    every inconclusive verdict how many units the framework estimates would resolve it."""
+    q, f = _by_id(quick), _by_id(full)
+    differ = [cid for cid, c in f.items()
+              if (q.get(cid, {}).get("verdict"), q.get(cid, {}).get("control", {}).get("verdict"))
+              != (c["verdict"], c["control"]["verdict"])]
+    text = ("Quick and full give the same verdict on every claim and control." if not differ else
+            "Quick and full differ on: " + ", ".join(f"`{c}`" for c in differ) + ".")
+    for scale, runs in (("quick", q), ("full", f)):
+        for cid, c in runs.items():
+            if c["verdict"] == "inconclusive":
+                need = c.get("units_to_resolve")
+                text += (f" `{cid}` is inconclusive at {scale} ({c['subject']['units']} units; about "
+                         f"{need} would resolve it if the interval shrank as 1/sqrt(units))." if need else
+                         f" `{cid}` is inconclusive at {scale}.")
+    return text
+
+
 def history_lines(full: Mapping) -> list[str]:
     """Markdown bullets: every check changed after a run, with the old check's verdict on the full run."""
     out = []

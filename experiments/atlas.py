@@ -939,6 +939,7 @@ def paper(full_dir, quick_dir) -> str:
              f"({runs['full'].get('runtime_s', float('nan')):.0f} s) settings differ in the number of seeds "
              "(see the settings above); the claims' checks and thresholds are the same. Subject and control: value "
              "[95% bootstrap interval] (units).", "", *page.verdict_table(runs["quick"], runs["full"]), "",
+             page.agreement_text(runs["quick"], runs["full"]), "",
              "## Checks and settings changed after a run", "", *page.history_lines(runs["full"]),
              "- `general-preference-reaches-nash`: its check is unchanged, but gpm-gpo's policy optimiser was changed "
              "after the claim failed (commit 7083722: Adam policy steps at learning rate 0.05 hovered at gap "
