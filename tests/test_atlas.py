@@ -253,6 +253,6 @@ def test_quick_verdicts(tmp_path):
 
 CLAIM_IDS = ["offline-exploitable", "general-preference-reaches-nash", "ranking-below-idealized"]
 QUICK_VERDICTS = {"offline-exploitable": ("holds", "fails"), "general-preference-reaches-nash": ("holds", "fails"),
-                  "ranking-below-idealized": ("holds", "fails")}
+                  "ranking-below-idealized": ("inconclusive", "fails")}  # the worst loss's gap straddles 0.005
 HOLD_AT_SMOKE = ["offline-exploitable", "general-preference-reaches-nash"]  # ranking-below-idealized is statistical: one seed is not enough
 MEETS_CLAIMS_CONTRACT = True
