@@ -34,13 +34,21 @@ Toys (:func:`settings`):
   measures are the regularised duality gap ``gap_beta`` and the exploitability
   (:mod:`alignjax.games`).
 
-Claims (thresholds fixed in :data:`THRESHOLDS` before any run): ``offline-coverage`` (every
-offline loss's suboptimality grows as coverage shrinks; control: online RLHF),
-``offline-exploitable`` (every offline method and every method that fits a Bradley–Terry reward
-ends far from the regularised Nash equilibrium on the cyclic game; control: the exact game
-dynamics), ``ranking-below-idealized`` (every offline loss's ranking accuracy from finite data
-stays below its own idealized value; control: the reference's ranking accuracy against the
-idealized).
+Claims (contract v3, declared in :data:`CLAIMS` with their checks and thresholds before any run;
+each subject and control is measured with a bootstrap interval over references or bandits):
+
+* ``offline-exploitable``: on the cyclic game, the worst offline or BT-fitting method's mean gap
+  ``gap_beta`` over references is ``>= 0.01``; control: Nash-MD. Its check was changed after a failing
+  full run (every reference -> the mean over references): the old check is evaluated on every run;
+* ``general-preference-reaches-nash``: gpm-gpo's largest gap over references is ``< 0.01``; control:
+  the BT trainer rlhf. gpm-gpo's policy optimiser was changed after the claim failed (Adam ->
+  SGD lr 1, commit 7083722): the earlier optimiser runs beside it (:func:`gpo_before_run`);
+* ``ranking-below-idealized`` (beyond the paper: a statistical gap): the worst loss's mean gap between
+  its idealized and its finite-data ranking accuracy is ``> 0.005``; control: the same losses on
+  ``RANK_LARGE_FACTOR`` times more pairs.
+
+v2's ``contrastive-coverage`` is an identity for tabular policies and is a unit test
+(``tests/test_atlas.py``); the coverage columns stay in the table.
 
 Outputs: ``atlas.md`` (the table, one row per algorithm, the claims, the commit and date),
 ``atlas.csv``, one figure per phenomenon.
@@ -55,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignjax import games, prefs, provenance
+from alignjax import claims, games, prefs, provenance
 from alignjax.data import bandits
 from alignjax.dynamics.base import exact_dynamics
 from alignjax.experiment import Program
@@ -63,7 +71,7 @@ from alignjax.hypo import hybrid
 from alignjax.metrics import coverage as cov
 from alignjax.policies import tabular
 from alignjax.registry import DYNAMICS, LOSSES, SUITES, TRAINERS
-from alignjax.results import SuiteContext, claim, control, scale_name
+from alignjax.results import SuiteContext, scale_name
 from alignjax.reward_model import tabular_reward
 from alignjax.rlhf import Problem
 from alignjax.sft import logged_step_keys
@@ -73,16 +81,104 @@ KEY_IMPL = "rbg"
 FAMILIES = ("loss", "trainer", "exact", "sampled")
 PROVIDED = frozenset()  # data the toys provide beyond pairs and P (a trainer needing more is skipped)
 THRESHOLDS = {
-    # offline-coverage: going from pi_ref(U) = 1e-2 to 1e-6 must add at least this fraction of the
-    # theory's increment beta * pi(U) * ln(1e4) (the log-sum inequality; as the coverage suite)
-    "growth_fraction": 0.5,
-    # offline-exploitable: a regularised duality gap above this is "far from the equilibrium" (the
-    # equilibrium has gap 0; converged exact dynamics reach < 1e-4 in float32)
+    # offline-exploitable and general-preference-reaches-nash: a regularised duality gap above this is "far
+    # from the equilibrium" (the equilibrium has gap 0; converged exact dynamics reach < 1e-4 in float32)
     "gap": 0.01,
     # ranking-below-idealized: idealized minus trained ranking accuracy must exceed this (half a percent of
-    # the evaluation pairs' weight; set after the first quick run showed the control's float32 noise, 2e-8)
+    # the evaluation pairs' weight; set after the first quick run showed the v2 control's float32 noise, 2e-8)
     "ranking_gap": 0.005,
 }
+RANK_LARGE_FACTOR = 100
+"""The control of ``ranking-below-idealized`` samples this many times more pairs than the trained row
+(``100 X N^2``): a statistical gap shrinks like ``1/sqrt(M)``, by about 10x."""
+GPO_BEFORE = {"optimizer": "adam", "learning_rate": 0.05}
+"""gpm-gpo's policy optimiser before commit 7083722 (changed after it hovered at gap 0.15-0.3 on the cyclic
+tournament); run beside the claim and reported."""
+
+SONG = "Song et al. 2024 (arXiv 2406.01462)"
+NLHF = "Munos et al. 2023, NLHF (arXiv 2312.00886)"
+CHEN = "Chen et al. 2024 (arXiv 2405.19534)"
+GPM = "Zhang et al. 2024 (arXiv 2410.02197)"
+_OFF = "smallest per-method mean gap_beta over references (offline and BT-fitting methods, cyclic game)"
+_GPM = "largest gap_beta over references (cyclic game)"
+_RANK = "smallest per-loss mean over bandits of idealized minus trained ranking accuracy"
+
+CLAIMS = claims.declared([
+    claims.ClaimSpec(
+        id="offline-exploitable",
+        statement="On a cyclic preference game, every method that learns from pi_ref's pairs offline and every "
+                  "method that fits a Bradley-Terry reward ends far from the regularised Nash equilibrium: each "
+                  f"method's duality gap gap_beta, averaged over references pi_ref, is at least {THRESHOLDS['gap']}.",
+        source=f"{NLHF}, Sec. 3 (a reward model cannot express non-transitive preferences; the regularised Nash "
+               "equilibrium is the target instead); beyond the paper for the offline losses and HyPO",
+        paper_value="BT reward models cannot represent intransitive preferences; RLHF's policy depends on the "
+                    "comparison distribution, the Nash policy on P alone (Sec. 3)",
+        setting="one prompt, 5 responses, cyclic tournament (each response beats the next 2 with probability "
+                "0.9), pi_ref = softmax(N(0,1)), beta = 0.1; offline methods see the population pairs of pi_ref "
+                "labelled by P (infinite data); 2000 steps with each method's registered defaults; 8 (quick) / "
+                "32 (full) references, bootstrap over references.",
+        check=claims.Check(_OFF, ">=", THRESHOLDS["gap"],
+                           "the equilibrium's gap is 0 and converged exact dynamics reach below 1e-4 in float32; "
+                           "0.01 is 'far' (fixed before the first run)"),
+        control="Nash-MD (NLHF's own method; exact dynamics playing P) on the same references; the same metric "
+                "(its mean gap over references).",
+        history=(claims.CheckChange(
+            claims.Check("smallest gap_beta over methods and references (every reference)", ">=", THRESHOLDS["gap"],
+                         "as now"),
+            "changed after the first full run failed it: the every-reference check held at quick (4 references) "
+            "and failed at full on references that are themselves within about 0.01 of the equilibrium (pi_ref's "
+            "own gap 0.009-0.02; BT-RLHF then returns pi_ref itself). Theory does not ask a method that stays at "
+            "such a pi_ref to be far from the equilibrium; the old check is still evaluated on every run (its "
+            "own metric, exact over the references) and reported next to the new one.",
+            "0c592a3 (v2)", easier=True),)),
+    claims.ClaimSpec(
+        id="general-preference-reaches-nash",
+        statement="From the same offline pairs of pi_ref, a method that fits a general preference model (preference "
+                  "embeddings) and solves its regularised game by self-play reaches the regularised Nash "
+                  f"equilibrium of the cyclic game: its duality gap gap_beta is below {THRESHOLDS['gap']} for every "
+                  "reference.",
+        source=f"beyond the paper: {GPM}, Sec. 3 (the general preference model represents cyclic preferences) and "
+               "Sec. 4 (GPO: self-play towards the game's solution), section numbers not re-checked; measured here "
+               "as the equilibrium's duality gap",
+        paper_value="GPM reaches 100% accuracy on cyclic preference data where BT stays at 50-62% (the authors' "
+                    "project page)",
+        setting="as offline-exploitable (population pairs of pi_ref labelled by the cyclic tournament, beta = 0.1, "
+                "2000 steps); gpm-gpo with its registered defaults: a tabular GPM (2k = 4) fitted by Adam, then "
+                "self-play policy steps by SGD with learning rate 1. These defaults were chosen after the first "
+                "version (Adam policy steps, lr 0.05) failed on this game (commit 7083722); that version is run "
+                "beside it and reported.",
+        check=claims.Check(_GPM, "<", THRESHOLDS["gap"], "as offline-exploitable: 0.01 is 'far' from the equilibrium"),
+        control="The trainer that fits a Bradley-Terry reward on the same pairs (rlhf), same metric."),
+    claims.ClaimSpec(
+        id="ranking-below-idealized",
+        statement="Every registered offline loss, trained on a finite sample of preference pairs (one noisy label "
+                  "each), ranks the evaluation pairs less often correctly than the same loss trained on the "
+                  "population pairs (its idealized policy): a finite-sample (statistical) gap.",
+        source=f"beyond the paper: a finite-sample effect of ours on a tabular toy. {CHEN} define the idealized "
+               "ranking accuracy (Cor. 3.3, Eq. 3) and find observed accuracy far below it (Table 1, Sec. 3.3), "
+               "which they attribute to DPO rarely flipping misranked pairs during optimisation (Sec. 4); a "
+               "tabular policy converges on its data, so that optimisation effect is not what is measured here",
+        paper_value="(Chen et al., for contrast) observed R 40-42% vs median idealized R* 93-99% (Table 1)",
+        setting="ranking bandit: 4 prompts x 8 responses, pi_ref logits of scale 3.0, beta = 0.1; trained: 256 "
+                "pairs from pi_ref with one BT label each; idealized: population pairs with soft labels; both 2000 "
+                "Adam steps (lr 0.05) from uniform logits; ranking accuracy over pairs y, y' ~ pi_ref ordered by "
+                "the reward; 8 (quick) / 32 (full) bandits, bootstrap over bandits.",
+        check=claims.Check(_RANK, ">", THRESHOLDS["ranking_gap"],
+                           "half a percent of the evaluation pairs' weight (set after the first quick run, before "
+                           "the first full run)"),
+        control=f"The same losses trained on {RANK_LARGE_FACTOR} times more sampled pairs (one label each, "
+                "aggregated into per-pair weights): a statistical gap closes, an optimisation gap would not; the "
+                "same metric.",
+        history=(claims.CheckChange(
+            claims.Check(_RANK, ">", 0.0, "the first declaration"),
+            "raised to 0.005 after the first quick run: the v2 control (DPO's idealized policy against its closed "
+            "form) had a float32 gap of 2e-8 that a threshold of 0 would have counted; made the check harder.",
+            "v2 (before its first full run)", easier=False),)),
+])
+"""The atlas's claims (contract v3). ``contrastive-coverage`` (v2) is an identity for tabular policies (a
+contrastive loss's tabular policy does not depend on pi_ref's outside mass, so the growth of the
+suboptimality is predicted exactly): it is the unit test
+``tests/test_atlas.py::test_contrastive_coverage_growth_is_an_identity``."""
 
 
 def _key(seed: int) -> jax.Array:
@@ -301,12 +397,23 @@ def _run(program, leaves, num_steps) -> dict:
 
 # ----------------------------------------------------------------------------------------
 # toy (a, b): the bandit
+def aggregate_pairs(pairs: bandits.Pairs, X: int, N: int) -> bandits.Pairs:
+    """Sampled pairs as weights on the ``X N^2`` ordered pairs (the layout of
+    :func:`alignjax.data.bandits.population_pairs`): ``w(x, y, y') = sum_i weight_i 1[x_i = x, y_w,i = y,
+    y_l,i = y']``. A loss that is a weighted sum over pairs takes the same value on both, so ``M`` samples
+    cost ``X N^2`` rows."""
+    w = jnp.zeros((X, N, N), pairs.weight.dtype).at[pairs.x, pairs.y_w, pairs.y_l].add(pairs.weight)
+    x, yw, yl = jnp.meshgrid(jnp.arange(X), jnp.arange(N), jnp.arange(N), indexing="ij")
+    return bandits.Pairs(x.reshape(-1), yw.reshape(-1), yl.reshape(-1), w.reshape(-1))
+
+
 def bandit_rows(cfg) -> tuple[dict, dict]:
     """The bandit toy's rows: ``(leaves, labels)``.
 
-    Per seed, five rows: ``partial`` at each ``eps`` (population pairs on the support), ``global``
+    Per seed, six rows: ``partial`` at each ``eps`` (population pairs on the support), ``global``
     (population pairs on all responses), ``rank-finite`` (``M = X N^2`` pairs sampled from
-    ``pi_ref``, one hard label each, uniform weights) and ``rank-ideal`` (population pairs, soft
+    ``pi_ref``, one hard label each, uniform weights), ``rank-finite-large`` (``RANK_LARGE_FACTOR M``
+    such pairs, aggregated by :func:`aggregate_pairs`) and ``rank-ideal`` (population pairs, soft
     labels) of the ranking bandit. ``labels["kind"]`` names each row.
     """
     X, N, ns = cfg["prompts"], cfg["responses"], cfg["seeds"]
@@ -326,10 +433,12 @@ def bandit_rows(cfg) -> tuple[dict, dict]:
         rlr = jax.nn.log_softmax(rb.base_logits, -1)
         rows.append((rb.rewards, rlr, bandits.sample_pairs(kp, rb.rewards, rlr, full, X * N * N), full,
                      cfg["rank_beta"]))
+        many = bandits.sample_pairs(jax.random.fold_in(kp, 1), rb.rewards, rlr, full, RANK_LARGE_FACTOR * X * N * N)
+        rows.append((rb.rewards, rlr, aggregate_pairs(many, X, N), full, cfg["rank_beta"]))
         rows.append((rb.rewards, rlr, bandits.population_pairs(rb.rewards, rlr, full), full, cfg["rank_beta"]))
         return rows
 
-    kinds = [f"partial-{e:g}" for e in cfg["eps"]] + ["global", "rank-finite", "rank-ideal"]
+    kinds = [f"partial-{e:g}" for e in cfg["eps"]] + ["global", "rank-finite", "rank-finite-large", "rank-ideal"]
     keys = jax.random.split(_key(0), ns)
     per_seed = [one(k) for k in keys]
     run_keys = jax.random.key_data(jax.random.split(_key(1), ns))
@@ -441,7 +550,23 @@ def game_stage(cfg) -> dict:
            "reference": {k: np.asarray(v) for k, v in jax.vmap(lambda P, lr: game_observe(lr, {
                "P": P, "log_pi_ref": lr, "beta": cfg["game_beta"]}))(jnp.asarray(leaves["P"]),
                                                                      jnp.asarray(leaves["log_pi_ref"])).items()}}
-    return {**out, **run_families(leaves, cfg, 1, N, game_observe, cfg["game_steps"])}
+    return {**out, **run_families(leaves, cfg, 1, N, game_observe, cfg["game_steps"]),
+            "gpo_before": gpo_before_run(leaves, cfg)}
+
+
+def gpo_before_run(leaves: dict, cfg) -> dict:
+    """gpm-gpo with its policy optimiser before commit 7083722 (:data:`GPO_BEFORE`: Adam, learning rate
+    0.05) on the game rows: ``{"gap", "exploitability": (rows,)}`` (empty if gpm-gpo is not registered)."""
+    if "gpm-gpo" not in TRAINERS.names():
+        return {}
+    e, N = TRAINERS.entry("gpm-gpo"), cfg["game_responses"]
+    policy = tabular(1, N)
+    trainer = e.obj(policy, reward_model=tabular_reward(1, N), mode="exact", num_samples=cfg["num_samples"],
+                    optimizer=GPO_BEFORE["optimizer"])
+    lv = {**leaves, **_leaves_for([e], {f"{e.name}.learning_rate": GPO_BEFORE["learning_rate"]}, len(leaves["beta"]))}
+    prog = pair_family_program({e.name: (trainer, lambda h: _hp(e, h))}, policy, 1, game_observe,
+                               num_steps=cfg["game_steps"], log_every=cfg["game_steps"])
+    return {k: v[:, 0] for k, v in _run(prog, lv, cfg["game_steps"]).items()}
 
 
 # ----------------------------------------------------------------------------------------
@@ -484,11 +609,6 @@ def atlas_rows(cfg, bandit: dict, games_: dict) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------
 # claims
-SONG = "Song et al. 2024 (arXiv 2406.01462)"
-NLHF = "Munos et al. 2023, NLHF (arXiv 2312.00886)"
-CHEN = "Chen et al. 2024 (arXiv 2405.19534)"
-
-
 def is_contrastive(entry, seed: int = 0) -> bool:
     """Whether a registered loss reads only the margin of log-likelihoods: ``l`` is unchanged (to float32
     rounding) when ``log pi(y_w)`` and ``log pi(y_l)`` are shifted by the same constant, as they are by a
@@ -502,48 +622,14 @@ def is_contrastive(entry, seed: int = 0) -> bool:
     return all(np.allclose(f(a + c, b + c), base, rtol=1e-4, atol=1e-5) for c in (-2.0, 1.5))
 
 
-def claim_contrastive_coverage(cfg, bandit):
-    e1, e2 = (f"partial-{e:g}" for e in cfg["eps"])
-    beta, log_ratio = cfg["beta"], float(np.log(cfg["eps"][0] / cfg["eps"][1]))
-    frac = THRESHOLDS["growth_fraction"]
+def smallest_mean(per_unit) -> float:
+    """``min_j mean_i x[i, j]`` of a ``(units, methods)`` array: the worst method's average over units."""
+    return float(np.min(np.mean(np.asarray(per_unit, np.float64), axis=0)))
 
-    def check(fam, i):
-        g1, g2 = _mean_by(bandit, fam, "suboptimality", e1)[i], _mean_by(bandit, fam, "suboptimality", e2)[i]
-        mu = _mean_by(bandit, fam, "mass_unseen", e2)[i]
-        theory = beta * mu * log_ratio
-        return {"subopt": [g1, g2], "growth": g2 - g1, "theory_increment": theory,
-                "ok": bool(g2 - g1 > 0 and g2 - g1 >= frac * theory)}
 
-    names = [str(n) for n in bandit["loss"]["names"]]
-    contrastive = [n for n in names if is_contrastive(LOSSES.entry(n))]
-    res = {n: check("loss", names.index(n)) for n in contrastive}
-    others = {n: check("loss", names.index(n)) for n in names if n not in contrastive}
-    tnames = [str(n) for n in bandit.get("trainer", {"names": []})["names"]]
-    ctrl = check("trainer", tnames.index("rlhf")) if "rlhf" in tnames else {"ok": False, "missing": "rlhf"}
-    return claim(
-        "contrastive-coverage",
-        "Every registered offline loss that is contrastive (reads only the margin of log-likelihoods, as DPO) needs "
-        "global coverage: with the data fixed, its suboptimality J*_beta - J_beta grows as pi_ref's mass on the "
-        "responses outside the data shrinks.",
-        f"{SONG}, Sec. 4 (global coverage is necessary for offline contrastive methods); beyond the paper for every "
-        "contrastive loss other than DPO and IPO",
-        "global coverage is necessary for offline contrastive methods (abstract, Sec. 4)",
-        {"contrastive_losses": res, "non_contrastive_losses (reported, not claimed)": others},
-        bool(res) and all(v["ok"] for v in res.values()),
-        f"Check fixed before the quick and full runs: from pi_ref(U) = {cfg['eps'][0]:g} to {cfg['eps'][1]:g} the mean "
-        f"suboptimality rises by more than 0 and by at least {frac} x beta * pi(U) * ln({cfg['eps'][0]:g}/"
-        f"{cfg['eps'][1]:g}) (the log-sum inequality's increment of KL(pi || pi_ref) when pi keeps its mass pi(U) on "
-        "the unseen responses). Contrastive = invariant to a common shift of log pi(y_w), log pi(y_l) "
-        "(is_contrastive, tested numerically per loss). The class was drawn after an exploratory quick run "
-        "showed that losses with a likelihood term (an NLL or KTO's reference point) move the unseen mass: they are "
-        "reported under non_contrastive_losses with the same check.",
-        setting=(f"tabular policy from uniform logits, {cfg['prompts']} prompts x {cfg['responses']} responses, "
-                 f"population BT pairs on a support of {cfg['support']} responses per prompt (infinite data), "
-                 f"beta = {beta}, Adam lr {cfg['learning_rate']}, {cfg['num_steps']} steps, each loss with its "
-                 f"registered defaults; {cfg['seeds']} bandits, means; as the coverage suite's offline-unbounded, "
-                 "for every registered loss at once."),
-        control=control("The same check applied to online RLHF (trainer rlhf: BT reward fit, then exact policy "
-                        "gradient), which needs only partial coverage", ctrl, ctrl["ok"]))
+def largest(per_unit) -> float:
+    """``max_{i, j} x[i, j]``: the worst unit of the worst method."""
+    return float(np.max(per_unit))
 
 
 def _cyclic_gaps(games_):
@@ -555,108 +641,110 @@ def _cyclic_gaps(games_):
                 yield fam, name, _entry(fam, name), np.asarray(games_[fam]["gap"], np.float64)[rows, i]
 
 
-def claim_offline_exploitable(cfg, games_):
-    thr = THRESHOLDS["gap"]
-    rows = games_["labels"]["kind"] == "cyclic"
-    res, ctrl = {}, {}
+def offline_gaps(games_) -> tuple[list[str], np.ndarray]:
+    """The methods that learn offline (loss family, trainers of kind offline/hybrid) or fit a BT reward, and
+    their cyclic-game gaps ``(references, methods)``."""
+    names, cols = [], []
     for fam, name, e, gaps in _cyclic_gaps(games_):
         if group(fam, e) in ("offline", "hybrid") or fits_reward(fam, e):
-            res[name] = {"mean_gap": float(gaps.mean()), "gap_per_seed": gaps.tolist(),
-                         "seeds_below": int(np.sum(gaps < thr)), "ok": bool(gaps.mean() >= thr)}
-        elif fam == "exact":
-            ctrl[name] = float(gaps.mean())
-    med = float(np.median(list(ctrl.values()))) if ctrl else float("nan")
-    return claim(
-        "offline-exploitable",
-        "On a cyclic preference game, every method that learns from pi_ref's pairs offline and every method that "
-        "fits a Bradley-Terry reward ends far from the regularised Nash equilibrium: its duality gap gap_beta, "
-        f"averaged over references pi_ref, is at least {thr}.",
-        f"{NLHF}, Sec. 3 (a reward model cannot express non-transitive preferences; the regularised Nash equilibrium "
-        "is the target instead); beyond the paper for the offline losses and HyPO",
-        "BT reward models cannot represent intransitive preferences; RLHF's policy depends on the comparison "
-        "distribution, the Nash policy on P alone (Sec. 3)",
-        {"methods": res, "nash_gap": np.asarray(games_["nash"]["gap"])[rows].tolist()},
-        bool(res) and all(v["ok"] for v in res.values()),
-        f"Threshold fixed before the run: mean gap_beta >= {thr} (the equilibrium's gap is 0; converged exact "
-        "dynamics reach below 1e-4 in float32). Changed after the first full run: the check was first 'in every "
-        "seed'; it held at quick (4 references) and failed at full on the references that are themselves within "
-        "about 0.01 of the equilibrium (pi_ref's own gap 0.009-0.02; BT-RLHF then returns pi_ref itself), so it is now "
-        "on the mean over references, and each method's count of references below the threshold is reported "
-        "(seeds_below). Offline = the loss family and trainers of kind offline/hybrid; fits a BT reward = "
-        "meta['fits'] == 'bradley-terry' (rlhf, bt-rlhf).",
-        setting=(f"one prompt, {cfg['game_responses']} responses, cyclic tournament (each response beats the next "
-                 f"{(cfg['game_responses'] - 1) // 2} with probability {0.5 + cfg['cyclic_margin']}), pi_ref = "
-                 f"softmax(N(0,1)), beta = {cfg['game_beta']}; offline methods see the population pairs of pi_ref "
-                 f"labelled by P (infinite data); {cfg['game_steps']} steps with each method's registered defaults; "
-                 f"{cfg['game_seeds']} references."),
-        control=control("The same threshold applied to the median gap of the exact game dynamics (NLHF's family: "
-                        "OMD, Nash-MD, EGPO, ...)", {"gaps": ctrl, "median": med}, bool(med >= thr)))
+            names.append(name), cols.append(gaps)
+    return names, np.stack(cols, axis=-1)
 
 
-def claim_general_preference_reaches_nash(cfg, games_):
+def _with_old_subject(rec: dict, old: claims.Measurement) -> dict:
+    """Give the record's first history entry the old check's verdict on the old check's *own* metric
+    (``claims.evaluate`` applies the old check to the new subject, which is right only when the metric is
+    unchanged)."""
+    h = rec["history"][0]
+    c = h["old_check"]
+    h["old_subject"] = old.as_dict()
+    h["old_verdict"] = claims.verdict(claims.Check(c["metric"], c["op"], c["threshold"], c["origin"]), old)[0]
+    return rec
+
+
+def claim_offline_exploitable(cfg, games_) -> dict:
+    """Subject ``measure(gaps (refs, methods), smallest_mean)``; control the same of Nash-MD's gaps; the v2
+    every-reference check on ``exact(min gaps)``."""
+    names, G = offline_gaps(games_)
+    rows = games_["labels"]["kind"] == "cyclic"
+    nash_md = [g for fam, n, e, g in _cyclic_gaps(games_) if fam == "exact" and n == "nash-md"]
+    subject = claims.measure(G, smallest_mean)
+    control = claims.measure(np.stack(nash_md, -1), smallest_mean)
     thr = THRESHOLDS["gap"]
-    res, bt = {}, {}
+    measured = {"methods": {n: {"mean_gap": float(G[:, j].mean()), "min_gap": float(G[:, j].min()),
+                                "references_below_threshold": int(np.sum(G[:, j] < thr))} for j, n in enumerate(names)},
+                "worst method": names[int(np.argmin(G.mean(0)))],
+                "reference policy's own gap (mean, min)": [float(np.asarray(games_["reference"]["gap"])[rows].mean()),
+                                                           float(np.asarray(games_["reference"]["gap"])[rows].min())],
+                "nash_gap (max over references)": float(np.max(np.asarray(games_["nash"]["gap"])[rows]))}
+    note = ("Offline losses fit pi_ref's pairs and BT-fitting methods fit a transitive reward: neither can "
+            "express the cycle, so each ends where its data's distribution puts it, far from the regularised "
+            "equilibrium on average. The v2 every-reference check (history) fails where a reference is itself "
+            "within 0.01 of the equilibrium. Nash-MD, playing P, converges (its mean gap is the control).")
+    rec = claims.evaluate(claims.by_id(CLAIMS, "offline-exploitable"), subject, control, measured=measured, note=note)
+    return _with_old_subject(rec, claims.exact(np.min(G)))
+
+
+def claim_general_preference_reaches_nash(cfg, games_) -> dict:
+    """Subject ``measure(gaps of the general-preference methods, largest)``; control the same of the trainers
+    that fit a BT reward (not game dynamics)."""
+    gpm, bt, names = [], [], {"general-preference": [], "bradley-terry": []}
     for fam, name, e, gaps in _cyclic_gaps(games_):
         if e.meta.get("fits") == "general-preference":
-            res[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
+            gpm.append(gaps), names["general-preference"].append(name)
         elif fits_reward(fam, e) and group(fam, e) != "game":
-            bt[name] = {"mean_gap": float(gaps.mean()), "max_gap": float(gaps.max())}
-    return claim(
-        "general-preference-reaches-nash",
-        "From the same offline pairs of pi_ref, a method that fits a general preference model (preference "
-        "embeddings) and solves its regularised game reaches the regularised Nash equilibrium of the cyclic game: "
-        f"its duality gap gap_beta is below {thr} for every reference.",
-        "beyond the paper: Zhang et al. 2024 (arXiv 2410.02197), Sec. 3 (the general preference model represents "
-        "cyclic preferences) and Sec. 4 (GPO: self-play towards the game's solution), section numbers not "
-        "re-checked; measured here as the equilibrium's duality gap",
-        "GPM reaches 100% accuracy on cyclic preference data where BT stays at 50-62% (the authors' project page)",
-        {"general_preference": res, "bt_trainers": bt},
-        bool(res) and all(v["max_gap"] < thr for v in res.values()),
-        f"Threshold fixed before the run (the same {thr} as offline-exploitable), on the largest gap over "
-        "references. A method 'fits a general preference model' when its entry says meta['fits'] == "
-        "'general-preference' (gpm-gpo: a tabular GPM of dimension 4 fitted by Adam, then self-play gradient "
-        "steps, SGD).",
-        setting="as offline-exploitable: the population pairs of pi_ref labelled by the cyclic tournament (every "
-                "pair is covered, infinite data), beta = {b}, {t} steps with the trainer's registered defaults, "
-                "{s} references.".format(b=cfg["game_beta"], t=cfg["game_steps"], s=cfg["game_seeds"]),
-        control=control("The same check applied to the trainers that fit a Bradley-Terry reward on the same pairs "
-                        "(rlhf)", bt, bool(bt) and all(v["max_gap"] < thr for v in bt.values())))
+            bt.append(gaps), names["bradley-terry"].append(name)
+    subject = claims.measure(np.stack(gpm, -1), largest)
+    control = claims.measure(np.stack(bt, -1), largest)
+    rows = games_["labels"]["kind"] == "cyclic"
+    before = {k: np.asarray(v, np.float64)[rows] for k, v in games_.get("gpo_before", {}).items()}
+    measured = {"methods": names, "mean gap, general preference": float(np.mean(gpm)),
+                "mean gap, BT trainers": float(np.mean(bt))}
+    if before:
+        measured["gpm-gpo before commit 7083722 (Adam policy steps, lr 0.05)"] = {
+            "max_gap": float(before["gap"].max()), "mean_gap": float(before["gap"].mean())}
+    note = ("gpm-gpo's policy optimiser was changed after this claim failed: with Adam policy steps (lr 0.05) the "
+            "self-play gradient hovered at gap 0.15-0.3 on this game; commit 7083722 made SGD with learning rate 1 "
+            "the default (the GPM is still fitted by Adam). The claim is about the registered defaults; the "
+            "earlier optimiser is run beside it on the same references and reported in measured. A BT reward "
+            "cannot represent the cycle, so rlhf stays far from the equilibrium (control).")
+    return claims.evaluate(claims.by_id(CLAIMS, "general-preference-reaches-nash"), subject, control,
+                           measured=measured, note=note)
 
 
-def claim_ranking_below_idealized(cfg, bandit):
+def _rows_of(stage, fam, metric, kind) -> np.ndarray:
+    """``(seeds, members)``: ``metric`` on the rows of one kind (one row per seed)."""
+    return np.asarray(stage[fam][metric], np.float64)[stage["labels"]["kind"] == kind]
+
+
+def claim_ranking_below_idealized(cfg, bandit) -> dict:
+    """Subject ``measure(ideal - trained (bandits, losses), smallest_mean)``; control the same with the trained
+    row replaced by ``RANK_LARGE_FACTOR`` times more pairs."""
     names = [str(n) for n in bandit["loss"]["names"]]
-    trained = _mean_by(bandit, "loss", "ranking_accuracy", "rank-finite")
-    ideal = _mean_by(bandit, "loss", "ranking_accuracy", "rank-ideal")
-    thr = THRESHOLDS["ranking_gap"]
-    res = {n: {"trained": trained[i], "idealized": ideal[i], "gap": ideal[i] - trained[i]} for i, n in enumerate(names)}
-    rows = bandit["labels"]["kind"] == "rank-ideal"
-    closed = np.asarray(bandit["closed_form_dpo_ranking"], np.float64)[rows].mean()
-    ctrl_gap = float(closed - ideal[names.index("dpo")]) if "dpo" in names else float("nan")
-    return claim(
-        "ranking-below-idealized",
-        "Every registered offline loss, trained on finite preference data, ranks the evaluation pairs less often "
-        "correctly than its own idealized policy (the same loss's optimum with infinite data).",
-        f"beyond the paper: {CHEN}, Table 1 and Sec. 3.3 (observed ranking accuracy far below the idealized one, for "
-        "DPO-trained LMs), measured for every loss on a tabular toy",
-        "observed R 40-42% vs median idealized R* 93-99% (Table 1, unnormalised columns)",
-        {"per_loss": res, "reference_ranking_accuracy": float(np.asarray(bandit["reference"]["ranking_accuracy"])[
-            bandit["labels"]["kind"] == "rank-finite"].mean())},
-        all(v["gap"] > thr for v in res.values()),
-        f"Check: idealized minus trained ranking accuracy > {thr} for every loss (means over bandits); the "
-        "threshold was set after the first quick run (it was 0: the control's float32 noise, 2e-8, could have "
-        "decided it), before the full run. The idealized policy is computed, not assumed: the same loss trained to convergence "
-        "on the population pairs with soft BT labels. Unlike the paper's LMs, the tabular policy converges on its "
-        "finite data, so the gap here is statistical (finite, noisy labels), not the optimisation difficulty the "
-        "paper describes (Sec. 4).",
-        setting=(f"ranking bandit: {cfg['prompts']} prompts x {cfg['responses']} responses, pi_ref logits of scale "
-                 f"{cfg['rank_ref_scale']} (pi_ref often misorders responses), beta = {cfg['rank_beta']}; trained: "
-                 f"{cfg['prompts'] * cfg['responses'] ** 2} pairs from pi_ref with one BT label each; idealized: "
-                 f"population pairs; both {cfg['num_steps']} Adam steps (lr {cfg['learning_rate']}) from uniform "
-                 f"logits; ranking accuracy over pairs y, y' ~ pi_ref ordered by the reward; {cfg['seeds']} bandits."),
-        control=control("The same check applied to DPO's idealized policy against the closed form pi_ref exp(r/beta) "
-                        "(Rafailov et al. 2023, Eq. 4): no finite-data effect, so no gap",
-                        {"closed_form": closed, "population_trained": float(ideal[names.index("dpo")])
-                         if "dpo" in names else None, "gap": ctrl_gap}, bool(ctrl_gap > thr)))
+    trained = _rows_of(bandit, "loss", "ranking_accuracy", "rank-finite")
+    many = _rows_of(bandit, "loss", "ranking_accuracy", "rank-finite-large")
+    ideal = _rows_of(bandit, "loss", "ranking_accuracy", "rank-ideal")
+    subject = claims.measure(ideal - trained, smallest_mean)
+    control = claims.measure(ideal - many, smallest_mean)
+    ref = np.asarray(bandit["reference"]["ranking_accuracy"])[bandit["labels"]["kind"] == "rank-finite"]
+    measured = {"per_loss": {n: {"trained": float(trained[:, i].mean()), "idealized": float(ideal[:, i].mean()),
+                                 f"trained on {RANK_LARGE_FACTOR}x pairs": float(many[:, i].mean()),
+                                 "gap": float((ideal - trained)[:, i].mean()),
+                                 f"gap with {RANK_LARGE_FACTOR}x pairs": float((ideal - many)[:, i].mean())}
+                             for i, n in enumerate(names)},
+                "reference_ranking_accuracy": float(ref.mean())}
+    gaps = (ideal - trained).mean(0)
+    w = int(np.argmin(gaps))
+    note = ("The tabular policy converges on its data, so the gap is statistical: 256 pairs with one noisy label "
+            "each misorder some responses that the population pairs order correctly. It is not Chen et al.'s "
+            "effect (DPO on language models rarely flipping misranked pairs, an optimisation effect): the control "
+            f"trains the same losses on {RANK_LARGE_FACTOR} times more pairs, where a statistical gap shrinks "
+            "(about 10x) and an optimisation gap would not. The claim is on the worst loss: here "
+            f"{names[w]}, with a mean gap of {gaps[w]:.3f} (its idealized accuracy {ideal[:, w].mean():.3f}: a loss "
+            "whose own optimum ranks poorly has little to lose to finite data); its per-bandit gaps vary enough that "
+            "the interval of the smallest mean can straddle the threshold.")
+    return claims.evaluate(claims.by_id(CLAIMS, "ranking-below-idealized"), subject, control, measured=measured,
+                           note=note)
 
 
 # ----------------------------------------------------------------------------------------
@@ -721,17 +809,43 @@ def write_report(ctx: SuiteContext, cfg, rows, bandit, games_, claims) -> None:
     skipped = {str(n): str(w) for n, w in zip(bandit["skipped"]["names"], bandit["skipped"]["why"])}
     if skipped:
         lines += ["", "Not run (the toys lack what they need): " + "; ".join(f"{n} ({w})" for n, w in skipped.items()) + "."]
-    lines += ["", "## Claims", ""]
+    lines += ["", "## Claims", "", "Contract v3: each claim's check is declared in `experiments/atlas.py` (`CLAIMS`) "
+              "before any run; the subject and the control are measured by this run, with a 95% bootstrap interval "
+              "over the units (references or bandits) in brackets, and judged by the same check: holds (the whole "
+              "interval passes), fails (it all fails) or inconclusive. `contrastive-coverage` (v2) is an identity "
+              "for tabular policies and is now a unit test (tests/test_atlas.py).", ""]
     for c in claims:
-        lines += [f"### {c.id}: {'holds' if c.holds else 'does NOT hold'}", "", c.statement, "",
-                  f"- source: {c.source}", f"- setting: {c.setting}", f"- check: {c.note}",
-                  f"- control ({'holds: the check is broken' if c.control['holds'] else 'fails, as it must'}): "
-                  f"{c.control['statement']}; measured `{json.dumps(c.control['measured'])}`", ""]
+        lines += claim_section(c)
     lines += ["Figures: `ranking.png`, `coverage.png`, `games.png` in the run's folder.", ""]
     if ctx.writes:
         from alignjax.results import atomic_write_text
 
         atomic_write_text(ctx.path("atlas.md"), "\n".join(lines))
+
+
+def _m(m: Mapping) -> str:
+    """``value [low, high] over n units`` of a measurement record."""
+    if int(m["units"]) == 1 or m["low"] == m["high"]:
+        return f"{m['value']:.4g}"
+    return f"{m['value']:.4g} [{m['low']:.4g}, {m['high']:.4g}] over {m['units']} units"
+
+
+def claim_section(c: Mapping) -> list[str]:
+    """Markdown lines of one v3 claim record: verdict, statement, source, setting, check, subject, control,
+    the history of its check and the note."""
+    ck = c["check"]
+    out = [f"### {c['id']}: {c['verdict']}", "", c["statement"], "", f"- source: {c['source']}",
+           f"- setting: {c['setting']}", f"- check: `{ck['metric']} {ck['op']} {ck['threshold']:g}` ({ck['origin']})",
+           f"- subject: {_m(c['subject'])}: **{c['verdict']}**",
+           f"- control: {c['control']['statement']} {_m(c['control'])}: **{c['control']['verdict']}**"]
+    for h in c.get("history", []):
+        o = h["old_check"]
+        own = f" on its own metric ({_m(h['old_subject'])})" if "old_subject" in h else ""
+        out.append(f"- changed after a run (commit {h['commit']}, {'easier' if h['easier'] else 'harder'}): the "
+                   f"old check `{o['metric']} {o['op']} {o['threshold']:g}` gives **{h['old_verdict']}**{own}. "
+                   f"{h['why']}")
+    out += [f"- note: {c['note']}", f"- measured: `{json.dumps(c['measured'])}`", ""]
+    return out
 
 
 def plots(ctx: SuiteContext, cfg, rows) -> None:
@@ -796,22 +910,24 @@ def reproduce(ctx: SuiteContext):
     ctx.config.update({"scale": ctx.scale, **cfg, "thresholds": THRESHOLDS})
     bandit = ctx.stage("bandit", lambda: bandit_stage(cfg))
     games_ = ctx.stage("games", lambda: game_stage(cfg))
-    claims = [claim_contrastive_coverage(cfg, bandit), claim_offline_exploitable(cfg, games_),
-              claim_general_preference_reaches_nash(cfg, games_), claim_ranking_below_idealized(cfg, bandit)]
+    records = [claim_offline_exploitable(cfg, games_), claim_general_preference_reaches_nash(cfg, games_),
+               claim_ranking_below_idealized(cfg, bandit)]
     rows = atlas_rows(cfg, bandit, games_)
-    write_report(ctx, cfg, rows, bandit, games_, claims)
+    write_report(ctx, cfg, rows, bandit, games_, records)
     plots(ctx, cfg, rows)
-    return claims
+    return records
 
 
 SUITES.register("atlas", reproduce, meta={"description": "every registered algorithm (losses, trainers, game "
                                                          "dynamics) on the three phenomena: ranking accuracy vs "
-                                                         "idealized, coverage, cyclic and random games"})
+                                                         "idealized, coverage, cyclic and random games",
+                                          "claims": CLAIMS})
 
 
 def paper(full_dir, quick_dir) -> str:
-    """``papers/atlas.md``: the full run's ``atlas.md`` followed by the quick and full verdicts of every
-    claim and its control, read from the two runs' ``summary.json`` (``make atlas-paper``)."""
+    """``papers/atlas.md``: the full run's ``atlas.md``, then the quick and full verdicts of every claim and
+    its control (value and interval), the checks and settings changed after a run, and the table "claims
+    restated in v3" (:data:`RESTATED`), all read from the two runs' ``summary.json`` (``make atlas-paper``)."""
     from pathlib import Path
 
     full_dir, quick_dir = Path(full_dir), Path(quick_dir)
@@ -820,19 +936,79 @@ def paper(full_dir, quick_dir) -> str:
         "(and the figures in `papers/atlas_figures/`).\n\n", 1)
     text = text.replace("Figures: `ranking.png`, `coverage.png`, `games.png` in the run's folder.",
                         "\n".join(f"![{n}](atlas_figures/{n}.png)" for n in ("ranking", "coverage", "games")))
-    runs = {s: json.loads((d / "summary.json").read_text()) for s, d in (("quick", quick_dir), ("full", full_dir))}
-    verdict = {s: {c["id"]: c for c in r["claims"]} for s, r in runs.items()}
-    yes = {True: "holds", False: "fails"}
-    lines = ["", "## Quick and full agree", "",
+    from alignjax_experiments import _claims_page as page
+
+    runs = {s: page.load_summary(d) for s, d in (("quick", quick_dir), ("full", full_dir))}
+    lines = ["", "## Quick and full", "",
              f"Quick ({runs['quick'].get('runtime_s', float('nan')):.0f} s) and full "
              f"({runs['full'].get('runtime_s', float('nan')):.0f} s) settings differ in the number of seeds "
-             "(see the settings above); the claims' checks and thresholds are the same.", "",
-             "| claim | quick | full | control (quick) | control (full) |", "|---|---|---|---|---|"]
-    for cid in verdict["full"]:
-        q, f = verdict["quick"].get(cid), verdict["full"][cid]
-        lines.append(f"| {cid} | {yes[q['holds']] if q else 'absent'} | {yes[f['holds']]} | "
-                     f"{yes[q['control']['holds']] if q else 'absent'} | {yes[f['control']['holds']]} |")
+             "(see the settings above); the claims' checks and thresholds are the same. Subject and control: value "
+             "[95% bootstrap interval] (units).", "", *page.verdict_table(runs["quick"], runs["full"]), "",
+             page.agreement_text(runs["quick"], runs["full"]), "",
+             "## Checks and settings changed after a run", "", *page.history_lines(runs["full"]),
+             "- `general-preference-reaches-nash`: its check is unchanged, but gpm-gpo's policy optimiser was changed "
+             "after the claim failed (commit 7083722: Adam policy steps at learning rate 0.05 hovered at gap "
+             "0.15-0.3; now SGD with learning rate 1). The earlier optimiser is run beside it: "
+             + _gpo_before_text(runs["full"]), "", "## Claims restated in v3", "",
+             *page.restated_table(RESTATED, runs["quick"], runs["full"])]
     return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+
+
+def _gpo_before_text(full: Mapping) -> str:
+    """The pre-change gpm-gpo's gaps as measured by the full run (for the page)."""
+    for c in full.get("claims", []):
+        m = c.get("measured", {}).get("gpm-gpo before commit 7083722 (Adam policy steps, lr 0.05)")
+        if c["id"] == "general-preference-reaches-nash" and m:
+            return (f"at full its largest gap over references is {m['max_gap']:.3g} and its mean gap "
+                    f"{m['mean_gap']:.3g}: the claim would {'fail' if m['max_gap'] >= THRESHOLDS['gap'] else 'hold'} "
+                    "with it.")
+    return "not measured in this run."
+
+
+RESTATED = (
+    {"id": "contrastive-coverage",
+     "old_statement": "Every contrastive offline loss needs global coverage: with the data fixed, its suboptimality "
+                      "grows as pi_ref's mass outside the data shrinks (Song et al. 2024, Sec. 4).",
+     "old_check": "growth from pi_ref(U) = 1e-2 to 1e-6 > 0 and >= 0.5 x beta pi(U) ln(1e4), every contrastive "
+                  "loss; control online RLHF.",
+     "old_verdict": "holds (quick and full)", "new_id": None,
+     "new": "unit test `tests/test_atlas.py::test_contrastive_coverage_growth_is_an_identity`: a contrastive loss's "
+            "tabular policy is the same at both coverage levels, and the growth equals the closed form computed "
+            "from that one policy.",
+     "why": "an identity: a contrastive loss reads only margins, which a change of pi_ref's outside mass shifts by "
+            "a constant, so the tabular policy does not depend on the coverage level and the growth is predicted "
+            "exactly (same algebra as coverage's offline-unbounded)."},
+    {"id": "offline-exploitable",
+     "old_statement": "Every offline and BT-fitting method ends far from the regularised Nash equilibrium of a cyclic "
+                      "game.",
+     "old_check": "mean gap_beta over references >= 0.01 for every method (first: in every reference); control: "
+                  "median mean gap of the exact dynamics.",
+     "old_verdict": "holds (quick and full); the first, every-reference check failed at full",
+     "new_id": "offline-exploitable",
+     "why": "one scalar with a bootstrap interval over references; the every-reference check (changed after it "
+            "failed at full) is kept in the history and evaluated on every run; the control is Nash-MD alone "
+            "(NLHF's method), not a median over a family."},
+    {"id": "general-preference-reaches-nash",
+     "old_statement": "A method that fits a general preference model reaches the regularised Nash equilibrium of the "
+                      "cyclic game.",
+     "old_check": "max gap_beta over references < 0.01; control: the BT trainers.",
+     "old_verdict": "holds (quick and full)", "new_id": "general-preference-reaches-nash",
+     "why": "same check, now with an interval; its optimiser was changed after the claim failed (commit "
+            "7083722): said in the setting, the note and this page, and the earlier optimiser is measured."},
+    {"id": "ranking-below-idealized",
+     "old_statement": "Every offline loss trained on finite data ranks less often correctly than its own idealized "
+                      "policy (attributed to Chen et al. 2024, Table 1, Sec. 3.3).",
+     "old_check": "idealized minus trained > 0.005 for every loss (means); control: DPO's idealized policy against "
+                  "its closed form (gap 0 by construction).",
+     "old_verdict": "holds (quick and full)", "new_id": "ranking-below-idealized",
+     "why": "mis-attributed: the toy's gap is statistical (finite noisy labels on a converged tabular policy), not "
+            "Chen et al.'s optimisation effect; now labelled beyond the paper, and the control (100x more pairs) "
+            "tests the statistical mechanism and could pass, where the v2 control was 0 by construction. The check "
+            "is v2's; v2's 'holds' judged the means alone, and with an interval over bandits the worst loss's "
+            "small gap (IPO's) is inconclusive at quick and full."},
+)
+"""The atlas's v2 claims and how contract v3 restates them (old statements, checks and verdicts from the v2
+page, papers/atlas.md at commit 48b531c; the new verdicts come from the runs)."""
 
 
 if __name__ == "__main__":  # make atlas-paper: python -m alignjax_experiments.atlas FULL_DIR QUICK_DIR OUT.md

@@ -5,30 +5,35 @@ minute in one jit call) and runs the CLI with the script's arguments.
     python tests/slow_suite.py reproduce test-slow-suite --out DIR [...]
 
 ``SLOW_SUITE_SPIN=N`` sets the second stage's loop length (default 4e8, about a minute).
+JAX is imported inside the stages, so that (as with the ``alignjax`` command) the CLI's
+signal handling is in place a few tens of milliseconds after the interpreter starts.
 """
 
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
-
 from alignjax.cli import main
 from alignjax.registry import SUITES
-from alignjax.results import claim
 
 SPIN = int(float(os.environ.get("SLOW_SUITE_SPIN", "4e8")))
 
 
 def _spin():
+    import jax
+    import jax.numpy as jnp
+
     f = jax.jit(lambda x: jax.lax.fori_loop(0, SPIN, lambda i, v: v * 0.999999 + 1e-6, x))
     return {"v": f(jnp.float32(1.0))}
 
 
 def slow(ctx):
     """The suite: a table, stage ``first`` (instant), stage ``second`` (long), one claim."""
+    import numpy as np
+
+    from alignjax.results import claim
+
     ctx.write_csv("table.csv", [{"x": 1.0}])
-    ctx.stage("first", lambda: {"x": jnp.arange(3.0)})
+    ctx.stage("first", lambda: {"x": np.arange(3.0)})
     second = ctx.stage("second", _spin)
     return [claim("c", "the loop ends", "test", "-", float(second["v"]), True)]
 

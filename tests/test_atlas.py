@@ -4,8 +4,9 @@ Checked here: the cyclic tournament is a cyclic game with the uniform Nash equil
 contrastive test separates margin-only losses from those with a likelihood term; members of a
 family's one program do not interact (a member's numbers are those of a family of one); the exact
 family reproduces :func:`alignjax.dynamics.simulate`; a newly registered loss gets its row with no
-change to the suite; the report names the commit, the date and every algorithm. The claims' own
-verdicts at the quick setting are asserted under ``slow``.
+change to the suite; the report names the commit, the date and every algorithm; v2's
+``contrastive-coverage`` as the identity it is; every claim's control is computed from its own run.
+The claims' verdicts at the quick setting are asserted under ``slow``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,104 @@ def test_contrastive_losses_are_exactly_the_margin_only_ones():
     for name in ("dpo", "ipo", "cdpo", "simpo", "slic"):
         assert A.is_contrastive(LOSSES.entry(name)), name
     assert not A.is_contrastive(LOSSES.entry("rpo"))  # DPO + NLL of the chosen response
+
+
+def test_contrastive_coverage_growth_is_an_identity():
+    """v2's claim ``contrastive-coverage`` as the identity it is, for tabular policies: a contrastive loss reads
+    only margins ``h(y_w) - h(y_l)`` with ``h = log pi - log pi_ref``; pi_ref's outside mass ``m`` scales pi_ref on
+    the support by ``1 - m``, a common shift of ``log pi_ref`` that margins cancel, and the unseen logits get no
+    gradient. So the trained policy ``pi`` is the same at ``m = 1e-2`` and ``1e-6``, and the growth of the
+    suboptimality is the closed form from that one policy:
+    ``J*_{m2} - J*_{m1} + beta E_x sum_y pi(y) (log pi_ref,m1(y) - log pi_ref,m2(y))``,
+    with ``J*_m = beta E_x log sum_y pi_ref,m(y) exp(r(y) / beta)``."""
+    cfg = {**A.settings("smoke"), "num_steps": 200}
+    leaves = _tiny_bandit_leaves(cfg, rows=(0, 1))  # seed 0 at pi_ref(U) = 1e-2 and 1e-6
+    X, N = cfg["prompts"], cfg["responses"]
+    ents = [LOSSES.entry(n) for n in ("dpo", "ipo", "slic")]
+    assert all(A.is_contrastive(e) for e in ents)
+
+    def observe(table, h):
+        return {"table": table, **A.bandit_observe(table, h)}
+
+    lv = {**leaves, **A._leaves_for(ents, {}, 2)}
+    out = A._run(A.family_program("loss", ents, cfg, X, N, observe, 200), lv, 200)
+    lr = leaves["log_pi_ref"].astype(np.float64)
+    r, beta = leaves["rewards"][0].astype(np.float64), float(leaves["beta"][0])
+    star = [beta * np.mean(np.log(np.sum(np.exp(lr[i] + r / beta), -1))) for i in (0, 1)]
+    for j, e in enumerate(ents):
+        t1, t2 = out["table"][0, ..., j], out["table"][1, ..., j]
+        np.testing.assert_allclose(t1, t2, atol=1e-3, err_msg=e.name)  # the same policy (float32 rounding, Adam)
+        pi = np.exp(t1.astype(np.float64))
+        predicted = star[1] - star[0] + beta * np.mean(np.sum(pi * (lr[0] - lr[1]), -1))
+        growth = out["suboptimality"][1, j] - out["suboptimality"][0, j]
+        assert growth == pytest.approx(predicted, rel=1e-3, abs=1e-3), (e.name, growth, predicted)
+        assert growth > 0, e.name
+
+
+def test_every_control_is_measured_from_its_own_run():
+    """Each control is a statistic of stage arrays of its own run (not a constant, not the subject's
+    numbers): random stages with different data give different controls, equal to the declared statistic."""
+    def games(seed, refs=5):
+        rng = np.random.default_rng(seed)
+        kind = np.array(["cyclic", "random"] * refs)
+        out = {"labels": {"kind": kind}, "reference": {"gap": rng.uniform(size=2 * refs)},
+               "nash": {"gap": rng.uniform(size=2 * refs) * 1e-6},
+               "gpo_before": {"gap": rng.uniform(size=2 * refs), "exploitability": rng.uniform(size=2 * refs)}}
+        for fam in A.FAMILIES:
+            names = [e.name for e in A.members(fam) if A._applies(e) is None]
+            out[fam] = {"names": np.array(names), "gap": rng.uniform(size=(2 * refs, len(names)))}
+        return out
+
+    def bandit(seed, seeds=5):
+        rng = np.random.default_rng(seed)
+        kinds = ["rank-finite", "rank-finite-large", "rank-ideal"]
+        names = [e.name for e in A.members("loss")]
+        return {"labels": {"kind": np.array(kinds * seeds)},
+                "reference": {"ranking_accuracy": rng.uniform(size=3 * seeds)},
+                "loss": {"names": np.array(names), "ranking_accuracy": rng.uniform(size=(3 * seeds, len(names)))}}
+
+    def records(seed):
+        g, b = games(seed), bandit(seed)
+        recs = [A.claim_offline_exploitable(None, g), A.claim_general_preference_reaches_nash(None, g),
+                A.claim_ranking_below_idealized(None, b)]
+        return {r["id"]: r for r in recs}, g, b
+
+    one, g, b = records(0)
+    two, _, _ = records(1)
+    assert list(one) == CLAIM_IDS
+    for cid in CLAIM_IDS:
+        assert one[cid]["control"]["value"] != two[cid]["control"]["value"], cid
+        assert one[cid]["control"]["value"] != one[cid]["subject"]["value"], cid
+    cyc = g["labels"]["kind"] == "cyclic"
+    names = list(g["exact"]["names"])
+    assert one["offline-exploitable"]["control"]["value"] == pytest.approx(
+        g["exact"]["gap"][cyc, names.index("nash-md")].mean())
+    tn = list(g["trainer"]["names"])
+    assert one["general-preference-reaches-nash"]["control"]["value"] == pytest.approx(
+        g["trainer"]["gap"][cyc, tn.index("rlhf")].max())
+    acc, kind = b["loss"]["ranking_accuracy"], b["labels"]["kind"]
+    want = (acc[kind == "rank-ideal"] - acc[kind == "rank-finite-large"]).mean(0).min()
+    assert one["ranking-below-idealized"]["control"]["value"] == pytest.approx(want)
+
+
+def test_aggregated_pairs_give_the_same_loss_as_the_samples():
+    """:func:`A.aggregate_pairs` sums sample weights onto the ``X N^2`` ordered pairs: any weighted pair loss
+    takes the same value on both."""
+    from alignjax.data import bandits
+
+    X, N = 3, 4
+    r = jax.random.normal(jax.random.key(0), (X, N))
+    lr = jax.nn.log_softmax(jax.random.normal(jax.random.key(1), (X, N)), -1)
+    p = bandits.sample_pairs(jax.random.key(2), r, lr, jnp.ones((X, N), bool), 500)
+    agg = A.aggregate_pairs(p, X, N)
+    f = jax.random.normal(jax.random.key(3), (X, N, N))
+
+    def loss(q):
+        return jnp.sum(q.weight * f[q.x, q.y_w, q.y_l])
+
+    assert agg.x.shape == (X * N * N,)
+    np.testing.assert_allclose(loss(agg), loss(p), rtol=1e-5)
+    np.testing.assert_allclose(float(agg.weight.sum()), float(p.weight.sum()), rtol=1e-5)
 
 
 def _tiny_bandit_leaves(cfg, rows=(0, 2)):
@@ -118,7 +217,7 @@ def test_report_names_commit_date_and_every_algorithm(smoke_run):
             if A._applies(e) is None:
                 assert f"| {e.name} | {fam} |" in md, (fam, e.name)
     for c in claims:
-        assert f"### {c.id}:" in md
+        assert f"### {c['id']}: {c['verdict']}" in md
     for png in ("ranking.png", "coverage.png", "games.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     rows = (out / "atlas.csv").read_text().splitlines()
@@ -132,21 +231,28 @@ def test_paper_page_has_the_run_and_both_verdicts(smoke_run, tmp_path):
     write_json(out / "summary.json", summary_dict("atlas", {}, 1.0, claims))
     page = A.paper(out, out)
     assert page.startswith("# The atlas") and "make atlas-paper" in page
-    assert "## Quick and full agree" in page
+    for section in ("## Quick and full", "## Checks and settings changed after a run", "## Claims restated in v3"):
+        assert section in page, section
     for c in claims:
-        assert f"| {c.id} | {'holds' if c.holds else 'fails'} | {'holds' if c.holds else 'fails'} |" in page
+        v, cv = c["verdict"], c["control"]["verdict"]
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{c['id']}` | {c['check']['metric']}"))
+        assert f"| {v} / {v} |" in row and f"| {cv} / {cv} |" in row, row
+    assert "7083722" in page  # general-preference-reaches-nash: the optimiser changed after it failed
+    for r in A.RESTATED:
+        assert f"| `{r['id']}` |" in page
 
 
 @pytest.mark.slow
-def test_quick_claims_hold(tmp_path):
-    claims = A.reproduce(SuiteContext(out_dir=tmp_path / "atlas", quick=True, progress=False))
-    assert [c.id for c in claims] == CLAIM_IDS
-    for c in claims:
-        assert c.holds, (c.id, c.measured)
-        assert c.control["holds"] is False, (c.id, c.control)
+def test_quick_verdicts(tmp_path):
+    """The quick verdicts of papers/atlas.md (subject, control)."""
+    recs = A.reproduce(SuiteContext(out_dir=tmp_path / "atlas", quick=True, progress=False))
+    assert [c["id"] for c in recs] == CLAIM_IDS
+    got = {c["id"]: (c["verdict"], c["control"]["verdict"]) for c in recs}
+    assert got == QUICK_VERDICTS
 
 
-CLAIM_IDS = ["contrastive-coverage", "offline-exploitable", "general-preference-reaches-nash",
-             "ranking-below-idealized"]
-HOLD_AT_SMOKE = ["contrastive-coverage", "offline-exploitable", "general-preference-reaches-nash"]  # ranking-below-idealized is statistical: one seed is not enough
+CLAIM_IDS = ["offline-exploitable", "general-preference-reaches-nash", "ranking-below-idealized"]
+QUICK_VERDICTS = {"offline-exploitable": ("holds", "fails"), "general-preference-reaches-nash": ("holds", "fails"),
+                  "ranking-below-idealized": ("inconclusive", "fails")}  # the worst loss's gap straddles 0.005
+HOLD_AT_SMOKE = ["offline-exploitable", "general-preference-reaches-nash"]  # ranking-below-idealized is statistical: one seed is not enough
 MEETS_CLAIMS_CONTRACT = True

@@ -57,6 +57,10 @@ def _as_claim(record):
     return Claim(**{k: record[k] for k in keys if k in record})
 
 
+V3_KEYS = {"id", "statement", "source", "setting", "paper_value", "note", "check", "subject", "control", "verdict",
+           "holds", "measured"}
+
+
 def _check_v3_records(name, records):
     """The claims contract v3: the declared check, numbers that recompute the verdicts, a control of its own."""
     from alignjax import claims as C
@@ -75,7 +79,10 @@ def _check_v3_records(name, records):
             assert all(math.isfinite(m[k]) for k in ("value", "low", "high")), (r["id"], m)
             assert m["low"] <= m["value"] <= m["high"] and m["units"] >= 1, (r["id"], m)
         assert r["verdict"] in C.VERDICTS, r["id"]
+        assert V3_KEYS <= set(r), (r["id"], sorted(V3_KEYS - set(r)))
         json.dumps(to_jsonable(r), allow_nan=False)
+        bad = [v for v in _leaves(r["measured"]) if isinstance(v, str) and v in NONFINITE]
+        assert not bad, f"{r['id']}: non-finite measurements {bad}"
 
 
 def _reject_constant(name):
