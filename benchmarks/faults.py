@@ -15,7 +15,6 @@ fills) are skipped where mounting is not permitted.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -31,23 +30,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-SLOW_SUITE = str(ROOT / "tests" / "slow_suite.py")
+sys.path.insert(0, str(ROOT / "tests"))
+from fault_tools import SLOW_SUITE, digest, signal_and_time, wait_for_handlers  # noqa: E402
 SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20", "--set", "log_every=10",
          "--no-progress"]
 LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=2000000",
         "--set", "log_every=1000000", "--no-progress"]
 CHUNKED = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=40000",
            "--set", "log_every=100", "--no-progress", "--chunks", "8"]
-
-
-def digest(folder: Path) -> dict:
-    """Every entry under ``folder``, hidden ones too: relative path -> sha256, link target or dir."""
-    out = {}
-    for p in sorted(Path(folder).rglob("*")):
-        rel = str(p.relative_to(folder))
-        out[rel] = ("link:" + os.readlink(p) if p.is_symlink() else "dir" if p.is_dir()
-                    else hashlib.sha256(p.read_bytes()).hexdigest())
-    return out
 
 
 def lost(before: dict, after: dict, keep: list[str]) -> int:
@@ -73,13 +63,6 @@ def wait_for(cond, proc, limit=300.0):
         if proc.poll() is not None or time.time() > t:
             raise RuntimeError(f"process ended or timed out: {proc.communicate()[1][-500:]}")
         time.sleep(0.02)
-
-
-def signal_and_time(proc, sig=signal.SIGINT):
-    t0 = time.perf_counter()
-    proc.send_signal(sig)
-    err = proc.communicate(timeout=120)[1]
-    return time.perf_counter() - t0, proc.returncode, err
 
 
 def first_words(err: str, n: int = 12) -> str:
@@ -328,7 +311,8 @@ def latencies(command: str, moments: int, rng: random.Random, tmp: Path) -> list
         proc = start([*LONG, "--out", str(d)] if command == "run" else
                      ["reproduce", "test-slow-suite", "--out", str(d)], None if command == "run" else SLOW_SUITE)
         try:
-            time.sleep(rng.uniform(0.3, 8.0))  # after the interpreter's own start-up (~0.1 s)
+            wait_for_handlers(proc)  # alignjax's handlers are in place ~0.1 s after start, before jax loads
+            time.sleep(rng.uniform(0.0, 8.0))
             if proc.poll() is not None:
                 continue
             dt, code, err = signal_and_time(proc)
@@ -366,7 +350,7 @@ def main() -> None:
             ls = latencies(command, args.moments, rng, tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        print(f"\nSIGINT at {len(ls)} random moments of `{command}` (0.3-8 s after start): exit 130 and one line every "
+        print(f"\nSIGINT at {len(ls)} random moments of `{command}` (0-8 s after its signal handlers are in place, ~0.1 s after start): exit 130 and one line every "
               f"time; seconds to exit: median {statistics.median(ls):.2f}, max {max(ls):.2f}", flush=True)
 
 

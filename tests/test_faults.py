@@ -26,6 +26,7 @@ import pytest
 from alignjax.cli import main
 from alignjax.results import write_json
 from alignjax.rundir import MANIFEST_NAME, RunDir, is_ours, ownership
+from fault_tools import SLOW_SUITE, digest, signal_and_time, wait_for_handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20", "--set", "log_every=10",
@@ -37,21 +38,7 @@ LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8
 # A script that registers a suite whose second stage computes for about a minute, then runs the
 # CLI with its arguments (``reproduce test-slow-suite --out DIR ...``); SLOW_SUITE_SPIN=1 makes
 # that stage instant.
-SLOW_SUITE = str(ROOT / "tests" / "slow_suite.py")
 
-
-def _digest(folder: Path) -> dict:
-    """Every entry under ``folder`` (hidden ones too): relative path -> sha256 / link / dir."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        rel = str(p.relative_to(folder))
-        if p.is_symlink():
-            out[rel] = "link:" + os.readlink(p)
-        elif p.is_dir():
-            out[rel] = "dir"
-        else:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def _one_line(err: str, start: str = "alignjax:") -> None:
@@ -80,10 +67,8 @@ def _wait_for(cond, proc, limit=180.0):
 
 def _signal_and_time(proc, sig=signal.SIGINT) -> tuple[float, str]:
     """Send ``sig``; return the seconds until the process exited and its stderr."""
-    t0 = time.perf_counter()
-    proc.send_signal(sig)
-    err = proc.communicate(timeout=60)[1]
-    return time.perf_counter() - t0, err
+    dt, _, err = signal_and_time(proc, sig, timeout=60)
+    return dt, err
 
 
 # -- 1. ownership is proved, never guessed ------------------------------------------------------
@@ -93,13 +78,13 @@ def test_overwrite_refuses_a_folder_with_look_alike_json(tmp_path, capsys):
     (h / "config.json").write_text('{"experiment": "resnet", "suite": "x", "alignjax": {}}')
     (h / "summary.json").write_text('{"claims": [], "suite": "x"}')
     (h / "model.ckpt").write_text("weights")
-    before = _digest(tmp_path)
+    before = digest(tmp_path)
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(h), "--overwrite"]) == 2
     err = capsys.readouterr().err
     _one_line(err, "alignjax: error: refusing to overwrite")
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(h), "--resume"]) == 2
     assert main(["show", str(h)]) == 2
-    assert _digest(tmp_path) == before and not is_ours(h)
+    assert digest(tmp_path) == before and not is_ours(h)
 
 
 def test_a_copied_manifest_without_our_config_proves_nothing(tmp_path, capsys):
@@ -109,9 +94,9 @@ def test_a_copied_manifest_without_our_config_proves_nothing(tmp_path, capsys):
     (other / MANIFEST_NAME).write_bytes((ours / MANIFEST_NAME).read_bytes())
     (other / "config.json").write_text('{"experiment": "dpo-bandit", "run_id": "0123"}')
     assert ownership(ours) is None and ownership(other) is not None
-    before = _digest(other)
+    before = digest(other)
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(other), "--overwrite"]) == 2
-    assert _digest(other) == before
+    assert digest(other) == before
 
 
 # -- 2. the user's files inside an alignjax folder ----------------------------------------------
@@ -123,13 +108,13 @@ def test_overwrite_moves_the_users_files_into_the_new_results(tmp_path, capsys):
     (out / "analysis" / "fig.svg").write_text("<svg/>")
     (out / "summary.json").write_text('{"edited": "by me"}')  # our file, changed by the user: theirs now
     os.symlink("/etc/hostname", out / "link")
-    theirs = {k: v for k, v in _digest(out).items() if k.split("/")[0] in ("NOTES.md", "analysis", "link")}
+    theirs = {k: v for k, v in digest(out).items() if k.split("/")[0] in ("NOTES.md", "analysis", "link")}
     edited = hashlib.sha256((out / "summary.json").read_bytes()).hexdigest()
     capsys.readouterr()
     assert main(["run", "dpo-bandit", *SMALL, "--set", "beta=0.3", "--out", str(out), "--overwrite"]) == 0
     err = capsys.readouterr().err
     assert "NOTES.md" in err and "summary.json -> summary.json.kept" in err, err
-    after = _digest(out)
+    after = digest(out)
     assert all(after.get(k) == v for k, v in theirs.items())
     assert after["summary.json.kept"] == edited
     assert json.loads((out / "config.json").read_text())["hparams"]["beta"] == 0.3
@@ -160,11 +145,11 @@ def test_ctrl_c_of_a_fresh_run_keeps_a_sibling_written_meanwhile(tmp_path):
         _wait_for(lambda: (p / "deep" / "x" / "config.json").exists(), proc)
         assert main(["run", "dpo-bandit", *SMALL, "--out", str(p / "y")]) == 0  # another run, same parent
         (p / "deep" / "theirs.txt").write_text("another process's file")
-        before = _digest(p / "y")
+        before = digest(p / "y")
         dt, err = _signal_and_time(proc)
     assert proc.returncode == 130 and dt < 2.0, (dt, err)
     _one_line(err, "alignjax: interrupted (Ctrl-C); nothing was kept")
-    assert _digest(p / "y") == before and (p / "deep" / "theirs.txt").exists()
+    assert digest(p / "y") == before and (p / "deep" / "theirs.txt").exists()
     assert not (p / "deep" / "x").exists()  # removed: it held only this run's files
 
 
@@ -208,14 +193,14 @@ def test_ctrl_c_during_reproduce_overwrite_leaves_the_old_results(tmp_path):
     r = subprocess.run([sys.executable, SLOW_SUITE, "reproduce", "test-slow-suite", "--out", str(out)], cwd=ROOT,
                        capture_output=True, text=True, env={**os.environ, "SLOW_SUITE_SPIN": "1"})
     assert r.returncode == 0, r.stderr
-    before = _digest(out)
+    before = digest(out)
     with _process(["reproduce", "test-slow-suite", "--out", str(out), "--overwrite"], SLOW_SUITE) as proc:
         _wait_for(lambda: any(q.name.startswith(".test-slow-suite.alignjax-new-") for q in out.iterdir()), proc)
         time.sleep(1.0)
         dt, err = _signal_and_time(proc)
     assert proc.returncode == 130 and dt < 2.0, (dt, err)
     _one_line(err, "alignjax: interrupted (Ctrl-C); the previous results")
-    assert _digest(out) == before
+    assert digest(out) == before
 
 
 # -- 7. a killed session is shown as interrupted ------------------------------------------------
@@ -238,14 +223,14 @@ def test_show_says_a_killed_session_was_interrupted(tmp_path, capsys):
 def test_overwrite_onto_a_mount_point_is_refused_before_compute(tmp_path, monkeypatch, capsys):
     out = tmp_path / "mnt"
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
-    before = _digest(tmp_path)
+    before = digest(tmp_path)
     real_ismount = os.path.ismount
     monkeypatch.setattr(os.path, "ismount", lambda q: str(q) == str(out) or real_ismount(q))
     monkeypatch.setattr("alignjax.sweep.run_sweep", lambda *a, **k: pytest.fail("computed"))
     capsys.readouterr()
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 2
     _one_line(capsys.readouterr().err, "alignjax: error: --overwrite cannot replace")
-    assert _digest(tmp_path) == before
+    assert digest(tmp_path) == before
 
 
 def test_overwrite_through_a_symlink_replaces_the_links_target_and_keeps_the_link(tmp_path, capsys):
@@ -303,7 +288,8 @@ def test_sigint_at_random_moments_is_honoured_within_two_seconds(command, tmp_pa
         args = ([*LONG, "--out", str(out)] if command == "run"
                 else ["reproduce", "test-slow-suite", "--out", str(out)])
         with _process(args, None if command == "run" else SLOW_SUITE) as proc:
-            time.sleep(rng.uniform(0.3, 8.0))  # after the interpreter's own start-up (~0.1 s)
+            wait_for_handlers(proc)  # alignjax's handlers are in place ~0.1 s after start, before jax loads
+            time.sleep(rng.uniform(0.0, 8.0))
             if proc.poll() is not None:
                 continue
             dt, err = _signal_and_time(proc)
@@ -372,9 +358,9 @@ def test_a_planted_manifest_cannot_reach_outside_through_a_symlink(tmp_path):
     empty = hashlib.sha256(b"").hexdigest()
     (stale / MANIFEST_NAME).write_text(json.dumps({"format": FORMAT, "run_id": "0" * 32, "trees": ["link"],
                                                    "files": {"link/sub/deeper/x": {"size": 0, "sha256": empty}}}))
-    before = _digest(outside)
+    before = digest(outside)
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(tmp_path / "r")]) == 0  # cleans the stale sibling
-    assert _digest(outside) == before
+    assert digest(outside) == before
 
 
 def test_a_users_file_inside_checkpoints_survives_overwrite(tmp_path, capsys):

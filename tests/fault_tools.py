@@ -1,0 +1,48 @@
+"""Helpers shared by ``tests/test_faults.py`` and ``benchmarks/faults.py`` (fault injection)."""
+
+import hashlib
+import os
+import signal
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# A script that registers a suite whose second stage computes for about a minute, then runs the
+# CLI with its arguments (``reproduce test-slow-suite --out DIR ...``); SLOW_SUITE_SPIN=1 makes
+# that stage instant.
+SLOW_SUITE = str(ROOT / "tests" / "slow_suite.py")
+
+
+def digest(folder: Path) -> dict:
+    """Every entry under ``folder``, hidden ones too: relative path -> sha256, link target or ``"dir"``."""
+    out = {}
+    for p in sorted(Path(folder).rglob("*")):
+        rel = str(p.relative_to(folder))
+        out[rel] = ("link:" + os.readlink(p) if p.is_symlink() else "dir" if p.is_dir()
+                    else hashlib.sha256(p.read_bytes()).hexdigest())
+    return out
+
+
+def wait_for_handlers(proc, limit: float = 30.0) -> None:
+    """Wait until ``proc`` catches SIGTERM (Linux: ``SigCgt`` in ``/proc/PID/status``): alignjax's
+    signal handlers are installed (Python itself catches only SIGINT, so SIGTERM marks ours).
+    Elsewhere, wait one second."""
+    status = Path(f"/proc/{proc.pid}/status")
+    deadline = time.time() + limit
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            caught = int(next(ln for ln in status.read_text().splitlines() if ln.startswith("SigCgt:")).split()[1], 16)
+        except (OSError, StopIteration, ValueError):
+            time.sleep(1.0)
+            return
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.005)
+
+
+def signal_and_time(proc, sig=signal.SIGINT, timeout: float = 120.0) -> tuple[float, int, str]:
+    """Send ``sig`` to ``proc``; ``(seconds until it exited, its exit code, its stderr)``."""
+    t0 = time.perf_counter()
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=timeout)[1]
+    return time.perf_counter() - t0, proc.returncode, err
