@@ -3,6 +3,7 @@
 import hashlib
 import os
 import signal
+import stat
 import time
 from pathlib import Path
 
@@ -14,12 +15,15 @@ SLOW_SUITE = str(ROOT / "tests" / "slow_suite.py")
 
 
 def digest(folder: Path) -> dict:
-    """Every entry under ``folder``, hidden ones too: relative path -> sha256, link target or ``"dir"``."""
+    """Every entry under ``folder``, hidden ones too: relative path -> sha256 (regular files), link
+    target, ``"dir"`` or the file type of anything else (FIFOs, sockets: never opened)."""
     out = {}
     for p in sorted(Path(folder).rglob("*")):
         rel = str(p.relative_to(folder))
-        out[rel] = ("link:" + os.readlink(p) if p.is_symlink() else "dir" if p.is_dir()
-                    else hashlib.sha256(p.read_bytes()).hexdigest())
+        mode = p.lstat().st_mode
+        out[rel] = ("link:" + os.readlink(p) if stat.S_ISLNK(mode) else "dir" if stat.S_ISDIR(mode)
+                    else hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(mode)
+                    else f"special:{stat.S_IFMT(mode):o}")  # a FIFO is never opened
     return out
 
 
