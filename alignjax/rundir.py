@@ -721,21 +721,9 @@ class RunDir:
         self._remove_made()
 
     def _save_manifest(self) -> None:
-        data = json.dumps(self._manifest, indent=1, sort_keys=True).encode()
-        fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f"{MANIFEST_NAME}.{self.run_id}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path / MANIFEST_NAME)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        """Write the manifest (atomically; never recorded in itself, never refused by the seal)."""
+        write_atomic(self.path / MANIFEST_NAME, json.dumps(self._manifest, indent=1, sort_keys=True).encode(),
+                     _force=True)
 
     def _record(self, path: Path, size: int, sha256: str) -> None:
         """Record a file this process wrote (called by :func:`write_atomic` under the registry lock)."""

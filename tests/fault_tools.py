@@ -1,9 +1,12 @@
 """Helpers shared by ``tests/test_faults.py`` and ``benchmarks/faults.py`` (fault injection)."""
 
+import contextlib
 import hashlib
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -50,3 +53,26 @@ def signal_and_time(proc, sig=signal.SIGINT, timeout: float = 120.0) -> tuple[fl
     proc.send_signal(sig)
     err = proc.communicate(timeout=timeout)[1]
     return time.perf_counter() - t0, proc.returncode, err
+
+
+@contextlib.contextmanager
+def cli_process(args, script: str | None = None, **kw):
+    """``python -m alignjax ARGS`` (or ``python SCRIPT ARGS``) in the background, stderr piped;
+    killed on the way out whatever happens."""
+    cmd = [sys.executable, script, *args] if script else [sys.executable, "-m", "alignjax", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+def wait_for(cond, proc, limit: float = 180.0) -> None:
+    """Poll ``cond()`` every 20 ms; fail if ``proc`` ends first (with its stderr) or after ``limit`` s."""
+    deadline = time.time() + limit
+    while not cond():
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)

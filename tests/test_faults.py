@@ -9,7 +9,6 @@ loops (SIGINT and SIGKILL at many random moments) are marked ``slow``; one case 
 class runs by default. A last test audits every deletion call in the library.
 """
 
-import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ import pytest
 from alignjax.cli import main
 from alignjax.results import write_json
 from alignjax.rundir import MANIFEST_NAME, RunDir, is_ours, ownership
-from fault_tools import SLOW_SUITE, digest, signal_and_time, wait_for_handlers
+from fault_tools import SLOW_SUITE, cli_process, digest, signal_and_time, wait_for, wait_for_handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20", "--set", "log_every=10",
@@ -43,26 +42,6 @@ LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8
 
 def _one_line(err: str, start: str = "alignjax:") -> None:
     assert err.count("\n") == 1 and err.startswith(start), err
-
-
-@contextlib.contextmanager
-def _process(args, script: str | None = None, env=None):
-    cmd = [sys.executable, script, *args] if script else [sys.executable, "-m", "alignjax", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
-def _wait_for(cond, proc, limit=180.0):
-    deadline = time.time() + limit
-    while not cond():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def _signal_and_time(proc, sig=signal.SIGINT) -> tuple[float, str]:
@@ -141,8 +120,8 @@ def test_a_failed_fresh_run_removes_only_what_it_wrote(tmp_path, monkeypatch, ca
 # -- 3. an interrupted run and its siblings -----------------------------------------------------
 def test_ctrl_c_of_a_fresh_run_keeps_a_sibling_written_meanwhile(tmp_path):
     p = tmp_path / "p"
-    with _process([*LONG, "--out", str(p / "deep" / "x")]) as proc:
-        _wait_for(lambda: (p / "deep" / "x" / "config.json").exists(), proc)
+    with cli_process([*LONG, "--out", str(p / "deep" / "x")]) as proc:
+        wait_for(lambda: (p / "deep" / "x" / "config.json").exists(), proc)
         assert main(["run", "dpo-bandit", *SMALL, "--out", str(p / "y")]) == 0  # another run, same parent
         (p / "deep" / "theirs.txt").write_text("another process's file")
         before = digest(p / "y")
@@ -164,8 +143,8 @@ def test_a_parent_this_run_made_is_removed_only_when_empty(tmp_path):
 # -- 5./6. signals are honoured at once ---------------------------------------------------------
 def test_ctrl_c_stops_an_unchunked_run_within_two_seconds(tmp_path):
     out = tmp_path / "run"
-    with _process([*LONG, "--out", str(out)]) as proc:
-        _wait_for(lambda: (out / "config.json").exists(), proc)
+    with cli_process([*LONG, "--out", str(out)]) as proc:
+        wait_for(lambda: (out / "config.json").exists(), proc)
         time.sleep(1.0)  # inside the compile or the single long jit call
         dt, err = _signal_and_time(proc)
     assert proc.returncode == 130 and dt < 2.0, (dt, err)
@@ -175,8 +154,8 @@ def test_ctrl_c_stops_an_unchunked_run_within_two_seconds(tmp_path):
 
 def test_sigterm_during_reproduce_keeps_finished_stages_for_resume(tmp_path):
     out = tmp_path / "res"
-    with _process(["reproduce", "test-slow-suite", "--out", str(out)], SLOW_SUITE) as proc:
-        _wait_for(lambda: (out / "test-slow-suite" / "stages" / "first.npz").exists(), proc)
+    with cli_process(["reproduce", "test-slow-suite", "--out", str(out)], SLOW_SUITE) as proc:
+        wait_for(lambda: (out / "test-slow-suite" / "stages" / "first.npz").exists(), proc)
         time.sleep(0.5)
         dt, err = _signal_and_time(proc, signal.SIGTERM)
     assert proc.returncode == 143 and dt < 2.0, (dt, err)
@@ -194,8 +173,8 @@ def test_ctrl_c_during_reproduce_overwrite_leaves_the_old_results(tmp_path):
                        capture_output=True, text=True, env={**os.environ, "SLOW_SUITE_SPIN": "1"})
     assert r.returncode == 0, r.stderr
     before = digest(out)
-    with _process(["reproduce", "test-slow-suite", "--out", str(out), "--overwrite"], SLOW_SUITE) as proc:
-        _wait_for(lambda: any(q.name.startswith(".test-slow-suite.alignjax-new-") for q in out.iterdir()), proc)
+    with cli_process(["reproduce", "test-slow-suite", "--out", str(out), "--overwrite"], SLOW_SUITE) as proc:
+        wait_for(lambda: any(q.name.startswith(".test-slow-suite.alignjax-new-") for q in out.iterdir()), proc)
         time.sleep(1.0)
         dt, err = _signal_and_time(proc)
     assert proc.returncode == 130 and dt < 2.0, (dt, err)
@@ -208,8 +187,8 @@ def test_show_says_a_killed_session_was_interrupted(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=400000",
             "--set", "log_every=100", "--no-progress", "--chunks", "4000"]
-    with _process([*args, "--out", str(out)]) as proc:
-        _wait_for(lambda: (out / "checkpoints").is_dir() and any(
+    with cli_process([*args, "--out", str(out)]) as proc:
+        wait_for(lambda: (out / "checkpoints").is_dir() and any(
             q.name.isdigit() for q in (out / "checkpoints").iterdir()), proc)
         proc.kill()
         proc.wait()
@@ -287,7 +266,7 @@ def test_sigint_at_random_moments_is_honoured_within_two_seconds(command, tmp_pa
         out = tmp_path / f"r{i}"
         args = ([*LONG, "--out", str(out)] if command == "run"
                 else ["reproduce", "test-slow-suite", "--out", str(out)])
-        with _process(args, None if command == "run" else SLOW_SUITE) as proc:
+        with cli_process(args, None if command == "run" else SLOW_SUITE) as proc:
             wait_for_handlers(proc)  # alignjax's handlers are in place ~0.1 s after start, before jax loads
             time.sleep(rng.uniform(0.0, 8.0))
             if proc.poll() is not None:
@@ -311,7 +290,7 @@ def test_sigkill_at_random_moments_of_an_overwrite_never_loses_a_byte(tmp_path):
         theirs = {"NOTES.md": (out / "NOTES.md").read_bytes(), "../sibling.txt": (root / "sibling.txt").read_bytes()}
         args = ["run", "dpo-bandit", *SMALL[:-3], "--set", "num_steps=20000", "--set", "log_every=1000",
                 "--chunks", "4", "--set", f"beta={0.1 + i / 100}", "--out", str(out), "--overwrite", "--no-progress"]
-        with _process(args) as proc:
+        with cli_process(args) as proc:
             time.sleep(rng.uniform(0.5, 6.0))
             proc.kill()
             proc.wait()

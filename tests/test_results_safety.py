@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import contextlib
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +23,7 @@ from alignjax.cli import main
 from alignjax.experiment import Experiment, Program
 from alignjax.registry import EXPERIMENTS
 from alignjax.results import write_json
+from fault_tools import cli_process, wait_for
 from alignjax.rundir import RunDir, RunDirError, is_ours
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,27 +36,6 @@ LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8
 def _tree(folder: Path) -> dict:
     """Every file under ``folder`` (relative path -> bytes)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@contextlib.contextmanager
-def _cli_process(args, **kw):
-    """``python -m alignjax ARGS`` in the background; killed on the way out whatever happens."""
-    proc = subprocess.Popen([sys.executable, "-m", "alignjax", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, **kw)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
-
-
-def _wait_for(cond, proc, limit=120.0):
-    deadline = time.time() + limit
-    while not cond():
-        assert proc.poll() is None, proc.communicate()[1]
-        assert time.time() < deadline
-        time.sleep(0.05)
 
 
 def _one_line(err: str, code_text: str = "alignjax: error:") -> None:
@@ -127,8 +106,8 @@ def test_a_run_killed_while_overwriting_leaves_the_old_results_intact(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
     before = _tree(out)
-    with _cli_process([*LONG, "--out", str(out), "--overwrite"]) as proc:
-        _wait_for(lambda: any(p.name.startswith(".run.alignjax-new-") for p in tmp_path.iterdir()), proc)
+    with cli_process([*LONG, "--out", str(out), "--overwrite"]) as proc:
+        wait_for(lambda: any(p.name.startswith(".run.alignjax-new-") for p in tmp_path.iterdir()), proc)
         time.sleep(1.0)  # well into the run (compiling or computing)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -184,8 +163,8 @@ def test_a_second_writer_fails_with_one_line(tmp_path, capsys):
 def test_two_concurrent_cli_writers_one_fails(tmp_path):
     out = tmp_path / "run"
     args = [*LONG, "--chunks", "4000", "--out", str(out)]
-    with _cli_process(args) as first:
-        _wait_for(lambda: (out / "config.json").exists(), first)
+    with cli_process(args) as first:
+        wait_for(lambda: (out / "config.json").exists(), first)
         second = subprocess.run([sys.executable, "-m", "alignjax", *args, "--resume"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=120)
     assert second.returncode == 2
@@ -287,8 +266,8 @@ def test_nonfinite_metric_exits_nonzero_naming_metric_config_and_step(blowup, tm
 # -- interruption --------------------------------------------------------------------------
 def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path):
     out = tmp_path / "run"
-    with _cli_process([*LONG, "--chunks", "4000", "--out", str(out)]) as proc:
-        _wait_for(lambda: (out / "checkpoints").is_dir() and any(
+    with cli_process([*LONG, "--chunks", "4000", "--out", str(out)]) as proc:
+        wait_for(lambda: (out / "checkpoints").is_dir() and any(
             p.name.isdigit() for p in (out / "checkpoints").iterdir()), proc)
         proc.send_signal(signal.SIGINT)
         err = proc.communicate(timeout=60)[1]
@@ -300,8 +279,8 @@ def test_ctrl_c_prints_one_line_with_the_resume_command_and_exits_130(tmp_path):
 
 def test_ctrl_c_without_checkpoints_keeps_nothing(tmp_path):
     out = tmp_path / "run"
-    with _cli_process(["run", "dpo-bandit", "--set", "num_steps=40000", "--no-progress", "--out", str(out)]) as proc:
-        _wait_for(lambda: (out / "config.json").exists(), proc)
+    with cli_process(["run", "dpo-bandit", "--set", "num_steps=40000", "--no-progress", "--out", str(out)]) as proc:
+        wait_for(lambda: (out / "config.json").exists(), proc)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         err = proc.communicate(timeout=120)[1]
