@@ -173,6 +173,7 @@ def save(mgr: ocp.CheckpointManager, step: int, state: Any, metrics: dict[str, n
     item = _item(state, metrics, fingerprint)
     directory = Path(mgr.directory)
     existed = _step_dir(directory, step) is not None
+    _silence_stragglers()  # before the call: a failing write's callbacks may print before it returns
     try:
         with _quiet():
             mgr.save(step, args=ocp.args.StandardSave(item), force=True)
@@ -260,6 +261,7 @@ def discard(mgr: ocp.CheckpointManager, steps: list[int]) -> list[Path]:
 # -- reading --------------------------------------------------------------------------------
 def _read_verified(mgr: ocp.CheckpointManager, step: int) -> dict:
     """The raw item of checkpoint ``step``, checked against its checksum; CorruptCheckpoint if not."""
+    _silence_stragglers()
     try:
         with _quiet():
             item = mgr.restore(step, args=ocp.args.StandardRestore())
@@ -422,7 +424,8 @@ _STRAGGLERS = {"installed": False}
 
 
 def _silence_stragglers() -> None:
-    """After an orbax call failed: drop the noise that arrives later, from other threads or at
+    """Before any orbax call (a failing write's callbacks can print before the call returns): drop
+    the noise that arrives from other threads or later, from other threads or at
     garbage collection -- tensorstore callbacks into orbax's closed event loop ("Event loop is
     closed", reported as unraisable) and asyncio's records of futures nobody awaited. Other
     unraisable exceptions, warnings and log records pass unchanged. Installed once per process."""

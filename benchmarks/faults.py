@@ -6,7 +6,7 @@ the exit code, the first words of the one line the user sees, and the bytes lost
 signal latency: SIGINT at random moments of an unchunked ``run`` and of ``reproduce``
 (seconds from the signal to the process's exit).
 
-    python benchmarks/faults.py [--moments 20] [--seed 0]
+    python benchmarks/faults.py [--moments 20] [--seed 0] [--only TEXT]
 
 Needs a few minutes on 2 cores. Cases that need root (a tmpfs mount point, a tmpfs that
 fills) are skipped where mounting is not permitted.
@@ -328,11 +328,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--moments", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="", help="run only the cases whose title contains this text")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     print("| fault | exit | what the user sees (first words) | pre-existing entries lost |")
     print("|---|---:|---|---:|")
     for title, fn in CASES:
+        if args.only not in title:
+            continue
         tmp = Path(tempfile.mkdtemp(prefix="alignjax-fault-"))
         try:
             res = case_kill_overwrite(tmp, rng) if fn == "kill" else fn(tmp)
@@ -344,7 +347,7 @@ def main() -> None:
             continue
         code, err, n_lost = res
         print(f"| {title} | {code} | {first_words(err).replace('|', '/')} | {n_lost} |", flush=True)
-    for command in ("run", "reproduce"):
+    for command in ("run", "reproduce") if args.moments > 0 else ():
         tmp = Path(tempfile.mkdtemp(prefix="alignjax-sigint-"))
         try:
             ls = latencies(command, args.moments, rng, tmp)
