@@ -572,6 +572,21 @@ def _is_number(v) -> bool:
 
 
 # what each field a results file is read for must be: (test, words for the message)
+def _is_claim_record(v) -> bool:
+    """A claim of ``summary.json``: contract v2 (``holds``, ``paper_value``, ``measured``, a control
+    with ``holds``) or v3 (``check``, ``subject``, ``control`` with numbers and a ``verdict``)."""
+    if not (isinstance(v, dict) and isinstance(v.get("id"), str)):
+        return False
+    if "check" in v:  # contract v3
+        c, m = v.get("control"), v.get("subject")
+        nums = ("value", "low", "high")
+        return (isinstance(v["check"], dict) and isinstance(m, dict) and isinstance(c, dict)
+                and all(_is_number(m.get(k)) and _is_number(c.get(k)) for k in nums)
+                and isinstance(v.get("verdict"), str) and isinstance(c.get("verdict"), str))
+    return (all(k in v for k in ("holds", "paper_value", "measured"))
+            and (not v.get("control") or isinstance(v["control"], dict) and "holds" in v["control"]))
+
+
 _KINDS = {
     "object": (lambda v: isinstance(v, dict), "an object"),
     "list": (lambda v: isinstance(v, list), "a list"),
@@ -581,10 +596,8 @@ _KINDS = {
     "numbers": (lambda v: isinstance(v, list) and all(map(_is_number, v)), "a list of numbers"),
     "strings": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "counts": (lambda v: isinstance(v, dict) and all(map(_is_number, v.values())), "an object of numbers"),
-    "claim": (lambda v: isinstance(v, dict) and isinstance(v.get("id"), str)
-              and all(k in v for k in ("holds", "paper_value", "measured"))
-              and (not v.get("control") or isinstance(v["control"], dict) and "holds" in v["control"]),
-              "an object with a string id, holds, paper_value and measured"),
+    "claim": (lambda v: _is_claim_record(v), "an object with a string id, holds, paper_value and measured (v2) or "
+              "check, subject, control and verdict (v3)"),
 }
 _TOP_FIELDS = {"suite": "string", "experiment": "string", "scale": "string", "alignjax": "object",
                "config": "object", "hparams": "object", "sweep": "object", "seeds": "integer", "seed": "integer",

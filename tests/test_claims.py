@@ -103,3 +103,16 @@ def test_declared_claims_are_well_formed_and_listed_as_json(name, capsys):
     assert [d["id"] for d in listed] == [s.id for s in specs]
     for d in listed:
         assert set(d["check"]) == {"metric", "op", "threshold", "origin"} and d["check"]["origin"].strip()
+
+
+def test_show_and_resume_accept_a_v3_summary(tmp_path):
+    """``summary.json`` read back (``show``, ``--resume``) accepts v3 records and still refuses junk."""
+    from alignjax.cli import _check_results_doc
+
+    spec = C.ClaimSpec("a", "s", "src 1", 1, "setting", CHECK, "control run")
+    rec = C.evaluate(spec, C.measure([0.01, 0.02]), C.measure([0.3, 0.2]))
+    doc = json.loads(json.dumps(summary_dict("s", {}, 1.0, [rec])))
+    assert _check_results_doc(tmp_path / "summary.json", doc) is doc
+    bad = {**doc, "claims": [{**doc["claims"][0], "subject": {"value": "x"}}]}
+    with pytest.raises(ValueError, match="claims"):
+        _check_results_doc(tmp_path / "summary.json", bad)

@@ -68,24 +68,25 @@ def _summary(suite, *claims):
     return {"suite": suite, "claims": [asdict(c) for c in claims]}
 
 
-def test_format_claims_one_row_per_claim_with_yes_no_and_truncation():
+def test_format_claims_one_row_per_claim_with_verdicts_truncation_and_counts():
     long = list(range(40))
     a = claim("first-claim", "s", "p", 0.5, 0.4375, True)
     b = claim("second-claim", "s", "p", "about 2", long, False)
-    c = claim("third", "s", "p", {"k": 1}, "x" * 28, np.bool_(True))
+    c = claim("third", "s", "p", {"k": 1}, "x" * 26, np.bool_(True))
     text = format_claims([_summary("suite-one", a, b), _summary("suite-two", c)])
     lines = text.splitlines()
-    assert len(lines) == 2 + 3  # header, rule, one row per claim
-    assert lines[0].split() == ["suite", "claim", "holds", "control", "paper", "measured"]
+    assert len(lines) == 2 + 3 + 1 + 2  # header, rule, one row per claim, blank, counts per suite
+    assert lines[0].split() == ["suite", "claim", "verdict", "check", "subject", "control"]
     assert set(lines[1]) == {"-"} and len(lines[1]) == len(lines[0])
-    rows = [line.split() for line in lines[2:]]
-    assert rows[0] == ["suite-one", "first-claim", "yes", "-", "0.5", "0.4375"]
-    assert rows[1][:6] == ["suite-one", "second-claim", "NO", "-", "about", "2"]
-    assert rows[2] == ["suite-two", "third", "yes", "-", '{"k":', '1}', "x" * 28]  # 28 characters fit
-    measured = lines[3][lines[0].index("measured"):]
-    full = json.dumps(long)
-    assert measured == full[:27] + "…"  # truncated to 28 characters
-    assert "NO" not in lines[2] + lines[4] and "yes" not in lines[3]
+    rows = [line.split() for line in lines[2:5]]
+    assert rows[0][:3] == ["suite-one", "first-claim", "holds"] and rows[0][-2:] == ["0.4375", "-"]
+    assert rows[1][:3] == ["suite-one", "second-claim", "fails"]
+    assert rows[2][:3] == ["suite-two", "third", "holds"] and "x" * 26 in rows[2]  # 26 characters fit
+    start = lines[0].index("subject")
+    subject = lines[3][start:start + 26]
+    assert subject == json.dumps(long)[:25] + "…"  # truncated to 26 characters
+    assert lines[5] == "" and lines[6:] == ["suite-one          holds 1, fails 1, inconclusive 0",
+                                            "suite-two          holds 1, fails 0, inconclusive 0"]
 
 
 def test_a_claim_carries_its_setting_and_negative_control():
@@ -98,15 +99,16 @@ def test_a_claim_carries_its_setting_and_negative_control():
     assert row["setting"].startswith("tabular") and row["control"]["holds"] is False
     bad = control("a control that passes", 1e-6, np.bool_(True))
     lines = format_claims([_summary("s", c, claim("weak", "s", "p", 0, 0, True, control=bad))]).splitlines()
-    assert lines[2].split()[3] == "fails" and lines[3].split()[3] == "PASSES"
+    assert lines[2].split()[-1] == "fails" and lines[3].split()[-1] == "PASSES"  # the control column
     with pytest.raises(TypeError):
         control("s", 0.3, 0.3 < 1 and "yes")  # a verdict must be a computed boolean
     with pytest.raises(ValueError):
         claim("x", "s", "p", 0, 0, True, control={"holds": False})
 
 
-def test_format_claims_of_no_claims_is_just_the_header():
-    assert len(format_claims([{"suite": "s", "claims": []}]).splitlines()) == 2
+def test_format_claims_of_no_claims_is_the_header_and_zero_counts():
+    lines = format_claims([{"suite": "s", "claims": []}]).splitlines()
+    assert len(lines) == 4 and lines[3].split() == ["s", "holds", "0,", "fails", "0,", "inconclusive", "0"]
 
 
 def test_write_csv_columns_and_rows_give_the_same_file(tmp_path):
