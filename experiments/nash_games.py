@@ -984,3 +984,95 @@ SUITES.register("nash-games", reproduce,
                 meta={"description": "Non-transitive preference games: EGPO simulation (exact + sampled), Nash-MD "
                                      "theorem, last iterate vs average, MPO's two stages, EGPO via small beta, why "
                                      "NLHF (BT-RLHF vs Nash)", "claims": CLAIMS})
+
+
+# ------------------------------------------------------------------------------------ the page
+def _v2(cid, old_statement, old_check, why, new_id="same", new=None):
+    """One row of the table 'claims restated in v3' (v2's verdicts: holds at quick and full, control fails)."""
+    return {"id": cid, "old_statement": old_statement, "old_check": old_check,
+            "old_verdict": "holds (quick and full); control fails", "new_id": cid if new_id == "same" else new_id,
+            "new": new, "why": why}
+
+
+RESTATED = (
+    _v2("egpo-regularized-linear-rate", "EGPO's last iterate converges linearly to pi*_beta.",
+        "every game and config under the envelope max(10 gap_0 (1 - eta beta)^t, 1e-10), final gap < 1e-6.",
+        "issue 22: C = 10 and the 1e-6 cut were set after a failing run; the rate is now fitted and compared with "
+        "1 - eta beta."),
+    _v2("nash-md-constant-step-plateaus", "Constant-step Nash-MD plateaus above EGPO.",
+        "median final gap ratio Nash-MD/EGPO > 100 at beta 0.1 and 0.01.", "the same check, with an interval over games."),
+    _v2("nash-md-rate-order", "Nash-MD with eta_t = 2/(beta(t+2)) is O(1/T) in KL.",
+        "max log-log slope over the last decade <= -0.95.", "the same check, with an interval over games."),
+    _v2("mwu-last-iterate-cycles-average-converges", "MWU's last iterate cycles; its average converges.",
+        "on every game with a mixed equilibrium: last-iterate tail mean > 10x average's final.",
+        "the same check as one number (the minimum ratio over games) with an interval."),
+    _v2("omwu-extragradient-last-iterate-beta0", "OMWU and extragradient converge in the last iterate at beta = 0.",
+        "every game: e_T < 1e-2 and (e_T <= 0.1 e_(T/10) or e_T < 1e-4).",
+        "the same per-game criterion as one number (the worst convergence score) with an interval."),
+    _v2("mpo-fixed-magnet-linear-rate", "MPO with a fixed magnet converges linearly to the magnet's equilibrium.",
+        "every game under the envelope of egpo-regularized-linear-rate with contraction 1/(1 + eta beta).",
+        "the envelope (set after a failing run) is replaced by the fitted rate, as for EGPO."),
+    _v2("mpo-magnet-updates-converge-original", "MPO with magnet resets converges to the original NE.",
+        "every game: e_T <= e_(T/10)/3 (or below the 1e-4 floor, raised from 1e-5 after a failing run) and < 1e-2.",
+        "issue 22: the paper says linear; v3 checks the rate's shape (log-log slope <= -2)."),
+    _v2("egpo-original-game-small-beta", "EGPO reaches an eps-NE of the original game through a small beta.",
+        "final exploitability <= 2 beta log(1/min pi_ref) for every beta and game.",
+        "issue 22: weaker than the paper (a bias bound, no rate); v3 measures the iterations to eps(beta) and their "
+        "exponent in 1/beta."),
+    _v2("bt-rlhf-exploitable-on-mixtures", "BT-RLHF is exploitable on cyclic annotator mixtures.",
+        "median exploitability > 0.1 (control: the Nash policy, 0 by construction).",
+        "the same check; the control is now BT-RLHF on BT-consistent games (a run)."),
+    _v2("nothing-beats-the-nash-policy", "No policy beats the Nash policy: P(pi > pi_Nash) <= 1/2.",
+        "max win rate of every challenger <= 1/2 + 1e-6.", "issue 22: an identity of the LP's equilibrium.",
+        new_id=None, new="unit test `tests/test_nash_suite.py::test_nothing_beats_the_nash_policy`"),
+    _v2("three-rater-bt-jumps-nash-continuous", "Three raters: the BT maximiser jumps, the Nash policy is continuous.",
+        "TV of the BT maximiser > 0.99 and TV of Nash <= 3 delta.", "issue 22: a closed form.",
+        new_id=None, new="unit test `tests/test_nash_suite.py::test_three_rater_bt_jumps_nash_continuous`"),
+    _v2("bt-rlhf-depends-on-sampling-distribution", "The BT fit depends on the sampling distribution of the pairs.",
+        "fraction of cyclic mixtures whose BT argmax changes >= 10% (replaced the median TV > 0.1 after the smoke "
+        "run; control: BT-consistent games, 0 by construction).",
+        "issue 22: changed after a failing run; the first draft (median TV > 0.1) is restored, the control is the "
+        "mixtures with a Condorcet winner."),
+    _v2("sampled-egpo-noise-floor-shrinks", "Sampled EGPO's noise floor shrinks with the samples per step.",
+        "floors strictly decreasing in K and floor(10) > 3 floor(1000) (control: the same numbers reversed).",
+        "one scalar per check; the control (reversed numbers) could not fail: it is now sampled Nash-MD-PG."),
+    _v2("online-ipo2-nash-md-pg-stall-small-beta", "Online IPO 2 and Nash-MD-PG stall at beta = 0.001; EGPO does not.",
+        "both ratios > 0.1 and EGPO's < 0.1 (control: EGPO's > 0.1, the check negated).",
+        "the control could not fail; EGPO moved from the compound check to the control."),
+    _v2("egpo-lowest-gap-every-beta", "EGPO ends with the lowest gap at every beta.",
+        "EGPO's median <= min of the others x (1 + 1e-6) or < 1e-11 at every beta.",
+        "the same check as one ratio with an interval over games."),
+    _v2("sampled-egpo-lowest-gap", "EGPO ends at the lowest sampled noise floor.",
+        "EGPO's median floor <= the best other's x (1 + 1e-6) (0.97, no interval; the floor replaced the final "
+        "point after the order flipped between quick and full).", "issue 22: the ratio now has an interval over games."),
+    _v2("nash-md-pg-stall-every-mixture", "Nash-MD-PG stalls at beta = 0.001 for every mixture m.",
+        "median final/initial > 0.1 for every m (control: EGPO, shared with another claim).",
+        "the same check as one number; the control is Nash-MD-PG at beta = 0.1 (its own run)."),
+    _v2("sampled-inpo-bernoulli-feedback", "INPO learns from Bernoulli feedback.",
+        "max final/initial gap < 0.1 at beta 0.1, eta 1 (eta beta = 0.1).",
+        "issue 22: weaker than the paper; INPO's own regime eta beta = tau/eta = 1/3 (beta = 2.5e-3)."),
+    _v2("neural-egpo-reduces-gap", "EGPO with an MLP policy reduces the gap 10x.",
+        "median final/initial < 0.1 (control: a typed constant 1.0).",
+        "issue 22: the control was a constant; it is now neural Nash-MD-PG."),
+)
+"""The suite's v2 claims and how contract v3 restates them (the old verdicts are those of the v2 page)."""
+
+
+def claims_tables(full_dir, quick_dir) -> str:
+    """The markdown of ``papers/nash_games.md``'s claims sections, read from a full and a quick run's
+    ``summary.json``: the verdict table, agreement, the checks changed after a run, the table "claims
+    restated in v3"."""
+    from alignjax_experiments import _claims_page as page
+
+    full, quick = page.load_summary(full_dir), page.load_summary(quick_dir)
+    lines = [*page.verdict_table(quick, full), "", page.agreement_text(quick, full), "", *page.history_lines(full), "",
+             "### Claims restated in v3", "", *page.restated_table(RESTATED, quick, full)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m alignjax_experiments.nash_games FULL_DIR QUICK_DIR
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m alignjax_experiments.nash_games FULL_DIR QUICK_DIR")
+    print(claims_tables(sys.argv[1], sys.argv[2]), end="")
