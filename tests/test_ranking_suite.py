@@ -226,12 +226,12 @@ def test_smoke_settings_shrink_quick_and_keep_its_theorem_checks():
     assert spe % smoke["logs_per_epoch"] == 0 and smoke["online_steps"] >= 1
 
 
-def _fake_evaluate_stage(rng, n=48, runs=3, T=5):
+def _fake_evaluate_stage(rng, n=301, runs=3, T=5):
     """An ``evaluate`` stage output with random numbers where :func:`ra.claim_records` reads them."""
     cfg = ra.SETTINGS["quick"]
     nb, no = len(cfg["betas"]), len(cfg["other_betas"])
     u = lambda *shape: rng.uniform(size=shape)  # noqa: E731
-    b = lambda *shape: rng.uniform(size=shape) < 0.6  # noqa: E731
+    b = lambda *shape, p=0.6: rng.uniform(size=shape) < p  # noqa: E731
     per_beta = {k: u(nb) for k in ("R_len", "R_len_star_eq3", "R", "R_star_eq3", "R_star_code", "R_len_star_code")}
     return cfg, {
         "tabular": {"max_rel_err": u(), "early_max_rel_err": u(), "R": u(nb), "R_star": u(nb),
@@ -241,10 +241,10 @@ def _fake_evaluate_stage(rng, n=48, runs=3, T=5):
                   "bin_count": np.ones(len(ra.FLIP_BINS) - 1), "bin_fraction": u(len(ra.FLIP_BINS) - 1),
                   "num_misranked": 7},
         "winrate": {"near": b(runs, T), "win": u(runs, T), "R_train": u(runs, T), "R_val": u(runs, T), "split": u(),
-                    "pearson_near": u()},
+                    "pearson_near": u(), "pearson_far": u()},
         "per_pair": {"R": b(nb, n), "R_len": b(nb, n), "R_star": b(nb, n), "R_len_star": b(nb, n),
-                     "tabular_R": b(nb, n), "tabular_R_len": b(nb, n), "panel_R_star_eq3": b(2, nb, n),
-                     "panel_R_star_code": b(2, nb, n), "other_gap": u(4, no, n) - 0.5,
+                     "tabular_R": b(nb, n, p=0.8), "tabular_R_len": b(nb, n, p=0.8),
+                     "panel_R_star_eq3": b(2, nb, n), "panel_R_star_code": b(2, nb, n, p=0.9), "other_gap": u(4, no, n) - 0.5,
                      "other_gap_reference": u(4, no, n) - 0.5}}
 
 
