@@ -18,7 +18,31 @@ Pipeline (all from one seed; see ``papers/ranking_accuracy.md``), one stage per 
    accuracy, Thm 4.1 at every checkpoint, flips vs difficulty, win rate (ground-truth raters)
    vs ranking accuracy as a function of the distance ``KL(pi || pi_ref)`` (Monte Carlo).
 
-Then :func:`claims` (stage outputs -> claims) and :func:`report` (tables and plots).
+Then :func:`claim_records` (stage outputs -> contract-v3 records of :data:`CLAIMS`) and :func:`report`
+(tables and plots).
+
+Claims (declared in :data:`CLAIMS` before any measurement code). Each is one scalar, measured for a
+subject and for its own control; where it averages training pairs (or checkpoints, for the win-rate
+correlations) its 95% interval is a bootstrap over them (:func:`alignjax.claims.measure`):
+
+* ``thm31-dpo-optimum``: ``max |h - h*| / (1 + |h*|) <= 1e-3`` after tabular soft-label DPO, with
+  ``h* = log pi_ref(y_w)/pi_ref(y_l) + logit(alpha)/beta`` (Eq. 2); control: the same descent at a tenth
+  of its steps.
+* ``alignment-gap`` / ``-unnormalised``: ``median_beta (R*(beta) - R(beta)) >= 0.10`` (length-normalised
+  and not); controls: the tabular optimum's ``R~``, and ``R*`` as the released code computes it.
+* ``table1-rstar-is-the-code-variant`` (beyond the paper): ``min_panel min(min_beta R*_code - 0.67,
+  median_beta R*_code - 0.93) >= 0`` over two rater panels (4 raters ties dropped, 5 raters); control:
+  Eq. 3's ``R*``.
+* ``few-misranked-pairs-flip``: the flipped fraction of misranked pairs at beta = 0.1 is ``< 0.10``
+  (Sec. 4.1); control: the tabular optimum.
+* ``winrate-ranking-correlation-near`` / ``winrate-ranking-correlation``: the sign of Pearson(R, win
+  rate) near (``> 0``) and far (``< 0``, Fig. 4's anti-correlation) from ``theta_ref``; control: the
+  same with validation-pair accuracy.
+* ``alignment-gap-other-methods`` (beyond the paper): ``min_method median_beta (R*_own - R) >= 0.10``;
+  control: the untrained reference.
+
+Fig. 2's "loss falls while the ranking stays wrong" is algebra (a unit test in
+``tests/test_ranking_metrics.py``).
 """
 
 from __future__ import annotations
