@@ -244,7 +244,8 @@ def _fake_evaluate_stage(rng, n=301, runs=3, T=5):
                     "pearson_near": u(), "pearson_far": u()},
         "per_pair": {"R": b(nb, n), "R_len": b(nb, n), "R_star": b(nb, n), "R_len_star": b(nb, n),
                      "tabular_R": b(nb, n, p=0.8), "tabular_R_len": b(nb, n, p=0.8),
-                     "panel_R_star_eq3": b(2, nb, n), "panel_R_star_code": b(2, nb, n, p=0.9), "other_gap": u(4, no, n) - 0.5,
+                     "panel_R_star_eq3": b(2, nb, n, p=rng.uniform(0.3, 0.6)),
+                     "panel_R_star_code": b(2, nb, n, p=0.9), "other_gap": u(4, no, n) - 0.5,
                      "other_gap_reference": u(4, no, n) - 0.5}}
 
 
