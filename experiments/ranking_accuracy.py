@@ -18,7 +18,31 @@ Pipeline (all from one seed; see ``papers/ranking_accuracy.md``), one stage per 
    accuracy, Thm 4.1 at every checkpoint, flips vs difficulty, win rate (ground-truth raters)
    vs ranking accuracy as a function of the distance ``KL(pi || pi_ref)`` (Monte Carlo).
 
-Then :func:`claims` (stage outputs -> claims) and :func:`report` (tables and plots).
+Then :func:`claim_records` (stage outputs -> contract-v3 records of :data:`CLAIMS`) and :func:`report`
+(tables and plots).
+
+Claims (declared in :data:`CLAIMS` before any measurement code). Each is one scalar, measured for a
+subject and for its own control; where it averages training pairs (or checkpoints, for the win-rate
+correlations) its 95% interval is a bootstrap over them (:func:`alignjax.claims.measure`):
+
+* ``thm31-dpo-optimum``: ``max |h - h*| / (1 + |h*|) <= 1e-3`` after tabular soft-label DPO, with
+  ``h* = log pi_ref(y_w)/pi_ref(y_l) + logit(alpha)/beta`` (Eq. 2); control: the same descent at a tenth
+  of its steps.
+* ``alignment-gap`` / ``-unnormalised``: ``median_beta (R*(beta) - R(beta)) >= 0.10`` (length-normalised
+  and not); controls: the tabular optimum's ``R~``, and ``R*`` as the released code computes it.
+* ``table1-rstar-is-the-code-variant`` (beyond the paper): ``min_panel min(min_beta R*_code - 0.67,
+  median_beta R*_code - 0.93) >= 0`` over two rater panels (4 raters ties dropped, 5 raters); control:
+  Eq. 3's ``R*``.
+* ``few-misranked-pairs-flip``: the flipped fraction of misranked pairs at beta = 0.1 is ``< 0.10``
+  (Sec. 4.1); control: the tabular optimum.
+* ``winrate-ranking-correlation-near`` / ``winrate-ranking-correlation``: the sign of Pearson(R, win
+  rate) near (``> 0``) and far (``< 0``, Fig. 4's anti-correlation) from ``theta_ref``; control: the
+  same with validation-pair accuracy.
+* ``alignment-gap-other-methods`` (beyond the paper): ``min_method median_beta (R*_own - R) >= 0.10``;
+  control: the untrained reference.
+
+Fig. 2's "loss falls while the ranking stays wrong" is algebra (a unit test in
+``tests/test_ranking_metrics.py``).
 """
 
 from __future__ import annotations
@@ -30,13 +54,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from alignjax import claims
 from alignjax import losses as L
 from alignjax.data import language as lg
 from alignjax.experiment import Program
 from alignjax.metrics import ranking as rk
 from alignjax.policies.sequence import sequence_policy
 from alignjax.registry import SUITES
-from alignjax.results import SuiteContext, claim, control
+from alignjax.results import SuiteContext
 from alignjax.sft import eval_logps, logged_step_keys, online_ipo_step, preference_step, sft_step
 from alignjax.sweep import Grid, run_sweep
 
@@ -47,6 +72,154 @@ METHODS = LOSS_NAMES + ("online_ipo",)
 """Every method's name, indexed by its id (the offline rows' ``loss_id``; online IPO last)."""
 DPO, IPO, CDPO, RDPO, SIMPO, RPO, GAMMA_DPO, ONLINE_IPO = range(len(METHODS))
 PAPER_BETAS = (0.01, 0.1, 1.0, 5.0, 10.0)
+
+# ============================================================================ the claims (contract v3)
+GAP_THRESHOLD = 0.10
+"""A gap counts as large from 10 points of ranking accuracy (the paper's gaps are 19-59 points, Sec. 3.3)."""
+TABLE1_R_STAR = {"min": 0.67, "median": 0.93}
+"""Table 1's unnormalised R* column: the smallest min and the smallest median over beta of its four models."""
+TABLE1_PER_MODEL = {"Zephyr-7B-DPO": (0.90, 0.99, 1.00), "Tulu-2-DPO-7B": (0.91, 0.99, 1.00),
+                    "Gemma-7B-IT": (0.67, 0.93, 1.00), "Llama-2-7B-chat": (0.91, 0.99, 1.00)}
+"""Table 1 (p. 6), column R*: min / median / max over beta in {0.01, 0.1, 1, 5, 10}, per released model."""
+FLIP_THRESHOLD = 0.10
+"""Sec. 4.1: fewer than 10% of the misranked pairs are flipped."""
+THM31_TOL = 1e-3
+"""Thm 3.1's check: relative error ``|h - h*| / (1 + |h*|) <= 1e-3`` (fixed in v2 before its first run)."""
+RATER_PANELS = (4, 5)
+"""The rater panels ``table1-rstar-is-the-code-variant`` is judged on, worst case: 4 raters with ties dropped
+(Table 1's Alpaca Farm setting, adopted after the claim failed with 5) and 5 raters (the setting before)."""
+
+_THM31 = "max over beta and pairs of |h - h*| / (1 + |h*|) after tabular soft-label DPO"
+_GAP_LEN = "median over beta of R~* (Eq. 3, length-normalised) - R~ (best-validation checkpoint)"
+_GAP = "median over beta of R* (Eq. 3) - R (best-validation checkpoint)"
+_CODE = "min over rater panels of min(min_beta R* - 0.67, median_beta R* - 0.93), R* as the released code computes it"
+_FLIP = "fraction of the reference's misranked training pairs ranked correctly at the best checkpoint, beta = 0.1"
+_NEAR = "Pearson(ranking accuracy on training pairs, win rate) over checkpoints at distance <= the median"
+_FAR = "Pearson(ranking accuracy on training pairs, win rate) over checkpoints at distance > the median"
+_OTHER = "min over IPO, cDPO, rDPO, online IPO of the median over beta of (own idealized R - observed R)"
+
+_REGIME = ("tiny causal transformer SFT'd on a hidden Markov language; responses of ~55 tokens (at most 96), so the "
+           "pair difficulty c spans about +-150 nats; 512 (quick) / 1024 (full) training pairs, 4 Bradley-Terry "
+           "raters, tied votes dropped as in Table 1; DPO trained as the paper does (RMSProp, lr 1e-4, 2 epochs, "
+           "best-validation checkpoint) at the paper's beta grid {0.01, 0.1, 1, 5, 10}; intervals: bootstrap over "
+           "training pairs")
+
+CLAIMS = claims.declared([
+    claims.ClaimSpec(
+        id="thm31-dpo-optimum",
+        statement="The optimum of DPO with soft labels alpha has log pi*(y_w)/pi*(y_l) = log pi_ref(y_w)/pi_ref(y_l) "
+                  "+ logit(alpha)/beta (so its ranking accuracy is R*); tabular policies trained by gradient descent "
+                  "reach it.",
+        source=f"{SOURCE}, Thm 3.1 (Eq. 2) and Cor. 3.3 (Eq. 3)", paper_value="exact (theorem)",
+        setting="one free logit pair per training pair (the theorem's unrestricted policy class), our pairs and vote "
+                "fractions (unanimous alpha = 1 - 0.001, App. C.4), the paper's beta grid; float64 gradient descent, "
+                "8000 steps of size 1/beta^2",
+        check=claims.Check(_THM31, "<=", THM31_TOL, "THM31_TOL: a tolerance fixed in v2 before its first run; the "
+                                                    "contraction z <- z - 2(sigmoid(z) - alpha) converges linearly"),
+        control="The same gradient descent stopped at one tenth of its budget (its first logged checkpoint, 800 "
+                "steps): it passes if the descent has already converged.",
+        history=(claims.CheckChange(
+            claims.Check(_THM31 + " AND R_tabular == R* at every beta", "<=", THM31_TOL, "v2 compound check"),
+            "one scalar: a relative error below 1e-3 implies R = R* for every pair with |h*| > ~1e-3 (R and R* are "
+            "still reported per beta); the v2 control (the reference policy, the trajectory's first point) was "
+            "off the optimum by logit(alpha)/beta by construction.", "v2", easier=True),)),
+    claims.ClaimSpec(
+        id="alignment-gap",
+        statement=f"Preference-tuned models rank far fewer training pairs correctly than the idealized optimum would: "
+                  f"on the length-normalised columns, median over beta of R~* - R~ >= {GAP_THRESHOLD}.",
+        source=f"{SOURCE}, Table 1 (columns R~ and R~*) and Sec. 3.3",
+        paper_value="observed R~ 53-54% vs median R~* 73-98%; gaps of 19-59 points",
+        setting=_REGIME + "; the paper measures released 7B models, we measure our own DPO run at each beta",
+        check=claims.Check(_GAP_LEN, ">=", GAP_THRESHOLD, "GAP_THRESHOLD: 10 points, half the paper's smallest gap "
+                                                          "(19 points, Sec. 3.3)"),
+        control="Tabular soft-label DPO run to Thm 3.1's optimum on the same pairs, its R~ measured the same way (its "
+                "per-sequence log-probs divided by the lengths): a learner that reaches the optimum; its R~ need not "
+                "equal R~* (Eq. 3 normalises only the reference), so it is measured, not zero by construction."),
+    claims.ClaimSpec(
+        id="alignment-gap-unnormalised",
+        statement=f"The same gap on the unnormalised columns, R* by Eq. 3: median over beta of R* - R >= "
+                  f"{GAP_THRESHOLD}.",
+        source=f"{SOURCE}, Table 1 (columns R and R*), Eq. 3", paper_value="observed R 40-42% vs median R* 93-99%",
+        setting=_REGIME,
+        check=claims.Check(_GAP, ">=", GAP_THRESHOLD, "GAP_THRESHOLD: 10 points, half the paper's smallest gap "
+                                                      "(19 points, Sec. 3.3)"),
+        control="The same gap with R* computed as the authors' released code computes it (reference factor "
+                "log p(y_w)/log p(y_l), rlhf_minimizer_client.py) against the same DPO runs."),
+    claims.ClaimSpec(
+        id="table1-rstar-is-the-code-variant",
+        statement="Table 1's unnormalised R* column (min >= 67%, median >= 93% over beta for every model) is what the "
+                  "authors' released code computes (reference factor log p(y_w)/log p(y_l), a ratio of "
+                  "log-likelihoods), not Eq. 3 (likelihood ratio p(y_w)/p(y_l)): on our pairs the code's variant "
+                  "falls in Table 1's range with either rater panel.",
+        source="beyond the paper: a finding of ours, from Chen et al. 2024 Table 1 and Eq. 3 and the released code "
+               "(rlhf_minimizer_client.py, _compute_likelihood_ratios_helper, normalized=False branch, run by "
+               "calculate_upper_bound_rlhf.py)",
+        paper_value={"Table 1, R* min/median/max": {k: list(v) for k, v in TABLE1_PER_MODEL.items()}},
+        setting=_REGIME + "; the code also ranks ratios within 5% of 1 as ties and needs >= 1.05 to rank y_w first "
+                          "(applied here); judged on the worse of two rater panels over the same pairs: 4 raters "
+                          "with ties dropped (Table 1's setting, adopted in v2 after this claim failed with 5 "
+                          "raters) and 5 raters",
+        check=claims.Check(_CODE, ">=", 0.0, "Table 1: the smallest min (67%, Gemma-7B-IT) and the smallest median "
+                                             "(93%, Gemma-7B-IT) of the R* column over its four models"),
+        control="The same range check on R* computed by Eq. 3 (the paper's formula) from the same pairs and panels.",
+        history=(claims.CheckChange(
+            claims.Check("min(min_beta R* - 0.67, median_beta R* - 0.93), R* as the released code computes it, "
+                         "4 raters with ties dropped", ">=", 0.0, "Table 1"),
+            "v2 judged the 4-rater panel only, a setting chosen after the claim failed with 5 raters; v3 takes the "
+            "worse of both panels, so its verdict does not depend on that choice (harder).", "v2", easier=False),)),
+    claims.ClaimSpec(
+        id="few-misranked-pairs-flip",
+        statement=f"DPO flips fewer than {FLIP_THRESHOLD:.0%} of the training pairs the reference misranks, at the "
+                  "best-validation checkpoint (beta = 0.1).",
+        source=f"{SOURCE}, Sec. 4.1 (and Thm 4.1, Fig. 3)", paper_value="< 10%", setting=_REGIME,
+        check=claims.Check(_FLIP, "<", FLIP_THRESHOLD, "Sec. 4.1: fewer than 10% of the misranked pairs flip"),
+        control="Tabular soft-label DPO at beta = 0.1 run to Thm 3.1's optimum on the same pairs (the tabular stage's "
+                "last point): it flips every misranked pair with logit(alpha)/beta > c."),
+    claims.ClaimSpec(
+        id="winrate-ranking-correlation-near",
+        statement="Close to the reference, ranking accuracy and win rate rise together: over the checkpoints of the "
+                  "gamma-scaled DPO runs nearer to theta_ref than the median distance ||theta - theta_ref||^2, "
+                  "Pearson(R, win rate) > 0.",
+        source=f"{SOURCE}, Sec. 5 (settings 1 and 2), Fig. 4",
+        paper_value="Fig. 4: ranking accuracy and win rate rise together only near theta_ref",
+        setting="ranking accuracy on the training pairs (as the paper's Figs. 4, 9, 10); win rate against pi_ref on "
+                "64 (quick) / 128 (full) val prompts under the raters' expected vote (whose reward includes fluency "
+                "under the hidden language); gamma in {0, 0.5, 1, 1.5, 2} at beta = 0.1 (the paper: 0-2 in steps of "
+                "0.25); distance ||theta - theta_ref||^2 (Fig. 4's axis), split at its median; interval: bootstrap "
+                "over checkpoints",
+        check=claims.Check(_NEAR, ">", 0.0, "Fig. 4: 'correlated' (sign of the correlation)"),
+        control="The same correlation with ranking accuracy on the held-out validation pairs of the same checkpoints "
+                "(the paper's Figs. 11-12 test-set version), same points."),
+    claims.ClaimSpec(
+        id="winrate-ranking-correlation",
+        statement="Far from the reference, ranking accuracy and win rate are anti-correlated: over the checkpoints of "
+                  "the gamma-scaled DPO runs beyond the median distance ||theta - theta_ref||^2, Pearson(R, win "
+                  "rate) < 0.",
+        source=f"{SOURCE}, Sec. 5 (settings 1 and 2), Fig. 4 (and Figs. 9-10)",
+        paper_value="Fig. 4: correlated near theta_ref, then anti-correlated",
+        setting="as winrate-ranking-correlation-near; the checkpoints beyond the median distance",
+        check=claims.Check(_FAR, "<", 0.0, "Fig. 4: 'anti-correlated' (sign of the correlation)"),
+        control="The same correlation with ranking accuracy on the held-out validation pairs of the same checkpoints "
+                "(the paper's Figs. 11-12 test-set version), same points.",
+        history=(claims.CheckChange(
+            claims.Check("min(Pearson near - 0.5, (Pearson near - 0.3) - Pearson far), point values", ">=", 0.0,
+                         "v2: Pearson near >= 0.5 AND far <= near - 0.3 (thresholds of v2's first version)"),
+            "weaker than the paper: v2 asked for a drop of 0.3 in the correlation far from theta_ref where Fig. 4 "
+            "shows an anti-correlation; v3 states the sign, split into two claims (near and far).", "v2",
+            easier=False),)),
+    claims.ClaimSpec(
+        id="alignment-gap-other-methods",
+        statement="Every method with a closed-form optimum (IPO, cDPO, rDPO, online IPO) leaves a gap of at least "
+                  f"{GAP_THRESHOLD} between its own idealized ranking accuracy and its observed one (median over the "
+                  "common beta grid {0.1, 1, 10}).",
+        source="beyond the paper: the idealized-accuracy argument of Thm 3.1 / Cor. 3.3 applied to each method's own "
+               "population optimum", paper_value="not in the paper",
+        setting=_REGIME + "; each method at the same training budget and learning rate as DPO; SimPO (no reference) "
+                          "and RPO (NLL term) have no closed form and are not judged",
+        check=claims.Check(_OTHER, ">=", GAP_THRESHOLD, "GAP_THRESHOLD, as alignment-gap"),
+        control="The reference policy itself (no training) against each method's own idealized accuracy, same pairs."),
+])
+
 
 SETTINGS = {
     "quick": dict(
@@ -124,7 +297,7 @@ def _keys(cfg):
     named = {n: next(k) for n in ("language", "raters", "sft_prompts", "sft_responses", "policy_init", "sft")}
     for split in ("train", "val"):
         named[split] = {n: next(k) for n in ("prompts", "y1", "y2", "votes")}
-    named.update({n: next(k) for n in ("offline", "online", "winrate_reference", "winrate_policy")})
+    named.update({n: next(k) for n in ("offline", "online", "winrate_reference", "winrate_policy", "votes5")})
     return named
 
 
@@ -489,7 +662,7 @@ def evaluate(cfg, sft, pairs, tabular, train, progress=False) -> dict:
     r_star = np.array([ideal(float(b)) for b in betas[:, 0]])
     thm31 = {"max_rel_err": rel_err(tab[:, -1]), "R": (tab[:, -1, :, 0] > tab[:, -1, :, 1]).mean(axis=1),
              "R_star": r_star, "control_max_rel_err": rel_err(tab[:, 0]),
-             "control_R": (tab[:, 0, :, 0] > tab[:, 0, :, 1]).mean(axis=1)}
+             "control_R": (tab[:, 0, :, 0] > tab[:, 0, :, 1]).mean(axis=1), "early_max_rel_err": rel_err(tab[:, 1])}
 
     # the best-validation checkpoint of every offline run, and its ranking accuracies
     hp = {k: jnp.asarray(v) for k, v in _rows(cfg)[1].items()}
@@ -582,6 +755,8 @@ def evaluate(cfg, sft, pairs, tabular, train, progress=False) -> dict:
         own_gap[METHODS[m]] = float(np.median(offline["R_star_own"][sel] - offline["R_train"][sel])) if sel else np.nan
     own_gap[METHODS[ONLINE_IPO]] = float(np.median(online["R_star_own"] - online["R_train"]))
 
+    per_pair = _per_pair_indicators(cfg, sft, tr, tab, tr_pc, tr_pr, best, loss_id, row_beta, online, o_pc, o_pr)
+
     t0 = time.time()
     win, kl = _winrates(cfg, sft, va["prompts"], off["params"])
     _say(progress, f"win rates: {win.size} checkpoints ({time.time() - t0:.0f}s)")
@@ -592,16 +767,84 @@ def evaluate(cfg, sft, pairs, tabular, train, progress=False) -> dict:
                       axis=tuple(range(2, np.ndim(v)))) for n, v in off["params"].items())     # (runs, T)
     d_med = np.median(dist)
     near, far = dist <= d_med, dist > d_med
-    perm = np.random.default_rng(cfg["seed"]).permutation(win.size)
-    shuffled = win.ravel()[perm].reshape(win.shape)
     boot = lambda m: _bootstrap_pearson(Rw[m], win[m], cfg["seed"])
     return {"tabular": thm31, "table1": table1, "offline": offline, "online": online, "own_gap": own_gap,
-            "flips": flips, "fig2": fig2,
+            "flips": flips, "fig2": fig2, "per_pair": per_pair,
             "winrate": {"win": win, "kl": kl, "distance": dist, "R_train": Rw, "split": d_med,
+                        "R_val": R_va[off["winrate_rows"]], "near": near,
                         "pearson_near": _pearson(Rw[near], win[near]), "pearson_far": _pearson(Rw[far], win[far]),
-                        "ci_near": boot(near), "ci_far": boot(far),
-                        "control_pearson_near": _pearson(Rw[near], shuffled[near]),
-                        "control_pearson_far": _pearson(Rw[far], shuffled[far])}}
+                        "ci_near": boot(near), "ci_far": boot(far)}}
+
+
+def _five_rater_panel(cfg, sft, tr) -> dict:
+    """The training pairs re-voted by 5 raters (the setting before v2 adopted Table 1's 4 raters, ties dropped).
+
+    The raters are drawn as v2's first version drew them (``make_raters(k["raters"], num_raters=5)``, with
+    the fluency term); each pair is reordered by the new majority: ``alpha5 = max(f, 1 - f)`` with ``f`` the
+    fraction of the 5 votes for the current ``y_w``, and the reference log-probs and lengths swapped where
+    ``f < 1/2``. No language-model call: the responses and their reference log-probs are the stage's.
+    """
+    k = _keys(cfg)
+    raters = lg.make_raters(k["raters"], cfg["vocab_size"], num_raters=5)._replace(
+        fluency=jnp.asarray(sft["raters"]["fluency"]))
+    votes = lg.rater_votes(raters, k["votes5"], jnp.asarray(tr["prompts"]), jnp.asarray(tr["chosen"]),
+                           jnp.asarray(tr["chosen_mask"]), jnp.asarray(tr["rejected"]), jnp.asarray(tr["rejected_mask"]))
+    f = np.asarray(jnp.mean(votes, axis=-1), np.float64)
+    first = f >= 0.5
+    pick = lambda a, b: np.where(first, np.asarray(a, np.float64), np.asarray(b, np.float64))
+    return {"alpha": np.where(first, f, 1.0 - f), "ref_chosen": pick(tr["ref_chosen"], tr["ref_rejected"]),
+            "ref_rejected": pick(tr["ref_rejected"], tr["ref_chosen"]),
+            "chosen_len": pick(tr["chosen_len"], tr["rejected_len"]),
+            "rejected_len": pick(tr["rejected_len"], tr["chosen_len"])}
+
+
+def _per_pair_indicators(cfg, sft, tr, tab, tr_pc, tr_pr, best, loss_id, row_beta, online, o_pc, o_pr) -> dict:
+    """Per training pair, the 0/1 indicators the claims average (their intervals bootstrap over pairs).
+
+    ``(betas, n)`` for DPO's beta grid: observed ``R`` and ``R~`` of DPO's best-validation checkpoint
+    (``1[log pi(y_w) > log pi(y_l)]``, the same with mean token log-probs), Eq. 3's ``R*`` and ``R~*``,
+    the tabular optimum's ``R`` and ``R~`` (the ``tabular`` stage's last point); ``(panels, betas, n)``
+    for the rater panels of :data:`RATER_PANELS`: ``R*`` by Eq. 3 and as the released code computes
+    it; ``(methods, betas, n)`` for IPO, cDPO, rDPO and online IPO on the common grid: each method's own
+    idealized indicator minus its observed one, and minus the reference's.
+    """
+    f64 = lambda a: np.asarray(a, np.float64)
+    trc, trr, nc, nr, alpha = map(f64, (tr["ref_chosen"], tr["ref_rejected"], tr["chosen_len"], tr["rejected_len"],
+                                        tr["alpha"]))
+    dpo = np.flatnonzero(loss_id == DPO)
+    betas = [row_beta[r] for r in dpo]
+    pc, pr = tr_pc[dpo, best[dpo]], tr_pr[dpo, best[dpo]]                                      # (betas, n)
+    eq3 = lambda rc, rr, a, b, **kw: np.asarray(rk.idealized_ranking_correct(rc, rr, a, b, **kw)) > 0
+    panels = {4: {"alpha": alpha, "ref_chosen": trc, "ref_rejected": trr, "chosen_len": nc, "rejected_len": nr},
+              5: _five_rater_panel(cfg, sft, tr)}
+    code = lambda d, b: np.asarray(rk.authors_code_idealized_ranking_correct(
+        d["ref_chosen"], d["ref_rejected"], d["alpha"], b, normalized=False, chosen_lengths=d["chosen_len"],
+        rejected_lengths=d["rejected_len"])) > 0
+    th = tab[:, -1]
+    ref_ok = (trc > trr).astype(np.float64)
+    soft = {CDPO: alpha * (1 - cfg["cdpo_eps"]) + (1 - alpha) * cfg["cdpo_eps"],
+            RDPO: np.clip((alpha - cfg["rdpo_eps"]) / (1 - 2 * cfg["rdpo_eps"]), 0.0, 1.0)}
+    own = {IPO: lambda b: (trc - trr) + (alpha - 0.5) / b > 0,
+           CDPO: lambda b: eq3(trc, trr, soft[CDPO], b), RDPO: lambda b: eq3(trc, trr, soft[RDPO], b)}
+    common = [float(b) for b in cfg["other_betas"]]
+    gap, gap_ref = [], []
+    for m in (IPO, CDPO, RDPO):
+        rows = [next(r for r in np.flatnonzero(loss_id == m) if row_beta[r] == b) for b in common]
+        ideal = np.stack([own[m](b) for b in common]).astype(np.float64)
+        gap.append(ideal - (tr_pc[rows, best[rows]] > tr_pr[rows, best[rows]]))
+        gap_ref.append(ideal - ref_ok[None])
+    p_true = f64(tr["p_true"])
+    ideal_on = np.stack([(trc - trr) + (p_true - 0.5) / b > 0 for b in common]).astype(np.float64)
+    gap.append(ideal_on - (o_pc[:, -1] > o_pr[:, -1]))
+    gap_ref.append(ideal_on - ref_ok[None])
+    return {"R": pc > pr, "R_len": pc / nc > pr / nr,
+            "R_star": np.stack([eq3(trc, trr, alpha, b) for b in betas]),
+            "R_len_star": np.stack([eq3(trc, trr, alpha, b, chosen_lengths=nc, rejected_lengths=nr) for b in betas]),
+            "tabular_R": th[..., 0] > th[..., 1], "tabular_R_len": th[..., 0] / nc > th[..., 1] / nr,
+            "panel_R_star_eq3": np.stack([[eq3(d["ref_chosen"], d["ref_rejected"], d["alpha"], b) for b in betas]
+                                          for d in (panels[k] for k in RATER_PANELS)]),
+            "panel_R_star_code": np.stack([[code(d, b) for b in betas] for d in (panels[k] for k in RATER_PANELS)]),
+            "other_gap": np.stack(gap), "other_gap_reference": np.stack(gap_ref)}
 
 
 def _bootstrap_pearson(a, b, seed, num=1000):
@@ -654,170 +897,148 @@ def _near(values, x):
 
 
 # ============================================================================ claims
-GAP_THRESHOLD = 0.10
-"""A gap counts as large from 10 points of ranking accuracy (the paper's gaps are 19-59 points, Sec. 3.3)."""
-TABLE1_R_STAR = {"min": 0.67, "median": 0.93}
-"""Table 1's unnormalised R* column: the smallest min and the smallest median over beta of its four models."""
-FLIP_THRESHOLD = 0.10
-"""Sec. 4.1: fewer than 10% of the misranked pairs are flipped."""
-LOG2 = float(np.log(2.0))
-FLOAT_TOL = 1e-4
-"""Changes of a mean loss or margin smaller than this are float32 noise of ~100-token log-probs, not learning."""
+def _median_over_beta_of_mean(x):
+    """``median_beta mean_pairs x`` for ``x`` of shape ``(pairs, betas)`` (the gap claims' statistic)."""
+    return float(np.median(np.mean(x, axis=0)))
 
 
-def claims(cfg, ev) -> list:
-    """The suite's claims, from the ``evaluate`` stage (claims contract v2: setting and control each)."""
-    tab, t1, fl, f2, wr = ev["tabular"], ev["table1"], ev["flips"], ev["fig2"], ev["winrate"]
+def _table1_range_margin(x):
+    """Distance inside Table 1's R* range, worst panel: for ``x`` of shape ``(pairs, panels, betas)`` (0/1
+    idealized indicators), ``R*_{k,b} = mean_pairs x`` and the value is
+    ``min_k min(min_b R*_{k,b} - 0.67, median_b R*_{k,b} - 0.93)`` (>= 0 iff every panel is in the range)."""
+    r = np.mean(x, axis=0)
+    return float(np.min(np.minimum(r.min(-1) - TABLE1_R_STAR["min"], np.median(r, -1) - TABLE1_R_STAR["median"])))
+
+
+def _worst_method_gap(x):
+    """``min_m median_b mean_pairs x`` for ``x`` of shape ``(pairs, methods, betas)``."""
+    return float(np.min(np.median(np.mean(x, axis=0), axis=-1)))
+
+
+def _pearson_of_points(xy):
+    """Pearson correlation of the rows ``(x, y)`` of ``xy`` (shape ``(points, 2)``); 0 where either is constant
+    (a resample with no spread has no linear relation to report)."""
+    x, y = xy[:, 0], xy[:, 1]
+    if x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _with_old_subject(rec: dict, old: claims.Measurement, old_verdict: str | None = None) -> dict:
+    """Give the record's first history entry the old check's own measurement and its verdict on it (the
+    framework applies the old check to the new subject only when the metric is unchanged); ``old_verdict``
+    where the old check was compound and is not one scalar comparison."""
+    h = rec["history"][0]
+    c = h["old_check"]
+    h["old_subject"] = old.as_dict()
+    h["old_verdict"] = old_verdict or claims.verdict(claims.Check(c["metric"], c["op"], c["threshold"], c["origin"]),
+                                                     old)[0]
+    return rec
+
+
+def claim_records(cfg, ev) -> list:
+    """The contract-v3 records of :data:`CLAIMS`, in order, from the ``evaluate`` stage (subject and control
+    measured for each; the framework gives the verdicts)."""
+    spec = lambda i: claims.by_id(CLAIMS, i)
+    tab, t1, fl, wr, pp = ev["tabular"], ev["table1"], ev["flips"], ev["winrate"], ev["per_pair"]
     per_beta = lambda v: dict(zip(map(str, cfg["betas"]), np.round(np.asarray(v, float), 4).tolist()))
-    mmm = lambda v: [float(np.min(v)), float(np.median(v)), float(np.max(v))]
+    mmm = lambda v: [round(float(np.min(v)), 4), round(float(np.median(v)), 4), round(float(np.max(v)), 4)]
+    pairs_first = lambda a: np.moveaxis(np.asarray(a, np.float64), -1, 0)                # pairs on the leading axis
     b01 = _near(cfg["betas"], 0.1)
-    regime = (f"tiny causal transformer SFT'd on a hidden Markov language; responses of ~55 tokens (at most "
-              f"{cfg['max_len']}), so the pair difficulty c spans about +-150 nats (median c of misranked pairs "
-              f"{fl['median_c']:.0f}); {cfg['num_train']} training pairs, {cfg['num_raters']} Bradley-Terry raters, tied votes "
-              f"dropped as in Table 1; DPO trained as the paper does (RMSProp, lr {cfg['learning_rate']:g}, "
-              f"{cfg['epochs']} epochs, best-validation checkpoint)")
-    gap_len = t1["R_len_star_eq3"] - t1["R_len"]
-    gap = t1["R_star_eq3"] - t1["R"]
-    tab_gap = float(np.median(tab["R_star"] - tab["R"]))
-    tab_control = control(
-        "the same check on a learner that attains Thm 3.1's optimum (tabular soft-label DPO, R against R*)",
-        {"median_gap": tab_gap}, tab_gap >= GAP_THRESHOLD)
-    code_ok = lambda v: bool(np.min(v) >= TABLE1_R_STAR["min"] and np.median(v) >= TABLE1_R_STAR["median"])
-    i_inc = CATEGORIES.index("incorrect->incorrect")
-    bi = int(f2["best_index"][b01])
-    inc_loss, inc_margin = float(f2["loss"][b01, bi, i_inc]), float(f2["margin"][b01, bi, i_inc])
-    inc_loss0, inc_margin0 = float(f2["loss"][b01, 0, i_inc]), float(f2["margin"][b01, 0, i_inc])
-    flipped_share = float(f2["share"][b01, bi, CATEGORIES.index("incorrect->correct")])
-    own = {k: v for k, v in ev["own_gap"].items() if k != METHODS[GAMMA_DPO]}
-    own_closed = {k: v for k, v in own.items() if np.isfinite(v)}
-    return [
-        claim("thm31-dpo-optimum",
-              "The optimum of DPO with soft labels alpha has log pi*(y_w)/pi*(y_l) = log pi_ref(y_w)/pi_ref(y_l) + "
-              "logit(alpha)/beta, so its ranking accuracy is R*; tabular policies trained by gradient descent reach it.",
-              f"{SOURCE}, Thm 3.1 (Eq. 2) and Cor. 3.3 (Eq. 3)", "exact (theorem)",
-              {"max_rel_err": float(tab["max_rel_err"]), "R_tabular": per_beta(tab["R"]), "R_star": per_beta(tab["R_star"])},
-              bool(tab["max_rel_err"] <= 1e-3 and np.array_equal(tab["R"], tab["R_star"])),
-              "rel err = |h - h*| / (1 + |h*|), tolerance 1e-3 fixed in advance; float64 gradient descent, "
-              f"{cfg['tabular_steps']} steps of size 1/beta^2",
-              setting="one free logit pair per training pair (the theorem's unrestricted policy class), our pairs "
-                      "and vote fractions, the paper's beta grid {0.01, 0.1, 1, 5, 10}",
-              control=control("the same check on the reference policy (the run's first point)",
-                              {"max_rel_err": float(tab["control_max_rel_err"]),
-                               "R": per_beta(tab["control_R"])},
-                              bool(tab["control_max_rel_err"] <= 1e-3
-                                   and np.array_equal(tab["control_R"], tab["R_star"])))),
-        claim("alignment-gap",
-              "Preference-tuned models rank far fewer training pairs correctly than the idealized optimum would: "
-              f"on the length-normalised columns, median over beta of R~* - R~ >= {GAP_THRESHOLD}.",
-              f"{SOURCE}, Table 1 (columns R~ and R~*) and Sec. 3.3", "observed R~ 53-54% vs median R~* 73-98%; "
-              "gaps of 19-59 points",
-              {"R_len_observed": per_beta(t1["R_len"]), "R_len_star": per_beta(t1["R_len_star_eq3"]),
-               "R_len_star_min_med_max": mmm(t1["R_len_star_eq3"]), "R_len_reference": t1["R_len_ref"],
-               "median_gap": float(np.median(gap_len))},
-              bool(np.median(gap_len) >= GAP_THRESHOLD),
-              "R~ compares mean token log-probs; R~* as the authors' code computes it (our strict-inequality "
-              "version; their tie band in R_len_star_code of table1.csv)",
-              setting=regime + "; the paper measures released 7B models, we measure our own DPO run at each beta "
-                               "(train pairs)",
-              control=tab_control),
-        claim("alignment-gap-unnormalised",
-              f"The same gap on the unnormalised columns, R* by Eq. 3: median over beta of R* - R >= {GAP_THRESHOLD}.",
-              f"{SOURCE}, Table 1 (columns R and R*), Eq. 3", "observed R 40-42% vs median R* 93-99%",
-              {"R_observed": per_beta(t1["R"]), "R_star_eq3": per_beta(t1["R_star_eq3"]),
-               "R_star_eq3_min_med_max": mmm(t1["R_star_eq3"]), "R_reference": t1["R_ref"],
-               "median_gap": float(np.median(gap))},
-              bool(np.median(gap) >= GAP_THRESHOLD),
-              "Eq. 3's R* falls toward the reference's accuracy once beta * c dominates logit(alpha) (beta >= 1 "
-              "here); the paper's R* column does not (see table1-rstar-is-the-code-variant)",
-              setting=regime, control=tab_control),
-        claim("table1-rstar-is-the-code-variant",
-              "Table 1's unnormalised R* column (min >= 67%, median >= 93% over beta for every model) is what the "
-              "authors' released code computes (reference factor log p(y_w)/log p(y_l), a ratio of "
-              "log-likelihoods), not Eq. 3 (likelihood ratio p(y_w)/p(y_l)): on our pairs the code's variant "
-              "falls in Table 1's range.",
-              f"{SOURCE}, Table 1 and Eq. 3; code: rlhf_minimizer_client.py, _compute_likelihood_ratios_helper "
-              "(normalized=False branch), run by calculate_upper_bound_rlhf.py",
-              "R* min 67-91%, median 93-99% (Table 1)",
-              {"R_star_code": per_beta(t1["R_star_code"]), "R_star_code_min_med_max": mmm(t1["R_star_code"]),
-               "R_len_star_code": per_beta(t1["R_len_star_code"])},
-              code_ok(t1["R_star_code"]),
-              "the check: min over beta >= 0.67 and median >= 0.93 (Table 1's smallest min and median)",
-              setting=regime + "; the code also ranks ratios within 5% of 1 as ties and needs >= 1.05 to rank "
-                               "y_w first (applied here)",
-              control=control("the same range check on R* computed by Eq. 3 from the same pairs",
-                              {"R_star_eq3_min_med_max": mmm(t1["R_star_eq3"])}, code_ok(t1["R_star_eq3"]))),
-        claim("few-misranked-pairs-flip",
-              f"DPO flips fewer than {FLIP_THRESHOLD:.0%} of the training pairs the reference misranks, at the "
-              "best-validation checkpoint (beta = 0.1; every beta reported, and by beta * c).",
-              f"{SOURCE}, Sec. 4.1 (and Thm 4.1, Fig. 3)", "< 10%",
-              {"flipped_fraction": per_beta(fl["fraction"]), "median_beta_c": per_beta(fl["median_beta_c"]),
-               "by_beta_c": [{"beta_c": f"{lo:g}-{hi:g}" if np.isfinite(hi) else f">{lo:g}", "pairs": int(n),
-                              "flipped": None if not np.isfinite(f) else round(float(f), 4)}
-                             for lo, hi, n, f in zip(FLIP_BINS[:-1], FLIP_BINS[1:], fl["bin_count"],
-                                                     fl["bin_fraction"])],
-               "num_misranked": int(fl["num_misranked"])},
-              bool(fl["fraction"][b01] < FLIP_THRESHOLD),
-              f"median beta*c over misranked pairs at beta = 0.1: {fl['median_beta_c'][b01]:.2g} (the paper's Fig. 3 "
-              "shows c up to ~500 nats at beta = 0.1, i.e. beta*c up to ~50)",
-              setting=regime,
-              control=control("the same check on the idealized policy (Thm 3.1's optimum) at beta = 0.1, which "
-                              "flips every misranked pair with logit(alpha)/beta > c",
-                              {"flipped_fraction": per_beta(fl["fraction_ideal"])},
-                              bool(fl["fraction_ideal"][b01] < FLIP_THRESHOLD))),
-        claim("fig2-loss-falls-ranking-stays",
-              "Training lowers the DPO loss and raises the reward margin of the pairs the reference misranks even "
-              "where their ranking stays wrong: at the best-validation checkpoint (beta = 0.1) the "
-              "incorrect->incorrect category's mean loss is below its starting value log 2 and its mean reward "
-              f"margin above 0, while the incorrect->correct share stays under {FLIP_THRESHOLD:.0%} of the data.",
-              f"{SOURCE}, Sec. 4.1, Fig. 2 (our reading of the figure's four panels)",
-              "loss falls and margin grows in every category; few points change category",
-              {"incorrect_incorrect_loss": inc_loss, "incorrect_incorrect_margin": inc_margin,
-               "incorrect_to_correct_share": flipped_share,
-               "shares_at_best": dict(zip(CATEGORIES, np.round(f2["share"][b01, bi], 4).tolist()))},
-              bool(inc_loss < LOG2 - FLOAT_TOL and inc_margin > FLOAT_TOL and flipped_share < FLIP_THRESHOLD),
-              "categories relative to the reference's ranking; the curves over training are in fig2_categories.csv",
-              setting=regime + f"; {cfg['num_train']} pairs (the paper's Fig. 2 uses a 1K subsample)",
-              control=control("the same check on the reference policy (the run's first checkpoint)",
-                              {"incorrect_incorrect_loss": inc_loss0, "incorrect_incorrect_margin": inc_margin0},
-                              bool(inc_loss0 < LOG2 - FLOAT_TOL and inc_margin0 > FLOAT_TOL))),
-        claim("winrate-ranking-correlation",
-              "Ranking accuracy correlates strongly with win rate while the model is close to the reference and much "
-              "less far from it: over the checkpoints of the gamma-scaled DPO runs, Pearson >= 0.5 below the median "
-              "distance ||theta - theta_ref||^2 and at least 0.3 lower above it.",
-              f"{SOURCE}, Sec. 5 (settings 1 and 2), Figs. 4 and 9-10",
-              "strongly correlated near theta_ref, then anti-correlated (Fig. 4)",
-              {"pearson_near": _num(wr["pearson_near"]), "pearson_far": _num(wr["pearson_far"]),
-               "ci90_near": [_num(x) for x in wr["ci_near"]], "ci90_far": [_num(x) for x in wr["ci_far"]],
-               "split_distance": float(wr["split"]), "distance": "||theta - theta_ref||^2",
-               "points": int(wr["kl"].size)},
-              bool(wr["pearson_near"] >= 0.5 and wr["pearson_far"] <= wr["pearson_near"] - 0.3),
-              "points pooled over the gamma runs' checkpoints (the paper analyses one run at a time, Fig. 9, and the "
-              "best model per gamma, Fig. 10); 90% bootstrap intervals over points",
-              setting=f"ranking accuracy on the training pairs (as the paper's Figs. 4, 9, 10; its Figs. 11-12 are the "
-                      f"test-set versions); win rate against pi_ref on {cfg['winrate_prompts']} val prompts (one sample "
-                      "each) under the "
-                      f"raters' expected vote, whose reward includes fluency under the hidden language (weight "
-                      f"{cfg['fluency_weight']:g}), so drifting away from the language loses; gamma in "
-                      f"{list(cfg['gammas'])} at beta = {cfg['gamma_beta']:g} (the paper: gamma 0-2 in steps of 0.25)",
-              control=control("the same check with the win rates shuffled across checkpoints (seeded)",
-                              {"pearson_near": _num(wr["control_pearson_near"]),
-                               "pearson_far": _num(wr["control_pearson_far"])},
-                              bool(wr["control_pearson_near"] >= 0.5
-                                   and wr["control_pearson_far"] <= wr["control_pearson_near"] - 0.3))),
-        claim("alignment-gap-other-methods",
-              "Every method with a closed-form optimum (IPO, cDPO, rDPO, online IPO) leaves a gap of at least "
-              f"{GAP_THRESHOLD} between its own idealized ranking accuracy and its observed one (median over the "
-              "common beta grid).",
-              "beyond the paper: the idealized-accuracy argument of Thm 3.1 / Cor. 3.3 applied to each method's own "
-              "population optimum", "not in the paper",
-              {"median_gap_own_idealized": {k: (round(float(v), 4) if np.isfinite(v) else None) for k, v in own.items()},
-               "beta_grid": [float(b) for b in cfg["other_betas"]]},
-              bool(own_closed and all(v >= GAP_THRESHOLD for v in own_closed.values())),
-              "SimPO (no reference) and RPO (NLL term) have no closed form: null, not judged",
-              setting=regime + "; each method at the same training budget and learning rate as DPO",
-              control=tab_control),
-    ]
+    out = []
 
+    out.append(claims.evaluate(
+        spec("thm31-dpo-optimum"), claims.exact(tab["max_rel_err"]), claims.exact(tab["early_max_rel_err"]),
+        measured={"R_tabular": per_beta(tab["R"]), "R_star": per_beta(tab["R_star"]),
+                  "R_equals_R_star_at_every_beta": bool(np.array_equal(tab["R"], tab["R_star"])),
+                  "reference_max_rel_err": float(tab["control_max_rel_err"])},
+        note=f"float64 gradient descent, {cfg['tabular_steps']} steps of size 1/beta^2; the control is the same "
+             f"descent at step {cfg['tabular_steps'] // 10}"))
+    v2_ok = tab["max_rel_err"] <= THM31_TOL and np.array_equal(tab["R"], tab["R_star"])
+    _with_old_subject(out[-1], claims.exact(tab["max_rel_err"]), "holds" if v2_ok else "fails")
+
+    gap_len = pairs_first(pp["R_len_star"].astype(float) - pp["R_len"])
+    gap_len_tab = pairs_first(pp["R_len_star"].astype(float) - pp["tabular_R_len"])
+    out.append(claims.evaluate(
+        spec("alignment-gap"), claims.measure(gap_len, _median_over_beta_of_mean),
+        claims.measure(gap_len_tab, _median_over_beta_of_mean),
+        measured={"R_len_observed": per_beta(t1["R_len"]), "R_len_star": per_beta(t1["R_len_star_eq3"]),
+                  "R_len_star_min_med_max": mmm(t1["R_len_star_eq3"]), "R_len_reference": t1["R_len_ref"],
+                  "R_len_tabular_optimum": per_beta(pp["tabular_R_len"].mean(-1))},
+        note="R~ compares mean token log-probs; R~* by Eq. 3 with the length-normalised reference (the released "
+             "code's normalized=True branch agrees up to its 5% tie band: R_len_star_code in table1.csv)"))
+
+    gap = pairs_first(pp["R_star"].astype(float) - pp["R"])
+    gap_code = pairs_first(pp["panel_R_star_code"][0].astype(float) - pp["R"])
+    out.append(claims.evaluate(
+        spec("alignment-gap-unnormalised"), claims.measure(gap, _median_over_beta_of_mean),
+        claims.measure(gap_code, _median_over_beta_of_mean),
+        measured={"R_observed": per_beta(t1["R"]), "R_star_eq3": per_beta(t1["R_star_eq3"]),
+                  "R_star_code": per_beta(t1["R_star_code"]), "R_reference": t1["R_ref"]},
+        note="Eq. 3's R* falls toward the reference's accuracy once beta * c dominates logit(alpha) (beta >= 1 "
+             "here), so three of five betas cannot show a gap; with the released code's R* (the control) the gap "
+             "is large: the paper's R* column is the code's (see table1-rstar-is-the-code-variant)"))
+
+    code, eq3 = pp["panel_R_star_code"], pp["panel_R_star_eq3"]                               # (panels, betas, n)
+    side = {f"{k} raters": {"R_star_eq3_min_med_max": mmm(eq3[i].mean(-1)),
+                            "R_star_code_min_med_max": mmm(code[i].mean(-1)),
+                            "R_star_code": per_beta(code[i].mean(-1)), "R_star_eq3": per_beta(eq3[i].mean(-1))}
+            for i, k in enumerate(RATER_PANELS)}
+    out.append(claims.evaluate(
+        spec("table1-rstar-is-the-code-variant"), claims.measure(pairs_first(code), _table1_range_margin),
+        claims.measure(pairs_first(eq3), _table1_range_margin),
+        measured={"ours (one reference model, ~40k parameters)": side,
+                  "Table 1 R* min/med/max per model": {k: list(v) for k, v in TABLE1_PER_MODEL.items()},
+                  "R_len_star_code": per_beta(t1["R_len_star_code"])},
+        note="side by side: Table 1's R* per released model, and on our pairs Eq. 3's R* and the code's R* per "
+             "rater panel; the code's reference factor log p(y_w)/log p(y_l) stays near 1 for long responses, so "
+             "the vote term decides and R* stays high at every beta"))
+    _with_old_subject(out[-1], claims.measure(pairs_first(code[:1]), _table1_range_margin))
+
+    mis = fl["difficulty"] > 0
+    out.append(claims.evaluate(
+        spec("few-misranked-pairs-flip"), claims.measure(pp["R"][b01, mis].astype(float)),
+        claims.measure(pp["tabular_R"][b01, mis].astype(float)),
+        measured={"flipped_fraction": per_beta(fl["fraction"]), "median_beta_c": per_beta(fl["median_beta_c"]),
+                  "by_beta_c": [{"beta_c": f"{lo:g}-{hi:g}" if np.isfinite(hi) else f">{lo:g}", "pairs": int(n),
+                                 "flipped": None if not np.isfinite(f) else round(float(f), 4)}
+                                for lo, hi, n, f in zip(FLIP_BINS[:-1], FLIP_BINS[1:], fl["bin_count"],
+                                                        fl["bin_fraction"])],
+                  "num_misranked": int(fl["num_misranked"])},
+        note=f"median beta*c over misranked pairs at beta = 0.1: {fl['median_beta_c'][b01]:.2g} (the paper's Fig. 3 "
+             "shows c up to ~500 nats, beta*c up to ~50 at beta = 0.1)"))
+
+    near = np.asarray(wr["near"], bool)
+    pts = lambda R, m: np.stack([np.asarray(R, np.float64)[m], np.asarray(wr["win"], np.float64)[m]], -1)
+    common = {"split_distance": float(wr["split"]), "distance": "||theta - theta_ref||^2",
+              "points": int(np.asarray(wr["win"]).size)}
+    out.append(claims.evaluate(
+        spec("winrate-ranking-correlation-near"), claims.measure(pts(wr["R_train"], near), _pearson_of_points),
+        claims.measure(pts(wr["R_val"], near), _pearson_of_points), measured=common,
+        note="points: every checkpoint of the gamma runs nearer than the median distance; they are not independent "
+             "(consecutive checkpoints of one run), so the interval is optimistic"))
+    far_note = ("the far checkpoints of the gamma >= 1.5 runs lose win rate as their samples leave the language "
+                "(the fluency term) while their ranking accuracy keeps its level, but across runs ranking accuracy "
+                "and win rate still rise together, so the pooled correlation far away is positive where Fig. 4 "
+                "shows it negative: the anti-correlation does not reproduce in our toy")
+    out.append(claims.evaluate(
+        spec("winrate-ranking-correlation"), claims.measure(pts(wr["R_train"], ~near), _pearson_of_points),
+        claims.measure(pts(wr["R_val"], ~near), _pearson_of_points),
+        measured={**common, "pearson_near": _num(wr["pearson_near"])}, note=far_note))
+    pn, pf = float(wr["pearson_near"]), float(wr["pearson_far"])
+    if np.isfinite(pn) and np.isfinite(pf):
+        _with_old_subject(out[-1], claims.exact(min(pn - 0.5, (pn - 0.3) - pf)))
+
+    methods = [METHODS[m] for m in (IPO, CDPO, RDPO, ONLINE_IPO)]
+    out.append(claims.evaluate(
+        spec("alignment-gap-other-methods"), claims.measure(pairs_first(pp["other_gap"]), _worst_method_gap),
+        claims.measure(pairs_first(pp["other_gap_reference"]), _worst_method_gap),
+        measured={"median_gap_own_idealized": dict(zip(methods, np.round(np.median(
+                      np.asarray(pp["other_gap"]).mean(-1), -1), 4).tolist())),
+                  "beta_grid": [float(b) for b in cfg["other_betas"]]},
+        note="each method's own idealized accuracy (IPO (alpha - 1/2)/beta, cDPO and rDPO their effective labels, "
+             "online IPO the true preference) collapses to the reference's for beta >= 1, as Eq. 3's does"))
+    return out
 
 # ============================================================================ tables and plots
 def report(ctx: SuiteContext, cfg, train, ev) -> None:
@@ -922,9 +1143,123 @@ def reproduce(ctx: SuiteContext):
     train = ctx.stage("train", lambda: run_training(cfg, sft, pairs, p))
     ev = ctx.stage("evaluate", lambda: evaluate(cfg, sft, pairs, tabular, train, p))
     report(ctx, cfg, train, ev)
-    return claims(cfg, ev)
+    return claim_records(cfg, ev)
 
 
 SUITES.register("ranking-accuracy", reproduce,
                 meta={"description": "Chen et al. 2024: ranking accuracy vs idealized, flip theorem, win-rate "
-                                     "correlation, on a tiny SFT'd token LM"})
+                                     "correlation, on a tiny SFT'd token LM",
+                      "claims": CLAIMS})
+
+
+# ============================================================================ the page's claims tables
+RESTATED = (
+    {"id": "thm31-dpo-optimum", "old_statement": "Tabular soft-label DPO reaches Thm 3.1's closed form and R = R*.",
+     "old_check": "max rel. err <= 1e-3 AND R == R* at every beta; control: the reference policy (off by "
+                  "logit(alpha)/beta by construction).",
+     "old_verdict": "holds (quick and full); control fails", "new_id": "thm31-dpo-optimum",
+     "why": "one scalar (R = R* follows from the error bound; still reported); the control is the same descent at "
+            "a tenth of its budget, which passes if the descent has converged by then."},
+    {"id": "alignment-gap", "old_statement": "median over beta of R~* - R~ >= 0.10 (Table 1, Sec. 3.3).",
+     "old_check": "median gap >= 0.10 (point value); control: tabular DPO's R against R* (0 by construction, "
+                  "shared by three claims).",
+     "old_verdict": "holds (quick and full); control fails", "new_id": "alignment-gap",
+     "why": "same check with a bootstrap interval over pairs; the control is the tabular optimum's R~ (length "
+            "normalisation makes it differ from R~*: measured, not zero by construction)."},
+    {"id": "alignment-gap-unnormalised", "old_statement": "median over beta of R* (Eq. 3) - R >= 0.10.",
+     "old_check": "median gap >= 0.10; control: the shared tabular control (0 by construction).",
+     "old_verdict": "fails (quick and full); control fails", "new_id": "alignment-gap-unnormalised",
+     "why": "same check with an interval; the control is the same gap with the released code's R*, a run that "
+            "can pass."},
+    {"id": "table1-rstar-is-the-code-variant",
+     "old_statement": "Table 1's R* column is what the released code computes (attributed to Table 1, Eq. 3 and the "
+                      "code).",
+     "old_check": "code's R* min >= 0.67 AND median >= 0.93 (4 raters, ties dropped); control: Eq. 3's R*.",
+     "old_verdict": "holds (quick and full); control fails", "new_id": "table1-rstar-is-the-code-variant",
+     "why": "mis-attributed: a finding of ours, now labelled beyond the paper; its v2 verdict depended on the "
+            "4-rater panel chosen after it failed with 5 raters, so v3 takes the worse of both panels (harder); "
+            "Eq. 3's, the code's and Table 1's values side by side below."},
+    {"id": "few-misranked-pairs-flip", "old_statement": "DPO flips < 10% of the misranked pairs (beta = 0.1).",
+     "old_check": "flipped fraction < 0.10; control: the idealized policy (closed form).",
+     "old_verdict": "holds (quick and full); control fails", "new_id": "few-misranked-pairs-flip",
+     "why": "same check with an interval over misranked pairs; the control is the tabular run at its optimum (a run, "
+            "not the closed form)."},
+    {"id": "fig2-loss-falls-ranking-stays",
+     "old_statement": "Pairs that stay misranked have mean loss < log 2 and mean margin > 0; few change category.",
+     "old_check": "loss < log 2 - 1e-4 AND margin > 1e-4 AND incorrect->correct share < 0.10; control: the reference "
+                  "(loss log 2, margin 0 by construction).",
+     "old_verdict": "holds (quick and full); control fails", "new_id": None,
+     "new": "unit tests `tests/test_ranking_metrics.py::test_fig2_*` (Jensen: mean loss < log 2 forces mean margin "
+            "> 0; the reference has loss log 2 and margin 0; a misranked pair moved by 0 < h < c lowers its loss and "
+            "stays misranked); the share is few-misranked-pairs-flip's quantity.",
+     "why": "algebra: the loss is a decreasing convex function of the margin, and the control could not pass."},
+    {"id": "winrate-ranking-correlation",
+     "old_statement": "Ranking accuracy and win rate correlate near theta_ref and much less far from it.",
+     "old_check": "Pearson near >= 0.5 AND far <= near - 0.3; control: win rates shuffled across checkpoints.",
+     "old_verdict": "holds (quick and full); control fails", "new_id": "winrate-ranking-correlation",
+     "why": "weaker than the paper: Fig. 4 shows anti-correlation far from theta_ref; v3 checks its sign (and the "
+            "near half as winrate-ranking-correlation-near); the shuffled control was the same data reordered, now "
+            "validation-pair accuracy of the same checkpoints."},
+    {"id": "(part of winrate-ranking-correlation)", "old_statement": "the near half of the v2 compound check.",
+     "old_check": "Pearson near >= 0.5.", "old_verdict": "holds (quick and full)",
+     "new_id": "winrate-ranking-correlation-near",
+     "why": "split out: Fig. 4 says 'correlated' near theta_ref (the sign), not a size."},
+    {"id": "alignment-gap-other-methods",
+     "old_statement": "Beyond the paper: IPO, cDPO, rDPO, online IPO each >= 0.10 below their own idealized accuracy.",
+     "old_check": "every method's median gap >= 0.10; control: the shared tabular control (0 by construction).",
+     "old_verdict": "fails (quick and full); control fails", "new_id": "alignment-gap-other-methods",
+     "why": "same check as one scalar (min over methods) with an interval; the control is the untrained reference "
+            "against each method's own idealized accuracy."},
+)
+"""The suite's v2 claims and how contract v3 restates them (old verdicts from the v2 page)."""
+
+
+def _table1_side_by_side(run: dict) -> list[str]:
+    """Markdown: Table 1's R* (min/median/max over beta) per released model beside Eq. 3's and the code's on our
+    pairs, per rater panel, read from a run's summary."""
+    rec = next(c for c in run["claims"] if c["id"] == "table1-rstar-is-the-code-variant")
+    m = rec["measured"]
+    fmt = lambda v: " / ".join(f"{x:.2f}" for x in v)  # noqa: E731
+    lines = ["| model | R* by Eq. 3 (min / med / max) | R* as the released code computes it | Table 1's R* |",
+             "|---|---|---|---|"]
+    for name, v in m["Table 1 R* min/med/max per model"].items():
+        lines.append(f"| {name} (Table 1) | not computable (no released data) | not computable | {fmt(v)} |")
+    for panel, d in m["ours (one reference model, ~40k parameters)"].items():
+        lines.append(f"| ours, {panel} | {fmt(d['R_star_eq3_min_med_max'])} | {fmt(d['R_star_code_min_med_max'])} | "
+                     "(range: min >= 0.67, median >= 0.93) |")
+    return lines
+
+
+def claims_tables(quick_dir, full_dir=None) -> str:
+    """The markdown of ``papers/ranking_accuracy.md``'s claims sections from the runs' ``summary.json``: the
+    verdict table (quick, and full where given), Table 1 side by side, the checks changed after a run, and the
+    table "claims restated in v3"."""
+    from alignjax_experiments import _claims_page as page
+
+    quick = page.load_summary(quick_dir)
+    full = page.load_summary(full_dir) if full_dir else None
+    lines = []
+    if full:
+        lines += [*page.verdict_table(quick, full), "", page.agreement_text(quick, full)]
+    else:
+        lines += ["| claim | check | subject, quick | verdict quick | control, quick | control verdict quick |",
+                  "|---|---|---|---|---|---|"]
+        for c in quick["claims"]:
+            lines.append(f"| `{c['id']}` | {page.check_text(c['check'])} | {page.interval(c['subject'])} | "
+                         f"{c['verdict']} | {page.interval(c['control'])} | {c['control']['verdict']} |")
+        lines += ["", "Full: not rerun under v3 yet (see below)."]
+    src = full or quick
+    lines += ["", "### Table 1's R*: Eq. 3, the released code, the paper", "", *_table1_side_by_side(src), "",
+              "### Checks changed after a run", "",
+              *[h if full else h.replace("verdict at full:", "verdict at quick:") for h in page.history_lines(src)],
+              "", "### Claims restated in v3", "",
+              *page.restated_table(RESTATED, quick, src)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m alignjax_experiments.ranking_accuracy QUICK_DIR [FULL_DIR]
+    import sys
+
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m alignjax_experiments.ranking_accuracy QUICK_DIR [FULL_DIR]")
+    print(claims_tables(*sys.argv[1:]), end="")

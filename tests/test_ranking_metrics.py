@@ -169,3 +169,39 @@ def test_authors_code_variant_hand_cases():
                                                     10.0, normalized=True, chosen_lengths=n[:1],
                                                     rejected_lengths=n[:1])
     np.testing.assert_array_equal(tie, [0.0])   # 1.5^0.1 = 1.041 < 1.05
+
+
+# ---- Fig. 2 (Sec. 4.1): "the loss falls and the margin grows while the ranking stays wrong" is algebra
+# (v2's claim fig2-loss-falls-ranking-stays, moved here in contract v3): with h = log-ratio margin,
+# loss = -log sigmoid(beta h) is convex and decreasing, so by Jensen a category's mean loss below log 2
+# forces its mean margin above 0; at the reference h = 0 exactly (loss log 2, margin 0), so the v2
+# control could never pass; and a misranked pair (c > 0) stays misranked whenever 0 < h < c.
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-20, 20), min_size=1, max_size=30), st.floats(0.01, 10.0))
+def test_fig2_mean_loss_below_log2_forces_a_positive_mean_margin(h, beta):
+    h = np.asarray(h, np.float64)
+    loss = np.logaddexp(0.0, -beta * h)
+    if loss.mean() < np.log(2.0):
+        assert h.mean() > 0
+    assert loss.mean() >= np.logaddexp(0.0, -beta * h.mean()) - 1e-12   # Jensen
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-50, 0), st.floats(-50, 0), st.floats(0.01, 10.0))
+def test_fig2_the_reference_has_loss_log2_and_margin_0(rc, rr, beta):
+    h = (rc - rc) - (rr - rr)   # the policy is the reference
+    assert h == 0.0 and np.logaddexp(0.0, -beta * h) == pytest.approx(np.log(2.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-50, 0), st.floats(-50, 0), st.floats(0.0, 1.0))
+def test_fig2_a_misranked_pair_gains_margin_and_stays_misranked(rc, rr, frac):
+    """A pair the reference misranks (c = rr - rc > 0) moved by a margin h in (0, c) lowers its DPO loss
+    below log 2 and is still misranked: Fig. 2's incorrect->incorrect pairs with falling loss."""
+    c = rr - rc
+    if c <= 1e-9:
+        return
+    h = frac * c * 0.999 + 1e-12
+    pc, pr = rc + h / 2, rr - h / 2   # the policy's log-probs after the move
+    assert (pc - rc) - (pr - rr) == pytest.approx(h)
+    assert np.logaddexp(0.0, -h) < np.log(2.0) and pc < pr
