@@ -65,8 +65,8 @@ def _fake_trainer_stage(rng, seeds=6):
 
 
 def _fake_gpm_stage(rng, seeds=6):
-    return {"steps": np.array([1]), **{k: rng.uniform(size=(2, seeds, 1)) for k in ("acc_gpm", "acc_bt", "bayes")},
-            "transitive": rng.uniform(size=(2, seeds))}
+    return {"steps": np.array([1]), **{k: rng.uniform(size=(3, seeds, 1)) for k in ("acc_gpm", "acc_bt", "bayes")},
+            "transitive": rng.uniform(size=(3, seeds))}
 
 
 def test_every_control_is_measured_from_its_own_run():
@@ -88,8 +88,8 @@ def test_every_control_is_measured_from_its_own_run():
     assert a["maxmin-serves-minority"]["control"]["value"] == pytest.approx(fin["F_single"].min(-1).mean())
     want = (agree["win_maxmin"][:, 0] - agree["win_single"][:, 0]).mean()
     assert a["maxmin-keeps-majority"]["control"]["value"] == pytest.approx(want)
-    bayes, bt = np.asarray(gs["bayes"])[0, :, -1], np.asarray(gs["acc_bt"])[0, :, -1]
-    assert a["gpm-fits-cycles"]["control"]["value"] == pytest.approx((bayes - bt).mean())
+    bayes, gpm = np.asarray(gs["bayes"])[2, :, -1], np.asarray(gs["acc_gpm"])[2, :, -1]
+    assert a["gpm-fits-cycles"]["control"]["value"] == pytest.approx((bayes - gpm).mean())
 
 
 # ---- the quick setting (the numbers of papers/preference_models.md), run once for the tests below
@@ -105,7 +105,7 @@ def quick_run(tmp_path_factory):
 def test_quick_suite_end_to_end(quick_run):
     """The quick verdicts of papers/preference_models.md: MaxMin serves the minority (its control, single-reward
     RLHF, fails), it does not keep the majority (its control, groups that agree, holds), the GPM fits the cycle
-    (the BT control fails)."""
+    (its control, the GPM on shuffled labels, fails)."""
     ctx, by_id, ids, out = quick_run
     assert ids == CLAIM_IDS
     want = {"maxmin-serves-minority": ("holds", "fails"), "maxmin-keeps-majority": ("fails", "holds"),
@@ -128,6 +128,8 @@ def test_quick_margins(quick_run):
     assert wins["MaxMin-RLHF"]["minority"] > 0.5 > wins["single-reward RLHF"]["minority"]
     g = quick_run[1]["gpm-fits-cycles"]["measured"]["cyclic data"]
     assert g["BT accuracy"] <= g["best transitive accuracy"] + 1e-6
+    shuffled = quick_run[1]["gpm-fits-cycles"]["measured"]["cyclic data, shuffled labels (the control)"]
+    assert abs(shuffled["GPM accuracy"] - 0.5) < 0.15  # no information in the labels: near chance
 
 
 # Read by tests/test_suites_smoke.py: the claim ids every run returns, in order; the claims that hold
