@@ -235,11 +235,12 @@ def generate(model: TinyTransformer, prompts: jax.Array, key: jax.Array, tempera
     ``kv_cache=True`` decodes with a key-value cache (one prefill of the ``P + 1`` prompt
     positions, then one position per token: ``O(P + L)`` position-forwards per response);
     ``kv_cache=False`` is the reference sampler that reruns the full forward over all ``P + L``
-    slots for every token (``O(L (P + L))``). Both draw the same tokens for the same key: the
-    same keys and Gumbel noise on logits that agree to float rounding (the cache sums attention
-    in another order, ~1e-6), so a token could differ only where that rounding decides a tie of
-    two perturbed logits (none in the tests nor in the ranking-accuracy quick run's 8,576
-    responses). Jittable and ``vmap``-able; ``prompts (..., P)`` may carry batch axes.
+    slots for every token (``O(L (P + L))``). Both draw the same tokens for the same key up to
+    float rounding: the same keys and Gumbel noise, on logits that differ by a few ulps (the
+    cache sums attention in another order; median ~1e-7, at most a few 1e-6), so a token differs
+    only where that rounding decides a near-tie of two perturbed logits: about once per million
+    tokens (one of the ~820,000 response slots of a ranking-accuracy quick run; none in the
+    tests). Jittable and ``vmap``-able; ``prompts (..., P)`` may carry batch axes.
     """
     prompts = jnp.asarray(prompts, jnp.int32)
     bos = model.head.out_features
@@ -299,8 +300,9 @@ def sequence_policy(vocab_size: int = 16, prompt_len: int = 4, max_len: int = 12
       max_len: ``L`` response slots.
       dim, depth, heads: width, number of blocks and attention heads.
       kv_cache: ``sample`` decodes with a key-value cache (default); ``False`` gives the
-        reference sampler that reruns the whole forward per token (same tokens for the same
-        key, about ``(P + L) / 2`` times the work; for tests and benchmarks).
+        reference sampler that reruns the whole forward per token (the same tokens for the same
+        key up to rounding-decided near-ties, see :func:`generate`; about ``P + L`` times
+        the work; for tests and benchmarks).
     """
     if vocab_size < 2 or prompt_len < 1 or max_len < 1 or dim % heads:
         raise ValueError(f"bad sequence policy sizes: V={vocab_size}, P={prompt_len}, L={max_len}, "
