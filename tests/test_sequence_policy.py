@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from alignjax.policies.sequence import EOS, response_mask, sequence_policy
+from alignjax.policies.sequence import EOS, generate, response_mask, sequence_policy
 from alignjax.sft import make_sft_train, sft_loss
 
 
@@ -72,6 +72,93 @@ def test_sample_is_deterministic_in_the_key_and_jit_matches():
     r1, _ = pol.sample(params, x, jax.random.key(5))
     r2, _ = jax.jit(pol.sample)(params, x, jax.random.key(5))
     np.testing.assert_array_equal(r1, r2)
+
+
+# ----------------------------------------------------------------------------- key-value cache
+def _policies(vocab, prompt_len, max_len, **sizes):
+    """The cached policy, the reference (uncached) one, and perturbed parameters (init + 0.3 N(0, 1)
+    on every leaf, so the logits are far from uniform and ties between tokens are rare)."""
+    pol = sequence_policy(vocab, prompt_len, max_len, **sizes)
+    ref = sequence_policy(vocab, prompt_len, max_len, kv_cache=False, **sizes)
+    params = pol.init(jax.random.key(0))
+    leaves, tdef = jax.tree.flatten(params)
+    ks = jax.random.split(jax.random.key(1), len(leaves))
+    params = jax.tree.unflatten(tdef, [a + 0.3 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, ks)])
+    return pol, ref, params
+
+
+# (V, P, L, dim, depth, heads, prompt batch shape, temperature)
+CACHE_CASES = [
+    (6, 2, 5, 8, 1, 2, (4,), 1.0),
+    (16, 4, 24, 16, 2, 2, (3, 5), 1.5),     # two batch axes, a hotter sampler
+    (5, 1, 7, 8, 2, 4, (6,), 0.5),          # prompt_len = 1, four heads, a colder sampler
+    (5, 3, 1, 8, 1, 2, (4,), 1.0),          # max_len = 1: the prefill alone draws the response
+    (4, 2, 6, 8, 1, 1, (), 1.0),            # one unbatched prompt, one head
+]
+
+
+@pytest.mark.parametrize("vocab,prompt_len,max_len,dim,depth,heads,batch,temp", CACHE_CASES)
+def test_cached_sampler_draws_the_uncached_samplers_tokens(vocab, prompt_len, max_len, dim, depth, heads, batch,
+                                                           temp):
+    """``policy.sample`` (key-value cache) and the reference sampler that reruns the full forward per
+    token return the same responses, token for token, for several keys (both jitted)."""
+    pol, ref, params = _policies(vocab, prompt_len, max_len, dim=dim, depth=depth, heads=heads)
+    x = jax.random.randint(jax.random.key(2), (*batch, prompt_len), 1, vocab)
+    cached, uncached = jax.jit(pol.sample), jax.jit(ref.sample)
+    for seed in range(4):
+        key = jax.random.key(10 + seed)
+        (r, m), (r_ref, m_ref) = cached(params, x, key, temp), uncached(params, x, key, temp)
+        assert r.shape == (*batch, max_len) and r.dtype == jnp.int32
+        np.testing.assert_array_equal(r, r_ref)
+        np.testing.assert_array_equal(m, m_ref)
+        np.testing.assert_array_equal(m, response_mask(r))
+        after_eos = np.cumsum(np.asarray(r) == EOS, axis=-1) - (np.asarray(r) == EOS) > 0
+        assert np.all(np.asarray(r)[after_eos] == EOS)           # every slot after the first EOS is EOS
+
+
+@pytest.mark.parametrize("vocab,prompt_len,max_len,dim,depth,heads,batch,temp", CACHE_CASES)
+def test_cached_step_logits_are_the_teacher_forced_logits(vocab, prompt_len, max_len, dim, depth, heads, batch,
+                                                          temp):
+    """The logits :func:`generate` draws slot ``j`` from (key-value cache) equal ``policy.logits`` of
+    the sampled responses, ``f(BOS, x, y_<j)`` by one full forward: only ``y_<j`` enters slot ``j``,
+    so the last token is never an input. Float32; the cache sums attention in another order."""
+    pol, ref, params = _policies(vocab, prompt_len, max_len, dim=dim, depth=depth, heads=heads)
+    x = jax.random.randint(jax.random.key(3), (*batch, prompt_len), 1, vocab)
+
+    @jax.jit
+    def run(params, x, key):
+        r, step_logits = generate(pol.module(params), x, key, temp)
+        r_ref, ref_logits = generate(pol.module(params), x, key, temp, kv_cache=False)
+        return r, step_logits, r_ref, ref_logits, pol.logits(params, x, r)
+
+    r, step_logits, r_ref, ref_logits, forced = run(params, x, jax.random.key(4))
+    assert step_logits.shape == (*batch, max_len, vocab) and step_logits.dtype == jnp.float32
+    np.testing.assert_array_equal(r, r_ref)
+    np.testing.assert_allclose(step_logits, forced, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ref_logits, forced, rtol=1e-5, atol=1e-5)
+
+
+def test_cached_sampler_under_vmap_over_parameters_and_x64():
+    """As the ranking suite's win rates: ``vmap(vmap(sample))`` over stacked NNX ``State`` parameters
+    ``(runs, T, ...)`` with shared prompts and key equals the reference sampler per run; and with
+    float64 parameters under x64 (the SFT tests' setting) the cache is float64 and the tokens agree."""
+    pol, ref, params = _policies(7, 2, 9, dim=8, depth=2, heads=2)
+    stacked = jax.tree.map(lambda a: jnp.stack([jnp.stack([a, 1.1 * a, 0.9 * a]), jnp.stack([-a, a, 0.5 * a])]),
+                           params)
+    x = jax.random.randint(jax.random.key(5), (6, 2), 1, 7)
+    key = jax.random.key(6)
+    over_runs = lambda sample: jax.jit(jax.vmap(jax.vmap(lambda p: sample(p, x, key)[0])))(stacked)
+    got, want = over_runs(pol.sample), over_runs(ref.sample)
+    assert got.shape == (2, 3, 6, 9)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got[1, 2], jax.jit(pol.sample)(jax.tree.map(lambda a: a[1, 2], stacked), x, key)[0])
+    with jax.enable_x64(True):
+        p64 = jax.tree.map(lambda a: a.astype(jnp.float64), params)
+        r, lg = jax.jit(lambda p: generate(pol.module(p), x, key))(p64)
+        r_ref, _ = jax.jit(ref.sample)(p64, x, key)
+        assert lg.dtype == jnp.float64
+        np.testing.assert_array_equal(r, r_ref)
+        np.testing.assert_allclose(lg, pol.logits(p64, x, r), rtol=1e-10, atol=1e-10)
 
 
 def test_bad_sizes_raise():
