@@ -3,7 +3,7 @@
 A registry entry (:mod:`alignjax.registry`) declares, for each continuous hyperparameter, either a
 plain default or a :class:`Domain`: the set ``D = {x : lower <(=) x <(=) upper}`` of values the
 entry's math accepts, with its default ``x_0 in D``. Optionally it declares cross-hyperparameter
-:class:`Condition`\\ s, ``q(hp) in [lo, hi]`` for a derived quantity ``q`` (e.g. ``eta * beta <= 1``).
+:class:`Condition` objects, ``q(hp) in [lo, hi]`` for a derived quantity ``q`` (e.g. ``eta * beta <= 1``).
 Three things use them:
 
 * the command line and :meth:`alignjax.experiment.Experiment.check` refuse, before any compute, a
@@ -26,7 +26,7 @@ Probe points of one domain (:meth:`Domain.probes`), on the closure of ``D`` cut 
 * the default ``x_0``.
 
 **A plain float** ``x_0`` declares a default only. Its domain is inferred conservatively as the
-registry behaved before domains existed (:meth:`Domain.inferred`): it *accepts* every finite
+registry behaved before domains existed (:meth:`Domain.from_default`): it *accepts* every finite
 value (the command line refused nothing else), and it is *probed* on ``[min(0, x_0), max(0, x_0)]``
 (the registry tests probed extra hyperparameters between 0 and their default). Declare a
 :class:`Domain` to state more.
@@ -101,7 +101,7 @@ class Domain:
         if given, an open) end; on a log scale with a closed lower end at 0, ``probe_lower`` is the
         smallest positive point probed (where the geometric spacing starts).
       why: the reason for the domain, from the entry's math (shown in refusals).
-      inferred: set by :meth:`inferred` (a plain-float declaration), not by hand.
+      inferred: set by :meth:`from_default` (a plain-float declaration), not by hand.
     """
 
     default: float
@@ -152,7 +152,7 @@ class Domain:
             raise ValueError(f"Domain {self}: its probe corners {a:g}, {b:g} are not ordered")
 
     @classmethod
-    def inferred(cls, default: float) -> "Domain":
+    def from_default(cls, default: float) -> "Domain":
         """The domain of a plain-float declaration ``x_0``: accepts every finite value, probed on
         ``[min(0, x_0), max(0, x_0)]`` (the rule of the module docstring)."""
         d = float(default)
@@ -187,10 +187,14 @@ class Domain:
 
     def refusal(self, owner: str, name: str, value: float, key: str | None = None) -> str:
         """The one-line message refusing ``value`` of hyperparameter ``name`` of entry ``owner``
-        (``key``: how the run names it, e.g. ``cdpo.eps``):
-        ``cdpo needs eps in [0, 0.5) (why); got cdpo.eps = 0.7``."""
-        why = f" ({self.why})" if self.why else ""
-        return f"{owner} needs {name} {self.requirement()}{why}; got {key or name} = {_num(value)}"
+        (``key``: how the run names it, e.g. ``cdpo.eps``): ``cdpo needs eps in [0, 0.5) (why); got
+        cdpo.eps = 0.7``; a half-line names its interval too: ``mpo needs beta > 0 (domain (0, inf));
+        got beta = 0``."""
+        req = self.requirement()
+        notes = [] if req.startswith("in ") else [f"domain {self}"]
+        notes += [self.why] if self.why else []
+        why = f" ({': '.join(notes)})" if notes else ""
+        return f"{owner} needs {name} {req}{why}; got {key or name} = {_num(value)}"
 
     def __str__(self) -> str:
         return _interval(self.lower, self.upper, self.lower_open, self.upper_open)

@@ -49,9 +49,9 @@ class Entry(Generic[T]):
         settable with ``--set``.
       meta: free-form metadata (e.g. ``{"needs_lengths": True}``).
       domains: ``{name: Domain}`` for every hyperparameter of ``hparams``: the declared one, or the
-        one inferred from a plain-float default (:meth:`alignjax.domains.Domain.inferred`; filled in
+        one inferred from a plain-float default (:meth:`alignjax.domains.Domain.from_default`; filled in
         for an entry built by hand).
-      conditions: declared cross-hyperparameter :class:`~alignjax.domains.Condition`\\ s (``eta*beta <= 1``).
+      conditions: declared cross-hyperparameter :class:`~alignjax.domains.Condition` objects (``eta*beta <= 1``).
     """
 
     name: str
@@ -63,7 +63,7 @@ class Entry(Generic[T]):
     conditions: tuple[Condition, ...] = ()
 
     def __post_init__(self):
-        doms = {h: self.domains.get(h) or Domain.inferred(v) for h, v in self.hparams.items()}
+        doms = {h: self.domains.get(h) or Domain.from_default(v) for h, v in self.hparams.items()}
         object.__setattr__(self, "domains", doms)
         object.__setattr__(self, "conditions", tuple(self.conditions))
 
@@ -98,9 +98,9 @@ class Registry(Generic[T]):
         """Register ``obj`` under ``name``; usable directly or as a decorator.
 
         ``hparams`` maps each continuous hyperparameter to its default (a float: the domain is
-        inferred, :meth:`alignjax.domains.Domain.inferred`) or to a :class:`~alignjax.domains.Domain`
+        inferred, :meth:`alignjax.domains.Domain.from_default`) or to a :class:`~alignjax.domains.Domain`
         (whose ``default`` is the default); ``conditions`` are cross-hyperparameter
-        :class:`~alignjax.domains.Condition`\\ s, which the defaults must satisfy.
+        :class:`~alignjax.domains.Condition` objects, which the defaults must satisfy.
 
         Raises:
           ValueError: if ``name`` is already registered and ``replace`` is False, or the defaults
@@ -122,7 +122,7 @@ class Registry(Generic[T]):
                 if isinstance(v, Domain):
                     defaults[k], domains[k] = v.default, v
                 elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                    defaults[k], domains[k] = v, Domain.inferred(v)
+                    defaults[k], domains[k] = v, Domain.from_default(v)
                 else:
                     raise TypeError(f"{self.kind} {name!r}: hyperparameter {k!r} must be a float default or a "
                                     f"Domain; got {v!r}")

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(config, axes=None, seeds=1, **hp):
     cfg = {**EXP.config, **config}
-    grid = make_grid({**EXP.hparams, **hp}, axes, seeds=seeds)
+    grid = make_grid({**EXP.hparams_for(cfg), **hp}, axes, seeds=seeds)
     EXP.check(cfg, grid.hparams)
     return run_sweep(EXP.make_program(cfg), grid, num_steps=cfg["num_steps"], log_every=cfg["log_every"])
 
@@ -66,7 +66,7 @@ def test_fixed_game_with_uniform_reference_stays_at_uniform_equilibrium():
     ({"reference": "odd"}, "reference must be"),
 ])
 def test_validation(override, message):
-    grid = make_grid(EXP.hparams)
+    grid = make_grid(EXP.hparams_for())
     with pytest.raises(ValueError, match=message):
         EXP.check({**EXP.config, **override}, grid.hparams)
     with pytest.raises(ValueError, match="rater_e"):
@@ -81,8 +81,8 @@ def test_validation(override, message):
     ("mwu", [40.0], True),
 ])
 def test_validation_applies_the_algorithm_hparam_condition(algorithm, eta, ok):
-    grid = make_grid({**EXP.hparams, "eta": eta[0]}, {"eta": eta} if len(eta) > 1 else None)
     cfg = {**EXP.config, "algorithm": algorithm}
+    grid = make_grid({**EXP.hparams_for(cfg), "eta": eta[0]}, {"eta": eta} if len(eta) > 1 else None)
     if ok:
         EXP.check(cfg, grid.hparams)
     else:
@@ -111,13 +111,13 @@ _SCRIPT = textwrap.dedent("""
     for game, ref in (("random", "random"), ("rps", "uniform")):
         cfg = {**exp.config, "algorithm": "egpo", "game": game, "reference": ref, "num_responses": 5,
                "num_steps": 60, "log_every": 20}
-        grid = make_grid(exp.hparams, {"beta": [0.01, 0.1, 1.0]}, seeds=2)
+        grid = make_grid(exp.hparams_for(cfg), {"beta": [0.01, 0.1, 1.0]}, seeds=2)
         res = run_sweep(exp.make_program(cfg), grid, num_steps=60, log_every=20, chunk_logs=2, out_dir=sys.argv[1] + game)
         out.update({f"{game}_{k}": v for k, v in res.metrics.items()})
     from alignjax.dynamics import exact_names
     for name in exact_names():  # every registered exact dynamic, bt-rlhf's inner fit included
         cfg = {**exp.config, "algorithm": name, "num_responses": 4, "num_steps": 4, "log_every": 2}
-        res = run_sweep(exp.make_program(cfg), make_grid(exp.hparams, {"beta": [0.1, 1.0]}, seeds=2),
+        res = run_sweep(exp.make_program(cfg), make_grid(exp.hparams_for(cfg), {"beta": [0.1, 1.0]}, seeds=2),
                         num_steps=4, log_every=2)
         out.update({f"{name}_{k}": v for k, v in res.metrics.items()})
     np.savez(sys.argv[1] + "metrics.npz", **out)
