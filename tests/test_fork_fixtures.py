@@ -4,7 +4,9 @@
   the registry-wide tests that concern them pass: the loss and dynamic contracts, the domain probes,
   two steps of every experiment with them chosen, and the experiments' component cases.
 * ``alignjax run nash-dynamics --set algorithm=my-optimistic --sweep my-optimistic.lam=0,1`` gives
-  bit-identical results on 1 and 4 devices (the grid comes from ``Experiment.hparams_for``).
+  bit-identical results on 1 and 4 devices: checked by
+  ``tests/test_nash_dynamics_experiment.py::test_results_do_not_depend_on_device_count``, whose
+  subprocesses register the fixture (the test issue 27 reported broken).
 * The atlas gives both fixtures a row (its families are read from the registries).
 * The deliberately broken fixtures (never registered in a normal run) pass the default-value contracts
   but fail the domain probes with a message naming the entry, the hyperparameter and the value.
@@ -28,8 +30,8 @@ import pytest
 
 from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS
 from fork_fixtures import BROKEN, ENTRIES, GOOD
-from test_registry import (check_exact_dynamic_contract, check_exact_dynamic_probes, check_experiment_runs,
-                           check_loss_contract, check_loss_float32_range)
+from test_registry import (check_exact_dynamic_contract, check_exact_dynamic_probes, check_loss_contract,
+                           check_loss_float32_range)
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -80,28 +82,6 @@ def test_the_registry_wide_tests_pass_with_the_fork_fixtures_registered_before_c
     assert passed >= 6 and "failed" not in proc.stdout, proc.stdout[-2000:]
 
 
-def test_my_optimistic_lam_sweep_is_identical_on_one_and_four_devices(tmp_path):
-    """Issue 27's command line: the fixture's own hyperparameter swept, on 1 and 4 (fake CPU) devices."""
-    arrays = {}
-    for n in (1, 4):
-        out = tmp_path / f"d{n}"
-        cmd = [sys.executable, "-m", "alignjax", "run", "nash-dynamics", "--set", "algorithm=my-optimistic",
-               "--sweep", "my-optimistic.lam=0,1", "--set", "num_responses=5", "--set", "num_steps=60",
-               "--set", "log_every=20", "--seeds", "2", "--no-progress", "--out", str(out)]
-        env = _env(ALIGNJAX_PLUGINS="fork_fixtures.my_optimistic", JAX_PLATFORMS="cpu",
-                   XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-        proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        with np.load(out / "arrays.npz") as z:
-            arrays[n] = {k: z[k] for k in z.files}
-    assert arrays[1].keys() == arrays[4].keys()
-    for k in arrays[1]:
-        np.testing.assert_array_equal(arrays[1][k], arrays[4][k], err_msg=k)
-    np.testing.assert_array_equal(arrays[1]["hparam.my-optimistic.lam"], [0.0, 1.0])
-    pi = arrays[1]["pi"]  # (configs, seeds, logs, N)
-    assert np.all(np.isfinite(pi)) and not np.array_equal(pi[0], pi[1])  # lam changes the iterates
-
-
 def test_the_atlas_gives_both_fixtures_a_row():
     from alignjax.registry import load_plugins
 
@@ -127,19 +107,22 @@ def test_the_atlas_gives_both_fixtures_a_row():
         assert np.all(np.isfinite(out["gap"]))
 
 
-def test_the_good_fixtures_meet_the_contracts_in_process():
+def test_hparams_for_includes_the_fixtures_own_hyperparameters():
+    """What issue 27's test missed: the run's hyperparameters come from the resolved entry (cheap; the
+    contracts themselves run in the subprocess above)."""
+    from alignjax.sweep import make_grid
+
     with registered(*GOOD):
         loss, dyn = LOSSES.entry("my_margin_dpo"), DYNAMICS.entry("my-optimistic")
         assert loss.domains["delta"].inferred and dyn.domains["lam"].inferred  # plain floats: inferred domains
-        check_loss_contract(loss)
-        check_loss_float32_range(loss)
-        check_exact_dynamic_contract(dyn)
-        check_exact_dynamic_probes(dyn)
         exp = EXPERIMENTS.get("nash-dynamics")
         cfg = {**exp.config, "algorithm": "my-optimistic"}
         assert exp.hparams_for(cfg) == {**exp.hparams, "my-optimistic.lam": 0.5}  # beta, eta are shared
-        check_experiment_runs(exp, {"algorithm": "my-optimistic"})
-        check_experiment_runs(EXPERIMENTS.get("dpo-bandit"), {"loss": "my_margin_dpo"})
+        exp.check(cfg, make_grid(exp.hparams_for(cfg), {"my-optimistic.lam": [-3.0, 0.0, 7.0]}).hparams)  # any finite
+        with pytest.raises(ValueError, match=r"missing hyperparameters \['my-optimistic.lam'\]"):
+            exp.check(cfg, make_grid(exp.hparams).hparams)  # issue 27's grid: refused, not a KeyError
+        bandit = EXPERIMENTS.get("dpo-bandit")
+        assert bandit.hparams_for({**bandit.config, "loss": "my_margin_dpo"})["my_margin_dpo.delta"] == 0.5
 
 
 def test_a_loss_nan_inside_its_declared_domain_fails_the_probes_naming_entry_hyperparameter_and_value():
