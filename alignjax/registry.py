@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
 import os
 import pkgutil
+import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
 
@@ -184,9 +187,11 @@ def load_plugins() -> None:
     folder (installed as the package ``alignjax_experiments``; one file per experiment or
     suite, discovered by listing the package), then
     modules named in the ``alignjax.experiments`` entry-point group of installed packages, then
-    the modules named in the environment variable ``ALIGNJAX_PLUGINS`` (comma-separated dotted
-    names, importable from ``sys.path``; inherited by subprocesses, so a command started from a
-    test or a script sees the same entries).
+    the modules named in the environment variable ``ALIGNJAX_PLUGINS`` (comma-separated: dotted
+    names importable from ``sys.path``, or paths of ``.py`` files, imported as
+    ``alignjax_plugin_STEM``). The variable is inherited by subprocesses, so a command started from
+    a test or a script registers the same entries; a file path does not depend on their
+    ``PYTHONPATH``.
     """
     global _loaded
     if _loaded:
@@ -210,5 +215,26 @@ def load_plugins() -> None:
                 importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{info.name}")
     for ep in importlib.metadata.entry_points(group="alignjax.experiments"):
         ep.load()
-    for mod in filter(None, (m.strip() for m in os.environ.get("ALIGNJAX_PLUGINS", "").split(","))):
-        importlib.import_module(mod)
+    for spec in filter(None, (m.strip() for m in os.environ.get("ALIGNJAX_PLUGINS", "").split(","))):
+        _import_plugin(spec)
+
+
+def _import_plugin(spec: str) -> None:
+    """Import one ``ALIGNJAX_PLUGINS`` item: a dotted module name, or a ``.py`` file's path."""
+    if not spec.endswith(".py"):
+        importlib.import_module(spec)
+        return
+    path = os.path.abspath(spec)
+    name = "alignjax_plugin_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    if name in sys.modules:
+        return
+    found = importlib.util.spec_from_file_location(name, path) if os.path.isfile(path) else None
+    if found is None or found.loader is None:
+        raise ImportError(f"ALIGNJAX_PLUGINS names {spec!r}, which is not a readable .py file")
+    module = importlib.util.module_from_spec(found)
+    sys.modules[name] = module
+    try:
+        found.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise

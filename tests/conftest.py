@@ -2,10 +2,10 @@
 persistent compilation cache (see alignjax.compile_cache) makes a second run compile less.
 
 ``ALIGNJAX_FORK_FIXTURES=1`` runs the whole suite with the fork fixtures of
-``tests/fork_fixtures/`` registered (a dynamic and a loss with hyperparameters of their own): they
-are named in ``ALIGNJAX_PLUGINS`` (imported by ``alignjax.registry.load_plugins`` at the first
-registry lookup, i.e. before collection) and ``tests/`` joins ``PYTHONPATH``, so subprocesses
-started by tests register them too.
+``tests/fork_fixtures/`` registered (a dynamic and a loss with hyperparameters of their own): their
+files are named in ``ALIGNJAX_PLUGINS`` (imported by ``alignjax.registry.load_plugins`` at the
+first registry lookup, i.e. before collection), which subprocesses started by tests inherit, so
+they register them too, whatever their ``PYTHONPATH``.
 """
 
 import os
@@ -20,13 +20,10 @@ TESTS = str(Path(__file__).resolve().parent)
 
 
 def _with_fork_fixtures() -> None:
-    from fork_fixtures import GOOD
+    from fork_fixtures import GOOD, fixture_file
 
     plugins = [m for m in os.environ.get("ALIGNJAX_PLUGINS", "").split(",") if m.strip()]
-    os.environ["ALIGNJAX_PLUGINS"] = ",".join([*plugins, *(m for m in GOOD if m not in plugins)])
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if TESTS not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([TESTS, *paths])
+    os.environ["ALIGNJAX_PLUGINS"] = ",".join([*plugins, *(f for f in map(fixture_file, GOOD) if f not in plugins)])
 
 
 if TESTS not in sys.path:

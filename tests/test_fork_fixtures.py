@@ -38,23 +38,28 @@ TESTS = Path(__file__).resolve().parent
 REGISTRIES = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES, TRAINERS)
 
 
+def _is_registered(module: str) -> bool:
+    kind, name = ENTRIES[module]
+    return name in {"loss": LOSSES, "dynamics": DYNAMICS}[kind]
+
+
 @contextlib.contextmanager
 def registered(*modules: str):
-    """Import fixture modules (registering their entries); afterwards remove what they registered."""
+    """Import fixture modules (registering their entries) unless their entries are registered already
+    (``ALIGNJAX_FORK_FIXTURES=1``); afterwards remove what this registered."""
     before = [dict(r._entries) for r in REGISTRIES]
-    preloaded = {m for m in modules if m in sys.modules}
+    todo = [m for m in modules if not _is_registered(m)]
     try:
-        for m in modules:
-            if m not in preloaded:
-                importlib.import_module(m)
+        for m in todo:
+            sys.modules.pop(m, None)
+            importlib.import_module(m)
         yield
     finally:
-        for m in modules:
-            if m not in preloaded:
-                sys.modules.pop(m, None)
-                for r, entries in zip(REGISTRIES, before):
-                    for extra in set(r._entries) - set(entries):
-                        r._entries.pop(extra)
+        for m in todo:
+            sys.modules.pop(m, None)
+        for r, entries in zip(REGISTRIES, before):
+            for extra in set(r._entries) - set(entries):
+                r._entries.pop(extra)
 
 
 def _env(**extra) -> dict:
@@ -64,8 +69,7 @@ def _env(**extra) -> dict:
 
 def test_the_broken_fixtures_are_not_registered_in_a_normal_run():
     for m in BROKEN:
-        kind, name = ENTRIES[m]
-        assert name not in {"loss": LOSSES, "dynamics": DYNAMICS}[kind], name
+        assert not _is_registered(m), m
 
 
 def test_the_registry_wide_tests_pass_with_the_fork_fixtures_registered_before_collection():

@@ -8,14 +8,16 @@ whole default test run can be executed WITH them registered.
   by a plain float like most forks do.
 
 ``ALIGNJAX_FORK_FIXTURES=1 python -m pytest -q -n 2`` runs the default suite with both registered:
-``tests/conftest.py`` names them in ``ALIGNJAX_PLUGINS`` (imported by
-:func:`alignjax.registry.load_plugins`) and puts ``tests/`` on ``PYTHONPATH``, so subprocesses the
-tests start (``alignjax run ...`` on 1 and 4 devices) register them too.
+``tests/conftest.py`` names their files in ``ALIGNJAX_PLUGINS`` (imported by
+:func:`alignjax.registry.load_plugins`), so subprocesses the tests start (``alignjax run ...`` on 1
+and 4 devices) register them too, whatever their ``PYTHONPATH``.
 
 The deliberately broken variants (:mod:`fork_fixtures.broken_loss`, :mod:`fork_fixtures.broken_dynamic`)
 are never loaded that way: ``tests/test_fork_fixtures.py`` registers them for one test each and
 removes them, to show that the domain probes name the entry, the hyperparameter and the value.
 """
+
+from pathlib import Path
 
 GOOD = ("fork_fixtures.my_optimistic", "fork_fixtures.my_margin_loss")
 BROKEN = ("fork_fixtures.broken_loss", "fork_fixtures.broken_dynamic")
@@ -23,3 +25,8 @@ ENTRIES = {"fork_fixtures.my_optimistic": ("dynamics", "my-optimistic"),
            "fork_fixtures.my_margin_loss": ("loss", "my_margin_dpo"),
            "fork_fixtures.broken_loss": ("loss", "broken_nan_above_one"),
            "fork_fixtures.broken_dynamic": ("dynamics", "broken-optimistic")}
+
+
+def fixture_file(module: str) -> str:
+    """The absolute path of a fixture module's file (``fork_fixtures.my_optimistic`` -> ``.../my_optimistic.py``)."""
+    return str(Path(__file__).resolve().parent / (module.rsplit(".", 1)[1] + ".py"))
