@@ -3,9 +3,10 @@
 The package is built in four layers; a module imports only modules of its own layer or of
 lower ones (checked by ``tests/test_public_api.py``; picture in the README, "How it is built"):
 
-0. **foundation** -- :mod:`alignjax.registry`, no alignjax imports. Exports the registries
-   ``LOSSES``, ``DYNAMICS``, ``EXPERIMENTS``, ``SUITES``, ``TRAINERS`` (name -> entry); the
-   math modules register themselves into them.
+0. **foundation** -- :mod:`alignjax.registry` and :mod:`alignjax.domains`, no other alignjax
+   imports. Exports the registries ``LOSSES``, ``DYNAMICS``, ``EXPERIMENTS``, ``SUITES``,
+   ``TRAINERS`` (name -> entry); the math modules register themselves into them, declaring each
+   hyperparameter's default or :class:`~alignjax.domains.Domain`.
 1. **math** -- pure functions on arrays and pytrees, no I/O:
    :mod:`~alignjax.prefs` (preference matrices), :mod:`~alignjax.losses` (DPO and relatives),
    :mod:`~alignjax.games` (closed-form game quantities), :mod:`~alignjax.dynamics`

@@ -190,20 +190,28 @@ def _list_one(name: str) -> int:
 
     if name in EXPERIMENTS:
         exp = EXPERIMENTS.get(name)
-        config, hparams = exp.expand(exp.config, exp.hparams)
+        hparams = exp.hparams_for(exp.config)
+        config = exp.expand(exp.config, hparams)[0]
         print(f"{exp.name}: {exp.description}")
         print("static settings (--set KEY=VALUE; they shape the compiled program):")
         for k, v in config.items():
             print(f"  {k:<22} {type(v).__name__:<6} default {v!r}")
         print("continuous hyperparameters (--set KEY=VALUE or --sweep KEY=v1,v2,... | lo:hi:n[:log]):")
+        domains = _declared_domains(exp, exp.config)
         for k, v in hparams.items():
-            print(f"  {k:<22} float  default {v!r}")
+            print(f"  {k:<22} float  default {v!r}" + (f"  in {domains[k]}" if k in domains else ""))
         for key, component in exp.components.items():
-            print(f"{key} (--set {key}=NAME) chooses a registered {component.registry.kind}; the settings each adds:")
+            print(f"{key} (--set {key}=NAME) chooses a registered {component.registry.kind}; the settings each adds "
+                  "(and the domains it declares):")
             for e in component.entries():
-                c2, h2 = exp.expand({**exp.config, key: e.name}, exp.hparams)
-                extra = [f"{k}={v!r}" for k, v in {**c2, **h2}.items() if k not in exp.config and k not in exp.hparams]
-                print(f"  {e.name:<22} {' '.join(extra) or '-'}")
+                choice = {**exp.config, key: e.name}
+                c2, h2 = exp.expand(choice, exp.hparams_for(choice))
+                doms = _declared_domains(exp, choice)
+                extra = [f"{k}={v!r}" + (f" (in {doms[k]})" if k in doms else "")
+                         for k, v in {**c2, **h2}.items() if k not in exp.config and k not in exp.hparams]
+                extra += [f"{k} in {d}" for k, d in doms.items() if k in exp.hparams]  # its domain of a shared one
+                extra += [c.requirement() for c in e.conditions]
+                print(f"  {e.name:<22} {', '.join(extra) or '-'}")
         return 0
     if name in SUITES:
         e = SUITES.entry(name)
@@ -211,6 +219,18 @@ def _list_one(name: str) -> int:
         print(f"  alignjax reproduce {name} [--quick] [--out DIR] [--overwrite]")
         return 0
     return _fail(f"unknown experiment or suite {name!r}; known: {', '.join(EXPERIMENTS.names() + SUITES.names())}")
+
+
+def _declared_domains(exp, config) -> dict:
+    """``{hyperparameter key: Domain}`` that the entries ``config`` chooses declare (inferred ones left out)."""
+    from alignjax.experiment import namespaced
+
+    out = {}
+    for entry in exp.entries_for(config).values():
+        for h, key in namespaced(entry, exp.hparams).items():
+            if not entry.domains[h].inferred:
+                out[key] = entry.domains[h]
+    return out
 
 
 # -- run ------------------------------------------------------------------------------------

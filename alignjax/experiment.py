@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import numpy as np
 
-__all__ = ["Program", "Component", "Experiment", "check_positive", "check_representable", "run_dtype", "namespaced", "static_of"]
+__all__ = ["Program", "Component", "Experiment", "check_positive", "check_representable", "run_dtype", "namespaced",
+           "entry_hparams", "static_of"]
 
 
 class Component(NamedTuple):
@@ -86,7 +87,12 @@ class Experiment:
         name (``simpo.gamma``, ``gamma_dpo.gamma``, ``mpo.reset_every``): see :func:`namespaced`.
       positive: the experiment's own hyperparameters that must be ``> 0`` (checked before any
         compute); a component's conditions are its own (e.g. an exact dynamic accepts
-        ``beta = 0`` when its rule allows it).
+        ``beta = 0`` when its rule allows it): its entry's declared domains and conditions
+        (:mod:`alignjax.domains`), checked by :meth:`check`.
+
+    The hyperparameters a run needs are :meth:`hparams_for` ``(config)``: ``hparams`` plus those
+    of the entries the config chooses. Build grids from it, never from ``hparams`` alone (a
+    fork's entry may declare hyperparameters of its own, e.g. ``my-optimistic.lam``).
     """
 
     name: str
@@ -112,6 +118,28 @@ class Experiment:
             if not isinstance(c, Component):
                 object.__setattr__(self, "components", {**self.components, k: Component(c)})
 
+    def entries_for(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``{component key: the registry entry config[key] chooses}`` (``config`` defaults to
+        :attr:`config`); ``ValueError`` for an entry the component does not accept."""
+        config = self.config if config is None else config
+        return {key: component.entry(config[key]) for key, component in self.components.items()}
+
+    def hparams_for(self, config: Mapping[str, Any] | None = None) -> dict[str, float]:
+        """The hyperparameters a run of ``config`` needs, at their defaults: the experiment's own
+        (:attr:`hparams`) and, for each component, the chosen entry's (:func:`entry_hparams`:
+        ``simpo.gamma``, ``my-optimistic.lam``; a name the experiment declares itself, e.g.
+        ``beta``, is the experiment's). ``config`` defaults to :attr:`config`; only its component
+        keys are read.
+
+        This is the one way to get them: grids (``make_grid(exp.hparams_for(cfg), axes)``), the
+        command line, the registry-wide tests and the suites all use it.
+        """
+        out = dict(self.hparams)
+        for entry in self.entries_for(config).values():
+            for key, default in entry_hparams(entry, self.hparams).items():
+                out.setdefault(key, default)
+        return out
+
     def expand(self, config: Mapping[str, Any], hparams: Mapping[str, float]) -> tuple[dict, dict]:
         """Add the chosen components' settings (defaults) to copies of ``(config, hparams)``.
 
@@ -122,20 +150,39 @@ class Experiment:
         Raises ``ValueError`` for an unknown entry name.
         """
         config, hparams = dict(config), dict(hparams)
-        for key, component in self.components.items():
-            entry = component.entry(config[key])
+        for entry in self.entries_for(config).values():
             for knob, default in entry.static.items():
                 config.setdefault(f"{entry.name}.{knob}", default)
-            for h, key_in in namespaced(entry, self.hparams).items():
-                if key_in != h:
-                    hparams.setdefault(key_in, float(entry.hparams[h]))
+        for key, default in self.hparams_for(config).items():
+            hparams.setdefault(key, default)
         return config, hparams
 
     def check(self, config: Mapping[str, Any], hparams: Mapping[str, np.ndarray]) -> None:
-        """Generic checks, then the experiment's own ``validate``; raise ``ValueError``."""
+        """Generic checks, the chosen entries' domains, then the experiment's own ``validate``.
+
+        In order: ``num_steps`` a positive multiple of ``log_every``; every hyperparameter
+        :meth:`hparams_for` ``(config)`` names is present (a grid built from :attr:`hparams` alone
+        misses an entry's own, e.g. ``my-optimistic.lam``); each chosen entry's values lie in its
+        declared domains and satisfy its conditions (:meth:`alignjax.registry.Entry.check_values`:
+        ``cdpo needs eps in [0, 0.5); got cdpo.eps = 0.7``); :attr:`positive`; finite and
+        representable in the run's dtype; ``validate``. Raises a one-line ``ValueError``.
+        """
         steps, every = int(config["num_steps"]), int(config["log_every"])
         if steps <= 0 or every <= 0 or steps % every:
             raise ValueError(f"num_steps ({steps}) must be a positive multiple of log_every ({every})")
+        try:
+            needed = self.hparams_for(config)
+        except ValueError:  # an entry no component accepts: the experiment's own validate may say why
+            if self.validate is not None:
+                self.validate(config, hparams)
+            raise
+        missing = [k for k in needed if k not in hparams]
+        if missing:
+            raise ValueError(f"{self.name}: missing hyperparameters {missing} (build the grid from "
+                             f"Experiment.hparams_for(config), which includes the chosen entries' own)")
+        for entry in self.entries_for(config).values():
+            keys = namespaced(entry, self.hparams)
+            entry.check_values({h: hparams[k] for h, k in keys.items()}, keys)
         for name in self.positive:
             if name in hparams:
                 check_positive(name, hparams[name])
@@ -155,6 +202,17 @@ def namespaced(entry: Any, shared: Any = ()) -> dict[str, str]:
     two entries' same-named hyperparameters never collide.
     """
     return {h: h if h in shared else f"{entry.name}.{h}" for h in entry.hparams}
+
+
+def entry_hparams(entry: Any, shared: Any = ()) -> dict[str, float]:
+    """``{key: default}`` of an entry's hyperparameters as a run names them: ``{namespaced(entry,
+    shared)[h]: entry.hparams[h]}`` (``gamma`` of ``simpo`` -> ``{"simpo.gamma": 0.5}``; a name in
+    ``shared``, e.g. ``beta``, keeps its name and the entry's default).
+
+    The entry-level half of :meth:`Experiment.hparams_for`; code that runs registry entries outside
+    an experiment (the atlas) builds its hyperparameter leaves from it too.
+    """
+    return {key: float(entry.hparams[h]) for h, key in namespaced(entry, shared).items()}
 
 
 def static_of(entry: Any, config: Mapping[str, Any]) -> dict[str, Any]:

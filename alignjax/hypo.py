@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from alignjax.domains import Domain
 from alignjax.losses import dpo as _dpo_loss  # noqa: F401  (registers the losses)
 from alignjax.metrics.coverage import reverse_kl
 from alignjax.policies.base import Policy
@@ -128,9 +129,12 @@ def hypo_trainer(policy: Policy, *, mode: str = "sampled", num_samples: int = 4,
     return hybrid(policy, loss="dpo", kl=mode, num_samples=num_samples, optimizer=optimizer)
 
 
-TRAINERS.register("dpo", dpo_trainer, hparams={"beta": 0.1, "learning_rate": 0.05},
+# Declared domains (alignjax.domains), agreeing with alignjax.rlhf.check_hparams: beta and the
+# learning rate > 0 (log scales; probed up to 100 and 10), the KL weight lam >= 0 (lam = 0 is DPO).
+_BETA, _LR, _LAM = Domain.positive(0.1), Domain.positive(0.05, 10.0), Domain.nonnegative(0.1)
+TRAINERS.register("dpo", dpo_trainer, hparams={"beta": _BETA, "learning_rate": _LR},
                   meta={"kind": "offline", "description": "DPO on the offline pairs"})
-TRAINERS.register("ipo", ipo_trainer, hparams={"beta": 0.1, "learning_rate": 0.05},
+TRAINERS.register("ipo", ipo_trainer, hparams={"beta": _BETA, "learning_rate": _LR},
                   meta={"kind": "offline", "description": "IPO on the offline pairs"})
-TRAINERS.register("hypo", hypo_trainer, hparams={"beta": 0.1, "learning_rate": 0.05, "lam": 0.1},
+TRAINERS.register("hypo", hypo_trainer, hparams={"beta": _BETA, "learning_rate": _LR, "lam": _LAM},
                   meta={"kind": "hybrid", "description": "DPO + lam * on-policy reverse KL (Song et al. 2024)"})

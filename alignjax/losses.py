@@ -16,8 +16,12 @@ the log-ratio margin is
 (``-log_sigmoid(z) = softplus(-z)``), so the losses are finite for ``|beta * h|`` up to
 at least ``1e7`` in float32.
 
-Each loss is registered in :data:`alignjax.registry.LOSSES` with the defaults of its
-extra hyperparameters, so generic code (CLI, tests) can call any of them. Two of them declare a
+Each loss is registered in :data:`alignjax.registry.LOSSES` with the defaults and declared
+domains (:class:`alignjax.domains.Domain`) of its extra hyperparameters, so generic code (CLI,
+tests) can call any of them and the command line refuses values outside the domains:
+``eps`` in ``[0, 1/2)`` (cDPO, rDPO), ``gamma >= 0`` (SimPO, gamma-DPO), ``eta_sft >= 0`` (RPO),
+``alpha`` in ``[0, 1]`` (f-DPO), ``z0 >= 0`` and ``lambda_d, lambda_u >= 0`` (KTO); the registry tests
+probe each loss at its domains' corners (``beta`` is common to every loss: ``beta > 0``). Two of them declare a
 domain (``meta["min_log_ratio"]``): f-DPO's alpha-divergence and forward-KL members
 (:func:`fdpo_alpha`, :func:`fdpo_forward_kl`), whose values exceed float32's range for log-ratios
 below about -88 (the registry contract tests them down to -60 instead of its full range). KTO's unpaired form and batch reference point (:func:`kto_unpaired`, :func:`kto_reference_point`)
@@ -30,7 +34,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from alignjax.domains import Domain
 from alignjax.registry import LOSSES
+
+_INF = float("inf")
 
 __all__ = ["margin", "dpo", "ipo", "cdpo", "rdpo", "simpo", "rpo", "gamma_dpo", "slic", "gpo_truncated_quadratic",
            "gpo_savage", "fdpo_js", "fdpo_alpha", "fdpo_forward_kl", "kto", "kto_unpaired", "kto_reference_point",
@@ -78,7 +85,8 @@ def ipo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, refe
     return jnp.square(h - 1.0 / (2.0 * beta))
 
 
-@LOSSES.register("cdpo", hparams={"eps": 0.1})
+@LOSSES.register("cdpo", hparams={"eps": Domain(0.1, 0.0, 0.5, upper_open=True,
+                                                 why="eps = 1/2 ignores the labels, eps > 1/2 reverses them")})
 def cdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
          *, beta, eps):
     """Conservative DPO (label smoothing ``eps`` in [0, 1/2)).
@@ -90,7 +98,7 @@ def cdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, ref
     return -(1.0 - eps) * jax.nn.log_sigmoid(beta * h) - eps * jax.nn.log_sigmoid(-beta * h)
 
 
-@LOSSES.register("rdpo", hparams={"eps": 0.1})
+@LOSSES.register("rdpo", hparams={"eps": Domain(0.1, 0.0, 0.5, upper_open=True, why="the loss divides by 1 - 2 eps")})
 def rdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
          *, beta, eps):
     """Robust DPO (Chowdhury et al. 2024) for labels flipped with rate ``eps < 1/2``.
@@ -109,7 +117,7 @@ def rdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, ref
     return ((1.0 - eps) * forward - eps * backward) / (1.0 - 2.0 * eps)
 
 
-@LOSSES.register("simpo", hparams={"gamma": 0.5}, meta={"uses_lengths": True, "uses_reference": False})
+@LOSSES.register("simpo", hparams={"gamma": Domain(0.5, 0.0, _INF, probe_upper=10.0, why="a target margin")}, meta={"uses_lengths": True, "uses_reference": False})
 def simpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps=None,
           reference_rejected_logps=None, *, beta, gamma, chosen_lengths=1.0, rejected_lengths=1.0):
     """SimPO (Meng et al. 2024), reference-free and length-normalised.
@@ -124,7 +132,7 @@ def simpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps=Non
     return -jax.nn.log_sigmoid(z)
 
 
-@LOSSES.register("rpo", hparams={"eta_sft": 0.005})
+@LOSSES.register("rpo", hparams={"eta_sft": Domain.nonnegative(0.005, probe_upper=10.0, why="the NLL term's weight")})
 def rpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
         *, beta, eta_sft):
     """RPO (Pang et al. 2024, official code): DPO plus a weighted NLL of the chosen response.
@@ -136,7 +144,8 @@ def rpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, refe
                reference_rejected_logps, beta=beta) - eta_sft * beta * jnp.asarray(policy_chosen_logps)
 
 
-@LOSSES.register("gamma_dpo", hparams={"gamma": 1.0})
+@LOSSES.register("gamma_dpo", hparams={"gamma": Domain(1.0, 0.0, _INF, probe_upper=10.0,
+                                                      why="the reference log-ratio's weight")})
 def gamma_dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
               *, beta, gamma):
     """gamma-scaled DPO (Chen et al. 2024, eq. 4).
@@ -241,7 +250,8 @@ def fdpo_js(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, 
     return -jax.nn.log_sigmoid(beta * (jax.nn.log_sigmoid(lw) - jax.nn.log_sigmoid(ll)))
 
 
-@LOSSES.register("fdpo_alpha", hparams={"alpha": 0.5}, meta={"min_log_ratio": MIN_LOG_RATIO_FDPO})
+@LOSSES.register("fdpo_alpha", hparams={"alpha": Domain(0.5, 0.0, 1.0, why="alpha-divergence from reverse (0) to forward KL (1)")},
+                 meta={"min_log_ratio": MIN_LOG_RATIO_FDPO})
 def fdpo_alpha(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
                *, beta, alpha):
     """f-DPO with the alpha-divergence, ``alpha`` in ``[0, 1]`` (Wang et al. 2023, Table 1's alpha row).
@@ -331,7 +341,9 @@ def kto_reference_point(policy_logps, reference_logps):
     return jax.lax.stop_gradient(jnp.maximum(kl, 0.0))
 
 
-@LOSSES.register("kto", hparams={"z0": 0.0, "lambda_d": 1.0, "lambda_u": 1.0})
+@LOSSES.register("kto", hparams={"z0": Domain(0.0, 0.0, _INF, probe_upper=100.0, why="a KL estimate, max(0, .)"),
+                                 "lambda_d": Domain.nonnegative(1.0, probe_upper=10.0, why="a weight"),
+                                 "lambda_u": Domain.nonnegative(1.0, probe_upper=10.0, why="a weight")})
 def kto(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
         *, beta, z0, lambda_d, lambda_u):
     """KTO on a pair (Ethayarajh et al. 2024, Sec. 4): the chosen response as a desirable example, the

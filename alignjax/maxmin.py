@@ -55,6 +55,7 @@ import optax
 from jax.typing import ArrayLike
 
 from alignjax.data.bandits import Pairs
+from alignjax.domains import Domain
 from alignjax.metrics.coverage import reverse_kl
 from alignjax.registry import TRAINERS
 from alignjax.reward_model import RewardModel, make_optimizer, tabular_reward, with_hparams
@@ -343,7 +344,9 @@ def maxmin_rlhf(policy, *, num_annotators: int | None = None, num_groups: int = 
 
 TRAINERS.register(
     "maxmin-rlhf", maxmin_rlhf,
-    hparams={"beta": 0.1, "learning_rate": 0.05, "reward_learning_rate": 0.1},
+    # declared domains (alignjax.domains): each > 0, as alignjax.rlhf.check_hparams requires
+    hparams={"beta": Domain.positive(0.1), "learning_rate": Domain.positive(0.05, 10.0),
+             "reward_learning_rate": Domain.positive(0.1, 10.0)},
     static={"num_groups": 2, "em_steps": 100, "m_steps": 10},
     meta={"kind": "online", "needs": ["annotator"],
           "description": "EM mixture of BT rewards over annotator groups, then policy steps on the worst-off "

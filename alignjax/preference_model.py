@@ -39,6 +39,7 @@ import optax
 from jax.typing import ArrayLike
 
 from alignjax.data.bandits import Pairs
+from alignjax.domains import Domain
 from alignjax.registry import TRAINERS
 from alignjax.reward_model import make_optimizer, with_hparams
 from alignjax.rlhf import Problem, Trainer, TrainState, _check_options, kl_regularized_surrogate
@@ -265,7 +266,9 @@ def gpo_trainer(policy, *, dim: int = 4, gpm_steps: int = 500, payoff: str = "pr
 
 TRAINERS.register(
     "gpm-gpo", gpo_trainer,
-    hparams={"beta": 0.1, "learning_rate": 1.0, "reward_learning_rate": 0.05, "embedding_init_scale": 0.1},
+    # declared domains (alignjax.domains): each > 0 (embedding_init_scale = 0 starts at the saddle v = 0)
+    hparams={"beta": Domain.positive(0.1), "learning_rate": Domain.positive(1.0, 10.0),
+             "reward_learning_rate": Domain.positive(0.05, 10.0), "embedding_init_scale": Domain.positive(0.1, 10.0)},
     static={"dim": 4, "gpm_steps": 500, "payoff": "prob"},
     meta={"kind": "online", "needs": [], "fits": "general-preference",
           "description": "general preference (embedding) model fitted on the pairs, then self-play towards its "

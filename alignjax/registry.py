@@ -11,17 +11,28 @@ below. A research fork adds an entry by decorating its function::
         ...
 
 and the registry-wide tests (``tests/test_registry.py``) then cover it with no extra code.
-Third-party packages are discovered through the ``alignjax.experiments`` entry-point group
-(see :func:`load_plugins`).
+A hyperparameter is declared by its default (a plain float) or by a
+:class:`~alignjax.domains.Domain` (default, bounds, scale: ``{"tau": Domain(0.5, 0.0, 1.0)}``);
+the command line refuses values outside it before any compute and the registry-wide tests
+probe the entry at its corners (:mod:`alignjax.domains`; a plain float's domain is inferred as
+described there). Third-party packages are discovered through the ``alignjax.experiments``
+entry-point group, and modules named in the ``ALIGNJAX_PLUGINS`` environment variable are
+imported too (see :func:`load_plugins`).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import os
 import pkgutil
+import re
+import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, Mapping, Sequence, TypeVar
+
+from alignjax.domains import Condition, Domain, check_values, probe_points
 
 T = TypeVar("T")
 
@@ -40,6 +51,10 @@ class Entry(Generic[T]):
         the trace, e.g. mpo's ``reset_every``): keyword arguments of the registered factory,
         settable with ``--set``.
       meta: free-form metadata (e.g. ``{"needs_lengths": True}``).
+      domains: ``{name: Domain}`` for every hyperparameter of ``hparams``: the declared one, or the
+        one inferred from a plain-float default (:meth:`alignjax.domains.Domain.from_default`; filled in
+        for an entry built by hand).
+      conditions: declared cross-hyperparameter :class:`~alignjax.domains.Condition` objects (``eta*beta <= 1``).
     """
 
     name: str
@@ -47,6 +62,22 @@ class Entry(Generic[T]):
     hparams: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     static: dict[str, Any] = field(default_factory=dict)
+    domains: dict[str, Domain] = field(default_factory=dict)
+    conditions: tuple[Condition, ...] = ()
+
+    def __post_init__(self):
+        doms = {h: self.domains.get(h) or Domain.from_default(v) for h, v in self.hparams.items()}
+        object.__setattr__(self, "domains", doms)
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+
+    def check_values(self, values: Mapping[str, Any], keys: Mapping[str, str] | None = None) -> None:
+        """Raise a one-line ``ValueError`` unless ``values`` lie in the entry's domains and satisfy its
+        conditions (:func:`alignjax.domains.check_values`; ``keys``: the run's names, e.g. ``cdpo.eps``)."""
+        check_values(self.name, self.domains, self.conditions, values, keys)
+
+    def probe_points(self, n: int = 3):
+        """``({name: (K,) array}, varied)``: the entry's probe points (:func:`alignjax.domains.probe_points`)."""
+        return probe_points(self.domains, self.conditions, n)
 
 
 class Registry(Generic[T]):
@@ -61,15 +92,23 @@ class Registry(Generic[T]):
         name: str,
         obj: T | None = None,
         *,
-        hparams: dict[str, float] | None = None,
+        hparams: Mapping[str, float | Domain] | None = None,
         meta: dict[str, Any] | None = None,
         static: dict[str, Any] | None = None,
+        conditions: Sequence[Condition] = (),
         replace: bool = False,
     ) -> Callable[[T], T] | T:
         """Register ``obj`` under ``name``; usable directly or as a decorator.
 
+        ``hparams`` maps each continuous hyperparameter to its default (a float: the domain is
+        inferred, :meth:`alignjax.domains.Domain.from_default`) or to a :class:`~alignjax.domains.Domain`
+        (whose ``default`` is the default); ``conditions`` are cross-hyperparameter
+        :class:`~alignjax.domains.Condition` objects, which the defaults must satisfy.
+
         Raises:
-          ValueError: if ``name`` is already registered and ``replace`` is False.
+          ValueError: if ``name`` is already registered and ``replace`` is False, or the defaults
+            break a declared condition.
+          TypeError: a hyperparameter declared by something else than a number or a ``Domain``.
         """
 
         def _add(o: T) -> T:
@@ -81,7 +120,21 @@ class Registry(Generic[T]):
             both = set(hparams or {}) & set(static or {})
             if both:
                 raise ValueError(f"{self.kind} {name!r}: names both static and continuous: {sorted(both)}")
-            self._entries[name] = Entry(name, o, dict(hparams or {}), dict(meta or {}), dict(static or {}))
+            defaults, domains = {}, {}
+            for k, v in (hparams or {}).items():
+                if isinstance(v, Domain):
+                    defaults[k], domains[k] = v.default, v
+                elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                    defaults[k], domains[k] = v, Domain.from_default(v)
+                else:
+                    raise TypeError(f"{self.kind} {name!r}: hyperparameter {k!r} must be a float default or a "
+                                    f"Domain; got {v!r}")
+            entry = Entry(name, o, defaults, dict(meta or {}), dict(static or {}), domains, tuple(conditions))
+            try:
+                entry.check_values(defaults)
+            except (KeyError, ValueError) as e:
+                raise ValueError(f"{self.kind} {name!r}: its defaults break a declared condition: {e}") from None
+            self._entries[name] = entry
             return o
 
         return _add(obj) if obj is not None else _add
@@ -133,7 +186,12 @@ def load_plugins() -> None:
     Order: the library's own modules, every module of the repository's ``experiments/``
     folder (installed as the package ``alignjax_experiments``; one file per experiment or
     suite, discovered by listing the package), then
-    modules named in the ``alignjax.experiments`` entry-point group of installed packages.
+    modules named in the ``alignjax.experiments`` entry-point group of installed packages, then
+    the modules named in the environment variable ``ALIGNJAX_PLUGINS`` (comma-separated: dotted
+    names importable from ``sys.path``, or paths of ``.py`` files, imported as
+    ``alignjax_plugin_STEM``). The variable is inherited by subprocesses, so a command started from
+    a test or a script registers the same entries; a file path does not depend on their
+    ``PYTHONPATH``.
     """
     global _loaded
     if _loaded:
@@ -157,3 +215,26 @@ def load_plugins() -> None:
                 importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{info.name}")
     for ep in importlib.metadata.entry_points(group="alignjax.experiments"):
         ep.load()
+    for spec in filter(None, (m.strip() for m in os.environ.get("ALIGNJAX_PLUGINS", "").split(","))):
+        _import_plugin(spec)
+
+
+def _import_plugin(spec: str) -> None:
+    """Import one ``ALIGNJAX_PLUGINS`` item: a dotted module name, or a ``.py`` file's path."""
+    if not spec.endswith(".py"):
+        importlib.import_module(spec)
+        return
+    path = os.path.abspath(spec)
+    name = "alignjax_plugin_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    if name in sys.modules:
+        return
+    found = importlib.util.spec_from_file_location(name, path) if os.path.isfile(path) else None
+    if found is None or found.loader is None:
+        raise ImportError(f"ALIGNJAX_PLUGINS names {spec!r}, which is not a readable .py file")
+    module = importlib.util.module_from_spec(found)
+    sys.modules[name] = module
+    try:
+        found.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise

@@ -32,6 +32,7 @@ import optax
 from jax.typing import ArrayLike
 
 from alignjax.data.bandits import Pairs
+from alignjax.domains import Domain
 from alignjax.metrics.coverage import reverse_kl
 from alignjax.policies.base import Policy, sample_from_logps
 from alignjax.registry import TRAINERS
@@ -205,7 +206,9 @@ def rlhf(policy: Policy, *, reward_model: RewardModel | None = None, mode: str =
     return Trainer(init, update)
 
 
-TRAINERS.register("rlhf", rlhf, hparams={"beta": 0.1, "learning_rate": 0.05, "reward_learning_rate": 0.1},
+# Declared domains (alignjax.domains), agreeing with check_hparams: every one > 0 (log scales).
+TRAINERS.register("rlhf", rlhf, hparams={"beta": Domain.positive(0.1), "learning_rate": Domain.positive(0.05, 10.0),
+                                         "reward_learning_rate": Domain.positive(0.1, 10.0)},
                   meta={"kind": "online", "fits": "bradley-terry",
                         "description": "BT reward MLE, then KL-regularised policy gradient"})
 

@@ -66,7 +66,7 @@ import numpy as np
 from alignjax import claims, games, prefs, provenance
 from alignjax.data import bandits
 from alignjax.dynamics.base import exact_dynamics
-from alignjax.experiment import Program
+from alignjax.experiment import Program, entry_hparams, namespaced
 from alignjax.hypo import hybrid
 from alignjax.metrics import coverage as cov
 from alignjax.policies import tabular
@@ -236,20 +236,23 @@ def fits_reward(family: str, entry) -> bool:
 
 
 def _hp(entry, h, shared=("beta",)) -> dict:
-    """The entry's hyperparameters from a row: shared names as is, the others namespaced."""
-    out = {n: h[n] if n in shared else h[f"{entry.name}.{n}"] for n in entry.hparams}
+    """The entry's hyperparameters from a row (:func:`alignjax.experiment.namespaced`: shared names as
+    is, the others ``NAME.h``), and the shared ones."""
+    out = {n: h[key] for n, key in namespaced(entry, shared).items()}
     for n in shared:
         out[n] = h[n]
     return out
 
 
 def _leaves_for(entries, base: Mapping[str, float], n: int, shared=("beta",)) -> dict:
-    """Namespaced hyperparameter leaves (registry defaults) for ``n`` rows."""
+    """Namespaced hyperparameter leaves for ``n`` rows: every hyperparameter each entry needs
+    (:func:`alignjax.experiment.entry_hparams`, the one way runs name them, a fork's own included)
+    other than the shared ones, at its registered default unless ``base`` sets it."""
     out = {}
     for e in entries:
-        for k, v in e.hparams.items():
-            if k not in shared:
-                out[f"{e.name}.{k}"] = np.full(n, base.get(f"{e.name}.{k}", v), np.float32)
+        for key, v in entry_hparams(e, shared).items():
+            if key not in shared:
+                out[key] = np.full(n, base.get(key, v), np.float32)
     return out
 
 
@@ -265,7 +268,7 @@ def pair_trainers(family: str, entries, cfg, X: int, N: int):
 
             def hp(h, e=e):
                 return {"beta": h["beta"], "learning_rate": h["learning_rate"],
-                        **{k: h[f"{e.name}.{k}"] for k in e.hparams}}
+                        **{k: h[key] for k, key in namespaced(e).items()}}
         else:
             t = e.obj(policy, reward_model=tabular_reward(X, N), mode="exact", num_samples=cfg["num_samples"],
                       reward_steps=cfg["reward_steps"])  # each trainer's own default optimizer

@@ -381,9 +381,10 @@ def overfit_stage(ctx, s, loss: str = "dpo") -> dict:
     """
     from alignjax.sweep import make_grid
 
-    grid = make_grid({**HPARAMS, "num_pairs": float(OVERFIT_PAIRS), "learning_rate": DPO_SAMPLED_LR},
+    cfg = _sampled_config(s, loss)
+    grid = make_grid({**DPO_BANDIT.hparams_for(cfg), "num_pairs": float(OVERFIT_PAIRS), "learning_rate": DPO_SAMPLED_LR},
                      {"beta": s["betas"]}, seeds=s["seeds"])
-    return _run(ctx, _sampled_config(s, loss), _stable_steps(grid, loss), f"overfit_{loss}_metrics.csv", x64=True)
+    return _run(ctx, cfg, _stable_steps(grid, loss), f"overfit_{loss}_metrics.csv", x64=True)
 
 
 def sizes_stage(ctx, s) -> dict:
@@ -393,9 +394,10 @@ def sizes_stage(ctx, s) -> dict:
     """
     from alignjax.sweep import make_grid
 
-    grid = make_grid({**HPARAMS, "beta": 0.1, "learning_rate": DPO_SAMPLED_LR},
+    cfg = _sampled_config(s, "dpo")
+    grid = make_grid({**DPO_BANDIT.hparams_for(cfg), "beta": 0.1, "learning_rate": DPO_SAMPLED_LR},
                      {"num_pairs": [float(n) for n in s["sizes"]]}, seeds=s["seeds"])
-    return _run(ctx, _sampled_config(s, "dpo"), grid, "sampled_hard_metrics.csv", x64=True)
+    return _run(ctx, cfg, grid, "sampled_hard_metrics.csv", x64=True)
 
 
 def graph_stage(ctx, s, loss: str = "dpo") -> dict:
@@ -409,7 +411,7 @@ def graph_stage(ctx, s, loss: str = "dpo") -> dict:
 
     cfg = {**DPO_BANDIT.config, "loss": loss, "pairs": "all", "labels": "hard", "num_steps": s["exact_steps"],
            "log_every": s["exact_log_every"]}
-    grid = make_grid({**HPARAMS, "beta": 0.1}, {"labels_per_pair": [float(k) for k in s["labels"]]},
+    grid = make_grid({**DPO_BANDIT.hparams_for(cfg), "beta": 0.1}, {"labels_per_pair": [float(k) for k in s["labels"]]},
                      seeds=s["seeds"])
     if loss == "ipo":
         grid.hparams["learning_rate"] = IPO_STEP_EXACT * grid.hparams["beta"] ** 2
@@ -561,7 +563,7 @@ def reproduce(ctx) -> list:
                                                     "sampled_log_every")},
                        "ipo_step": {"exact": IPO_STEP_EXACT, "sampled": IPO_STEP_SAMPLED},
                        "dpo_sampled_lr": DPO_SAMPLED_LR,
-                       "base": dict(DPO_BANDIT.config), "hparams": dict(HPARAMS)})
+                       "base": dict(DPO_BANDIT.config), "hparams": DPO_BANDIT.hparams_for()})
     st = {
         "overfit-dpo": ctx.stage("overfit-dpo", lambda: overfit_stage(ctx, s, "dpo")),
         "overfit-ipo": ctx.stage("overfit-ipo", lambda: overfit_stage(ctx, s, "ipo")),

@@ -30,7 +30,7 @@ FALLBACK = "alignjax: checkpoint 40 in {} does not restore ("
 def _sweep():
     exp = EXPERIMENTS.get("dpo-bandit")
     cfg = {**exp.config, "num_prompts": 2, "num_responses": 3}
-    return exp.make_program(cfg), make_grid(exp.hparams, {"beta": [0.1, 1.0]}, seeds=1)
+    return exp.make_program(cfg), make_grid(exp.hparams_for(cfg), {"beta": [0.1, 1.0]}, seeds=1)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ EXP = EXPERIMENTS.get("dpo-bandit")
 def test_population_dpo_converges_to_closed_form_float64(beta):
     cfg = {**EXP.config, "num_prompts": 4, "num_responses": 8, "num_steps": 600, "log_every": 600}
     with jax.enable_x64(True):
-        res = run_sweep(EXP.make_program(cfg), make_grid({**EXP.hparams, "beta": beta}, seeds=2),
+        res = run_sweep(EXP.make_program(cfg), make_grid({**EXP.hparams_for(cfg), "beta": beta}, seeds=2),
                         num_steps=600, log_every=600)
     err = res.metrics["max_abs_log_err"]
     assert err[..., 0].min() > 0.1  # the reference is far from pi* at the start
@@ -23,7 +23,7 @@ def test_population_dpo_converges_to_closed_form_float64(beta):
 
 def test_initial_state_is_reference():
     cfg = {**EXP.config, "num_prompts": 2, "num_responses": 4, "num_steps": 10, "log_every": 10}
-    res = run_sweep(EXP.make_program(cfg), make_grid(EXP.hparams, seeds=1), num_steps=10, log_every=10)
+    res = run_sweep(EXP.make_program(cfg), make_grid(EXP.hparams_for(cfg), seeds=1), num_steps=10, log_every=10)
     assert abs(res.metrics["reverse_kl_ref"][0, 0, 0]) < 1e-6
 
 
@@ -33,7 +33,7 @@ def test_sampled_soft_labels_end_at_the_coverage_limit_float64():
     # KL(pi* || pi) is the coverage gap KL(pi* || pi_C), zero exactly where the graph is connected
     cfg = {**EXP.config, "num_prompts": 4, "num_responses": 6, "pairs": "sampled", "max_pairs": 64,
            "num_steps": 3000, "log_every": 3000}
-    grid = make_grid({**EXP.hparams, "learning_rate": 1.0}, {"num_pairs": [2.0, 64.0]}, seeds=3)  # 1 < 8/(N-1)
+    grid = make_grid({**EXP.hparams_for(cfg), "learning_rate": 1.0}, {"num_pairs": [2.0, 64.0]}, seeds=3)  # 1 < 8/(N-1)
     with jax.enable_x64(True):
         m = run_sweep(EXP.make_program(cfg), grid, num_steps=3000, log_every=3000).metrics
     assert m["coverage_err"][..., -1].max() < 1e-6
@@ -47,7 +47,7 @@ def test_default_step_oscillates_on_isolated_sampled_pairs():
     from alignjax_experiments.dpo_bandit import DPO_SAMPLED_LR
 
     cfg = {**EXP.config, "num_prompts": 4, "pairs": "sampled", "max_pairs": 4, "num_steps": 2000, "log_every": 2000}
-    grid = make_grid({**EXP.hparams, "num_pairs": 4.0}, {"learning_rate": [4.0, DPO_SAMPLED_LR]}, seeds=2)
+    grid = make_grid({**EXP.hparams_for(cfg), "num_pairs": 4.0}, {"learning_rate": [4.0, DPO_SAMPLED_LR]}, seeds=2)
     with jax.enable_x64(True):
         err = run_sweep(EXP.make_program(cfg), grid, num_steps=2000, log_every=2000).metrics["coverage_err"][..., -1]
     assert err[0].min() > 0.1 and err[1].max() < 1e-8
@@ -57,7 +57,7 @@ def test_hard_labels_on_every_pair_are_vote_shares():
     cfg = {**EXP.config, "num_prompts": 3, "num_responses": 5, "labels": "hard", "num_steps": 1, "log_every": 1}
     prog = EXP.make_program(cfg)
     for k in (1.0, 7.0):
-        hp = {name: np.float32(v) for name, v in {**EXP.hparams, "labels_per_pair": k}.items()}
+        hp = {name: np.float32(v) for name, v in {**EXP.hparams_for(cfg), "labels_per_pair": k}.items()}
         alpha = np.asarray(prog.init(hp, jax.random.PRNGKey(3))["data"]["alpha"], np.float64)
         assert np.allclose(alpha + np.swapaxes(alpha, -1, -2), 1.0)
         assert np.allclose(np.diagonal(alpha, axis1=-2, axis2=-1), 0.5)
@@ -67,13 +67,13 @@ def test_hard_labels_on_every_pair_are_vote_shares():
 
 def test_validate_rejects_bad_settings():
     with pytest.raises(ValueError, match="num_pairs"):
-        EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams.items()}, "num_pairs": np.array([0.0])})
+        EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams_for().items()}, "num_pairs": np.array([0.0])})
     with pytest.raises(ValueError, match="learning_rate"):
-        EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams.items()},
+        EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams_for().items()},
                                "learning_rate": np.array([9.0])})
     for bad in (0.0, 2.5):
         with pytest.raises(ValueError, match="labels_per_pair"):
-            EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams.items()},
+            EXP.check(EXP.config, {**{k: np.array([v]) for k, v in EXP.hparams_for().items()},
                                    "labels_per_pair": np.array([bad])})
 
 
@@ -100,7 +100,7 @@ def test_population_ipo_ends_at_its_own_optimum_not_at_eq4_float64():
     from alignjax_experiments.dpo_bandit import IPO_STEP_EXACT
 
     cfg = {**EXP.config, "loss": "ipo", "num_prompts": 4, "num_responses": 8, "num_steps": 200, "log_every": 200}
-    grid = make_grid(EXP.hparams, {"beta": [0.1, 1.0]}, seeds=2)
+    grid = make_grid(EXP.hparams_for(cfg), {"beta": [0.1, 1.0]}, seeds=2)
     grid.hparams["learning_rate"] = IPO_STEP_EXACT * grid.hparams["beta"] ** 2
     with jax.enable_x64(True):
         m = run_sweep(EXP.make_program(cfg), grid, num_steps=200, log_every=200).metrics

@@ -29,8 +29,8 @@ import pytest
 
 from alignjax.cli import main
 from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS
-from test_registry import (check_exact_dynamic_contract, check_experiment_runs, check_loss_contract,
-                           check_loss_float32_range)
+from test_registry import (check_exact_dynamic_contract, check_exact_dynamic_probes, check_experiment_runs,
+                           check_loss_contract, check_loss_float32_range)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 MODULES = {"my_hinge.py", "damped_omd.py", "my_experiment.py", "my_suite.py"}
@@ -124,6 +124,8 @@ def test_the_dynamic_meets_the_contract_and_keeps_omds_fixed_point(fork):
     from alignjax.dynamics import check_hparams, exact_dynamics, simulate
 
     check_exact_dynamic_contract(DYNAMICS.entry("damped-omd"))
+    check_exact_dynamic_probes(DYNAMICS.entry("damped-omd"))  # its declared damping domain [0, 1), 300 updates
+    assert str(DYNAMICS.entry("damped-omd").domains["damping"]) == "[0, 1)"
     # damping = 0 is OMD's update exactly; damping > 0 moves less
     P = prefs.random_game(jax.random.key(0), 5)
     log_ref = jax.nn.log_softmax(jax.random.normal(jax.random.key(1), (5,)))

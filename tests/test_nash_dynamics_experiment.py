@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _run(config, axes=None, seeds=1, **hp):
     cfg = {**EXP.config, **config}
-    grid = make_grid({**EXP.hparams, **hp}, axes, seeds=seeds)
+    grid = make_grid({**EXP.hparams_for(cfg), **hp}, axes, seeds=seeds)
     EXP.check(cfg, grid.hparams)
     return run_sweep(EXP.make_program(cfg), grid, num_steps=cfg["num_steps"], log_every=cfg["log_every"])
 
@@ -66,7 +66,7 @@ def test_fixed_game_with_uniform_reference_stays_at_uniform_equilibrium():
     ({"reference": "odd"}, "reference must be"),
 ])
 def test_validation(override, message):
-    grid = make_grid(EXP.hparams)
+    grid = make_grid(EXP.hparams_for())
     with pytest.raises(ValueError, match=message):
         EXP.check({**EXP.config, **override}, grid.hparams)
     with pytest.raises(ValueError, match="rater_e"):
@@ -81,8 +81,8 @@ def test_validation(override, message):
     ("mwu", [40.0], True),
 ])
 def test_validation_applies_the_algorithm_hparam_condition(algorithm, eta, ok):
-    grid = make_grid({**EXP.hparams, "eta": eta[0]}, {"eta": eta} if len(eta) > 1 else None)
     cfg = {**EXP.config, "algorithm": algorithm}
+    grid = make_grid({**EXP.hparams_for(cfg), "eta": eta[0]}, {"eta": eta} if len(eta) > 1 else None)
     if ok:
         EXP.check(cfg, grid.hparams)
     else:
@@ -101,39 +101,58 @@ def test_cli_refuses_eta_40_before_any_compute(tmp_path, capsys):
     assert not out.exists()
 
 
+# Issue 27's fork dynamic (tests/fork_fixtures/my_optimistic.py, a hyperparameter "lam" of its own) is
+# registered in the subprocess, so the loop over every exact dynamic includes it, and its sweep runs
+# through the command line: ``alignjax run nash-dynamics --set algorithm=my-optimistic --sweep
+# my-optimistic.lam=0,1`` (in-process, ``alignjax.cli.main``), on 1 and 4 devices.
 _SCRIPT = textwrap.dedent("""
-    import sys
+    import importlib, sys
     import numpy as np
-    from alignjax.registry import EXPERIMENTS
+    from alignjax.registry import DYNAMICS, EXPERIMENTS
     from alignjax.sweep import make_grid, run_sweep
+    sys.path.insert(0, sys.argv[2])
+    if "my-optimistic" not in DYNAMICS:
+        importlib.import_module("fork_fixtures.my_optimistic")
     exp = EXPERIMENTS.get("nash-dynamics")
     out = {}
     for game, ref in (("random", "random"), ("rps", "uniform")):
         cfg = {**exp.config, "algorithm": "egpo", "game": game, "reference": ref, "num_responses": 5,
                "num_steps": 60, "log_every": 20}
-        grid = make_grid(exp.hparams, {"beta": [0.01, 0.1, 1.0]}, seeds=2)
+        grid = make_grid(exp.hparams_for(cfg), {"beta": [0.01, 0.1, 1.0]}, seeds=2)
         res = run_sweep(exp.make_program(cfg), grid, num_steps=60, log_every=20, chunk_logs=2, out_dir=sys.argv[1] + game)
         out.update({f"{game}_{k}": v for k, v in res.metrics.items()})
     from alignjax.dynamics import exact_names
     for name in exact_names():  # every registered exact dynamic, bt-rlhf's inner fit included
         cfg = {**exp.config, "algorithm": name, "num_responses": 4, "num_steps": 4, "log_every": 2}
-        res = run_sweep(exp.make_program(cfg), make_grid(exp.hparams, {"beta": [0.1, 1.0]}, seeds=2),
+        res = run_sweep(exp.make_program(cfg), make_grid(exp.hparams_for(cfg), {"beta": [0.1, 1.0]}, seeds=2),
                         num_steps=4, log_every=2)
         out.update({f"{name}_{k}": v for k, v in res.metrics.items()})
     np.savez(sys.argv[1] + "metrics.npz", **out)
+    from alignjax.cli import main
+    code = main(["run", "nash-dynamics", "--set", "algorithm=my-optimistic", "--sweep", "my-optimistic.lam=0,1",
+                 "--set", "num_responses=5", "--set", "num_steps=60", "--set", "log_every=20", "--seeds", "2",
+                 "--no-progress", "--out", sys.argv[1] + "cli"])
+    sys.exit(code)
 """)
 
 
 def test_results_do_not_depend_on_device_count(tmp_path):
-    files = {}
+    files, cli = {}, {}
     for n in (1, 4):
         prefix = str(tmp_path / f"d{n}_")
-        proc = subprocess.run([sys.executable, "-c", _SCRIPT, prefix], capture_output=True, text=True, cwd=ROOT,
-                              env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"})
+        proc = subprocess.run([sys.executable, "-c", _SCRIPT, prefix, str(ROOT / "tests")], capture_output=True,
+                              text=True, cwd=ROOT, env={**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"})
         assert proc.returncode == 0, proc.stderr
         files[n] = np.load(prefix + "metrics.npz")
+        cli[n] = np.load(prefix + "cli/arrays.npz")
     for k in files[1].files:
         np.testing.assert_array_equal(files[1][k], files[4][k])
+    assert "my-optimistic_pi" in files[1].files  # the fork's dynamic ran in the loop over every exact dynamic
+    assert cli[1].files == cli[4].files
+    for k in cli[1].files:  # the command line's sweep of the fork's own hyperparameter, bit-identical
+        np.testing.assert_array_equal(cli[1][k], cli[4][k], err_msg=k)
+    np.testing.assert_array_equal(cli[1]["hparam.my-optimistic.lam"], [0.0, 1.0])
+    assert not np.array_equal(cli[1]["pi"][0], cli[1]["pi"][1])  # lam changes the iterates
     from alignjax.dynamics import exact_names
 
     for name in exact_names():  # every exact dynamic runs under shard_map, finite and normalised

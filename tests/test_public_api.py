@@ -27,6 +27,7 @@ FOUNDATION, ENGINE, MATH, APPS = 0, 1, 2, 3
 LAYERS: dict[str, int] = {
     "alignjax": FOUNDATION,
     "alignjax.registry": FOUNDATION,
+    "alignjax.domains": FOUNDATION,
     "alignjax.prefs": MATH,
     "alignjax.losses": MATH,
     "alignjax.games": MATH,
@@ -186,7 +187,8 @@ def test_import_graph_sees_the_known_edges():
     assert "alignjax.dynamics.exact" in GRAPH["alignjax.dynamics"]  # `from alignjax.dynamics import exact`
     assert "alignjax.config" in GRAPH["alignjax.cli"]  # `from alignjax import config as cfgmod`, in a function
     assert "alignjax.experiment" in GRAPH["alignjax.sweep"]
-    assert GRAPH["alignjax.registry"] == set()
+    assert GRAPH["alignjax.registry"] == {"alignjax.domains"}  # the foundation: registry and domains only
+    assert GRAPH["alignjax.domains"] == set()
 
 
 @pytest.mark.parametrize("module", sorted(GRAPH))

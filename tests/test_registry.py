@@ -10,15 +10,21 @@ module registers it, and breaks no existing test. The contracts:
   extra hyperparameter *traced* (a Python branch on a hyperparameter fails here), jit ==
   no-jit; vmappable over the pairs and over swept hyperparameters; finite gradients that
   depend on the policy; values and gradients finite over the wide float32 range of
-  ``tests/test_losses.py`` (log-probs in ``[-5000, 0]``, ``beta`` in ``[1e-4, 1e3]``);
+  ``tests/test_losses.py`` (log-probs in ``[-5000, 0]``, ``beta`` in ``[1e-4, 1e3]``) with the
+  extra hyperparameters at every probe point of their declared domains
+  (:func:`alignjax.domains.probe_points`: corners, interior points, joint corners);
 * exact dynamics (:func:`check_exact_dynamic_contract`): init and two updates under jit and
   vmap over their declared hyperparameters, normalised and finite, no recompilation across
-  hyperparameter values, bit-identical on 1 and 4 devices;
+  hyperparameter values, bit-identical on 1 and 4 devices; and
+  (:func:`check_exact_dynamic_probes`) ``PROBE_STEPS`` updates on small games at every probe
+  point of the declared domains (one vmapped compile), finite and normalised at every step;
 * experiments (:func:`check_experiment_runs`): two steps through the sweep runner with the
   defaults (tiny sizes) and with every entry each component accepts, validated first, metrics
   finite.
 
-Each contract is shown to fail on a broken entry registered for the test and removed after.
+Each contract is shown to fail on a broken entry registered for the test and removed after
+(the domain probes: on the broken fork fixtures, ``tests/test_fork_fixtures.py``). A failure
+names the entry, the hyperparameter and its value.
 """
 
 from __future__ import annotations
@@ -106,8 +112,9 @@ def check_loss_contract(entry: Entry) -> None:
 
 
 # The range of tests/test_losses.py::test_float32_finite_values_and_gradients: four log-probs in
-# [-5000, 0] (|margin| <= 1e4) and log10(beta) in [-4, 3]; the extra hyperparameters between 0
-# and their registered default (the registry knows no other range). A loss that declares a domain
+# [-5000, 0] (|margin| <= 1e4) and log10(beta) in [-4, 3]; the extra hyperparameters at every probe
+# point of their declared domains (entry.probe_points(): corners, interior points and joint corners;
+# a plain-float default is probed between 0 and the default, alignjax.domains). A loss that declares
 # meta["min_log_ratio"] = m is tested where log pi - log pi_ref >= m on both responses.
 LOGP_RANGE = (-5000.0, 0.0)
 LOG10_BETA_RANGE = (-4.0, 3.0)
@@ -115,24 +122,32 @@ LOG10_BETA_RANGE = (-4.0, 3.0)
 
 def check_loss_float32_range(entry: Entry, num_random: int = 512, seed: int = 0) -> None:
     """Assert finite float32 values and gradients (in every input, ``beta`` and every extra
-    hyperparameter) over the wide range above: every corner of it (each log-prob 0, a float32
-    subnormal, -1 or -5000; ``beta`` at both ends; hyperparameters at 0 and at their default)
-    and ``num_random`` uniform draws, in one call (losses are elementwise)."""
+    hyperparameter) over the wide range above: at every probe point of the entry's domains, every
+    corner of the log-prob range (each log-prob 0, a float32 subnormal, -1 or -5000) with ``beta``
+    at both ends; and ``num_random`` uniform draws (hyperparameters drawn in their probe range), in
+    one call (losses are elementwise). A failure names the entry, the hyperparameters and their values."""
+    from alignjax.domains import describe_point
+
     fn = entry.obj
     lo, hi = LOGP_RANGE
     edges = [0.0, -1e-45, -1.0, lo]
     corners = np.array(list(itertools.product(edges, repeat=4)))
     k = len(corners)
+    points, varied = entry.probe_points()
+    num_points = len(varied)
     rng = np.random.default_rng(seed)
-    logp = np.concatenate([np.tile(corners, (4, 1)), rng.uniform(lo, hi, (num_random, 4))]).astype(np.float32)
     b_lo, b_hi = LOG10_BETA_RANGE
-    beta = np.concatenate([np.repeat(10.0 ** np.array([b_lo, b_hi, b_lo, b_hi]), k),
+    logp = np.concatenate([np.tile(corners, (2 * num_points, 1)), rng.uniform(lo, hi, (num_random, 4))]).astype(np.float32)
+    beta = np.concatenate([np.tile(np.repeat(10.0 ** np.array([b_lo, b_hi]), k), num_points),
                            10.0 ** rng.uniform(b_lo, b_hi, num_random)]).astype(np.float32)
-    u = np.concatenate([np.repeat([0.0, 0.0, 1.0, 1.0], k), rng.uniform(0.0, 1.0, num_random)])
-    hp = {name: (u * v).astype(np.float32) for name, v in entry.hparams.items()}
+    row_point = np.repeat(np.arange(num_points), 2 * k)
+    drawn = {n: d.sample(rng, num_random) for n, d in entry.domains.items()}
+    keep = np.all([c.holds(drawn) for c in entry.conditions], axis=0) if entry.conditions else True
+    drawn = {n: np.where(keep, v, entry.domains[n].default) for n, v in drawn.items()}
+    hp = {n: np.concatenate([points[n][row_point], drawn[n]]).astype(np.float32) for n in entry.hparams}
     extra = {}
     if entry.meta.get("uses_lengths"):
-        extra = {n: rng.integers(1, 65, len(u)).astype(np.float32) for n in ("chosen_lengths", "rejected_lengths")}
+        extra = {n: rng.integers(1, 65, len(beta)).astype(np.float32) for n in ("chosen_lengths", "rejected_lengths")}
     floor = entry.meta.get("min_log_ratio")
     if floor is not None:  # a declared domain: log pi - log pi_ref >= floor on both responses
         logp[:, 2] = np.minimum(logp[:, 2], logp[:, 0] - floor)
@@ -151,8 +166,12 @@ def check_loss_float32_range(entry: Entry, num_random: int = 512, seed: int = 0)
         bad = ~np.isfinite(np.asarray(x))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise AssertionError(f"loss {entry.name!r}: {what} = {np.asarray(x)[i]} at log-probs {logp[i].tolist()}, "
-                                 f"beta = {beta[i]:g}, {({n: float(v[i]) for n, v in hp.items()})}")
+            if i < len(row_point):
+                where = describe_point(points, varied, int(row_point[i]))
+            else:
+                where = ", ".join(f"{n} = {float(v[i]):g}" for n, v in hp.items()) + " (a random draw)"
+            raise AssertionError(f"loss {entry.name!r}: {what} = {np.asarray(x)[i]} at {where or 'its defaults'}; "
+                                 f"beta = {beta[i]:g}, log-probs {logp[i].tolist()}")
 
 
 def check_registered_loss(name: str) -> None:
@@ -355,6 +374,55 @@ def check_exact_dynamic_contract(entry: Entry) -> None:
     np.testing.assert_allclose(np.asarray(jax.nn.logsumexp(swept, axis=-1)), 0.0, atol=1e-5)
 
 
+PROBE_STEPS = 300  # updates per probe point: a few hundred, where an unstable rule has blown up
+
+
+def check_exact_dynamic_probes(entry: Entry, num_steps: int = PROBE_STEPS) -> None:
+    """Run an exact dynamic ``num_steps`` updates from ``pi_ref`` on two small random games (random
+    references), at every probe point of its declared domains (:meth:`~alignjax.registry.Entry.probe_points`:
+    corners, interior points, joint corners projected onto its conditions), in one vmapped
+    compile. Asserts at every step: ``log pi`` never NaN or ``+inf`` (``-inf``, probability 0, is
+    allowed) and ``logsumexp(log pi) = 0`` (normalised). The AssertionError names the entry, the
+    hyperparameters and their values, the step and the game."""
+    from alignjax.domains import describe_point
+    from alignjax.dynamics import exact_dynamics
+
+    dyn = exact_dynamics(entry.name)
+    points, varied = entry.probe_points()
+    games = [_exact_inputs(4, seed) for seed in (0, 2)]
+    P = jnp.stack([g[0] for g in games])
+    log_ref = jnp.stack([g[1] for g in games])
+    hp = {h: jnp.asarray(points[h], jnp.float32) for h in entry.hparams}
+
+    def run(P, log_ref, hp):
+        s = dyn.init(log_ref, P, log_ref, hp)
+
+        def body(s, _):
+            s = dyn.update(s, P, log_ref, hp)
+            lp = s.log_pi
+            norm = jax.nn.logsumexp(lp)
+            return s, (jnp.any(jnp.isnan(lp) | (lp == jnp.inf)), ~(jnp.abs(norm) <= 1e-5))
+
+        return jax.lax.scan(body, s, None, length=num_steps)[1]
+
+    nonfinite, unnormalised = jax.jit(jax.vmap(jax.vmap(run, (None, None, 0)), (0, 0, None)))(P, log_ref, hp)
+    for what, bad in (("log pi is NaN or +inf", nonfinite), ("pi is not normalised", unnormalised)):
+        bad = np.asarray(bad)  # (games, points, steps)
+        if bad.any():
+            g, k, t = (int(i) for i in np.argwhere(bad)[0])
+            raise AssertionError(f"dynamics {entry.name!r}: {what} after {t + 1} of {num_steps} updates at "
+                                 f"{describe_point(points, varied, k)} (random game {g}, N = 4)")
+
+
+def _exact_names() -> list[str]:
+    return [e.name for e in DYNAMICS if e.meta.get("kind") == "exact"]
+
+
+@pytest.mark.parametrize("name", _exact_names())
+def test_exact_dynamic_is_finite_and_normalised_over_its_domain(name):
+    check_exact_dynamic_probes(DYNAMICS.entry(name))
+
+
 @pytest.mark.parametrize("name", DYNAMICS.names())
 def test_registered_dynamics_meet_the_contract(name):
     entry = DYNAMICS.entry(name)
@@ -447,7 +515,7 @@ def tiny_settings(exp: Experiment, choice: dict | None = None) -> tuple[dict, di
         if type(config.get(k)) is int and config[k] > v:
             config[k] = v
     config.update(num_steps=2, log_every=1)
-    config, hparams = exp.expand(config, exp.hparams)
+    hparams = exp.hparams_for(config)
     for k, v in SMALL_HPARAMS.items():
         if k in hparams:
             hparams[k] = min(v, hparams[k])

@@ -382,7 +382,7 @@ def test_progress_bar_counts_every_run_step(chunk_logs, monkeypatch, tmp_path):
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     exp = REG.get("dpo-bandit")
     cfg = {**exp.config, "num_prompts": 2, "num_responses": 3}
-    grid = make_grid(exp.hparams, {"beta": [0.1, 0.5, 1.0]}, seeds=3)  # 9 rows, padded to a block of 16
+    grid = make_grid(exp.hparams_for(cfg), {"beta": [0.1, 0.5, 1.0]}, seeds=3)  # 9 rows, padded to a block of 16
     run_sweep(exp.make_program(cfg), grid, num_steps=40, log_every=10, progress=True, chunk_logs=chunk_logs,
               out_dir=tmp_path if chunk_logs else None)
     (bar,) = bars

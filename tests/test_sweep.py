@@ -107,7 +107,7 @@ def test_same_seed_same_numbers_different_seed_differs():
 
 def test_chunked_with_checkpoints_is_bit_identical(tmp_path):
     exp, cfg, prog = _bandit(pairs="sampled", labels="hard", max_pairs=16)
-    g = make_grid({**exp.hparams, "num_pairs": 16.0}, {"beta": [0.1, 1.0]}, seeds=2)
+    g = make_grid({**exp.hparams_for(cfg), "num_pairs": 16.0}, {"beta": [0.1, 1.0]}, seeds=2)
     whole = run_sweep(prog, g, num_steps=40, log_every=4)
     chunked = run_sweep(prog, g, num_steps=40, log_every=4, chunk_logs=3, out_dir=tmp_path)
     assert chunked.num_compiles == {"init": 1, "chunk": 2}  # 10 logged intervals in chunks of 3, 3, 3, 1
@@ -142,7 +142,7 @@ _RUN = {"num_steps": 60, "log_every": 4}  # 15 logged intervals
 def _bandit_sweep(start: int = 0):
     """The chunked/killed sweep of the tests below: a sampled-pairs DPO bandit with a step counter."""
     exp, cfg, prog = _bandit(pairs="sampled", labels="hard", max_pairs=16)
-    grid = make_grid({**exp.hparams, "num_pairs": 16.0}, {"beta": [0.1, 1.0, 3.0]}, seeds=2)
+    grid = make_grid({**exp.hparams_for(cfg), "num_pairs": 16.0}, {"beta": [0.1, 1.0, 3.0]}, seeds=2)
     return _with_counter(prog, start), grid
 
 

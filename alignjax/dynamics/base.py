@@ -120,7 +120,9 @@ def check_hparams(name: str, hparams: Mapping[str, ArrayLike], dtype: Any = None
     part: every entry is finite, stays finite when cast to ``dtype`` (default: JAX's default
     float, float32 unless x64 is enabled) and is not a non-zero value that becomes 0 or
     subnormal there (XLA flushes subnormals to 0, so ``0 / beta`` would be NaN). Then the
-    entry's own ``meta["check"](hp, dtype)`` runs on the cast values (float64 arrays), e.g.
+    entry's declared domains and conditions (:meth:`alignjax.registry.Entry.check_values`, e.g.
+    ``beta`` in ``[0, inf)``, ``eta * beta <= 1``), then its own ``meta["check"](hp, dtype)``, run
+    on the cast values (float64 arrays), e.g.
     ``eta * beta <= 1`` for omd, nash-md, egpo and omwu (the condition of each rule is derived
     in :mod:`alignjax.dynamics.exact`); without one, nothing more is required. Arrays broadcast
     against each other (one value per configuration of a sweep).
@@ -144,6 +146,7 @@ def check_hparams(name: str, hparams: Mapping[str, ArrayLike], dtype: Any = None
             raise ValueError(f"{label} = {_first_bad(a, tiny)} underflows in {dtype.name} for {name!r} "
                              f"(below the smallest normal {np.finfo(dtype).tiny:.3g}, flushed to 0)")
         cast[label] = c.astype(np.float64)
+    entry.check_values(cast)  # the declared domains and conditions (alignjax.domains)
     if entry.meta.get("check") is not None:
         entry.meta["check"](cast, dtype)
 

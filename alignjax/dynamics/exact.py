@@ -82,6 +82,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alignjax.domains import Condition, Domain
 from alignjax.dynamics.base import ExactDynamics, ExactState, payoff
 from alignjax.metrics.coverage import optimal_policy
 from alignjax.prefs import fit_bradley_terry
@@ -356,16 +357,33 @@ def _mpo_static(reset_every):
         raise ValueError(f"mpo needs reset_every >= 1 (an integer); got {reset_every!r}")
 
 
+# ------------------------------------------------------------------ declared domains
+# Each hyperparameter's domain (alignjax.domains), read off the conditions above and agreeing with
+# each ``meta["check"]`` (tests/test_domains.py checks the agreement): beta >= 0 for the mixture rules
+# (beta = 0 is the unregularised rule), beta > 0 where the rule divides by it (nash-md-schedule,
+# bt-rlhf) or needs a magnet weight (mpo), eta > 0 everywhere; eta*beta <= 1 as a declared condition
+# of the mixture rules. The probe limits (where the registry tests stop on an infinite end): beta and
+# eta up to 100 (beta = 100: pi_t ~ pi_ref; eta = 100: ~100 times the payoff per step), the smallest
+# positive beta probed 1e-4 (an open end at 0 is probed just inside, at 1e-6).
+def _beta(open_at_0: bool) -> Domain:
+    return Domain.positive(0.1) if open_at_0 else Domain.nonnegative(0.1, smallest=1e-4)
+
+
+_ETA = Domain.positive(0.4)
+_MIXTURE_WEIGHT = Condition("eta*beta", lambda hp: hp["eta"] * hp["beta"], upper=1.0, slack=_ROUNDING,
+                            why="the (1 - eta*beta) weight of log pi_t must be >= 0")
+_MIXTURE = {"hparams": {"beta": _beta(False), "eta": _ETA}, "conditions": (_MIXTURE_WEIGHT,)}
+
 _META = {"kind": "exact"}
-_BETA_ETA = {"beta": 0.1, "eta": 0.4}
-DYNAMICS.register("omd", omd, hparams=_BETA_ETA,
+DYNAMICS.register("omd", omd, **_MIXTURE,
                   meta=dict(_META, aliases=["inpo", "online-ipo-exact"], check=_mixture_check("omd")))
-DYNAMICS.register("nash-md", nash_md, hparams=_BETA_ETA, meta=dict(_META, check=_mixture_check("nash-md")))
-DYNAMICS.register("nash-md-schedule", nash_md_schedule, hparams={"beta": 0.1}, meta=dict(_META, check=_schedule_check))
-DYNAMICS.register("egpo", egpo, hparams=_BETA_ETA, meta=dict(_META, check=_mixture_check("egpo")))
-DYNAMICS.register("omwu", omwu, hparams=_BETA_ETA, meta=dict(_META, check=_mixture_check("omwu")))
-DYNAMICS.register("mpo", mpo, hparams=_BETA_ETA, static={"reset_every": 50},
+DYNAMICS.register("nash-md", nash_md, **_MIXTURE, meta=dict(_META, check=_mixture_check("nash-md")))
+DYNAMICS.register("nash-md-schedule", nash_md_schedule, hparams={"beta": _beta(True)},
+                  meta=dict(_META, check=_schedule_check))
+DYNAMICS.register("egpo", egpo, **_MIXTURE, meta=dict(_META, check=_mixture_check("egpo")))
+DYNAMICS.register("omwu", omwu, **_MIXTURE, meta=dict(_META, check=_mixture_check("omwu")))
+DYNAMICS.register("mpo", mpo, hparams={"beta": _beta(True), "eta": _ETA}, static={"reset_every": 50},
                   meta=dict(_META, check=_positive_check("mpo"), check_static=_mpo_static))
-DYNAMICS.register("mwu", mwu, hparams={"eta": 0.4}, meta=dict(_META, ignores=["pi_ref"], check=_positive_check("mwu")))
-DYNAMICS.register("bt-rlhf", bt_rlhf, hparams={"beta": 0.1}, static={"num_fit_steps": 50},
+DYNAMICS.register("mwu", mwu, hparams={"eta": _ETA}, meta=dict(_META, ignores=["pi_ref"], check=_positive_check("mwu")))
+DYNAMICS.register("bt-rlhf", bt_rlhf, hparams={"beta": _beta(True)}, static={"num_fit_steps": 50},
                   meta=dict(_META, fits="bradley-terry", check=_positive_check("bt-rlhf")))

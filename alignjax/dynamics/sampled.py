@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from alignjax.domains import Domain
 from alignjax.dynamics.sampled_losses import GAME_LOSSES, GameInputs, GameLoss
 from alignjax.policies.base import Policy
 from alignjax.registry import DYNAMICS
@@ -235,22 +236,29 @@ def _meta(loss_name: str, extragradient: bool = False) -> dict:
     return {"kind": "sampled", "loss": loss_name, "extragradient": extragradient}
 
 
-DYNAMICS.register("sampled-egpo", sampled_egpo, hparams={"beta": 0.1, "learning_rate": 0.1},
+# Declared domains (alignjax.domains), agreeing with validate_hparams (tests/test_domains.py):
+# learning_rate, beta, eta and alpha > 0 (log scales), mixture in [0, 1] (the geometric mixture
+# pi^(1-m) pi_ref^m). Probe limits of the infinite ends: 100 for beta, eta and alpha, 10 for a
+# learning rate.
+_positive = Domain.positive
+_LR, _BETA, _ETA = _positive(0.1, 10.0), _positive(0.1), _positive(1.0)
+DYNAMICS.register("sampled-egpo", sampled_egpo, hparams={"beta": _BETA, "learning_rate": _LR},
                   meta=_meta("online_ipo_1", True))
-DYNAMICS.register("sampled-online-ipo-1", sampled_online_ipo_1, hparams={"beta": 0.1, "learning_rate": 0.1},
+DYNAMICS.register("sampled-online-ipo-1", sampled_online_ipo_1, hparams={"beta": _BETA, "learning_rate": _LR},
                   meta=_meta("online_ipo_1"))
-DYNAMICS.register("sampled-online-ipo-2", sampled_online_ipo_2, hparams={"beta": 0.1, "learning_rate": 0.1},
+DYNAMICS.register("sampled-online-ipo-2", sampled_online_ipo_2, hparams={"beta": _BETA, "learning_rate": _LR},
                   meta=_meta("online_ipo_2"))
 DYNAMICS.register("sampled-nash-md-pg", sampled_nash_md_pg,
-                  hparams={"beta": 0.1, "learning_rate": 0.1, "mixture": 0.02}, meta=_meta("nash_md_pg"))
-DYNAMICS.register("sampled-inpo", sampled_inpo, hparams={"beta": 0.1, "eta": 1.0, "learning_rate": 0.1},
+                  hparams={"beta": _BETA, "learning_rate": _LR, "mixture": Domain(0.02, 0.0, 1.0)},
+                  meta=_meta("nash_md_pg"))
+DYNAMICS.register("sampled-inpo", sampled_inpo, hparams={"beta": _BETA, "eta": _ETA, "learning_rate": _LR},
                   meta=_meta("inpo"))
-DYNAMICS.register("sampled-sppo", sampled_sppo, hparams={"eta": 1.0, "learning_rate": 0.1}, meta=_meta("sppo"))
-DYNAMICS.register("sampled-spo", sampled_spo, hparams={"eta": 1.0, "learning_rate": 0.1},
+DYNAMICS.register("sampled-sppo", sampled_sppo, hparams={"eta": _ETA, "learning_rate": _LR}, meta=_meta("sppo"))
+DYNAMICS.register("sampled-spo", sampled_spo, hparams={"eta": _ETA, "learning_rate": _LR},
                   meta=dict(_meta("spo"), exact_form="mwu"))
-DYNAMICS.register("sampled-online-dpo", sampled_online_dpo, hparams={"beta": 0.1, "learning_rate": 0.1},
+DYNAMICS.register("sampled-online-dpo", sampled_online_dpo, hparams={"beta": _BETA, "learning_rate": _LR},
                   meta=_meta("online_dpo"))
-DYNAMICS.register("sampled-xpo", sampled_xpo, hparams={"alpha": 0.01, "beta": 0.1, "learning_rate": 0.1},
+DYNAMICS.register("sampled-xpo", sampled_xpo, hparams={"alpha": _positive(0.01), "beta": _BETA, "learning_rate": _LR},
                   meta=_meta("xpo"))
-DYNAMICS.register("sampled-vpo", sampled_vpo, hparams={"alpha": 0.1, "beta": 0.1, "learning_rate": 0.1},
+DYNAMICS.register("sampled-vpo", sampled_vpo, hparams={"alpha": _positive(0.1), "beta": _BETA, "learning_rate": _LR},
                   meta=_meta("vpo"))
