@@ -62,7 +62,7 @@ def bench(args, prompts, responses):
            "log_every": args.steps}
     program = exp.make_program(cfg)
     betas = np.geomspace(0.01, 10.0, args.configs)
-    grid = make_grid(exp.hparams, {"beta": betas}, seeds=1)
+    grid = make_grid(exp.hparams_for(cfg), {"beta": betas}, seeds=1)
 
     # 1. sweep runner: first call (compile + run), then a second identical call (run only).
     t0 = time.perf_counter()
