@@ -58,7 +58,8 @@ def sft_step(policy: SequencePolicy, optimizer: optax.GradientTransformation, pa
     else:
         nll, g = chunked_value_and_grad(
             lambda p, i: -jnp.sum(policy.sequence_logps(p, prompts[i], responses[i], mask[i])[0]), params, idx, chunk)
-        inv_total = 1.0 / jnp.sum(jnp.asarray(mask, jnp.float32)[idx])   # a reciprocal: see alignjax.sweep
+        total = jnp.sum(jnp.asarray(mask, jnp.float32)[idx]).astype(nll.dtype)   # the tokens, as sft_loss counts
+        inv_total = 1.0 / total                                                  # a reciprocal: see alignjax.sweep
         loss, g = nll * inv_total, jax.tree.map(lambda a: a * inv_total, g)
     updates, opt_state = optimizer.update(g, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss

@@ -464,10 +464,8 @@ def _checkpoint_logps(cfg, runs, sets) -> dict:
     ``runs``: ``{SWEEP: {param name: (rows, T, ...)}}`` (the parameters a program observed);
     ``sets``: ``{SET: pairs}`` (:func:`_pair_data`). Returns ``{SWEEP: {"SET_chosen": (rows, T, n),
     "SET_rejected": ...}}``. A checkpoint's ``log pi(y|x)`` depends on its parameters only, so
-    checkpoints with identical parameters (every run's step 0 is ``pi_ref``) are evaluated once:
-    one ``lax.map`` over the distinct ones, every response of every set scored in
-    :data:`EVAL_BUCKETS` length buckets, :data:`EVAL_CHUNK` at a time
-    (:func:`~alignjax.sft.bucketed_sequence_logps`).
+    checkpoints with identical parameters (every run's step 0 is ``pi_ref``) are evaluated once,
+    by one compiled :func:`_logps_program` over the distinct ones.
     """
     names = _param_names(_policy(cfg))
     shapes = {r: np.shape(ps[names[0]])[:2] for r, ps in runs.items()}
@@ -475,20 +473,9 @@ def _checkpoint_logps(cfg, runs, sets) -> dict:
             for n in names}
     blob = np.concatenate([np.ascontiguousarray(flat[n]).reshape(len(flat[n]), -1).view(np.uint8) for n in names], 1)
     _, first, inverse = np.unique(blob, axis=0, return_index=True, return_inverse=True)
-    keys = [(s, side) for s in sets for side in ("chosen", "rejected")]
-    x = np.concatenate([np.asarray(sets[s]["prompts"]) for s, _ in keys])
-    y = np.concatenate([np.asarray(sets[s][side]) for s, side in keys])
-    m = np.concatenate([np.asarray(sets[s][f"{side}_mask"]) for s, side in keys])
-    plan = length_buckets(m, EVAL_BUCKETS)
-
-    def one(named, x, y, m):
-        def at(length):
-            pol, p = _truncated(cfg, named, length)
-            return lambda x, y, m: pol.sequence_logps(p, x, y, m)[0]
-        return bucketed_sequence_logps(at, x, y, m, plan, chunk=EVAL_CHUNK)
-
-    out = np.asarray(jax.jit(lambda ps, x, y, m: jax.lax.map(lambda p: one(p, x, y, m), ps))(
-        {n: v[first] for n, v in flat.items()}, x, y, m))[np.ravel(inverse)]
+    keys, (x, y, m) = _responses(sets)
+    program = _logps_program(cfg, length_buckets(m, EVAL_BUCKETS))
+    out = np.asarray(jax.jit(program)({n: v[first] for n, v in flat.items()}, x, y, m))[np.ravel(inverse)]
     sizes = np.cumsum([0] + [len(sets[s]["prompts"]) for s, _ in keys])
     res, at = {}, 0
     for r, (rows, T) in shapes.items():
@@ -496,6 +483,29 @@ def _checkpoint_logps(cfg, runs, sets) -> dict:
         res[r] = {f"{s}_{side}": o[..., a:b] for (s, side), a, b in zip(keys, sizes[:-1], sizes[1:])}
         at += rows * T
     return res
+
+
+def _responses(sets):
+    """Every response of every pair set, in one list: ``([(SET, side), ...], (prompts, responses, masks))``
+    (host arrays; set by set, the chosen responses, then the rejected ones)."""
+    keys = [(s, side) for s in sets for side in ("chosen", "rejected")]
+    x = np.concatenate([np.asarray(sets[s]["prompts"]) for s, _ in keys])
+    y = np.concatenate([np.asarray(sets[s][side]) for s, side in keys])
+    m = np.concatenate([np.asarray(sets[s][f"{side}_mask"]) for s, side in keys])
+    return keys, (x, y, m)
+
+
+def _logps_program(cfg, plan):
+    """``f(named (K, ...), prompts, responses, masks) -> (K, n)``: ``log pi_k(y|x)`` of every response
+    under each of ``K`` parameter sets (``lax.map``), in the length buckets of ``plan``,
+    :data:`EVAL_CHUNK` responses at a time (:func:`~alignjax.sft.bucketed_sequence_logps`)."""
+    def one(named, x, y, m):
+        def at(length):
+            pol, p = _truncated(cfg, named, length)
+            return lambda x, y, m: pol.sequence_logps(p, x, y, m)[0]
+        return bucketed_sequence_logps(at, x, y, m, plan, chunk=EVAL_CHUNK)
+
+    return lambda named, x, y, m: jax.lax.map(lambda p: one(p, x, y, m), named)
 
 
 def _sft_program(policy, *, num_steps, batch_size) -> Program:
