@@ -62,7 +62,8 @@ from alignjax.metrics import ranking as rk
 from alignjax.policies.sequence import sequence_policy
 from alignjax.registry import SUITES
 from alignjax.results import SuiteContext
-from alignjax.sft import eval_logps, logged_step_keys, online_ipo_step, preference_step, sft_step
+from alignjax.sft import (bucketed_sequence_logps, length_buckets, logged_step_keys, online_ipo_step,
+                          preference_step, sft_step)
 from alignjax.sweep import Grid, run_sweep
 
 # ============================================================================ settings
@@ -385,7 +386,7 @@ def _adam(h, b1=0.9, b2=0.999, eps=1e-8):
     return optax.chain(optax.GradientTransformation(init, update), optax.scale_by_learning_rate(h["learning_rate"]))
 
 
-def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False) -> dict:
+def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False, block_size=None) -> dict:
     """One engine sweep with one run per row of ``hparams``: ``{metric: (rows, T, ...)}``, the
     observed parameters (``param.NAME`` metrics) gathered under ``"params"``.
 
@@ -394,8 +395,12 @@ def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False)
     argument, not baked into it as constants (XLA would spend minutes constant-folding the
     gathers of a reference's embeddings at fixed tokens).
 
-    The rows form one ``vmap`` block, so each run's numbers do not depend on the device count
-    (:func:`~alignjax.sweep.run_sweep`). For the same reason the transformer is differentiated
+    The rows form ``vmap`` blocks of ``block_size`` rows (default: all rows in one block), a size
+    fixed here, so each run's numbers do not depend on the device count
+    (:func:`~alignjax.sweep.run_sweep`). ``block_size=1`` runs the rows one after the other
+    (``lax.map``): on CPU a transformer's matrix products with per-row weights run faster
+    unbatched than batched over the rows (measured: 1.5x for the offline sweep's steps).
+    For the device-count invariance, too, the transformer is differentiated
     with JAX's newer softmax derivative ``y * (g - sum(y g))``: the default one divides by a
     broadcast sum, which XLA compiles into a multiplication by its reciprocal on one device
     but not when partitioned (one device and many would differ in the last bit; the forward
@@ -404,7 +409,7 @@ def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False)
     rows = len(next(iter(hparams.values())))
     with jax.softmax_custom_jvp(True):
         res = run_sweep(program, Grid(dict(hparams), (), 1), num_steps=num_steps, log_every=log_every,
-                        block_size=rows, shared=shared, progress=progress)
+                        block_size=block_size or rows, shared=shared, progress=progress)
     out = {k: v[:, 0] for k, v in res.metrics.items() if not k.startswith("param.")}
     params = {k.removeprefix("param."): v[:, 0] for k, v in res.metrics.items() if k.startswith("param.")}
     return {**out, "params": params} if params else out
@@ -425,18 +430,87 @@ def _observe_params(policy, params) -> dict:
     return {f"param.{n}": v for n, v in _named(policy, params).items()}
 
 
-EVAL_CHUNK = 128
-"""Pairs evaluated at once when a program observes its log-probs (bounds the memory of the sweep)."""
+EVAL_BUCKETS = 4
+"""Length buckets in which the checkpoints' log-probs are computed (:func:`~alignjax.sft.length_buckets`)."""
+EVAL_CHUNK = 32
+"""Responses scored at once inside a bucket (small activations stay in cache: faster on CPU)."""
+SFT_CHUNK = 16
+"""Examples whose SFT gradient is computed at once (:func:`~alignjax.sft.sft_step`'s ``chunk``; the minibatch's
+gradient up to float rounding). Measured on the quick setting (2 cores): 69 ms per step for the minibatch of 64
+at once, 48 / 46 / 52 ms in chunks of 32 / 16 / 8."""
+TRAIN_CHUNK = 8
+"""Pairs whose gradient is computed at once in an offline step (:func:`~alignjax.sft.chunked_value_and_grad`;
+the minibatch's mean gradient up to float rounding). Measured on the quick setting's per-row step (2 cores):
+about 100 ms for the whole minibatch of 32 pairs at once, 90 / 66 / 63 ms in chunks of 16 / 8 / 4 pairs."""
 
 
-def _observe_logps(policy, params, data, val) -> dict:
-    """The policy's log-probs of every train and val pair (:data:`EVAL_CHUNK` pairs at a time)."""
-    (tc, tr), (vc, vr) = eval_logps(policy, params, (data, val), chunk=EVAL_CHUNK)
-    return {"train_chosen": tc, "train_rejected": tr, "val_chosen": vc, "val_rejected": vr}
+def _chunk(batch, target):
+    """The largest divisor of ``batch`` that is at most ``target`` (a static chunk size)."""
+    return max(c for c in range(1, min(batch, target) + 1) if batch % c == 0)
+
+
+def _truncated(cfg, named, max_len):
+    """``(policy, params)`` of the same network on ``max_len <= cfg["max_len"]`` response slots:
+    ``named`` parameters (:func:`_named`, any leading axes) with the first ``P + max_len`` rows
+    of the position table (the only parameter whose size depends on ``max_len``)."""
+    pol = _policy({**cfg, "max_len": max_len})
+    pos = named["pos.value"]
+    return pol, _unnamed(pol, {**named, "pos.value": pos[..., :cfg["prompt_len"] + max_len, :]})
+
+
+def _checkpoint_logps(cfg, runs, sets) -> dict:
+    """Log-probs of every pair of every set under every checkpoint of every sweep.
+
+    ``runs``: ``{SWEEP: {param name: (rows, T, ...)}}`` (the parameters a program observed);
+    ``sets``: ``{SET: pairs}`` (:func:`_pair_data`). Returns ``{SWEEP: {"SET_chosen": (rows, T, n),
+    "SET_rejected": ...}}``. A checkpoint's ``log pi(y|x)`` depends on its parameters only, so
+    checkpoints with identical parameters (every run's step 0 is ``pi_ref``) are evaluated once,
+    by one compiled :func:`_logps_program` over the distinct ones.
+    """
+    names = _param_names(_policy(cfg))
+    shapes = {r: np.shape(ps[names[0]])[:2] for r, ps in runs.items()}
+    flat = {n: np.concatenate([np.asarray(ps[n]).reshape(-1, *np.shape(ps[n])[2:]) for ps in runs.values()])
+            for n in names}
+    blob = np.concatenate([np.ascontiguousarray(flat[n]).reshape(len(flat[n]), -1).view(np.uint8) for n in names], 1)
+    _, first, inverse = np.unique(blob, axis=0, return_index=True, return_inverse=True)
+    keys, (x, y, m) = _responses(sets)
+    program = _logps_program(cfg, length_buckets(m, EVAL_BUCKETS))
+    out = np.asarray(jax.jit(program)({n: v[first] for n, v in flat.items()}, x, y, m))[np.ravel(inverse)]
+    sizes = np.cumsum([0] + [len(sets[s]["prompts"]) for s, _ in keys])
+    res, at = {}, 0
+    for r, (rows, T) in shapes.items():
+        o = out[at:at + rows * T].reshape(rows, T, -1)
+        res[r] = {f"{s}_{side}": o[..., a:b] for (s, side), a, b in zip(keys, sizes[:-1], sizes[1:])}
+        at += rows * T
+    return res
+
+
+def _responses(sets):
+    """Every response of every pair set, in one list: ``([(SET, side), ...], (prompts, responses, masks))``
+    (host arrays; set by set, the chosen responses, then the rejected ones)."""
+    keys = [(s, side) for s in sets for side in ("chosen", "rejected")]
+    x = np.concatenate([np.asarray(sets[s]["prompts"]) for s, _ in keys])
+    y = np.concatenate([np.asarray(sets[s][side]) for s, side in keys])
+    m = np.concatenate([np.asarray(sets[s][f"{side}_mask"]) for s, side in keys])
+    return keys, (x, y, m)
+
+
+def _logps_program(cfg, plan):
+    """``f(named (K, ...), prompts, responses, masks) -> (K, n)``: ``log pi_k(y|x)`` of every response
+    under each of ``K`` parameter sets (``lax.map``), in the length buckets of ``plan``,
+    :data:`EVAL_CHUNK` responses at a time (:func:`~alignjax.sft.bucketed_sequence_logps`)."""
+    def one(named, x, y, m):
+        def at(length):
+            pol, p = _truncated(cfg, named, length)
+            return lambda x, y, m: pol.sequence_logps(p, x, y, m)[0]
+        return bucketed_sequence_logps(at, x, y, m, plan, chunk=EVAL_CHUNK)
+
+    return lambda named, x, y, m: jax.lax.map(lambda p: one(p, x, y, m), named)
 
 
 def _sft_program(policy, *, num_steps, batch_size) -> Program:
-    """SFT from ``policy.init(init_key)``, step ``t`` one Adam update with key ``split(key, num_steps)[t]``.
+    """SFT from ``policy.init(init_key)``, step ``t`` one Adam update with key ``split(key, num_steps)[t]``
+    (its gradient in chunks of :data:`SFT_CHUNK` examples).
 
     Hyperparameters: ``learning_rate``, ``init_key`` and ``key`` (key data); shared data
     ``sft.prompts``, ``sft.responses``, ``sft.mask``. Observes the parameters and ``loss``, the
@@ -450,7 +524,7 @@ def _sft_program(policy, *, num_steps, batch_size) -> Program:
     def step(s, h):
         d = _group(h, "sft")
         params, opt, loss = sft_step(policy, _adam(h), s["params"], s["opt"], d["prompts"], d["responses"], d["mask"],
-                                     s["keys"][s["t"]], batch_size=batch_size)
+                                     s["keys"][s["t"]], batch_size=batch_size, chunk=_chunk(batch_size, SFT_CHUNK))
         return {**s, "params": params, "opt": opt, "t": s["t"] + 1, "loss": s["loss"].at[s["t"]].set(loss)}
 
     return Program(init, step, lambda s, h: {"loss": s["loss"], **_observe_params(policy, s["params"])})
@@ -461,7 +535,8 @@ def _offline_program(policy, *, batch_size) -> Program:
 
     Hyperparameters: those of :func:`_rows` and ``key`` (key data; its first half orders the
     epochs, as :func:`~alignjax.sft.make_preference_train`); shared data (:func:`_offline_shared`):
-    the reference's parameters and the train and val pairs. Observes parameters and log-probs.
+    the reference's parameters and the training pairs. Observes the parameters (their
+    log-probs of the pairs: :func:`_checkpoint_logps`, after the sweep).
     """
     def init(h, _):
         ref = _unnamed(policy, _group(h, "ref"))
@@ -470,16 +545,16 @@ def _offline_program(policy, *, batch_size) -> Program:
 
     def step(s, h):
         params, opt = preference_step(policy, _combined_loss, _rmsprop(h), s["params"], s["opt"], s["t"], h,
-                                      _group(h, "data"), s["perm_key"], batch_size=batch_size)
+                                      _group(h, "data"), s["perm_key"], batch_size=batch_size,
+                                      chunk=_chunk(batch_size, TRAIN_CHUNK))
         return {**s, "params": params, "opt": opt, "t": s["t"] + 1}
 
-    return Program(init, step, lambda s, h: {**_observe_logps(policy, s["params"], _group(h, "data"), _group(h, "val")),
-                                              **_observe_params(policy, s["params"])})
+    return Program(init, step, lambda s, h: _observe_params(policy, s["params"]))
 
 
-def _offline_shared(policy, ref_params, data, val) -> dict:
+def _offline_shared(policy, ref_params, data) -> dict:
     """The data of :func:`_offline_program` as the engine's flat shared mapping."""
-    return _flat(ref=_named(policy, ref_params), data=data, val=val)
+    return _flat(ref=_named(policy, ref_params), data=data)
 
 
 def _online_program(policy, *, num_steps, batch_size) -> Program:
@@ -487,7 +562,8 @@ def _online_program(policy, *, num_steps, batch_size) -> Program:
 
     Hyperparameters: ``beta``, ``learning_rate`` and ``key`` (key data; step keys as
     :func:`~alignjax.sft.make_online_ipo_train`'s); shared data (:func:`_online_shared`): the
-    reference, the raters and the pairs. Observes the log-probs of every pair.
+    reference, the raters and the training pairs (their prompts). Observes the parameters
+    (their log-probs of the pairs: :func:`_checkpoint_logps`, after the sweep).
     """
     def init(h, _):
         ref = _unnamed(policy, _group(h, "ref"))
@@ -501,13 +577,13 @@ def _online_program(policy, *, num_steps, batch_size) -> Program:
                                       h, h["data.prompts"], s["keys"][s["t"]], batch_size=batch_size)
         return {**s, "params": params, "opt": opt, "t": s["t"] + 1}
 
-    return Program(init, step, lambda s, h: _observe_logps(policy, s["params"], _group(h, "data"), _group(h, "val")))
+    return Program(init, step, lambda s, h: _observe_params(policy, s["params"]))
 
 
-def _online_shared(policy, ref_params, raters, data, val) -> dict:
+def _online_shared(policy, ref_params, raters, data) -> dict:
     """The data of :func:`_online_program` as the engine's flat shared mapping."""
     r = {k: v for k, v in raters._asdict().items() if v is not None}
-    return _flat(ref=_named(policy, ref_params), raters=r, data=data, val=val)
+    return _flat(ref=_named(policy, ref_params), raters=r, data=data)
 
 
 def _tabular_program(ref_c, ref_r, alpha) -> Program:
@@ -594,7 +670,8 @@ def run_tabular(cfg, pairs, progress=False) -> dict:
 def run_training(cfg, sft, pairs, progress=False) -> dict:
     """Stage ``train``: the offline sweep (loss id x beta x gamma rows, one compile) and online IPO over beta.
 
-    Keeps every checkpoint's log-probs of the train and val pairs, and the parameters of the
+    Keeps every checkpoint's log-probs of the train and val pairs (computed after both sweeps
+    from their observed parameters, :func:`_checkpoint_logps`), and the parameters of the
     gamma-DPO runs (their win rates are measured in ``evaluate``).
     """
     k, policy = _keys(cfg), _policy(cfg)
@@ -605,8 +682,8 @@ def run_training(cfg, sft, pairs, progress=False) -> dict:
     t0 = time.time()
     off = _run(_offline_program(policy, batch_size=cfg["batch_size"]),
                {**hp, "key": _key_data(jax.random.split(k["offline"], len(rows)))},
-               num_steps=num_steps, log_every=log_every, shared=_offline_shared(policy, ref_params, data, val),
-               progress=progress)
+               num_steps=num_steps, log_every=log_every, shared=_offline_shared(policy, ref_params, data),
+               progress=progress, block_size=1)
     _say(progress, f"offline sweep: {len(rows)} rows x {num_steps} steps in one compile ({time.time() - t0:.0f}s)")
     t0 = time.time()
     o_betas = np.asarray(cfg["other_betas"], np.float32)
@@ -614,8 +691,13 @@ def run_training(cfg, sft, pairs, progress=False) -> dict:
               {"beta": o_betas, "learning_rate": np.full(len(o_betas), cfg["learning_rate"], np.float32),
                "key": _key_data(jax.random.split(k["online"], len(o_betas)))},
               num_steps=cfg["online_steps"], log_every=cfg["online_steps"],
-              shared=_online_shared(policy, ref_params, _raters(sft), data, val), progress=progress)
+              shared=_online_shared(policy, ref_params, _raters(sft), data), progress=progress)
     _say(progress, f"online IPO: {len(o_betas)} betas x {cfg['online_steps']} steps ({time.time() - t0:.0f}s)")
+    t0 = time.time()
+    logps = _checkpoint_logps(cfg, {"offline": off["params"], "online": on.pop("params")}, {"train": data, "val": val})
+    off.update(logps["offline"])
+    on.update(logps["online"])
+    _say(progress, f"log-probs of the pairs at every checkpoint ({time.time() - t0:.0f}s)")
     wr = np.flatnonzero(hp["loss_id"] == GAMMA_DPO)   # Sec. 5: the gamma sweep (gamma = 1 is DPO at gamma_beta)
     params = {n: v[wr] for n, v in off.pop("params").items()}
     return {"offline": {"loss_id": hp["loss_id"], "beta": [r[1] for r in rows], "gamma": [r[2] for r in rows],

@@ -125,11 +125,16 @@ def test_rmsprop_is_pytorch_rmsprop():
     np.testing.assert_allclose(p["w"], w, rtol=1e-5)
 
 
+TINY = dict(vocab_size=5, prompt_len=2, max_len=4, dim=8, depth=1, heads=2)
+"""The sizes of :func:`_tiny`'s policy (a config for :func:`ra._policy`)."""
+
+
 def _tiny(n=16):
     """A tiny policy, its reference parameters, and train/val pair sets with reference log-probs."""
     from alignjax.policies.sequence import sequence_policy
 
-    pol = sequence_policy(5, 2, 4, dim=8, depth=1, heads=2)
+    pol = sequence_policy(**{k: TINY[k] for k in ("vocab_size", "prompt_len", "max_len")}, dim=TINY["dim"],
+                          depth=TINY["depth"], heads=TINY["heads"])
     ref = pol.init(jax.random.key(0))
 
     def pairs(k):
@@ -158,7 +163,8 @@ def _assert_params_close(got: dict, want: dict):
 
 @pytest.mark.parametrize("loss", [ra.DPO, ra.SIMPO])
 def test_offline_program_is_the_preference_trainer(loss):
-    """The engine program of the ``train`` stage reproduces make_preference_train (same key schedule)."""
+    """The engine program of the ``train`` stage reproduces make_preference_train (same key schedule):
+    its observed parameters, and their log-probs of every pair (:func:`ra._checkpoint_logps`)."""
     from alignjax.sft import make_preference_train
     from alignjax.sweep import make_run
 
@@ -167,16 +173,19 @@ def test_offline_program_is_the_preference_trainer(loss):
     h = {"loss_id": jnp.int32(loss), "beta": jnp.float32(0.5), "gamma": jnp.float32(1.0), "eps": jnp.float32(0.0),
          "simpo_gamma": jnp.float32(0.5), "eta_sft": jnp.float32(0.0), "learning_rate": jnp.float32(1e-2)}
     got = jax.jit(make_run(ra._offline_program(pol, batch_size=4), num_steps=8, log_every=4))(
-        {**h, "key": jax.random.key_data(key), **ra._offline_shared(pol, ref, data, val)}, jax.random.key(99))
+        {**h, "key": jax.random.key_data(key), **ra._offline_shared(pol, ref, data)}, jax.random.key(99))
     _, want = jax.jit(make_preference_train(pol, ra._combined_loss, ra._rmsprop, num_steps=8, batch_size=4,
-                                            log_every=4))(
+                                            log_every=4, chunk=ra._chunk(4, ra.TRAIN_CHUNK)))(
         ref, h, data, (data, val), key)
+    params = {n: np.asarray(got[f"param.{n}"])[None] for n in ra._param_names(pol)}     # (1 run, T, ...)
+    logps = ra._checkpoint_logps(TINY, {"offline": params}, {"train": data, "val": val})["offline"]
     for name, (s, i) in {"train_chosen": (0, 0), "train_rejected": (0, 1), "val_chosen": (1, 0),
                          "val_rejected": (1, 1)}.items():
-        np.testing.assert_allclose(got[name], want["logps"][s][i], rtol=1e-5, atol=1e-5, err_msg=name)
-    assert float(jnp.max(jnp.abs(got["train_chosen"][-1] - data["ref_chosen"]))) > 1e-3   # it trained
-    _assert_params_close({n: got[f"param.{n}"][-1] for n in ra._param_names(pol)},
-                         ra._named(pol, jax.tree.map(lambda a: a[-1], want["params"])))
+        np.testing.assert_allclose(logps[name][0], want["logps"][s][i], rtol=1e-5, atol=1e-5, err_msg=name)
+    assert float(jnp.max(jnp.abs(logps["train_chosen"][0, -1] - data["ref_chosen"]))) > 1e-3   # it trained
+    for t in range(3):
+        _assert_params_close({n: got[f"param.{n}"][t] for n in ra._param_names(pol)},
+                             ra._named(pol, jax.tree.map(lambda a: a[t], want["params"])))
 
 
 def test_online_program_is_the_online_ipo_trainer():
@@ -189,12 +198,34 @@ def test_online_program_is_the_online_ipo_trainer():
     key = jax.random.key(7)
     h = {"beta": jnp.float32(0.5), "learning_rate": jnp.float32(1e-2)}
     got = jax.jit(make_run(ra._online_program(pol, num_steps=4, batch_size=4), num_steps=4, log_every=4))(
-        {**h, "key": jax.random.key_data(key), **ra._online_shared(pol, ref, raters, data, val)}, jax.random.key(99))
+        {**h, "key": jax.random.key_data(key), **ra._online_shared(pol, ref, raters, data)}, jax.random.key(99))
     pref = lambda x, y1, m1, y2, m2: lg.preference_prob(raters, x, y1, m1, y2, m2)  # noqa: E731
     _, want = jax.jit(make_online_ipo_train(pol, pref, ra._rmsprop, num_steps=4, batch_size=4, log_every=4))(
         ref, ref, h, data["prompts"], (data, val), key)
-    np.testing.assert_allclose(got["val_chosen"], want["logps"][1][0], rtol=1e-5, atol=1e-5)
-    assert float(jnp.max(jnp.abs(got["val_chosen"][-1] - val["ref_chosen"]))) > 1e-3
+    params = {n: np.asarray(got[f"param.{n}"])[None] for n in ra._param_names(pol)}
+    logps = ra._checkpoint_logps(TINY, {"online": params}, {"train": data, "val": val})["online"]
+    np.testing.assert_allclose(logps["val_chosen"][0], want["logps"][1][0], rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(jnp.abs(logps["val_chosen"][0, -1] - val["ref_chosen"]))) > 1e-3
+
+
+def test_checkpoint_logps_evaluates_each_distinct_checkpoint_in_length_buckets():
+    """Identical checkpoints (every run's step 0, in every sweep) are scored once and shared; every
+    log-prob equals the full-length policy's, whatever the bucket of its response (float32 rounding)."""
+    pol, ref, data, val = _tiny(24)
+    other = pol.init(jax.random.key(5))
+    named = lambda *ps: {n: np.stack([ra._named(pol, p)[n] for p in ps]) for n in ra._param_names(pol)}  # noqa: E731
+    a, b = named(ref, other), named(ref, ref)
+    runs = {"one": {n: np.stack([a[n], b[n]]) for n in a}, "two": {n: b[n][None] for n in b}}  # (rows, T, ...)
+    got = ra._checkpoint_logps(TINY, runs, {"train": data, "val": val})
+    assert len(set(np.asarray(data["chosen_mask"]).sum(-1).tolist())) > 1     # responses of several lengths
+    for r, t, p in [(0, 0, ref), (0, 1, other), (1, 0, ref), (1, 1, ref)]:
+        for s, d in (("train", data), ("val", val)):
+            for side in ("chosen", "rejected"):
+                want = pol.sequence_logps(p, d["prompts"], d[side], d[f"{side}_mask"])[0]
+                np.testing.assert_allclose(got["one"][f"{s}_{side}"][r, t], want, rtol=1e-6, atol=1e-5)
+    assert got["two"]["val_rejected"].shape == (1, 2, 24)
+    for g in (got["one"]["train_chosen"][1, 1], got["two"]["train_chosen"][0, 1]):   # one evaluation of pi_ref
+        np.testing.assert_array_equal(g, got["one"]["train_chosen"][0, 0])
 
 
 def test_sft_program_is_the_sft_trainer_and_params_round_trip():
@@ -207,7 +238,8 @@ def test_sft_program_is_the_sft_trainer_and_params_round_trip():
     shared = ra._flat(sft={"prompts": data["prompts"], "responses": data["chosen"], "mask": data["chosen_mask"]})
     got = jax.jit(make_run(ra._sft_program(pol, num_steps=6, batch_size=8), num_steps=6, log_every=6))(
         {**h, **shared}, jax.random.key(99))
-    params, losses = jax.jit(make_sft_train(pol, ra._adam(h), num_steps=6, batch_size=8))(
+    params, losses = jax.jit(make_sft_train(pol, ra._adam(h), num_steps=6, batch_size=8,
+                                            chunk=ra._chunk(8, ra.SFT_CHUNK)))(
         pol.init(k_init), data["prompts"], data["chosen"], data["chosen_mask"], k_run)
     np.testing.assert_allclose(got["loss"][-1], losses, rtol=1e-5)
     observed = ra._unnamed(pol, {n: got[f"param.{n}"][-1] for n in ra._param_names(pol)})

@@ -360,3 +360,91 @@ def test_trainers_are_their_one_update_functions_in_a_loop():
         for got, want in zip(loops(th0, ref), trainers(th0, ref)):
             _assert_tree_close(got, want, 1e-12)
             assert np.abs(_flat(got) - _flat(th0)).max() > 1e-3       # every loop moved the parameters
+
+
+# ----------------------------------------------------------------------------- length buckets
+def test_length_buckets_minimise_padded_slots():
+    """The plan sorts by length and cuts the sorted order where the padded slots ``sum size * length``
+    are least (brute force over every cut into at most ``k`` buckets); the same data, the same plan."""
+    import itertools
+
+    from alignjax.sft import length_buckets, response_lengths
+
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        lens = rng.integers(1, 9, size=rng.integers(1, 12))
+        mask = (np.arange(8)[None] < lens[:, None]).astype(np.float32)
+        k = int(rng.integers(1, 4))
+        plan = length_buckets(mask, k)
+        np.testing.assert_array_equal(response_lengths(mask), lens)
+        np.testing.assert_array_equal(lens[plan.order], np.sort(lens))
+        assert sum(plan.sizes) == len(lens) and len(plan.sizes) <= k
+        s, n = np.sort(lens), len(lens)
+        best = min(sum((b[i + 1] - b[i]) * s[b[i + 1] - 1] for i in range(len(b) - 1))
+                   for nb in range(1, k + 1) for c in itertools.combinations(range(1, n), nb - 1) for b in [(0, *c, n)])
+        assert sum(a * b for a, b in zip(plan.sizes, plan.lengths)) == best
+        again = length_buckets(mask, k)
+        assert again.sizes == plan.sizes and again.lengths == plan.lengths
+        np.testing.assert_array_equal(again.order, plan.order)
+
+
+def test_bucketed_logps_are_the_full_length_logps():
+    """Each bucket scored at its own length (the policy built for that many slots, on the same
+    weights with the first ``P + l`` positions) gives the full-length policy's log-probs, in input order."""
+    from alignjax.sft import bucketed_sequence_logps, length_buckets
+
+    pol = sequence_policy(5, 2, 6, dim=8, depth=1, heads=2)
+    params = pol.init(jax.random.key(0))
+    x = jax.random.randint(jax.random.key(1), (24, 2), 1, 5)
+    y = jax.random.randint(jax.random.key(2), (24, 6), 0, 3)     # EOS (0) often: lengths 1..6
+    m = response_mask(y)
+    plan = length_buckets(m, 3)
+    assert len(plan.sizes) == 3 and plan.lengths[-1] == 6 and plan.lengths[0] < 6
+
+    def at(length):
+        short = sequence_policy(5, 2, length, dim=8, depth=1, heads=2)
+        p = jax.tree_util.tree_map_with_path(lambda path, a: a[:2 + length] if path[0].key == "pos" else a, params)
+        return lambda x, y, m: short.sequence_logps(p, x, y, m)[0]
+
+    got = jax.jit(lambda x, y, m: bucketed_sequence_logps(at, x, y, m, plan))(x, y, m)
+    np.testing.assert_allclose(got, pol.sequence_logps(params, x, y, m)[0], rtol=1e-6, atol=1e-6)
+
+
+def test_chunked_steps_are_the_whole_minibatch_steps():
+    """``chunk``: the SFT and offline updates (and the SFT loss) accumulated over chunks of the minibatch
+    equal the whole-minibatch ones (float64: rounding; the float32 embedding gradient, see _floor)."""
+    from alignjax.sft import chunked_value_and_grad
+
+    n = 8
+    with jax.enable_x64(True):
+        th0, ref = _params(0, 0.3), _params(1)
+        x = PROMPTS[jnp.arange(n) % 2]
+        yc, yr = YS[jnp.arange(n) % 7], YS[(jnp.arange(n) + 3) % 7]
+        mc, mr = response_mask(yc), response_mask(yr)
+        data = {"prompts": x, "chosen": yc, "rejected": yr, "chosen_mask": mc, "rejected_mask": mr,
+                "ref_chosen": POL.sequence_logps(ref, x, yc, mc)[0],
+                "ref_rejected": POL.sequence_logps(ref, x, yr, mr)[0]}
+        hp = {"beta": jnp.float64(BETA), "learning_rate": jnp.float64(0.1)}
+        opt = _sgd(hp)
+        loss = lambda pc, pr, rc, rr, nc, nr, h: -jax.nn.log_sigmoid(h["beta"] * ((pc - rc) - (pr - rr)))  # noqa: E731
+
+        @jax.jit
+        def steps(th0):
+            out = {}
+            for c in (n, 2, 4):                                      # chunk = n: one chunk of the whole batch
+                p, _, sl = sft_step(POL, opt, th0, opt.init(th0), x, yc, mc, jax.random.key(3), batch_size=n, chunk=c)
+                q, _ = preference_step(POL, loss, opt, th0, opt.init(th0), jnp.int32(0), hp, data, jax.random.key(4),
+                                       batch_size=n, chunk=c)
+                out[c] = (p, sl, q)
+            p, _, sl = sft_step(POL, opt, th0, opt.init(th0), x, yc, mc, jax.random.key(3), batch_size=n)
+            q, _ = preference_step(POL, loss, opt, th0, opt.init(th0), jnp.int32(0), hp, data, jax.random.key(4),
+                                   batch_size=n)
+            return out, (p, sl, q)
+
+        out, whole = steps(th0)
+        for c in (n, 2, 4):
+            _assert_tree_close(out[c][0], whole[0], 1e-12)
+            np.testing.assert_allclose(out[c][1], whole[1], rtol=1e-12)
+            _assert_tree_close(out[c][2], whole[2], 1e-12)
+        with pytest.raises(ValueError, match="chunks of 3"):
+            chunked_value_and_grad(lambda p, i: jnp.sum(p * i), jnp.float64(1.0), jnp.arange(8), 3)
