@@ -386,7 +386,7 @@ def _adam(h, b1=0.9, b2=0.999, eps=1e-8):
     return optax.chain(optax.GradientTransformation(init, update), optax.scale_by_learning_rate(h["learning_rate"]))
 
 
-def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False, block_size=None) -> dict:
+def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False) -> dict:
     """One engine sweep with one run per row of ``hparams``: ``{metric: (rows, T, ...)}``, the
     observed parameters (``param.NAME`` metrics) gathered under ``"params"``.
 
@@ -395,12 +395,11 @@ def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False,
     argument, not baked into it as constants (XLA would spend minutes constant-folding the
     gathers of a reference's embeddings at fixed tokens).
 
-    The rows form ``vmap`` blocks of ``block_size`` rows (default: all rows in one block), a size
-    fixed here, so each run's numbers do not depend on the device count
-    (:func:`~alignjax.sweep.run_sweep`). ``block_size=1`` runs the rows one after the other
-    (``lax.map``): on CPU a transformer's matrix products with per-row weights run faster
-    unbatched than batched over the rows (measured: 1.5x for the offline sweep's steps).
-    For the device-count invariance, too, the transformer is differentiated
+    The rows form one ``vmap`` block, so each run's numbers do not depend on the device count
+    (:func:`~alignjax.sweep.run_sweep`). (Rows one at a time, ``block_size=1``, ran the offline
+    sweep's steps 13% faster on CPU but broke that invariance: XLA compiled the selected loss's
+    gradient differently for one device than partitioned, and an rDPO run differed in the last
+    bit.) For the same reason the transformer is differentiated
     with JAX's newer softmax derivative ``y * (g - sum(y g))``: the default one divides by a
     broadcast sum, which XLA compiles into a multiplication by its reciprocal on one device
     but not when partitioned (one device and many would differ in the last bit; the forward
@@ -409,7 +408,7 @@ def _run(program, hparams, *, num_steps, log_every, shared=None, progress=False,
     rows = len(next(iter(hparams.values())))
     with jax.softmax_custom_jvp(True):
         res = run_sweep(program, Grid(dict(hparams), (), 1), num_steps=num_steps, log_every=log_every,
-                        block_size=block_size or rows, shared=shared, progress=progress)
+                        block_size=rows, shared=shared, progress=progress)
     out = {k: v[:, 0] for k, v in res.metrics.items() if not k.startswith("param.")}
     params = {k.removeprefix("param."): v[:, 0] for k, v in res.metrics.items() if k.startswith("param.")}
     return {**out, "params": params} if params else out
@@ -438,10 +437,10 @@ SFT_CHUNK = 16
 """Examples whose SFT gradient is computed at once (:func:`~alignjax.sft.sft_step`'s ``chunk``; the minibatch's
 gradient up to float rounding). Measured on the quick setting (2 cores): 69 ms per step for the minibatch of 64
 at once, 48 / 46 / 52 ms in chunks of 32 / 16 / 8."""
-TRAIN_CHUNK = 8
+TRAIN_CHUNK = 4
 """Pairs whose gradient is computed at once in an offline step (:func:`~alignjax.sft.chunked_value_and_grad`;
-the minibatch's mean gradient up to float rounding). Measured on the quick setting's per-row step (2 cores):
-about 100 ms for the whole minibatch of 32 pairs at once, 90 / 66 / 63 ms in chunks of 16 / 8 / 4 pairs."""
+the minibatch's mean gradient up to float rounding). Measured on the quick setting (2 cores), one step of the
+25 rows' ``vmap`` block: 2.8 s for whole minibatches of 32 pairs, 2.2 / 2.0 / 2.0 s in chunks of 8 / 4 / 2."""
 
 
 def _chunk(batch, target):
@@ -683,7 +682,7 @@ def run_training(cfg, sft, pairs, progress=False) -> dict:
     off = _run(_offline_program(policy, batch_size=cfg["batch_size"]),
                {**hp, "key": _key_data(jax.random.split(k["offline"], len(rows)))},
                num_steps=num_steps, log_every=log_every, shared=_offline_shared(policy, ref_params, data),
-               progress=progress, block_size=1)
+               progress=progress)
     _say(progress, f"offline sweep: {len(rows)} rows x {num_steps} steps in one compile ({time.time() - t0:.0f}s)")
     t0 = time.time()
     o_betas = np.asarray(cfg["other_betas"], np.float32)
