@@ -21,6 +21,16 @@ bootstrap interval over the units (:func:`measure`); a metric with nothing to ag
 Since each comparison is monotone in the metric, checking both ends decides the whole
 interval. The verdict is recomputable from ``summary.json`` alone (:func:`recompute`).
 
+**Extremes.** A claim "for every unit, x OP threshold" reads an extreme, ``max_i x_i`` or
+``min_i x_i``. The percentile bootstrap is no interval for an extreme: a resample can only lower
+a maximum (raise a minimum), so a unit that violates the check gives an interval that straddles
+the threshold and an "inconclusive" where one counter-example has already refuted the claim.
+Such metrics use :func:`every_unit`: the extreme over the measured units is exact
+(``low == high == value``, ``units`` = the number of units), so the verdict is ``fails`` as soon
+as one unit violates the check and ``holds`` when every measured unit satisfies it (for the
+units measured: a universal claim is never proven by a sample). The bootstrap interval a v3
+run reported before this rule is kept in the claim's ``history`` with its verdict.
+
 **History.** A check changed after a run keeps the old one in ``ClaimSpec.history``
 (:class:`CheckChange`: old check, why, the commit, whether it made the check easier); when
 the old check reads the same metric, its verdict on this run's measurement is reported next
@@ -36,8 +46,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["Check", "CheckChange", "ClaimSpec", "Measurement", "measure", "exact", "verdict", "evaluate",
-           "recompute", "declared", "OPS", "VERDICTS"]
+__all__ = ["Check", "CheckChange", "ClaimSpec", "Measurement", "measure", "exact", "every_unit", "verdict",
+           "evaluate", "recompute", "declared", "OPS", "VERDICTS"]
 
 OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
                                                    ">=": operator.ge}
@@ -116,16 +126,25 @@ class ClaimSpec:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measured metric: its value and 95% interval over ``units`` (seeds, games, prompts)."""
+    """A measured metric: its value and 95% interval over ``units`` (seeds, games, prompts).
+
+    ``interval`` says what ``[low, high]`` is: ``"bootstrap"`` (:func:`measure`), ``"exact"``
+    (:func:`exact`: nothing to aggregate) or ``"every unit"`` (:func:`every_unit`: an extreme over
+    the units, exact). ``bootstrap`` holds, for an ``"every unit"`` measurement, the percentile
+    bootstrap interval that the rule replaced (reported in the claim's history).
+    """
 
     value: float
     low: float
     high: float
     units: int
+    interval: str = "bootstrap"
+    bootstrap: tuple[float, float] | None = None
 
     def as_dict(self) -> dict:
-        """``{"value", "low", "high", "units"}`` (floats, an int)."""
-        return {"value": float(self.value), "low": float(self.low), "high": float(self.high), "units": int(self.units)}
+        """``{"value", "low", "high", "units", "interval"}`` (floats, an int, a string)."""
+        return {"value": float(self.value), "low": float(self.low), "high": float(self.high), "units": int(self.units),
+                "interval": self.interval}
 
 
 def exact(value: Any) -> Measurement:
@@ -138,7 +157,7 @@ def exact(value: Any) -> Measurement:
     if v.shape != () or v.dtype == np.bool_ or not np.issubdtype(v.dtype, np.number):
         raise TypeError(f"a measurement is one number; got {value!r}")
     x = float(v)
-    return Measurement(x, x, x, 1)
+    return Measurement(x, x, x, 1, "exact")
 
 
 def measure(per_unit: Any, statistic: Callable[[np.ndarray], float] = np.mean, *, seed: int = 0,
@@ -162,6 +181,21 @@ def measure(per_unit: Any, statistic: Callable[[np.ndarray], float] = np.mean, *
     stats = np.array([statistic(x[i]) for i in idx], dtype=np.float64)
     lo, hi = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
     return Measurement(value, float(min(lo, value)), float(max(hi, value)), n)
+
+
+def every_unit(per_unit: Any, statistic: Callable[[np.ndarray], float], *, seed: int = 0) -> Measurement:
+    """An extreme over units, exact: ``low == high == value = statistic(per_unit)``.
+
+    ``statistic`` is a maximum or a minimum over the units (possibly of a per-unit reduction):
+    ``max_i f(x_i)`` or ``min_i f(x_i)``. Its value over the measured units is known exactly, so
+    a check on it is decided by the units themselves: one unit that violates ``x OP threshold``
+    makes the claim fail (a counter-example), and when all satisfy it the claim holds for the
+    units measured (see the module docstring, "Extremes"). ``units`` counts the units; the
+    percentile bootstrap interval of the same statistic (what :func:`measure` would report) is
+    kept in ``bootstrap`` for the claim's history.
+    """
+    boot = measure(per_unit, statistic, seed=seed)
+    return Measurement(boot.value, boot.value, boot.value, boot.units, "every unit", (boot.low, boot.high))
 
 
 def verdict(check: Check, m: Measurement) -> tuple[str, int | None]:
@@ -207,10 +241,28 @@ def evaluate(spec: ClaimSpec, subject: Measurement, control: Measurement, *, mea
         rec["units_to_resolve"] = need
     if cneed is not None:
         rec["control"]["units_to_resolve"] = cneed
-    if spec.history:
-        rec["history"] = [{"old_check": asdict(h.old), "why": h.why, "commit": h.commit, "easier": h.easier,
-                           "old_verdict": _old_verdict(h, spec.check, subject)} for h in spec.history]
+    history = [{"old_check": asdict(h.old), "why": h.why, "commit": h.commit, "easier": h.easier,
+                "old_verdict": _old_verdict(h, spec.check, subject)} for h in spec.history]
+    if subject.interval == "every unit" and subject.bootstrap is not None:
+        history.append(_bootstrap_history(spec.check, subject))
+    if history:
+        rec["history"] = history
     return rec
+
+
+EVERY_UNIT_WHY = ("statistic, not check: the 95% percentile bootstrap interval of a max or min over units "
+                  "replaced by the extreme over the measured units, exact (claims.every_unit): resampling can only "
+                  "lower a max or raise a min, so a violating unit read as 'inconclusive' where one counter-example "
+                  "refutes a claim about every unit. Harder or equal: a violating extreme now fails.")
+
+
+def _bootstrap_history(check: Check, subject: Measurement) -> dict:
+    """The history record of the bootstrap-of-an-extreme rule: the old interval and its verdict."""
+    lo, hi = subject.bootstrap
+    old = Measurement(subject.value, lo, hi, subject.units)
+    return {"old_check": asdict(check), "why": EVERY_UNIT_WHY, "commit": "claims.every_unit (2026-12-07)",
+            "easier": False, "old_verdict": verdict(check, old)[0],
+            "old_subject": {**old.as_dict(), "interval": "bootstrap"}}
 
 
 def _old_verdict(change: CheckChange, new: Check, subject: Measurement) -> str:
@@ -227,7 +279,7 @@ def recompute(record: dict) -> tuple[str, str]:
     check = Check(c["metric"], c["op"], c["threshold"], c["origin"])
 
     def m(d):
-        return Measurement(d["value"], d["low"], d["high"], d["units"])
+        return Measurement(d["value"], d["low"], d["high"], d["units"], d.get("interval", "bootstrap"))
 
     return verdict(check, m(record["subject"]))[0], verdict(check, m(record["control"]))[0]
 

@@ -369,20 +369,27 @@ def _short(v: Any, width: int = 28) -> str:
 
 
 def _interval(m: Mapping) -> str:
+    """``value [low, high] (n=units)``, or ``value (n=units, every unit)`` for an extreme over units."""
     v, lo, hi = (float(m[k]) for k in ("value", "low", "high"))
-    return f"{v:.3g}" if lo == hi else f"{v:.3g} [{lo:.3g}, {hi:.3g}]"
+    n = int(m.get("units", 1))
+    if n == 1:
+        return f"{v:.3g}"
+    if lo == hi:
+        return f"{v:.3g} (n={n}, every unit)" if m.get("interval") == "every unit" else f"{v:.3g} (n={n})"
+    return f"{v:.3g} [{lo:.3g}, {hi:.3g}] (n={n})"
 
 
 def format_claims(summaries: Iterable[Mapping[str, Any]]) -> str:
     """A plain-text table of every claim of the given summaries, then the verdict counts.
 
-    Contract v3 records show the check, the subject and the control (value and 95% interval)
-    and both verdicts (``holds``/``fails``/``inconclusive``). Contract v2 records show the
-    paper's value and the measurement; their control column says ``fails`` (the negative
-    control fails the check, as it must), ``PASSES`` (it does not: the check cannot tell) or
-    ``-`` (no control).
+    Contract v3 records: one row with the verdict, the comparison (``op threshold``), the subject
+    and the control (value, 95% interval and units; ``every unit`` for an extreme over units) and
+    the control's verdict, nothing truncated; under it, indented, the check in full
+    (``metric op threshold``). Contract v2 records show the paper's value and the measurement;
+    their control column says ``fails`` (the negative control fails the check, as it must),
+    ``PASSES`` (it does not: the check cannot tell) or ``-`` (no control).
     """
-    lines = [f"{'suite':<18} {'claim':<34} {'verdict':<12} {'check':<30} {'subject':<26} {'control':<34}"]
+    lines = [f"{'suite':<18} {'claim':<40} {'verdict':<12} {'check':<12} {'subject':<34} control"]
     lines.append("-" * len(lines[0]))
     counts: dict[str, dict[str, int]] = {}
     for s in summaries:
@@ -390,16 +397,17 @@ def format_claims(summaries: Iterable[Mapping[str, Any]]) -> str:
         for c in s["claims"]:
             if "check" in c:
                 ck = c["check"]
-                check = _short(f"{ck['metric']} {ck['op']} {ck['threshold']:g}", 30)
-                subject = _interval(c["subject"])
+                cmp_ = f"{ck['op']} {ck['threshold']:g}"
                 control = f"{_interval(c['control'])}: {c['control']['verdict']}"
+                lines.append(f"{s['suite']:<18} {c['id']:<40} {claim_verdict(c):<12} {cmp_:<12} "
+                             f"{_interval(c['subject']):<34} {control}")
+                lines.append(f"{'':<18}   check: {ck['metric']} {cmp_}")
             else:  # contract v2
                 ctrl = c.get("control")
-                check = _short(f"(v2, undeclared) paper: {_short(c['paper_value'], 200)}", 30)
-                subject = _short(c["measured"], 26)
+                check = _short(f"(v2) paper: {_short(c['paper_value'], 200)}", 12)
                 control = "-" if not ctrl else "fails" if not ctrl["holds"] else "PASSES"
-            lines.append(f"{s['suite']:<18} {c['id']:<34} {claim_verdict(c):<12} {check:<30} {_short(subject, 26):<26} "
-                         f"{_short(control, 34):<34}")
+                lines.append(f"{s['suite']:<18} {c['id']:<40} {claim_verdict(c):<12} {check:<12} "
+                             f"{_short(c['measured'], 26):<34} {control}")
     lines.append("")
     for suite, n in counts.items():
         lines.append(f"{suite:<18} holds {n['holds']}, fails {n['fails']}, inconclusive {n['inconclusive']}")

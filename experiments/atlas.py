@@ -697,8 +697,8 @@ def claim_general_preference_reaches_nash(cfg, games_) -> dict:
             gpm.append(gaps), names["general-preference"].append(name)
         elif fits_reward(fam, e) and group(fam, e) != "game":
             bt.append(gaps), names["bradley-terry"].append(name)
-    subject = claims.measure(np.stack(gpm, -1), largest)
-    control = claims.measure(np.stack(bt, -1), largest)
+    subject = claims.every_unit(np.stack(gpm, -1), largest)
+    control = claims.every_unit(np.stack(bt, -1), largest)
     rows = games_["labels"]["kind"] == "cyclic"
     before = {k: np.asarray(v, np.float64)[rows] for k, v in games_.get("gpo_before", {}).items()}
     measured = {"methods": names, "mean gap, general preference": float(np.mean(gpm)),

@@ -116,3 +116,23 @@ def test_show_and_resume_accept_a_v3_summary(tmp_path):
     bad = {**doc, "claims": [{**doc["claims"][0], "subject": {"value": "x"}}]}
     with pytest.raises(ValueError, match="claims"):
         _check_results_doc(tmp_path / "summary.json", bad)
+
+
+def test_an_extreme_over_units_is_decided_by_the_units_not_by_a_bootstrap():
+    """One unit above the threshold refutes "every unit <= t": every_unit says fails where the percentile
+    bootstrap of the max straddles the threshold (a resample can only lower a max); the old interval and its
+    verdict stay in the record's history, and the verdict recomputes from the record alone."""
+    per_unit = np.array([1.0, 1.1, 1.2, 1.3, 1.6])  # one counter-example to "max <= 1.5"
+    check = C.Check("max exponent", "<=", 1.5, "derived")
+    boot = C.measure(per_unit, np.max)
+    assert boot.low < 1.5 < boot.high and C.verdict(check, boot)[0] == "inconclusive"
+    m = C.every_unit(per_unit, np.max)
+    assert (m.value, m.low, m.high, m.units, m.interval) == (1.6, 1.6, 1.6, 5, "every unit")
+    assert C.verdict(check, m) == ("fails", None)
+    assert C.verdict(check, C.every_unit(per_unit[:-1], np.max))[0] == "holds"
+    spec = C.ClaimSpec("x", "s", "src", 1, "setting", check, "another run")
+    rec = json.loads(json.dumps(C.evaluate(spec, m, C.every_unit(per_unit - 1, np.max))))
+    assert C.recompute(rec) == ("fails", "holds")
+    (h,) = rec["history"]
+    assert h["old_verdict"] == "inconclusive" and h["old_subject"]["low"] == boot.low and h["easier"] is False
+    assert rec["subject"]["interval"] == "every unit"

@@ -94,9 +94,21 @@ def test_small_beta_exponent_is_the_power_of_one_over_beta():
 
     betas = np.array([0.1, 0.01, 0.001])
     T = np.stack([10 / betas, 10 / betas ** 2], 1)  # two games: exponents 1 and 2
-    np.testing.assert_allclose(ng.small_beta_exponent(T, betas), [1.0, 2.0], atol=1e-9)
-    T[2, 0] = np.inf  # a beta that never reaches its target
-    assert ng.small_beta_exponent(T, betas)[0] == 99.0
+    a, censored = ng.small_beta_exponent(T, betas, horizon=1e9)
+    np.testing.assert_allclose(a, [1.0, 2.0], atol=1e-9)
+    assert not censored.any()
+    T[2, 0] = np.inf  # the smallest beta never reaches its target within the horizon 1e3 (< 10 / 0.001 ** 1.2)
+    a, censored = ng.small_beta_exponent(T, betas, horizon=1e3)
+    assert censored.tolist() == [True, False]
+    assert a[0] == pytest.approx(np.polyfit(np.log(1 / betas), np.log([100.0, 1000.0, 1e3]), 1)[0])  # T = horizon
+    for T_true in (1e4, 1e5, 1e8):  # any T beyond the horizon: the censored fit is a lower bound
+        assert a[0] <= np.polyfit(np.log(1 / betas), np.log([100.0, 1000.0, T_true]), 1)[0]
+    check = ng._spec("egpo-original-game-small-beta").check  # max exponent <= 1.5
+    unknown = ng.censored_max(np.array([0.5, 1.2]), np.array([True, False]), check)
+    assert unknown.high == np.inf and ng.C.verdict(check, unknown)[0] == "inconclusive"  # a bound below 1.5
+    refuted = ng.censored_max(np.array([1.7, 1.2]), np.array([True, False]), check)
+    assert ng.C.verdict(check, refuted)[0] == "fails"  # its lower bound already exceeds 1.5
+    assert ng.C.verdict(check, ng.censored_max(np.array([1.4, 1.2]), np.array([False, False]), check))[0] == "holds"
     e = np.array([[[1.0, 0.5, 0.1, 0.01]]])
     assert ng.iterations_to_target(e, np.array([0, 10, 20, 30]), np.array([[0.2]]))[0, 0] == 20
 

@@ -53,7 +53,7 @@ def test_cyclic_preference_is_a_regular_tournament():
 def _fake_maxmin_stage(rng, seeds=6):
     """A stage-shaped dict of random final values (``(seeds, logs=1, ...)``), as maxmin_stage returns."""
     one = {f"{q}_{n}": rng.normal(size=(seeds, 1, 2)) for q in ("F", "win")
-           for n in ("maxmin", "merged", "single", "oracle")}
+           for n in ("maxmin", "merged", "single", "oracle", "minority_only")}
     one["assign_acc"] = rng.uniform(size=(seeds, 1))
     agree = {k: rng.normal(size=v.shape) for k, v in one.items()}
     return {"steps": np.array([1]), **one, "agree": agree}
@@ -86,8 +86,10 @@ def test_every_control_is_measured_from_its_own_run():
     assert_controls_are_runs(a, b, CLAIM_IDS)
     fin, agree = pm.final_values(st), pm.final_values(st["agree"])
     assert a["maxmin-serves-minority"]["control"]["value"] == pytest.approx(fin["F_single"].min(-1).mean())
-    want = (agree["win_maxmin"][:, 0] - agree["win_single"][:, 0]).mean()
+    want = (fin["win_minority_only"][:, 0] - fin["win_single"][:, 0]).mean()
     assert a["maxmin-keeps-majority"]["control"]["value"] == pytest.approx(want)
+    reported = a["maxmin-keeps-majority"]["measured"]["groups that agree (rho = 1; v3's first control, which could not fail), win rate per group"]
+    assert reported["MaxMin-RLHF"]["majority"] == pytest.approx(agree["win_maxmin"][:, 0].mean())
     bayes, gpm = np.asarray(gs["bayes"])[2, :, -1], np.asarray(gs["acc_gpm"])[2, :, -1]
     assert a["gpm-fits-cycles"]["control"]["value"] == pytest.approx((bayes - gpm).mean())
 
@@ -104,11 +106,11 @@ def quick_run(tmp_path_factory):
 @pytest.mark.slow
 def test_quick_suite_end_to_end(quick_run):
     """The quick verdicts of papers/preference_models.md: MaxMin serves the minority (its control, single-reward
-    RLHF, fails), it does not keep the majority (its control, groups that agree, holds), the GPM fits the cycle
+    RLHF, fails), it does not keep the majority (its control, minority-only RLHF, fails too), the GPM fits the cycle
     (its control, the GPM on shuffled labels, fails)."""
     ctx, by_id, ids, out = quick_run
     assert ids == CLAIM_IDS
-    want = {"maxmin-serves-minority": ("holds", "fails"), "maxmin-keeps-majority": ("fails", "holds"),
+    want = {"maxmin-serves-minority": ("holds", "fails"), "maxmin-keeps-majority": ("fails", "fails"),
             "gpm-fits-cycles": ("holds", "fails")}
     assert {i: (c["verdict"], c["control"]["verdict"]) for i, c in by_id.items()} == want
     for f in ("maxmin.csv", "gpm.csv", "preference_models.png"):
