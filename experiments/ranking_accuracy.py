@@ -25,9 +25,10 @@ Claims (declared in :data:`CLAIMS` before any measurement code). Each is one sca
 subject and for its own control; where it averages training pairs (or checkpoints, for the win-rate
 correlations) its 95% interval is a bootstrap over them (:func:`alignjax.claims.measure`):
 
-* ``thm31-dpo-optimum``: ``max |h - h*| / (1 + |h*|) <= 1e-3`` after tabular soft-label DPO, with
-  ``h* = log pi_ref(y_w)/pi_ref(y_l) + logit(alpha)/beta`` (Eq. 2); control: the same descent at a tenth
-  of its steps.
+* (v2's ``thm31-dpo-optimum``, tabular soft-label DPO reaching ``h* = log pi_ref(y_w)/pi_ref(y_l) +
+  logit(alpha)/beta`` (Eq. 2), is a unit test since v3: a convergent descent to a closed form is
+  guaranteed by the optimiser; the suite still reports the tabular run's error beside ``alignment-gap``,
+  whose control is that run.)
 * ``alignment-gap`` / ``-unnormalised``: ``median_beta (R*(beta) - R(beta)) >= 0.10`` (length-normalised
   and not); controls: the tabular optimum's ``R~``, and ``R*`` as the released code computes it.
 * ``table1-rstar-is-the-code-variant`` (beyond the paper): ``min_panel min(min_beta R*_code - 0.67,
@@ -106,24 +107,6 @@ _REGIME = ("tiny causal transformer SFT'd on a hidden Markov language; responses
            "training pairs")
 
 CLAIMS = claims.declared([
-    claims.ClaimSpec(
-        id="thm31-dpo-optimum",
-        statement="The optimum of DPO with soft labels alpha has log pi*(y_w)/pi*(y_l) = log pi_ref(y_w)/pi_ref(y_l) "
-                  "+ logit(alpha)/beta (so its ranking accuracy is R*); tabular policies trained by gradient descent "
-                  "reach it.",
-        source=f"{SOURCE}, Thm 3.1 (Eq. 2) and Cor. 3.3 (Eq. 3)", paper_value="exact (theorem)",
-        setting="one free logit pair per training pair (the theorem's unrestricted policy class), our pairs and vote "
-                "fractions (unanimous alpha = 1 - 0.001, App. C.4), the paper's beta grid; float64 gradient descent, "
-                "8000 steps of size 1/beta^2",
-        check=claims.Check(_THM31, "<=", THM31_TOL, "THM31_TOL: a tolerance fixed in v2 before its first run; the "
-                                                    "contraction z <- z - 2(sigmoid(z) - alpha) converges linearly"),
-        control="The same gradient descent stopped at one tenth of its budget (its first logged checkpoint, 800 "
-                "steps): it passes if the descent has already converged.",
-        history=(claims.CheckChange(
-            claims.Check(_THM31 + " AND R_tabular == R* at every beta", "<=", THM31_TOL, "v2 compound check"),
-            "one scalar: a relative error below 1e-3 implies R = R* for every pair with |h*| > ~1e-3 (R and R* are "
-            "still reported per beta); the v2 control (the reference policy, the trajectory's first point) was "
-            "off the optimum by logit(alpha)/beta by construction.", "v2", easier=True),)),
     claims.ClaimSpec(
         id="alignment-gap",
         statement=f"Preference-tuned models rank far fewer training pairs correctly than the idealized optimum would: "
@@ -1028,16 +1011,6 @@ def claim_records(cfg, ev) -> list:
     b01 = _near(cfg["betas"], 0.1)
     out = []
 
-    out.append(claims.evaluate(
-        spec("thm31-dpo-optimum"), claims.exact(tab["max_rel_err"]), claims.exact(tab["early_max_rel_err"]),
-        measured={"R_tabular": per_beta(tab["R"]), "R_star": per_beta(tab["R_star"]),
-                  "R_equals_R_star_at_every_beta": bool(np.array_equal(tab["R"], tab["R_star"])),
-                  "reference_max_rel_err": float(tab["control_max_rel_err"])},
-        note=f"float64 gradient descent, {cfg['tabular_steps']} steps of size 1/beta^2; the control is the same "
-             f"descent at step {cfg['tabular_steps'] // 10}"))
-    v2_ok = tab["max_rel_err"] <= THM31_TOL and np.array_equal(tab["R"], tab["R_star"])
-    _with_old_subject(out[-1], claims.exact(tab["max_rel_err"]), "holds" if v2_ok else "fails")
-
     gap_len = pairs_first(pp["R_len_star"].astype(float) - pp["R_len"])
     gap_len_tab = pairs_first(pp["R_len_star"].astype(float) - pp["tabular_R_len"])
     out.append(claims.evaluate(
@@ -1045,7 +1018,11 @@ def claim_records(cfg, ev) -> list:
         claims.measure(gap_len_tab, _median_over_beta_of_mean),
         measured={"R_len_observed": per_beta(t1["R_len"]), "R_len_star": per_beta(t1["R_len_star_eq3"]),
                   "R_len_star_min_med_max": mmm(t1["R_len_star_eq3"]), "R_len_reference": t1["R_len_ref"],
-                  "R_len_tabular_optimum": per_beta(pp["tabular_R_len"].mean(-1))},
+                  "R_len_tabular_optimum": per_beta(pp["tabular_R_len"].mean(-1)),
+                  "tabular_control_reached_thm31": {
+                      "max_rel_err": float(tab["max_rel_err"]), "tolerance": THM31_TOL,
+                      "R_tabular": per_beta(tab["R"]), "R_star": per_beta(tab["R_star"]),
+                      "R_equals_R_star_at_every_beta": bool(np.array_equal(tab["R"], tab["R_star"]))}},
         note="R~ compares mean token log-probs; R~* by Eq. 3 with the length-normalised reference (the released "
              "code's normalized=True branch agrees up to its 5% tie band: R_len_star_code in table1.csv)"))
 
@@ -1238,9 +1215,12 @@ RESTATED = (
     {"id": "thm31-dpo-optimum", "old_statement": "Tabular soft-label DPO reaches Thm 3.1's closed form and R = R*.",
      "old_check": "max rel. err <= 1e-3 AND R == R* at every beta; control: the reference policy (off by "
                   "logit(alpha)/beta by construction).",
-     "old_verdict": "holds (quick and full); control fails", "new_id": "thm31-dpo-optimum",
-     "why": "one scalar (R = R* follows from the error bound; still reported); the control is the same descent at "
-            "a tenth of its budget, which passes if the descent has converged by then."},
+     "old_verdict": "holds (quick and full); control fails", "new_id": None,
+     "new": "unit test `tests/test_ranking_suite.py::test_tabular_soft_label_dpo_reaches_the_thm31_optimum`; the "
+            "suite's tabular run and its error are reported beside `alignment-gap` (its control)",
+     "why": "issue 22 review: a gradient descent on a strictly convex one-dimensional loss per pair reaching its "
+            "closed-form minimiser is guaranteed by the optimiser (a unit test, not a reproduction). An earlier v3 "
+            "version kept it as a claim with the descent at a tenth of its budget as control (holds / fails)."},
     {"id": "alignment-gap", "old_statement": "median over beta of R~* - R~ >= 0.10 (Table 1, Sec. 3.3).",
      "old_check": "median gap >= 0.10 (point value); control: tabular DPO's R against R* (0 by construction, "
                   "shared by three claims).",
