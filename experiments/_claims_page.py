@@ -4,7 +4,8 @@ Not a suite (the leading underscore keeps :func:`alignjax.registry.load_plugins`
 one). Two tables:
 
 * :func:`verdict_table`: per claim, the check, the subject and the control (value and 95% interval
-  over units) and both verdicts, at the quick and the full setting;
+  over units) and both verdicts, at the quick and the full setting, and the range of thresholds over
+  which the full run's verdict would stay the same (:func:`threshold_range`);
 * :func:`restated_table`: per claim of contract v2, its old statement, check and verdicts, the v3
   claim (its declared statement and check) with the verdicts measured now, and why it changed.
 
@@ -37,6 +38,23 @@ def check_text(c: Mapping) -> str:
     return f"{c['metric']} {c['op']} {c['threshold']:g}"
 
 
+def threshold_range(rec: Mapping) -> str:
+    """The thresholds for which the full run's verdict stays what it is, read from the record alone.
+
+    For ``metric > t`` (or ``>=``) the verdict is ``holds`` for every ``t`` below ``low``, ``fails`` for
+    every ``t`` at or above ``high`` and ``inconclusive`` in between (mirrored for ``<``, ``<=``): how far a
+    conventional threshold could move before the verdict changes.
+    """
+    c, m = rec["check"], rec["subject"]
+    lo, hi, up = float(m["low"]), float(m["high"]), c["op"] in (">", ">=")
+    v = rec["verdict"]
+    if v == "holds":
+        return f"holds for t {'<' if up else '>'} {lo if up else hi:.3g}"
+    if v == "fails":
+        return f"fails for t {'>' if up else '<'} {hi if up else lo:.3g}"
+    return f"inconclusive for t in [{lo:.3g}, {hi:.3g}]"
+
+
 def _by_id(summary: Mapping | None) -> dict:
     return {c["id"]: c for c in (summary or {}).get("claims", [])}
 
@@ -44,13 +62,14 @@ def _by_id(summary: Mapping | None) -> dict:
 def verdict_table(quick: Mapping, full: Mapping) -> list[str]:
     """Markdown lines: one row per claim of the full run, the quick run beside it."""
     q, f = _by_id(quick), _by_id(full)
-    lines = ["| claim | check | subject, quick | subject, full | verdict quick / full | control, quick | "
-             "control, full | control verdict quick / full |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| claim | check (threshold t) | subject, quick | subject, full | verdict quick / full | "
+             "verdict for other t (full) | control, quick | control, full | control verdict quick / full |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for cid, cf in f.items():
         cq = q.get(cid, {})
         lines.append(
             f"| `{cid}` | {check_text(cf['check'])} | {interval(cq.get('subject'))} | {interval(cf['subject'])} | "
-            f"{cq.get('verdict', 'absent')} / {cf['verdict']} | {interval(cq.get('control'))} | "
+            f"{cq.get('verdict', 'absent')} / {cf['verdict']} | {threshold_range(cf)} | {interval(cq.get('control'))} | "
             f"{interval(cf['control'])} | {cq.get('control', {}).get('verdict', 'absent')} / "
             f"{cf['control']['verdict']} |")
     return lines
