@@ -101,6 +101,11 @@ def history_lines(full: Mapping) -> list[str]:
         for h in c.get("history", []):
             old = h["old_check"]
             on = f" (on its own metric: {interval(h['old_subject'])})" if "old_subject" in h else ""
+            if old == c["check"]:  # the same check, another statistic (claims.every_unit)
+                out.append(f"- `{c['id']}`: same check, the interval was the bootstrap's "
+                           f"{interval(h.get('old_subject'))} ({h['commit']}); its verdict at full: "
+                           f"**{h['old_verdict']}**, now **{c['verdict']}**. Why: {h['why']}")
+                continue
             out.append(f"- `{c['id']}`: was `{check_text(old)}` (commit {h['commit']}; the change made the check "
                        f"{'easier' if h['easier'] else 'harder'}); the old check's verdict at full: "
                        f"**{h['old_verdict']}**{on}. Why: {h['why']}")
