@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -106,6 +106,12 @@ class ClaimSpec:
       check: the :class:`Check` applied to the subject and to the control.
       control: what the control runs, in one sentence (a run that could pass the check).
       history: earlier checks of this claim (:class:`CheckChange`), oldest first.
+      covers: the registered entries (by name) whose numbers the subject and the control read, fixed
+        when the claim is declared (a suite over "every registered method" declares today's built-in
+        set). The verdict is about these alone: an entry registered later (a fork's) that the suite's
+        selection would also read is measured and reported against the check separately
+        (:func:`evaluate`'s ``beyond``), and cannot change the published verdict. Empty: the claim reads
+        no registry.
     """
 
     id: str
@@ -116,6 +122,7 @@ class ClaimSpec:
     check: Check
     control: str
     history: tuple[CheckChange, ...] = ()
+    covers: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """The declaration as plain JSON data (what ``alignjax list SUITE --claims --json`` prints)."""
@@ -217,12 +224,17 @@ def verdict(check: Check, m: Measurement) -> tuple[str, int | None]:
 
 
 def evaluate(spec: ClaimSpec, subject: Measurement, control: Measurement, *, measured: Any = None,
-             note: str = "") -> dict:
+             note: str = "", beyond: Mapping[str, Measurement] | None = None,
+             beyond_control: Mapping[str, Measurement] | None = None) -> dict:
     """The ``summary.json`` record of one claim: the declaration, both measurements, both verdicts.
 
     Raises ``TypeError`` when the control is the subject's own measurement object. ``measured``
     holds any further numbers worth reporting (per-config tables); ``note`` says how the number
-    was measured or why the claim fails.
+    was measured or why the claim fails. ``beyond`` (``beyond_control``): ``{name: Measurement}`` of
+    registered entries outside ``spec.covers`` that the subject's (control's) selection would read,
+    each measured as the subject (control) alone; recorded with the check's verdict on each in the list
+    ``"beyond_declared"`` (``{"entry", "role": "subject"|"control", ...measurement, "verdict"}``), never in
+    the claim's verdict.
     """
     if not isinstance(subject, Measurement) or not isinstance(control, Measurement):
         raise TypeError(f"claim {spec.id!r}: subject and control must be Measurements (claims.measure/exact)")
@@ -237,6 +249,12 @@ def evaluate(spec: ClaimSpec, subject: Measurement, control: Measurement, *, mea
            "check": asdict(spec.check), "subject": subject.as_dict(),
            "control": {"statement": spec.control, **control.as_dict(), "verdict": cv},
            "verdict": v, "holds": v == "holds", "measured": to_jsonable(measured)}
+    if spec.covers:
+        rec["covers"] = list(spec.covers)
+    extra = [{"entry": n, "role": role, **m.as_dict(), "verdict": verdict(spec.check, m)[0]}
+             for role, ms in (("subject", beyond), ("control", beyond_control)) for n, m in (ms or {}).items()]
+    if extra:
+        rec["beyond_declared"] = extra
     if need is not None:
         rec["units_to_resolve"] = need
     if cneed is not None:
@@ -296,6 +314,8 @@ def declared(specs: Iterable[ClaimSpec]) -> tuple[ClaimSpec, ...]:
             raise TypeError(f"a declared claim must be a ClaimSpec; got {type(s).__name__}")
         if not s.control.strip():
             raise ValueError(f"claim {s.id!r}: declare its control (a run that could pass the check)")
+        if isinstance(s.covers, str) or not all(isinstance(n, str) for n in s.covers):
+            raise TypeError(f"claim {s.id!r}: covers must be a tuple of entry names; got {s.covers!r}")
     return specs
 
 

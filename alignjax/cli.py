@@ -140,7 +140,7 @@ def _argv(argv: Sequence[str] | None) -> list[str]:
 
 # -- list -----------------------------------------------------------------------------------
 def _list(args) -> int:
-    from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS
+    from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS, broken_plugins
 
     if args.claims or args.json:
         if args.name is None or not args.claims:
@@ -156,6 +156,8 @@ def _list(args) -> int:
     print("losses:   " + ", ".join(LOSSES.names()))
     print("dynamics: " + ", ".join(DYNAMICS.names()))
     print("trainers: " + ", ".join(TRAINERS.names()))
+    for file, error in broken_plugins().items():
+        print(f"broken:   {file} (failed to import, registers nothing: {error})")
     print("(alignjax list NAME shows an experiment's settings)")
     return 0
 

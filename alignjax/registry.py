@@ -175,9 +175,20 @@ TRAINERS: Registry = Registry("trainer")  # offline/online/hybrid fine-tuning tr
 # The repository's experiments/ folder, installed under this name (see pyproject.toml): a
 # generic top-level "experiments" could be another project's folder in the current directory.
 EXPERIMENTS_PACKAGE = "alignjax_experiments"
-# Library modules whose import registers entries (the math floor), then the experiments.
-_BUILTIN_MODULES = ("alignjax.losses", "alignjax.dynamics", "alignjax.hypo")
+# Library modules whose import registers entries (the math floor), then the experiments. Every library
+# module that registers an entry is named here, so that no plugin's import registers a built-in entry
+# (a failed plugin's entries are undone whole: see load_plugins).
+_BUILTIN_MODULES = ("alignjax.losses", "alignjax.dynamics", "alignjax.hypo", "alignjax.rlhf", "alignjax.maxmin",
+                    "alignjax.preference_model")
 _loaded = False
+_BROKEN: dict[str, str] = {}  # file (or module name) of a plugin that failed to import -> "ErrorType: message"
+
+
+def broken_plugins() -> dict[str, str]:
+    """``{file: "ErrorType: message"}`` of every plugin module that failed to import (see
+    :func:`load_plugins`); empty when every one imported."""
+    load_plugins()
+    return dict(_BROKEN)
 
 
 def load_plugins() -> None:
@@ -192,6 +203,14 @@ def load_plugins() -> None:
     ``alignjax_plugin_STEM``). The variable is inherited by subprocesses, so a command started from
     a test or a script registers the same entries; a file path does not depend on their
     ``PYTHONPATH``.
+
+    **Isolation.** A plugin (an ``experiments/`` module, an entry point or an ``ALIGNJAX_PLUGINS``
+    item) that fails to import, a syntax error included, does not stop the others: it is reported
+    on stderr in one line, ``alignjax: warning: plugin FILE failed to import: ErrorType: message``,
+    listed by :func:`broken_plugins` (``alignjax list`` marks it broken), and contributes nothing:
+    the entries it registered before failing are removed, with the plugin modules it imported
+    (so that a later import registers them afresh). The library's own modules are not plugins: their
+    failure raises.
     """
     global _loaded
     if _loaded:
@@ -212,11 +231,44 @@ def load_plugins() -> None:
     if pkg is not None and hasattr(pkg, "__path__"):
         for info in pkgutil.iter_modules(pkg.__path__):
             if not info.name.startswith("_"):
-                importlib.import_module(f"{EXPERIMENTS_PACKAGE}.{info.name}")
+                name = f"{EXPERIMENTS_PACKAGE}.{info.name}"
+                _isolated(os.path.join(getattr(info.module_finder, "path", ""), info.name + ".py"),
+                          lambda name=name: importlib.import_module(name))
     for ep in importlib.metadata.entry_points(group="alignjax.experiments"):
-        ep.load()
+        _isolated(_file_of(ep.value.split(":", 1)[0].strip()), ep.load)
     for spec in filter(None, (m.strip() for m in os.environ.get("ALIGNJAX_PLUGINS", "").split(","))):
-        _import_plugin(spec)
+        _isolated(os.path.abspath(spec) if spec.endswith(".py") else _file_of(spec), lambda spec=spec: _import_plugin(spec))
+
+
+_REGISTRIES = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES, TRAINERS)
+
+
+def _file_of(module: str) -> str:
+    """The file a dotted module name would be imported from (the name itself if it cannot be found)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except Exception:  # noqa: BLE001 (a broken parent package: the name is all there is to report)
+        spec = None
+    return spec.origin if spec is not None and spec.origin else module
+
+
+def _isolated(file: str, load: Callable[[], Any]) -> None:
+    """Run ``load`` (one plugin's import); on failure undo what it registered and imported, record it in
+    :func:`broken_plugins` and warn in one line naming ``file``."""
+    before = [dict(r._entries) for r in _REGISTRIES]
+    modules = set(sys.modules)
+    try:
+        load()
+    except (Exception, SystemExit) as e:  # noqa: BLE001 (a SyntaxError too: any failure of a plugin is isolated)
+        for r, entries in zip(_REGISTRIES, before):
+            r._entries.clear()
+            r._entries.update(entries)
+        for m in set(sys.modules) - modules:
+            if m.startswith((EXPERIMENTS_PACKAGE + ".", "alignjax_plugin_")):
+                sys.modules.pop(m, None)
+        message = " ".join(f"{type(e).__name__}: {e}".split())
+        _BROKEN[file] = message
+        print(f"alignjax: warning: plugin {file} failed to import: {message}", file=sys.stderr)
 
 
 def _import_plugin(spec: str) -> None:

@@ -103,6 +103,11 @@ _OFF = "smallest per-method mean gap_beta over references (offline and BT-fittin
 _GPM = "largest gap_beta over references (cyclic game)"
 _RANK = "smallest per-loss mean over bandits of idealized minus trained ranking accuracy"
 
+BUILTIN_LOSSES = ("cdpo", "dpo", "fdpo_alpha", "fdpo_forward_kl", "fdpo_js", "gamma_dpo", "gpo_savage",
+                  "gpo_truncated_quadratic", "ipo", "kto", "orpo", "rdpo", "rpo", "simpo", "slic")
+"""The loss family the claims were declared over (every built-in loss); a loss registered later gets its row
+and is reported against the claims separately (``ClaimSpec.covers``)."""
+
 CLAIMS = claims.declared([
     claims.ClaimSpec(
         id="offline-exploitable",
@@ -130,7 +135,8 @@ CLAIMS = claims.declared([
             "own gap 0.009-0.02; BT-RLHF then returns pi_ref itself). Theory does not ask a method that stays at "
             "such a pi_ref to be far from the equilibrium; the old check is still evaluated on every run (its "
             "own metric, exact over the references) and reported next to the new one.",
-            "0c592a3 (v2)", easier=True),)),
+            "0c592a3 (v2)", easier=True),),
+        covers=(*BUILTIN_LOSSES, "hypo", "rlhf", "bt-rlhf", "nash-md")),
     claims.ClaimSpec(
         id="general-preference-reaches-nash",
         statement="From the same offline pairs of pi_ref, a method that fits a general preference model (preference "
@@ -148,7 +154,8 @@ CLAIMS = claims.declared([
                 "version (Adam policy steps, lr 0.05) failed on this game (commit 7083722); that version is run "
                 "beside it and reported.",
         check=claims.Check(_GPM, "<", THRESHOLDS["gap"], "as offline-exploitable: 0.01 is 'far' from the equilibrium"),
-        control="The trainer that fits a Bradley-Terry reward on the same pairs (rlhf), same metric."),
+        control="The trainer that fits a Bradley-Terry reward on the same pairs (rlhf), same metric.",
+        covers=("gpm-gpo", "rlhf")),
     claims.ClaimSpec(
         id="ranking-below-idealized",
         statement="Every registered offline loss, trained on a finite sample of preference pairs (one noisy label "
@@ -173,12 +180,24 @@ CLAIMS = claims.declared([
             claims.Check(_RANK, ">", 0.0, "the first declaration"),
             "raised to 0.005 after the first quick run: the v2 control (DPO's idealized policy against its closed "
             "form) had a float32 gap of 2e-8 that a threshold of 0 would have counted; made the check harder.",
-            "v2 (before its first full run)", easier=False),)),
+            "v2 (before its first full run)", easier=False),),
+        covers=BUILTIN_LOSSES),
 ])
 """The atlas's claims (contract v3). ``contrastive-coverage`` (v2) is an identity for tabular policies (a
 contrastive loss's tabular policy does not depend on pi_ref's outside mass, so the growth of the
 suboptimality is predicted exactly): it is the unit test
-``tests/test_atlas.py::test_contrastive_coverage_growth_is_an_identity``."""
+``tests/test_atlas.py::test_contrastive_coverage_growth_is_an_identity``.
+
+Each claim declares the entries it covers (``covers``: today's built-in methods, by name). The table gives
+every registered method a row; the claims' subjects and controls read the covered ones only, and a method
+outside them (a fork's) is measured alone and reported against the claim (``beyond_declared``): a published
+verdict cannot change because an entry was registered."""
+
+
+def _split(spec: claims.ClaimSpec, names) -> tuple[list[int], list[int]]:
+    """Column indices of ``names`` inside and outside the claim's declared ``covers``."""
+    inside = [j for j, n in enumerate(names) if n in spec.covers]
+    return inside, [j for j, n in enumerate(names) if n not in spec.covers]
 
 
 def _key(seed: int) -> jax.Array:
@@ -668,7 +687,11 @@ def _with_old_subject(rec: dict, old: claims.Measurement) -> dict:
 def claim_offline_exploitable(cfg, games_) -> dict:
     """Subject ``measure(gaps (refs, methods), smallest_mean)``; control the same of Nash-MD's gaps; the v2
     every-reference check on ``exact(min gaps)``."""
+    spec = claims.by_id(CLAIMS, "offline-exploitable")
     names, G = offline_gaps(games_)
+    inside, outside = _split(spec, names)
+    beyond = {names[j]: claims.measure(G[:, [j]], smallest_mean) for j in outside}
+    names, G = [names[j] for j in inside], G[:, inside]
     rows = games_["labels"]["kind"] == "cyclic"
     nash_md = [g for fam, n, e, g in _cyclic_gaps(games_) if fam == "exact" and n == "nash-md"]
     subject = claims.measure(G, smallest_mean)
@@ -684,18 +707,26 @@ def claim_offline_exploitable(cfg, games_) -> dict:
             "express the cycle, so each ends where its data's distribution puts it, far from the regularised "
             "equilibrium on average. The v2 every-reference check (history) fails where a reference is itself "
             "within 0.01 of the equilibrium. Nash-MD, playing P, converges (its mean gap is the control).")
-    rec = claims.evaluate(claims.by_id(CLAIMS, "offline-exploitable"), subject, control, measured=measured, note=note)
+    rec = claims.evaluate(spec, subject, control, measured=measured, note=note, beyond=beyond)
     return _with_old_subject(rec, claims.exact(np.min(G)))
 
 
 def claim_general_preference_reaches_nash(cfg, games_) -> dict:
     """Subject ``measure(gaps of the general-preference methods, largest)``; control the same of the trainers
     that fit a BT reward (not game dynamics)."""
+    spec = claims.by_id(CLAIMS, "general-preference-reaches-nash")
     gpm, bt, names = [], [], {"general-preference": [], "bradley-terry": []}
+    beyond, beyond_control = {}, {}
     for fam, name, e, gaps in _cyclic_gaps(games_):
         if e.meta.get("fits") == "general-preference":
+            if name not in spec.covers:
+                beyond[name] = claims.every_unit(gaps[:, None], largest)
+                continue
             gpm.append(gaps), names["general-preference"].append(name)
         elif fits_reward(fam, e) and group(fam, e) != "game":
+            if name not in spec.covers:
+                beyond_control[name] = claims.every_unit(gaps[:, None], largest)
+                continue
             bt.append(gaps), names["bradley-terry"].append(name)
     subject = claims.every_unit(np.stack(gpm, -1), largest)
     control = claims.every_unit(np.stack(bt, -1), largest)
@@ -711,8 +742,8 @@ def claim_general_preference_reaches_nash(cfg, games_) -> dict:
             "the default (the GPM is still fitted by Adam). The claim is about the registered defaults; the "
             "earlier optimiser is run beside it on the same references and reported in measured. A BT reward "
             "cannot represent the cycle, so rlhf stays far from the equilibrium (control).")
-    return claims.evaluate(claims.by_id(CLAIMS, "general-preference-reaches-nash"), subject, control,
-                           measured=measured, note=note)
+    return claims.evaluate(spec, subject, control, measured=measured, note=note, beyond=beyond,
+                           beyond_control=beyond_control)
 
 
 def _rows_of(stage, fam, metric, kind) -> np.ndarray:
@@ -723,10 +754,15 @@ def _rows_of(stage, fam, metric, kind) -> np.ndarray:
 def claim_ranking_below_idealized(cfg, bandit) -> dict:
     """Subject ``measure(ideal - trained (bandits, losses), smallest_mean)``; control the same with the trained
     row replaced by ``RANK_LARGE_FACTOR`` times more pairs."""
+    spec = claims.by_id(CLAIMS, "ranking-below-idealized")
     names = [str(n) for n in bandit["loss"]["names"]]
     trained = _rows_of(bandit, "loss", "ranking_accuracy", "rank-finite")
     many = _rows_of(bandit, "loss", "ranking_accuracy", "rank-finite-large")
     ideal = _rows_of(bandit, "loss", "ranking_accuracy", "rank-ideal")
+    inside, outside = _split(spec, names)
+    beyond = {names[j]: claims.measure((ideal - trained)[:, [j]], smallest_mean) for j in outside}
+    beyond_control = {names[j]: claims.measure((ideal - many)[:, [j]], smallest_mean) for j in outside}
+    names, trained, many, ideal = [names[j] for j in inside], trained[:, inside], many[:, inside], ideal[:, inside]
     subject = claims.measure(ideal - trained, smallest_mean)
     control = claims.measure(ideal - many, smallest_mean)
     ref = np.asarray(bandit["reference"]["ranking_accuracy"])[bandit["labels"]["kind"] == "rank-finite"]
@@ -746,8 +782,8 @@ def claim_ranking_below_idealized(cfg, bandit) -> dict:
             f"{names[w]}, with a mean gap of {gaps[w]:.3f} (its idealized accuracy {ideal[:, w].mean():.3f}: a loss "
             "whose own optimum ranks poorly has little to lose to finite data); its per-bandit gaps vary enough that "
             "the interval of the smallest mean can straddle the threshold.")
-    return claims.evaluate(claims.by_id(CLAIMS, "ranking-below-idealized"), subject, control, measured=measured,
-                           note=note)
+    return claims.evaluate(spec, subject, control, measured=measured, note=note, beyond=beyond,
+                           beyond_control=beyond_control)
 
 
 # ----------------------------------------------------------------------------------------
@@ -847,6 +883,9 @@ def claim_section(c: Mapping) -> list[str]:
         out.append(f"- changed after a run (commit {h['commit']}, {'easier' if h['easier'] else 'harder'}): the "
                    f"old check `{o['metric']} {o['op']} {o['threshold']:g}` gives **{h['old_verdict']}**{own}. "
                    f"{h['why']}")
+    for b in c.get("beyond_declared", []):
+        out.append(f"- beyond the declared entries: {b['entry']} (registered after the claim was declared; not in its "
+                   f"verdict), as the {b['role']} alone: {_m(b)}: **{b['verdict']}**")
     out += [f"- note: {c['note']}", f"- measured: `{json.dumps(c['measured'])}`", ""]
     return out
 

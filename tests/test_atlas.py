@@ -255,3 +255,122 @@ QUICK_VERDICTS = {"offline-exploitable": ("holds", "fails"), "general-preference
                   "ranking-below-idealized": ("inconclusive", "fails")}  # the worst loss's gap straddles 0.005
 HOLD_AT_SMOKE = ["offline-exploitable", "general-preference-reaches-nash"]  # ranking-below-idealized is statistical: one seed is not enough
 MEETS_CLAIMS_CONTRACT = True
+
+
+# ------------------------------------------------------------------------------------------
+# issue 24, item 4: claims declare the entries they cover; a fork's entry cannot change a verdict
+FORK_LOSS, FORK_TRAINERS = "fork_loss_not_declared", {"fork_gpm": "general-preference", "fork_bt": "bradley-terry"}
+
+
+def _builtin(entries) -> list:
+    """The library's own entries (defined in an ``alignjax.`` module), not a plugin's or a fixture's."""
+    return [e for e in entries if getattr(e.obj, "__module__", "").startswith("alignjax.")]
+
+
+def _fake_stages(seed, extra: bool, refs=5, seeds=5):
+    """Random stage data over the built-in members, with (``extra``) one more loss and two more trainers, one of
+    each role, appended as columns: the built-in columns are the same draw either way."""
+    rng = np.random.default_rng(seed)
+    kind = np.array(["cyclic", "random"] * refs)
+    games_ = {"labels": {"kind": kind}, "reference": {"gap": rng.uniform(size=2 * refs)},
+              "nash": {"gap": rng.uniform(size=2 * refs) * 1e-6}}
+    for fam in A.FAMILIES:
+        names = [e.name for e in _builtin(A.members(fam)) if A._applies(e) is None]
+        games_[fam] = {"names": names, "gap": rng.uniform(size=(2 * refs, len(names)))}
+    kinds = ["rank-finite", "rank-finite-large", "rank-ideal"]
+    losses = [e.name for e in _builtin(A.members("loss"))]
+    bandit = {"labels": {"kind": np.array(kinds * seeds)}, "reference": {"ranking_accuracy": rng.uniform(size=3 * seeds)},
+              "loss": {"names": losses, "ranking_accuracy": rng.uniform(size=(3 * seeds, len(losses)))}}
+    if extra:  # a fork's best-looking members: they would decide every claim if they were counted
+        games_["loss"]["names"] = [*games_["loss"]["names"], FORK_LOSS]
+        games_["loss"]["gap"] = np.concatenate([games_["loss"]["gap"], np.zeros((2 * refs, 1))], 1)
+        games_["trainer"]["names"] = [*games_["trainer"]["names"], *FORK_TRAINERS]
+        games_["trainer"]["gap"] = np.concatenate([games_["trainer"]["gap"], np.full((2 * refs, 2), 0.5)], 1)
+        acc = bandit["loss"]["ranking_accuracy"]
+        bandit["loss"]["names"] = [*losses, FORK_LOSS]
+        bandit["loss"]["ranking_accuracy"] = np.concatenate([acc, np.ones((3 * seeds, 1))], 1)
+    for stage in (games_, bandit):
+        for fam in A.FAMILIES:
+            if fam in stage:
+                stage[fam]["names"] = np.array(stage[fam]["names"])
+    return games_, bandit
+
+
+def test_claims_declare_the_built_in_entries_they_cover():
+    """Each claim's ``covers`` is today's built-in set of what it reads, by name (a new built-in method must be
+    added to the declaration by hand: a published verdict changes only by an edit of the claim)."""
+    assert list(A.BUILTIN_LOSSES) == [e.name for e in _builtin(A.members("loss"))]
+    g, b = _fake_stages(0, extra=False)
+    offline, _ = A.offline_gaps(g)
+    by_id = {c.id: c for c in A.CLAIMS}
+    assert set(by_id["offline-exploitable"].covers) == {*offline, "nash-md"}
+    gpm = [n for fam, n, e, _ in A._cyclic_gaps(g) if e.meta.get("fits") == "general-preference"]
+    bt = [n for fam, n, e, _ in A._cyclic_gaps(g) if A.fits_reward(fam, e) and A.group(fam, e) != "game"]
+    assert set(by_id["general-preference-reaches-nash"].covers) == {*gpm, *bt}
+    assert set(by_id["ranking-below-idealized"].covers) == set(b["loss"]["names"])
+
+
+def test_a_forks_entry_is_reported_beside_a_claim_and_cannot_change_its_verdict():
+    registered = []
+    for name, fits in FORK_TRAINERS.items():  # registered only so that the claims see what they fit
+        A.TRAINERS.register(name, lambda *a, **k: None, meta={"kind": "online", "fits": fits})
+        registered.append(name)
+    LOSSES.register(FORK_LOSS, lambda pc, pr, rc, rr, *, beta: pc - pr)
+    try:
+        for seed in (0, 1):
+            plain = [f(*args) for f, args in _claim_calls(*_fake_stages(seed, extra=False))]
+            forked = [f(*args) for f, args in _claim_calls(*_fake_stages(seed, extra=True))]
+            for p, f in zip(plain, forked):
+                assert (f["subject"], f["control"], f["verdict"]) == (p["subject"], p["control"], p["verdict"]), p["id"]
+                assert f["measured"] == p["measured"] and "beyond_declared" not in p
+            got = {r["id"]: {(b["entry"], b["role"]) for b in r["beyond_declared"]} for r in forked}
+            assert got == {"offline-exploitable": {(FORK_LOSS, "subject"), ("fork_bt", "subject")},
+                           "general-preference-reaches-nash": {("fork_gpm", "subject"), ("fork_bt", "control")},
+                           "ranking-below-idealized": {(FORK_LOSS, "subject"), (FORK_LOSS, "control")}}
+            off = next(b for b in forked[0]["beyond_declared"] if b["entry"] == FORK_LOSS)
+            assert off["value"] == 0.0 and off["verdict"] == "fails"  # it would have flipped the claim
+            assert f"beyond the declared entries: {FORK_LOSS}" in "\n".join(A.claim_section(forked[0]))
+    finally:
+        LOSSES._entries.pop(FORK_LOSS, None)
+        for name in registered:
+            A.TRAINERS._entries.pop(name, None)
+
+
+def _claim_calls(g, b):
+    return [(A.claim_offline_exploitable, (None, g)), (A.claim_general_preference_reaches_nash, (None, g)),
+            (A.claim_ranking_below_idealized, (None, b))]
+
+
+@pytest.mark.slow
+def test_the_fork_fixtures_leave_the_atlas_claims_unchanged(smoke_run, tmp_path):
+    """``alignjax reproduce atlas --smoke`` in a subprocess with the fork fixtures registered (or without, when
+    this run has them): the built-in claims' subjects, controls and verdicts are identical; the fixtures get
+    their rows and the loss fixture is reported beside the claims that read losses."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fork_fixtures import GOOD, fixture_file
+
+    _, here = smoke_run
+    files = [fixture_file(m) for m in GOOD]
+    named = [p for p in os.environ.get("ALIGNJAX_PLUGINS", "").split(",") if p.strip()]
+    with_fixtures = not set(files) <= set(named)  # the subprocess gets the other state
+    plugins = [*named, *files] if with_fixtures else [p for p in named if p not in files]
+    env = {**os.environ, "ALIGNJAX_PLUGINS": ",".join(plugins), "ALIGNJAX_FORK_FIXTURES": str(int(with_fixtures))}
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "alignjax", "reproduce", "atlas", "--smoke", "--out", str(tmp_path)],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    there = json.loads((tmp_path / "atlas" / "summary.json").read_text())["claims"]
+    fork, plain = (there, here) if with_fixtures else (here, there)
+    for f, p in zip(fork, plain):
+        assert f["id"] == p["id"]
+        assert (f["subject"], f["control"], f["verdict"]) == (p["subject"], p["control"], p["verdict"]), p["id"]
+        assert "beyond_declared" not in p
+    assert {b["entry"] for c in fork for b in c.get("beyond_declared", [])} == {"my_margin_dpo"}
+    md = (tmp_path / "atlas" / "atlas.md").read_text() if with_fixtures else (smoke_run[0] / "atlas.md").read_text()
+    assert "| my_margin_dpo | loss |" in md and "| my-optimistic | exact |" in md
