@@ -396,3 +396,72 @@ def test_check_hparams_is_public_and_checks_the_run_dtype():
     with pytest.raises(ValueError) as err:
         check_hparams("omwu", {"beta": 0.1, "eta": 40.0})
     assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------
+# issue 24, item 3: omd and omwu written as rules on the public helpers, bit-identical to before
+def _omd_target(log_pi, P, log_pi_ref, beta, eta, pay):
+    """exact.py's ``_omd_target`` before issue 24, verbatim."""
+    b = jnp.asarray(eta * beta)[..., None]
+    return jax.nn.log_softmax((1.0 - b) * log_pi + b * log_pi_ref + jnp.asarray(eta)[..., None] * pay)
+
+
+def _simple_init(log_pi0, P, log_pi_ref, hparams):
+    from alignjax.dynamics.base import ExactState
+
+    return ExactState(jax.nn.log_softmax(jnp.asarray(log_pi0)), jnp.zeros(log_pi0.shape[:-1], jnp.int32), ())
+
+
+def _omd_before():
+    """omd as written before issue 24 (verbatim, its private helpers copied above)."""
+    from alignjax.dynamics.base import ExactDynamics, ExactState, payoff
+
+    def update(s, P, log_pi_ref, hp):
+        beta, eta = hp["beta"], hp["eta"]
+        return ExactState(_omd_target(s.log_pi, P, log_pi_ref, beta, eta, payoff(P, s.log_pi)), s.t + 1, ())
+
+    return ExactDynamics(_simple_init, update)
+
+
+def _omwu_before():
+    """omwu as written before issue 24."""
+    from alignjax.dynamics.base import ExactDynamics, ExactState, payoff
+
+    def init(log_pi0, P, log_pi_ref, hp):
+        lp = jax.nn.log_softmax(jnp.asarray(log_pi0))
+        return ExactState(lp, jnp.zeros(lp.shape[:-1], jnp.int32), payoff(P, lp))
+
+    def update(s, P, log_pi_ref, hp):
+        pay = payoff(P, s.log_pi)
+        return ExactState(_omd_target(s.log_pi, P, log_pi_ref, hp["beta"], hp["eta"], 2.0 * pay - s.extra),
+                          s.t + 1, pay)
+
+    return ExactDynamics(init, update)
+
+
+@pytest.mark.parametrize("name, before", [("omd", _omd_before), ("omwu", _omwu_before)])
+def test_rules_on_the_public_helpers_are_bit_identical_to_before(name, before):
+    """300 updates in float64 on random games, references, starts and hyperparameters (a batch of 16,
+    ``eta beta`` up to 1): every iterate and memory equal bit for bit."""
+    from alignjax.dynamics import exact_dynamics
+
+    with jax.enable_x64(True):
+        k = jax.random.split(jax.random.key(24), 5)
+        n, rows = 6, 16
+        P = jax.vmap(lambda key: prefs.random_game(key, n))(jax.random.split(k[0], rows)).astype(jnp.float64)
+        log_ref = jax.nn.log_softmax(jax.random.normal(k[1], (rows, n), jnp.float64))
+        log_pi0 = jax.random.normal(k[2], (rows, n), jnp.float64)
+        eta = jax.random.uniform(k[3], (rows,), jnp.float64, 0.05, 2.0)
+        hp = {"eta": eta, "beta": jax.random.uniform(k[4], (rows,), jnp.float64) / eta}
+
+        def run(dyn):
+            def body(s, _):
+                s = dyn.update(s, P, log_ref, hp)
+                return s, s
+
+            return jax.lax.scan(body, dyn.init(log_pi0, P, log_ref, hp), None, length=300)[1]
+
+        new, old = jax.jit(lambda: run(exact_dynamics(name)))(), jax.jit(lambda: run(before()))()
+        assert new.log_pi.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(new.log_pi)))
+        for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

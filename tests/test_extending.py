@@ -145,7 +145,8 @@ def test_the_dynamic_meets_the_contract_and_keeps_omds_fixed_point(fork):
     assert float(jnp.max(gaps)) < 1e-6, gaps
     # its condition: one line naming the bad value, before any compute
     for bad, message in (({"damping": 1.0}, "damping in [0, 1); got damping = 1"),
-                         ({"eta": 4.0, "beta": 0.5}, "eta*beta <= 1; got eta*beta = 2")):
+                         ({"eta": 4.0, "beta": 0.5}, "damped-omd needs eta*beta <= 1 (the (1 - eta*beta) weight "
+                                                     "of log pi_t must be >= 0); got eta*beta = 2")):
         with pytest.raises(ValueError, match=re.escape(message)):
             check_hparams("damped-omd", {"beta": 0.1, "eta": 0.4, "damping": 0.5, **bad})
 

@@ -39,7 +39,7 @@ from alignjax.prefs import check_preference_matrix
 from alignjax.registry import DYNAMICS
 
 __all__ = ["ExactState", "ExactDynamics", "simulate", "exact_names", "exact_dynamics", "check_hparams",
-           "check_static"]
+           "check_static", "payoff"]
 
 
 class ExactState(NamedTuple):
@@ -48,8 +48,11 @@ class ExactState(NamedTuple):
     Attributes:
       log_pi: ``(..., N)`` the current iterate ``log pi_t`` (normalised).
       t: ``(...)`` int32 number of updates done.
-      extra: algorithm-specific pytree (previous payoff for OMWU, magnet for MPO, average
-        iterate for MWU, fitted reward for BT-RLHF; ``()`` otherwise).
+      extra: the rule's **memory**: whatever it carries from one update to the next, any pytree of
+        arrays (previous payoff ``A pi_{t-1}`` for OMWU, magnet ``log m`` for MPO, average iterate for
+        MWU, fitted reward for BT-RLHF; ``()`` for a rule without memory). ``init`` sets it and
+        every ``update`` must return the same structure, shapes and dtypes (it is a ``lax.scan``
+        carry, vmapped over a sweep's rows); :func:`alignjax.dynamics.exact.exact_rule` threads it.
     """
 
     log_pi: jax.Array
@@ -69,7 +72,8 @@ class ExactDynamics(NamedTuple):
 
 
 def payoff(P: jax.Array, log_pi: jax.Array) -> jax.Array:
-    """``A @ pi`` (``= P @ pi - 1/2``) for ``pi = exp(log_pi)``; ``(..., N)``."""
+    """The payoff of every response against ``pi``: ``A @ pi`` with ``A = (P - P^T)/2`` (``= P @ pi - 1/2``
+    on the simplex), ``pi = exp(log_pi)``. ``P (..., N, N)``, ``log_pi (..., N)``; returns ``(..., N)``."""
     return jnp.matmul(antisym(P), jnp.exp(log_pi)[..., None])[..., 0]
 
 

@@ -74,13 +74,31 @@ bt-rlhf            ``beta > 0`` (no ``eta``): the reward is shifted to ``r - max
 Every condition is checked on the values as cast to the run's dtype (float32 unless x64):
 a value that is not finite there, or is non-zero but 0 or subnormal there (XLA flushes
 subnormals to 0: ``0 / beta`` is NaN), is rejected too.
+
+**Writing a rule.** A rule is one function ``step(state, P, log_pi_ref, hp)`` returning
+``log pi_{t+1}`` (or ``(log pi_{t+1}, memory)``); :func:`exact_rule` wires it into an
+``(init, update)`` pair, keeping the rule's memory in ``ExactState.extra``. The helpers
+:func:`payoff` (``A pi``), :func:`mirror_step`, :func:`geometric_mixture` and :func:`col` are the
+math the rules share; :data:`MIXTURE` is the declared domain of a rule built on them. OMWU, as
+written below::
+
+    def omwu():
+        def step(s, P, log_pi_ref, hp):  # memory: the last payoff A pi_{t-1}
+            pay = payoff(P, s.log_pi)
+            return mirror_step(s.log_pi, log_pi_ref, hp["beta"], hp["eta"], 2.0 * pay - s.extra), pay
+        return exact_rule(step, memory=lambda log_pi0, P, log_pi_ref, hp: payoff(P, log_pi0))
+
+    DYNAMICS.register("omwu", omwu, **MIXTURE, meta={"kind": "exact"})
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from alignjax.domains import Condition, Domain
 from alignjax.dynamics.base import ExactDynamics, ExactState, payoff
@@ -88,14 +106,69 @@ from alignjax.metrics.coverage import optimal_policy
 from alignjax.prefs import fit_bradley_terry
 from alignjax.registry import DYNAMICS
 
-__all__ = ["omd", "nash_md", "nash_md_schedule", "egpo", "omwu", "mpo", "mwu", "bt_rlhf"]
+__all__ = ["omd", "nash_md", "nash_md_schedule", "egpo", "omwu", "mpo", "mwu", "bt_rlhf",
+           # helpers for writing a rule (see "Writing a rule" below and docs/extending.md)
+           "exact_rule", "mirror_step", "geometric_mixture", "payoff", "col", "need", "mixture_check",
+           "MIXTURE", "MIXTURE_HPARAMS", "MIXTURE_WEIGHT"]
 
 _lsm = jax.nn.log_softmax
 
 
-def _col(x):
-    """``(...)`` -> ``(..., 1)`` for broadcasting against ``(..., N)``."""
+# ------------------------------------------------------------------ writing a rule
+# An exact dynamic is its update rule and its domain: the wiring (normalising the start, counting
+# steps, carrying the rule's memory in ``ExactState.extra``) is :func:`exact_rule`'s, the math is
+# one function ``step(state, P, log_pi_ref, hp)``; the rules below are written with these helpers.
+def col(x: ArrayLike) -> jax.Array:
+    """``(...)`` -> ``(..., 1)``: a per-row hyperparameter broadcast against ``(..., N)`` policies."""
     return jnp.asarray(x)[..., None]
+
+
+def mirror_step(log_pi: jax.Array, log_pi_ref: jax.Array, beta: ArrayLike, eta: ArrayLike,
+                g: jax.Array) -> jax.Array:
+    """One regularised mirror-descent step towards the payoff ``g``:
+
+    ``lsm((1 - b) log pi + b log pi_ref + eta g)``, ``b = eta beta``, ``lsm`` = log_softmax over the
+    last axis. ``log_pi, log_pi_ref, g (..., N)``; ``beta, eta (...)``; returns ``(..., N)``. With
+    ``g = A pi`` (:func:`payoff`) it is OMD's update; ``eta beta <= 1`` keeps the weight of
+    ``log pi`` non-negative (:data:`MIXTURE_WEIGHT`).
+    """
+    b = col(eta * beta)
+    return _lsm((1.0 - b) * log_pi + b * log_pi_ref + col(eta) * g)
+
+
+def geometric_mixture(log_pi: jax.Array, log_pi_ref: jax.Array, beta: ArrayLike, eta: ArrayLike) -> jax.Array:
+    """``log mu = lsm((1 - b) log pi + b log pi_ref)``, ``b = eta beta``: the normalised geometric mixture
+    ``mu ∝ pi^(1-b) pi_ref^b`` (Nash-MD's regularised policy); shapes as :func:`mirror_step`."""
+    b = col(eta * beta)
+    return _lsm((1.0 - b) * log_pi + b * log_pi_ref)
+
+
+def exact_rule(step: Callable[..., Any], memory: Callable[..., Any] | None = None) -> ExactDynamics:
+    """The :class:`~alignjax.dynamics.base.ExactDynamics` pair of an update rule.
+
+    ``step(state, P, log_pi_ref, hp)`` returns ``log pi_{t+1}`` (``(..., N)``, normalised), or the pair
+    ``(log pi_{t+1}, memory_{t+1})`` for a rule with memory; ``state`` is the
+    :class:`~alignjax.dynamics.base.ExactState` ``(log_pi, t, extra)`` of step ``t``, ``extra`` the
+    rule's memory. ``memory(log_pi0, P, log_pi_ref, hp)`` gives the memory at ``t = 0`` (from the
+    normalised start ``log_pi0``; default none, ``()``): any pytree whose structure, shapes and dtypes
+    every step keeps (it is a ``lax.scan`` carry, vmapped over a sweep's rows). ``init`` normalises the
+    start, ``lsm(log_pi0)``, and sets ``t = 0``; ``update`` applies ``step`` and counts ``t + 1``; a
+    ``step`` that returns ``log pi_{t+1}`` alone keeps the memory unchanged.
+    """
+
+    def init(log_pi0, P, log_pi_ref, hp):
+        lp = _lsm(jnp.asarray(log_pi0))
+        return ExactState(lp, _t0(lp), () if memory is None else memory(lp, P, log_pi_ref, hp))
+
+    def update(s, P, log_pi_ref, hp):
+        out = step(s, P, log_pi_ref, hp)
+        new, extra = out if isinstance(out, tuple) else (out, s.extra)
+        return ExactState(new, s.t + 1, extra)
+
+    return ExactDynamics(init, update)
+
+
+_col = col  # the names before issue 24 (kept for code that imports them)
 
 
 def _t0(log_pi):
@@ -107,9 +180,8 @@ def _simple_init(log_pi0, P, log_pi_ref, hparams):
 
 
 def _omd_target(log_pi, P, log_pi_ref, beta, eta, pay):
-    """``(1-b) log pi + b log pi_ref + eta * pay``, ``b = eta beta``."""
-    b = _col(eta * beta)
-    return _lsm((1.0 - b) * log_pi + b * log_pi_ref + _col(eta) * pay)
+    """``(1-b) log pi + b log pi_ref + eta * pay``, ``b = eta beta`` (:func:`mirror_step`; ``P`` unused)."""
+    return mirror_step(log_pi, log_pi_ref, beta, eta, pay)
 
 
 def omd() -> ExactDynamics:
@@ -121,11 +193,10 @@ def omd() -> ExactDynamics:
     ``log pi_t`` must be ``>= 0``; see the module docstring for the derivation).
     """
 
-    def update(s, P, log_pi_ref, hp):
-        beta, eta = hp["beta"], hp["eta"]
-        return ExactState(_omd_target(s.log_pi, P, log_pi_ref, beta, eta, payoff(P, s.log_pi)), s.t + 1, ())
+    def step(s, P, log_pi_ref, hp):
+        return mirror_step(s.log_pi, log_pi_ref, hp["beta"], hp["eta"], payoff(P, s.log_pi))
 
-    return ExactDynamics(_simple_init, update)
+    return exact_rule(step)
 
 
 def _nash_md_step(log_pi, P, log_pi_ref, beta, eta):
@@ -201,16 +272,11 @@ def omwu() -> ExactDynamics:
     ``log pi_t`` must be ``>= 0``).
     """
 
-    def init(log_pi0, P, log_pi_ref, hp):
-        lp = _lsm(jnp.asarray(log_pi0))
-        return ExactState(lp, _t0(lp), payoff(P, lp))
-
-    def update(s, P, log_pi_ref, hp):
+    def step(s, P, log_pi_ref, hp):  # memory: the last payoff A pi_{t-1}
         pay = payoff(P, s.log_pi)
-        return ExactState(_omd_target(s.log_pi, P, log_pi_ref, hp["beta"], hp["eta"], 2.0 * pay - s.extra),
-                          s.t + 1, pay)
+        return mirror_step(s.log_pi, log_pi_ref, hp["beta"], hp["eta"], 2.0 * pay - s.extra), pay
 
-    return ExactDynamics(init, update)
+    return exact_rule(step, memory=lambda log_pi0, P, log_pi_ref, hp: payoff(P, log_pi0))
 
 
 def mpo(reset_every: int = 50) -> ExactDynamics:
@@ -308,9 +374,14 @@ def _first(a, bad):
     return float(np.asarray(a)[np.asarray(bad)].ravel()[0])
 
 
-def _need(name, label, a, ok, cond):
+def need(name: str, label: str, a: ArrayLike, ok: ArrayLike, cond: str) -> None:
+    """Raise ``ValueError("NAME needs LABEL COND; got LABEL = v")`` unless every ``ok`` holds (``v``: the first
+    value of ``a`` where it does not): one line for a ``meta["check"]`` (numpy, before any compute)."""
     if not np.all(ok):
         raise ValueError(f"{name} needs {label} {cond}; got {label} = {_first(a, ~np.asarray(ok)):g}")
+
+
+_need = need
 
 
 def _finite_in(dtype, x):
@@ -318,8 +389,10 @@ def _finite_in(dtype, x):
         return np.isfinite(np.asarray(x, np.float64).astype(dtype))
 
 
-def _mixture_check(name):
-    """``beta >= 0``, ``eta > 0``, ``eta * beta <= 1``: the ``(1 - eta beta) log pi_t`` weight is >= 0."""
+def mixture_check(name: str) -> Callable[[Mapping[str, np.ndarray], Any], None]:
+    """A ``meta["check"](hp, dtype)`` for rule ``name``: ``beta >= 0``, ``eta > 0``, ``eta * beta <= 1`` (the
+    ``(1 - eta beta) log pi_t`` weight is >= 0; ``1 + 1e-6`` accepted for rounding). The same as declaring
+    :data:`MIXTURE`'s domains and condition, which a new rule should do instead."""
 
     def check(hp, dtype):
         beta, eta = hp["beta"], hp["eta"]
@@ -331,6 +404,9 @@ def _mixture_check(name):
                              f"got eta*beta = {float(b.max()):.6g}")
 
     return check
+
+
+_mixture_check = mixture_check
 
 
 def _schedule_check(hp, dtype):
@@ -370,9 +446,16 @@ def _beta(open_at_0: bool) -> Domain:
 
 
 _ETA = Domain.positive(0.4)
-_MIXTURE_WEIGHT = Condition("eta*beta", lambda hp: hp["eta"] * hp["beta"], upper=1.0, slack=_ROUNDING,
-                            why="the (1 - eta*beta) weight of log pi_t must be >= 0")
-_MIXTURE = {"hparams": {"beta": _beta(False), "eta": _ETA}, "conditions": (_MIXTURE_WEIGHT,)}
+MIXTURE_WEIGHT = Condition("eta*beta", lambda hp: hp["eta"] * hp["beta"], upper=1.0, slack=_ROUNDING,
+                           why="the (1 - eta*beta) weight of log pi_t must be >= 0")
+"""``eta * beta <= 1`` (a few ulps above accepted): the weight ``1 - eta beta`` of ``log pi_t`` in
+:func:`mirror_step` and :func:`geometric_mixture` is non-negative."""
+MIXTURE_HPARAMS = {"beta": _beta(False), "eta": _ETA}
+"""``beta`` in ``[0, inf)`` (default 0.1; 0 is the unregularised rule), ``eta`` in ``(0, inf)`` (default 0.4)."""
+MIXTURE = {"hparams": MIXTURE_HPARAMS, "conditions": (MIXTURE_WEIGHT,)}
+"""The domain of a rule built on :func:`mirror_step` or :func:`geometric_mixture`, as ``register`` keywords:
+``DYNAMICS.register(NAME, factory, **MIXTURE, meta={"kind": "exact"})`` (omd, nash-md, egpo, omwu)."""
+_MIXTURE_WEIGHT, _MIXTURE = MIXTURE_WEIGHT, MIXTURE
 
 _META = {"kind": "exact"}
 DYNAMICS.register("omd", omd, **_MIXTURE,
