@@ -140,7 +140,7 @@ def _argv(argv: Sequence[str] | None) -> list[str]:
 
 # -- list -----------------------------------------------------------------------------------
 def _list(args) -> int:
-    from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS, broken_plugins
+    from alignjax.registry import DYNAMICS, EXPERIMENTS, GAME_LOSSES, LOSSES, SUITES, TRAINERS, broken_plugins
 
     if args.claims or args.json:
         if args.name is None or not args.claims:
@@ -156,6 +156,7 @@ def _list(args) -> int:
     print("losses:   " + ", ".join(LOSSES.names()))
     print("dynamics: " + ", ".join(DYNAMICS.names()))
     print("trainers: " + ", ".join(TRAINERS.names()))
+    print("game losses (of the sampled dynamics): " + ", ".join(GAME_LOSSES.names()))
     for file, error in broken_plugins().items():
         print(f"broken:   {file} (failed to import, registers nothing: {error})")
     print("(alignjax list NAME shows an experiment's settings)")

@@ -1,7 +1,8 @@
 """Name -> object registries for losses, dynamics, experiments and suites.
 
 Everything the CLI and the registry-wide tests can find lives in one of the registries
-below. A research fork adds an entry by decorating its function::
+below. Entry names follow one rule per registry (:data:`NAMING`, checked at registration):
+losses and game losses snake_case (``gamma_dpo``), every other kind kebab-case (``nash-md``). A research fork adds an entry by decorating its function::
 
     from alignjax.registry import LOSSES
 
@@ -80,12 +81,36 @@ class Entry(Generic[T]):
         return probe_points(self.domains, self.conditions, n)
 
 
-class Registry(Generic[T]):
-    """A mapping from names to registered objects of one kind (e.g. "loss")."""
+NAMING: dict[str, tuple[str, str]] = {
+    "snake_case": (r"[a-z][a-z0-9_]*", "lowercase snake_case, [a-z][a-z0-9_]* (dpo, gamma_dpo)"),
+    "kebab-case": (r"[a-z][a-z0-9]*(-[a-z0-9]+)*", "lowercase kebab-case, [a-z][a-z0-9]*(-[a-z0-9]+)* (nash-md, "
+                                                   "sampled-online-ipo-1)"),
+}
+"""The naming rules of entry names: ``{rule: (regular expression, description)}``. Losses and game losses
+are snake_case (a loss's name is a Python identifier, and its settings read ``my_hinge.delta``); dynamics,
+trainers, experiments and suites kebab-case (command-line words)."""
 
-    def __init__(self, kind: str):
+
+class Registry(Generic[T]):
+    """A mapping from names to registered objects of one kind (e.g. "loss").
+
+    ``naming``: a key of :data:`NAMING`, the rule every registered name must follow (``None``: any name).
+    """
+
+    def __init__(self, kind: str, naming: str | None = None):
+        if naming is not None and naming not in NAMING:
+            raise ValueError(f"unknown naming rule {naming!r}; known: {', '.join(NAMING)}")
         self.kind = kind
+        self.naming = naming
         self._entries: dict[str, Entry[T]] = {}
+
+    def check_name(self, name: str) -> None:
+        """Raise ``ValueError`` unless ``name`` follows the registry's naming rule (:data:`NAMING`)."""
+        if not isinstance(name, str):
+            raise TypeError(f"a {self.kind} name must be a str; got {name!r}")
+        if self.naming is not None and not re.fullmatch(NAMING[self.naming][0], name):
+            raise ValueError(f"{self.kind} name {name!r} breaks the naming rule: {self.kind} names are "
+                             f"{NAMING[self.naming][1]}")
 
     def register(
         self,
@@ -106,10 +131,12 @@ class Registry(Generic[T]):
         :class:`~alignjax.domains.Condition` objects, which the defaults must satisfy.
 
         Raises:
-          ValueError: if ``name`` is already registered and ``replace`` is False, or the defaults
-            break a declared condition.
+          ValueError: if ``name`` is already registered and ``replace`` is False, breaks the
+            registry's naming rule (:data:`NAMING`), or the defaults break a declared condition.
           TypeError: a hyperparameter declared by something else than a number or a ``Domain``.
         """
+
+        self.check_name(name)
 
         def _add(o: T) -> T:
             if name in self._entries and not replace:
@@ -152,6 +179,13 @@ class Registry(Generic[T]):
         """The object registered as ``name`` (``ValueError`` if unknown)."""
         return self.entry(name).obj
 
+    def __getitem__(self, name: str) -> T:
+        """``registry[name]``: the object registered as ``name`` (``KeyError`` if unknown)."""
+        try:
+            return self.entry(name).obj
+        except ValueError as e:
+            raise KeyError(str(e)) from None
+
     def names(self) -> list[str]:
         """Sorted registered names."""
         load_plugins()
@@ -166,11 +200,12 @@ class Registry(Generic[T]):
         return iter([self._entries[n] for n in sorted(self._entries)])
 
 
-LOSSES: Registry = Registry("loss")
-DYNAMICS: Registry = Registry("dynamics")
-EXPERIMENTS: Registry = Registry("experiment")
-SUITES: Registry = Registry("suite")
-TRAINERS: Registry = Registry("trainer")  # offline/online/hybrid fine-tuning trainers (rlhf, dpo, hypo, ...)
+LOSSES: Registry = Registry("loss", naming="snake_case")
+DYNAMICS: Registry = Registry("dynamics", naming="kebab-case")
+EXPERIMENTS: Registry = Registry("experiment", naming="kebab-case")
+SUITES: Registry = Registry("suite", naming="kebab-case")
+TRAINERS: Registry = Registry("trainer", naming="kebab-case")  # offline/online/hybrid fine-tuning trainers (rlhf, dpo, hypo, ...)
+GAME_LOSSES: Registry = Registry("game loss", naming="snake_case")  # per-prompt losses of the sampled dynamics
 
 # The repository's experiments/ folder, installed under this name (see pyproject.toml): a
 # generic top-level "experiments" could be another project's folder in the current directory.
@@ -240,7 +275,7 @@ def load_plugins() -> None:
         _isolated(os.path.abspath(spec) if spec.endswith(".py") else _file_of(spec), lambda spec=spec: _import_plugin(spec))
 
 
-_REGISTRIES = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES, TRAINERS)
+_REGISTRIES = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES, TRAINERS, GAME_LOSSES)
 
 
 def _file_of(module: str) -> str:

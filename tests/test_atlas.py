@@ -259,7 +259,7 @@ MEETS_CLAIMS_CONTRACT = True
 
 # ------------------------------------------------------------------------------------------
 # issue 24, item 4: claims declare the entries they cover; a fork's entry cannot change a verdict
-FORK_LOSS, FORK_TRAINERS = "fork_loss_not_declared", {"fork_gpm": "general-preference", "fork_bt": "bradley-terry"}
+FORK_LOSS, FORK_TRAINERS = "fork_loss_not_declared", {"fork-gpm": "general-preference", "fork-bt": "bradley-terry"}
 
 
 def _builtin(entries) -> list:
@@ -324,8 +324,8 @@ def test_a_forks_entry_is_reported_beside_a_claim_and_cannot_change_its_verdict(
                 assert (f["subject"], f["control"], f["verdict"]) == (p["subject"], p["control"], p["verdict"]), p["id"]
                 assert f["measured"] == p["measured"] and "beyond_declared" not in p
             got = {r["id"]: {(b["entry"], b["role"]) for b in r["beyond_declared"]} for r in forked}
-            assert got == {"offline-exploitable": {(FORK_LOSS, "subject"), ("fork_bt", "subject")},
-                           "general-preference-reaches-nash": {("fork_gpm", "subject"), ("fork_bt", "control")},
+            assert got == {"offline-exploitable": {(FORK_LOSS, "subject"), ("fork-bt", "subject")},
+                           "general-preference-reaches-nash": {("fork-gpm", "subject"), ("fork-bt", "control")},
                            "ranking-below-idealized": {(FORK_LOSS, "subject"), (FORK_LOSS, "control")}}
             off = next(b for b in forked[0]["beyond_declared"] if b["entry"] == FORK_LOSS)
             assert off["value"] == 0.0 and off["verdict"] == "fails"  # it would have flipped the claim

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from alignjax.domains import INSIDE, Condition, Domain, check_values, describe_point, probe_points
-from alignjax.registry import DYNAMICS, LOSSES, TRAINERS, Entry, Registry
+from alignjax.registry import DYNAMICS, GAME_LOSSES, LOSSES, TRAINERS, Entry, Registry
 
 INF = math.inf
 
@@ -149,7 +149,7 @@ def _builtin(registry) -> list:
     return [e for e in registry if getattr(e.obj, "__module__", "").startswith("alignjax.")]
 
 
-@pytest.mark.parametrize("registry", [LOSSES, DYNAMICS, TRAINERS], ids=lambda r: r.kind)
+@pytest.mark.parametrize("registry", [LOSSES, DYNAMICS, TRAINERS, GAME_LOSSES], ids=lambda r: r.kind)
 def test_every_builtin_hyperparameter_declares_its_domain(registry):
     entries = _builtin(registry)
     assert entries
@@ -254,3 +254,22 @@ def test_a_value_inside_the_domain_passes_the_check(tmp_path):
     exp.check(cfg, make_grid(exp.hparams_for(cfg), {"cdpo.eps": [0.0, 0.25, 0.499]}).hparams)
     with pytest.raises(ValueError, match="missing hyperparameters \\['cdpo.eps'\\]"):  # built from the base only
         exp.check(cfg, make_grid(exp.hparams).hparams)
+
+
+def test_game_losses_declare_the_domains_the_sampled_dynamics_and_validate_hparams_use():
+    """Each sampled dynamic's domains are its game loss's (declared once, in GAME_LOSSES) and the learning
+    rate's; ``validate_hparams`` refuses with the same one-line message as the domain."""
+    from alignjax.dynamics.sampled import LEARNING_RATE, validate_hparams
+
+    for e in _builtin(GAME_LOSSES):
+        assert set(e.domains) == set(e.obj.hparams), e.name
+    for e in _builtin(DYNAMICS):
+        if e.meta.get("kind") == "sampled":
+            game = GAME_LOSSES.entry(e.meta["loss"])
+            assert e.domains == {**game.domains, "learning_rate": LEARNING_RATE}, e.name
+    with pytest.raises(ValueError, match=re.escape("nash_md_pg needs mixture in [0, 1]; got mixture = 1.5")):
+        validate_hparams("nash_md_pg", {"beta": 1.0, "learning_rate": 0.1, "mixture": 1.5})
+    with pytest.raises(ValueError, match=re.escape("xpo needs learning_rate > 0")):
+        validate_hparams("xpo", {"beta": 1.0, "learning_rate": 0.0, "alpha": 0.1})
+    with pytest.raises(ValueError, match="missing hyperparameter 'alpha'"):
+        validate_hparams(GAME_LOSSES["xpo"], {"beta": 1.0, "learning_rate": 0.1})

@@ -191,7 +191,7 @@ def test_the_builtin_losses_are_registered():
 
 
 def test_a_loss_registered_by_a_fork_is_picked_up():
-    name = "_test_softplus_hinge"
+    name = "test_softplus_hinge"
 
     @LOSSES.register(name, hparams={"target": 1.0})
     def hinge(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
@@ -262,7 +262,7 @@ def _overflows(pc, pr, rc, rr, *, beta):
 @pytest.mark.parametrize("bad,match", [(_reduced, "not shape-preserving"), (_overflows, "value = inf")],
                          ids=["reduces-over-the-batch", "overflows-in-float32"])
 def test_a_registered_broken_loss_fails_the_registry_checks(bad, match):
-    name = f"_test_bad{bad.__name__}"
+    name = f"test_bad{bad.__name__}"
     LOSSES.register(name, bad)
     try:
         assert name in LOSSES.names()  # so the parametrized test above would run it
@@ -614,9 +614,9 @@ def test_the_experiment_contract_can_fail():
     rules.register("halve", lambda x, beta: 0.5 * x)
     rules.register("log-of-negative", lambda x, beta: jnp.log(-beta) + x)  # NaN for beta > 0
     bad = {
-        "_test_nan_step": Experiment("_test_nan_step", "step returns NaN", {"num_steps": 4, "log_every": 2},
+        "test-nan-step": Experiment("test-nan-step", "step returns NaN", {"num_steps": 4, "log_every": 2},
                                      {"beta": 0.1}, lambda c: _counter_program(lambda x, b: x * jnp.nan)),
-        "_test_bad_component": Experiment("_test_bad_component", "one rule gives NaN",
+        "test-bad-component": Experiment("test-bad-component", "one rule gives NaN",
                                           {"rule": "halve", "num_steps": 4, "log_every": 2}, {"beta": 0.1},
                                           lambda c: _counter_program(rules.get(c["rule"])),
                                           components={"rule": Component(rules)}),
@@ -625,12 +625,12 @@ def test_the_experiment_contract_can_fail():
         EXPERIMENTS.register(name, exp)
     try:
         ids = [p.id for p in _experiment_cases()]
-        assert {"_test_nan_step", "_test_bad_component", "_test_bad_component-rule=log-of-negative"} <= set(ids)
+        assert {"test-nan-step", "test-bad-component", "test-bad-component-rule=log-of-negative"} <= set(ids)
         with pytest.raises(AssertionError, match="'x' is not finite"):
-            check_experiment_contract(EXPERIMENTS.get("_test_nan_step"))
-        check_experiment_runs(EXPERIMENTS.get("_test_bad_component"))  # its default is fine...
+            check_experiment_contract(EXPERIMENTS.get("test-nan-step"))
+        check_experiment_runs(EXPERIMENTS.get("test-bad-component"))  # its default is fine...
         with pytest.raises(AssertionError, match="'rule': 'log-of-negative'"):  # ...one entry is not
-            check_experiment_contract(EXPERIMENTS.get("_test_bad_component"))
+            check_experiment_contract(EXPERIMENTS.get("test-bad-component"))
     finally:
         for name in bad:
             EXPERIMENTS._entries.pop(name)
@@ -642,3 +642,24 @@ def test_registered_suites_are_callable(name):
     if name == "(none registered)":
         pytest.skip("no suites registered")
     assert callable(SUITES.get(name)), name
+
+
+def test_entry_names_follow_one_rule_per_kind():
+    """Losses and game losses are snake_case, every other kind kebab-case (``alignjax.registry.NAMING``):
+    every registered name follows its registry's rule, and a name that breaks it is refused at registration."""
+    import re
+
+    from alignjax.registry import GAME_LOSSES, NAMING, TRAINERS
+
+    rules = {LOSSES: "snake_case", GAME_LOSSES: "snake_case", DYNAMICS: "kebab-case", TRAINERS: "kebab-case",
+             EXPERIMENTS: "kebab-case", SUITES: "kebab-case"}
+    for reg, rule in rules.items():
+        assert reg.naming == rule
+        for name in reg.names():
+            assert re.fullmatch(NAMING[rule][0], name), (reg.kind, name)
+    for reg, bad in ((LOSSES, "my-loss"), (LOSSES, "MyLoss"), (LOSSES, "_private"), (DYNAMICS, "my_dynamic"),
+                     (TRAINERS, "my-trainer-"), (EXPERIMENTS, "my--experiment"), (GAME_LOSSES, "2nd_loss")):
+        with pytest.raises(ValueError, match=re.escape(f"{reg.kind} name {bad!r} breaks the naming rule")):
+            reg.register(bad, lambda *a, **k: None)
+        assert bad not in reg
+    Registry("widget").register("Any Name_at-all", lambda: None)  # a registry without a rule

@@ -49,10 +49,9 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from alignjax.domains import Domain
+from alignjax.domains import Domain, check_values
 from alignjax.dynamics.sampled_losses import GAME_LOSSES, GameInputs, GameLoss
 from alignjax.policies.base import Policy
 from alignjax.registry import DYNAMICS
@@ -88,32 +87,39 @@ class SampledDynamics(NamedTuple):
     update: Callable[..., tuple[SampledState, dict]]
 
 
-def validate_hparams(loss: GameLoss | str, hparams: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` unless ``hparams`` has the loss's keys with valid (concrete) values.
+LEARNING_RATE = Domain.positive(0.1, 10.0)
+"""The declared domain of every sampled dynamic's ``learning_rate``: ``(0, inf)``, default 0.1, probed up to 10."""
 
-    Requires ``learning_rate > 0``, ``beta > 0``, ``eta > 0`` and ``0 <= mixture <= 1``
-    where the loss uses them. Call it at the Python entry point, before compute.
+
+def validate_hparams(loss: GameLoss | str, hparams: Mapping[str, Any]) -> None:
+    """Raise a one-line ``ValueError`` unless ``hparams`` has the loss's keys with values in their domains.
+
+    The domains are the game loss's declared ones (:data:`alignjax.registry.GAME_LOSSES`: ``beta``, ``eta``,
+    ``alpha > 0``, ``mixture`` in ``[0, 1]``) and :data:`LEARNING_RATE` (``> 0``); every value must be
+    finite. ``loss``: a registered name or a registered :class:`GameLoss`. Call it at the Python entry
+    point, before compute.
     """
-    if isinstance(loss, str):
-        loss = _loss(loss)
-    for name in ("learning_rate", *loss.hparams):
+    entry = _entry(loss)
+    for name in ("learning_rate", *entry.obj.hparams):
         if name not in hparams:
             raise ValueError(f"missing hyperparameter {name!r}; got {sorted(hparams)}")
-        v = np.asarray(hparams[name], dtype=np.float64)
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"hyperparameter {name} must be finite; got {v}")
-        if name == "mixture":
-            if np.any(v < 0) or np.any(v > 1):
-                raise ValueError(f"mixture must lie in [0, 1]; got {v}")
-        elif np.any(v <= 0):
-            raise ValueError(f"hyperparameter {name} must be > 0; got {v}")
+    check_values(entry.name, {"learning_rate": LEARNING_RATE, **entry.domains}, entry.conditions, hparams)
+
+
+def _entry(loss: GameLoss | str):
+    """The :data:`GAME_LOSSES` entry of a name or of a registered :class:`GameLoss` (``ValueError`` if none)."""
+    if isinstance(loss, str):
+        return GAME_LOSSES.entry(loss)
+    for e in GAME_LOSSES:
+        if e.obj is loss:
+            return e
+    raise ValueError(f"a GameLoss must be registered in alignjax.registry.GAME_LOSSES (with its domains) to be "
+                     f"validated; got an unregistered one reading {loss.hparams}")
 
 
 def _loss(name: str) -> GameLoss:
-    try:
-        return GAME_LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown game loss {name!r}; known: {', '.join(sorted(GAME_LOSSES))}") from None
+    """The registered game loss ``name`` (``ValueError`` naming the known ones if unknown)."""
+    return GAME_LOSSES.get(name)
 
 
 def make_dynamics(loss: GameLoss | str, policy: Policy, *,
@@ -236,29 +242,22 @@ def _meta(loss_name: str, extragradient: bool = False) -> dict:
     return {"kind": "sampled", "loss": loss_name, "extragradient": extragradient}
 
 
-# Declared domains (alignjax.domains), agreeing with validate_hparams (tests/test_domains.py):
-# learning_rate, beta, eta and alpha > 0 (log scales), mixture in [0, 1] (the geometric mixture
-# pi^(1-m) pi_ref^m). Probe limits of the infinite ends: 100 for beta, eta and alpha, 10 for a
-# learning rate.
-_positive = Domain.positive
-_LR, _BETA, _ETA = _positive(0.1, 10.0), _positive(0.1), _positive(1.0)
-DYNAMICS.register("sampled-egpo", sampled_egpo, hparams={"beta": _BETA, "learning_rate": _LR},
-                  meta=_meta("online_ipo_1", True))
-DYNAMICS.register("sampled-online-ipo-1", sampled_online_ipo_1, hparams={"beta": _BETA, "learning_rate": _LR},
+# Declared domains (alignjax.domains): the game loss's own (declared once, in GAME_LOSSES) and
+# LEARNING_RATE; validate_hparams reads the same ones.
+def _domains(loss_name: str) -> dict:
+    d = {**GAME_LOSSES.entry(loss_name).domains, "learning_rate": LEARNING_RATE}
+    return {k: d[k] for k in sorted(d)}  # alphabetical, as they were declared before GAME_LOSSES had domains
+
+
+DYNAMICS.register("sampled-egpo", sampled_egpo, hparams=_domains("online_ipo_1"), meta=_meta("online_ipo_1", True))
+DYNAMICS.register("sampled-online-ipo-1", sampled_online_ipo_1, hparams=_domains("online_ipo_1"),
                   meta=_meta("online_ipo_1"))
-DYNAMICS.register("sampled-online-ipo-2", sampled_online_ipo_2, hparams={"beta": _BETA, "learning_rate": _LR},
+DYNAMICS.register("sampled-online-ipo-2", sampled_online_ipo_2, hparams=_domains("online_ipo_2"),
                   meta=_meta("online_ipo_2"))
-DYNAMICS.register("sampled-nash-md-pg", sampled_nash_md_pg,
-                  hparams={"beta": _BETA, "learning_rate": _LR, "mixture": Domain(0.02, 0.0, 1.0)},
-                  meta=_meta("nash_md_pg"))
-DYNAMICS.register("sampled-inpo", sampled_inpo, hparams={"beta": _BETA, "eta": _ETA, "learning_rate": _LR},
-                  meta=_meta("inpo"))
-DYNAMICS.register("sampled-sppo", sampled_sppo, hparams={"eta": _ETA, "learning_rate": _LR}, meta=_meta("sppo"))
-DYNAMICS.register("sampled-spo", sampled_spo, hparams={"eta": _ETA, "learning_rate": _LR},
-                  meta=dict(_meta("spo"), exact_form="mwu"))
-DYNAMICS.register("sampled-online-dpo", sampled_online_dpo, hparams={"beta": _BETA, "learning_rate": _LR},
-                  meta=_meta("online_dpo"))
-DYNAMICS.register("sampled-xpo", sampled_xpo, hparams={"alpha": _positive(0.01), "beta": _BETA, "learning_rate": _LR},
-                  meta=_meta("xpo"))
-DYNAMICS.register("sampled-vpo", sampled_vpo, hparams={"alpha": _positive(0.1), "beta": _BETA, "learning_rate": _LR},
-                  meta=_meta("vpo"))
+DYNAMICS.register("sampled-nash-md-pg", sampled_nash_md_pg, hparams=_domains("nash_md_pg"), meta=_meta("nash_md_pg"))
+DYNAMICS.register("sampled-inpo", sampled_inpo, hparams=_domains("inpo"), meta=_meta("inpo"))
+DYNAMICS.register("sampled-sppo", sampled_sppo, hparams=_domains("sppo"), meta=_meta("sppo"))
+DYNAMICS.register("sampled-spo", sampled_spo, hparams=_domains("spo"), meta=dict(_meta("spo"), exact_form="mwu"))
+DYNAMICS.register("sampled-online-dpo", sampled_online_dpo, hparams=_domains("online_dpo"), meta=_meta("online_dpo"))
+DYNAMICS.register("sampled-xpo", sampled_xpo, hparams=_domains("xpo"), meta=_meta("xpo"))
+DYNAMICS.register("sampled-vpo", sampled_vpo, hparams=_domains("vpo"), meta=_meta("vpo"))

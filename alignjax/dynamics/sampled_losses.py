@@ -35,6 +35,9 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from alignjax.domains import Domain
+from alignjax.registry import GAME_LOSSES
+
 __all__ = ["GameInputs", "GameLoss", "GAME_LOSSES", "online_ipo_1", "online_ipo_2", "nash_md_pg",
            "inpo", "sppo", "spo", "online_dpo", "xpo", "vpo", "mixture_logp", "dpo_pair_loss",
            "xpo_pair_losses", "spo_win_rates"]
@@ -400,14 +403,19 @@ def _vpo_sampled(logp, g, hp, key, num_samples, bernoulli):
 
 vpo = GameLoss(_vpo_population, _vpo_sampled, ("beta", "alpha"))
 
-GAME_LOSSES: dict[str, GameLoss] = {
-    "online_ipo_1": online_ipo_1,
-    "online_ipo_2": online_ipo_2,
-    "nash_md_pg": nash_md_pg,
-    "inpo": inpo,
-    "sppo": sppo,
-    "spo": spo,
-    "online_dpo": online_dpo,
-    "xpo": xpo,
-    "vpo": vpo,
-}
+# The registry of game losses (alignjax.registry.GAME_LOSSES), each with the declared domain of every
+# hyperparameter it reads (``GameLoss.hparams``; ``learning_rate`` is the builder's): beta, eta and alpha
+# > 0 (log scales, probed up to 100), mixture in [0, 1] (the geometric mixture pi^(1-m) pi_ref^m). The
+# sampled dynamics (alignjax.dynamics.sampled) declare these same domains, and validate_hparams reads them.
+_BETA, _ETA = Domain.positive(0.1), Domain.positive(1.0)
+for _name, _loss, _hp in (
+        ("online_ipo_1", online_ipo_1, {"beta": _BETA}),
+        ("online_ipo_2", online_ipo_2, {"beta": _BETA}),
+        ("nash_md_pg", nash_md_pg, {"beta": _BETA, "mixture": Domain(0.02, 0.0, 1.0)}),
+        ("inpo", inpo, {"beta": _BETA, "eta": _ETA}),
+        ("sppo", sppo, {"eta": _ETA}),
+        ("spo", spo, {"eta": _ETA}),
+        ("online_dpo", online_dpo, {"beta": _BETA}),
+        ("xpo", xpo, {"beta": _BETA, "alpha": Domain.positive(0.01)}),
+        ("vpo", vpo, {"beta": _BETA, "alpha": Domain.positive(0.1)})):
+    GAME_LOSSES.register(_name, _loss, hparams=_hp)
