@@ -24,6 +24,7 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,11 +48,23 @@ def antisym(P: jax.Array) -> jax.Array:
 _antisym = antisym
 
 
+def _check_game(P: jax.Array, *vecs: jax.Array) -> None:
+    """Trace-time checks (chex): ``P`` is a floating ``(..., N, N)`` array, each policy a floating ``(..., N)``
+    array with the same ``N``; a mismatch raises ``AssertionError`` naming the shapes or dtypes."""
+    chex.assert_rank(P, set(range(2, max(P.ndim, 2) + 1)))  # (..., N, N): rank >= 2
+    chex.assert_axis_dimension(P, -2, P.shape[-1])
+    for v in vecs:
+        chex.assert_rank(v, set(range(1, max(v.ndim, 1) + 1)))
+        chex.assert_axis_dimension(v, -1, P.shape[-1])
+    chex.assert_type([P, *vecs], float)
+
+
 def _bcast(P: ArrayLike, *vecs: ArrayLike, scalars: tuple = ()):
     """Broadcast ``P (..., N, N)``, vectors ``(..., N)`` and scalars ``(...)`` to one batch shape."""
     P = jnp.asarray(P)
     vecs = [jnp.asarray(v) for v in vecs]
     scalars = [jnp.asarray(s) for s in scalars]
+    _check_game(P, *vecs)
     dtype = jnp.result_type(P, *vecs, *scalars, jnp.float32)
     batch = jnp.broadcast_shapes(P.shape[:-2], *(v.shape[:-1] for v in vecs), *(s.shape for s in scalars))
     n = P.shape[-1]
@@ -68,7 +81,17 @@ def _mv(M: jax.Array, x: jax.Array) -> jax.Array:
 
 @jax.jit
 def win_rate(P: ArrayLike, p: ArrayLike, q: ArrayLike) -> jax.Array:
-    """``P(p > q) = sum_{y, y'} p(y) P[y, y'] q(y')``; shapes ``(..., N, N), (..., N), (..., N) -> (...)``."""
+    """``P(p > q) = sum_{y, y'} p(y) P[y, y'] q(y')``; shapes ``(..., N, N), (..., N), (..., N) -> (...)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.win_rate(P, pi, pi_ref)).round(4))
+      0.5033
+    """
     P, (p, q), _ = _bcast(P, p, q)
     return jnp.sum(p * _mv(P, q), axis=-1)
 
@@ -76,10 +99,24 @@ def win_rate(P: ArrayLike, p: ArrayLike, q: ArrayLike) -> jax.Array:
 @jax.jit
 def kl(p: ArrayLike, q: ArrayLike) -> jax.Array:
     """``KL(p || q) = sum_y p(y) log(p(y)/q(y))`` over the last axis (``0 log 0 = 0``; ``inf`` if
-    ``q(y) = 0 < p(y)``). Shapes ``(..., N), (..., N) -> (...)``."""
+    ``q(y) = 0 < p(y)``). Shapes ``(..., N), (..., N) -> (...)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.kl(pi, pi_ref)).round(4))
+      0.069
+    """
     from alignjax.metrics.coverage import reverse_kl  # the one home of KL (on log-probabilities)
 
     p, q = jnp.asarray(p), jnp.asarray(q)
+    chex.assert_type([p, q], float)
+    for v in (p, q):  # (..., N) each; leading axes broadcast
+        chex.assert_rank(v, set(range(1, max(v.ndim, 1) + 1)))
+    chex.assert_axis_dimension(q, -1, p.shape[-1])
     batch = jnp.broadcast_shapes(p.shape, q.shape)
     with jax.numpy_dtype_promotion("standard"):
         return reverse_kl(jnp.log(jnp.broadcast_to(p, batch)), jnp.log(jnp.broadcast_to(q, batch)))
@@ -101,6 +138,15 @@ def regularized_best_response(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, be
 
     Returns:
       ``(..., N)`` probabilities.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.regularized_best_response(P, pi, pi_ref, 0.5)).round(4))
+      [0.3696 0.238  0.3924]
     """
     P, (pi, pi_ref), (beta,) = _bcast(P, pi, pi_ref, scalars=(beta,))
     return jax.nn.softmax(_br_logits(P, pi, pi_ref, beta), axis=-1)
@@ -112,6 +158,15 @@ def regularized_value(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: Arra
 
     Shapes ``(..., N, N), (..., N), (..., N), (...) -> (...)``; computed as
     ``1/2 + beta logsumexp(log pi_ref + A @ pi / beta)`` (``pi`` on the simplex).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.regularized_value(P, pi, pi_ref, 0.5)).round(4))
+      0.5084
     """
     P, (pi, pi_ref), (beta,) = _bcast(P, pi, pi_ref, scalars=(beta,))
     return 0.5 + beta * jax.nn.logsumexp(_br_logits(P, pi, pi_ref, beta), axis=-1)
@@ -142,6 +197,15 @@ def regularized_gap(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayL
 
     Returns:
       ``(...)`` gaps.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.regularized_gap(P, pi, pi_ref, 0.5)).round(4))
+      0.0858
     """
     P, (pi, pi_ref), (beta,) = _bcast(P, pi, pi_ref, scalars=(beta,))
     s = _br_logits(P, pi, pi_ref, beta)
@@ -164,14 +228,34 @@ def regularized_gap(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayL
 def exploitability(P: ArrayLike, pi: ArrayLike) -> jax.Array:
     """Unregularised duality gap ``2 max_y (P @ pi)[y] - 1`` (``>= 0`` on the simplex; 0 iff ``pi`` is a
     Nash equilibrium of the symmetric game, value 1/2). Shapes ``(..., N, N), (..., N) -> (...)``;
-    computed as ``2 max_y (A @ pi)[y]``."""
+    computed as ``2 max_y (A @ pi)[y]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.exploitability(P, pi)).round(4))
+      0.18
+    """
     P, (pi,), _ = _bcast(P, pi)
     return 2.0 * jnp.max(_mv(_antisym(P), pi), axis=-1)
 
 
 @jax.jit
 def fixed_point_residual(P: ArrayLike, pi: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike) -> jax.Array:
-    """``|| pi - softmax(log pi_ref + P @ pi / beta) ||_1`` (0 iff ``pi = pi*_beta``); ``(...)``."""
+    """``|| pi - softmax(log pi_ref + P @ pi / beta) ||_1`` (0 iff ``pi = pi*_beta``); ``(...)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.fixed_point_residual(P, pi, pi_ref, 0.5)).round(4))
+      0.3848
+    """
     return jnp.sum(jnp.abs(jnp.asarray(pi) - regularized_best_response(P, pi, pi_ref, beta)), axis=-1)
 
 
@@ -380,6 +464,18 @@ def regularized_nash(P: ArrayLike, pi_ref: ArrayLike, beta: ArrayLike, tol: floa
     Warns:
       ConvergenceWarning: when not traced and some game stops at ``max_iter`` with
         ``residual > tol`` (its ``converged`` entry is False).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> eq = games.regularized_nash(P, pi_ref, 0.5)
+      >>> print(np.asarray(eq.pi).round(4), bool(eq.converged))
+      [0.3404 0.2949 0.3648] True
+      >>> print(bool(games.regularized_gap(P, eq.pi, pi_ref, 0.5) < 1e-6))
+      True
     """
     dtype = jnp.result_type(*(_dtype_source(x) for x in (P, pi_ref, beta)), jnp.float32)
     _check_nash_inputs(P, pi_ref, beta, tol, max_iter, dtype)
@@ -417,6 +513,15 @@ def nash(P: ArrayLike) -> np.ndarray:
 
     Returns:
       ``(..., N)`` float64 equilibrium (one of them if not unique).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import games
+      >>> P = jnp.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # P[y, y'] = P(y > y')
+      >>> pi, pi_ref = jnp.array([0.5, 0.3, 0.2]), jnp.full(3, 1 / 3)
+      >>> print(np.asarray(games.nash(P)).round(4))
+      [0.2222 0.3333 0.4444]
     """
     from scipy.optimize import linprog
 

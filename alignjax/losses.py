@@ -30,6 +30,7 @@ are helpers of the registered pair loss :func:`kto`.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -44,8 +45,36 @@ __all__ = ["margin", "dpo", "ipo", "cdpo", "rdpo", "simpo", "rpo", "gamma_dpo", 
            "orpo", "orpo_log_odds"]
 
 
+def _check_logps(*logps) -> None:
+    """Trace-time checks (chex; nothing runs per step under ``jit``): the log-probabilities given (``None``
+    skipped) are floating and broadcast to one shape ``(...)`` (callers may pass e.g. ``(B, N, 1)`` and
+    ``(B, 1, N)`` for all pairs); a mismatch raises ``AssertionError`` naming the shapes or dtypes."""
+    xs = [jnp.asarray(x) for x in logps if x is not None]
+    chex.assert_type(xs, float)
+    shapes = [x.shape for x in xs]
+    try:
+        target = jnp.broadcast_shapes(*shapes)
+    except ValueError:
+        raise AssertionError(f"log-probabilities of shapes {shapes} do not broadcast to one shape (...)") from None
+    for shape in shapes:
+        chex.assert_is_broadcastable(shape, target)
+
+
 def margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps):
-    """Log-ratio margin ``h = log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l)``, shape ``(...)``."""
+    """Log-ratio margin ``h = log pi(y_w)/pi_ref(y_w) - log pi(y_l)/pi_ref(y_l)``, shape ``(...)``.
+
+    The four inputs are floating arrays that broadcast to one shape ``(...)`` (checked at trace time).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.margin(pc, pr, rc, rr)).round(4))
+      [ 2. -1.]
+    """
+    _check_logps(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return (jnp.asarray(policy_chosen_logps) - jnp.asarray(reference_chosen_logps)) - (
         jnp.asarray(policy_rejected_logps) - jnp.asarray(reference_rejected_logps)
     )
@@ -68,6 +97,15 @@ def dpo(policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike,
 
     Returns:
       Per-pair loss, shape ``(...)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.dpo(pc, pr, rc, rr, beta=0.5)).round(4))
+      [0.3133 0.9741]
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return -jax.nn.log_sigmoid(beta * h)
@@ -80,6 +118,15 @@ def ipo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, refe
 
     The regression target ``1/(2 beta)`` is the IPO paper's (its tau is our beta). Shapes as
     :func:`dpo`. Minimised (population, soft label ``alpha``) at ``h = (alpha - 1/2) / beta``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.ipo(pc, pr, rc, rr, beta=0.5)).round(4))
+      [1. 4.]
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return jnp.square(h - 1.0 / (2.0 * beta))
@@ -93,6 +140,15 @@ def cdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, ref
 
     ``l = -(1-eps) log sigmoid(beta h) - eps log sigmoid(-beta h)``; ``eps = 0`` is DPO.
     Shapes as :func:`dpo`; ``eps`` broadcastable.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.cdpo(pc, pr, rc, rr, beta=0.5, eps=0.1)).round(4))
+      [0.4133 0.9241]
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return -(1.0 - eps) * jax.nn.log_sigmoid(beta * h) - eps * jax.nn.log_sigmoid(-beta * h)
@@ -110,6 +166,15 @@ def rdpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, ref
     no minimiser when the soft label ``alpha`` lies outside ``(eps, 1-eps)``: it falls without
     bound as ``|h|`` grows. ``eps`` must be < 1/2 (checked by callers, not here). Shapes as
     :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.rdpo(pc, pr, rc, rr, beta=0.5, eps=0.1)).round(4))
+      [0.1883 1.0366]
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     forward = -jax.nn.log_sigmoid(beta * h)
@@ -125,7 +190,17 @@ def simpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps=Non
     ``l = -log sigmoid(beta/|y_w| log pi(y_w) - beta/|y_l| log pi(y_l) - gamma)``.
     The reference log-probs are accepted for a uniform signature and ignored. Lengths
     ``|y|`` (token counts, shape broadcastable to ``(...)``) default to 1 (no normalisation).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.simpo(pc, pr, beta=0.5, gamma=0.5)).round(4))
+      [0.4741 1.3133]
     """
+    _check_logps(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     del reference_chosen_logps, reference_rejected_logps
     z = beta * jnp.asarray(policy_chosen_logps) / chosen_lengths - beta * jnp.asarray(
         policy_rejected_logps) / rejected_lengths - gamma
@@ -139,6 +214,15 @@ def rpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, refe
 
     ``l = -log sigmoid(beta h) + eta_sft * beta * (-log pi(y_w))`` with the *summed*
     sequence log-prob (TRL's variant averages over tokens and drops beta: not this one).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.rpo(pc, pr, rc, rr, beta=0.5, eta_sft=0.005)).round(4))
+      [0.3158 0.9791]
     """
     return dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
                reference_rejected_logps, beta=beta) - eta_sft * beta * jnp.asarray(policy_chosen_logps)
@@ -152,7 +236,17 @@ def gamma_dpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps
 
     ``l = -log sigmoid(beta [log pi(y_w)/pi(y_l) + gamma log pi_ref(y_l)/pi_ref(y_w)])``.
     ``gamma = 1`` is DPO; ``gamma = 0`` drops the reference. Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.gamma_dpo(pc, pr, rc, rr, beta=0.5, gamma=0.5)).round(4))
+      [0.3133 0.9741]
     """
+    _check_logps(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     z = (jnp.asarray(policy_chosen_logps) - jnp.asarray(policy_rejected_logps)) + gamma * (
         jnp.asarray(reference_rejected_logps) - jnp.asarray(reference_chosen_logps))
     return -jax.nn.log_sigmoid(beta * z)
@@ -174,6 +268,15 @@ def slic(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, ref
     ``l = max(0, 1 - beta * h)``: zero once the margin reaches ``1/beta``, so unlike DPO it stops
     pushing a pair that is separated by the margin (the same as TRL's ``loss_type="hinge"``).
     Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.slic(pc, pr, rc, rr, beta=0.25)).round(4))
+      [0.5  1.25]
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return jax.nn.relu(1.0 - beta * h)
@@ -185,6 +288,15 @@ def gpo_truncated_quadratic(policy_chosen_logps, policy_rejected_logps, referenc
     """GPO's truncated quadratic (Tang et al. 2024): ``l = max(0, 1 - beta * h)^2``.
 
     A smooth hinge: zero beyond ``h = 1/beta``, quadratic below. Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.gpo_truncated_quadratic(pc, pr, rc, rr, beta=0.25)).round(4))
+      [0.25   1.5625]
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return jnp.square(jax.nn.relu(1.0 - beta * h))
@@ -198,6 +310,15 @@ def gpo_savage(policy_chosen_logps, policy_rejected_logps, reference_chosen_logp
 
     Bounded in ``[0, 1]`` (non-convex): a badly misranked pair contributes at most 1 and a
     vanishing gradient, which makes it robust to label noise. Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.gpo_savage(pc, pr, rc, rr, beta=0.5)).round(4))
+      [0.0723 0.3875]
     """
     h = margin(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     return jnp.square(jax.nn.sigmoid(-beta * h))
@@ -244,7 +365,17 @@ def fdpo_js(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, 
     whose ratio is already large is no longer pushed up, while the rejected one is pushed down as
     in DPO. Values and gradients are finite in float32 for any inputs. TRL's
     ``f_divergence_type="js_divergence"`` is the same formula. Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.fdpo_js(pc, pr, rc, rr, beta=0.5)).round(4))
+      [0.4741 0.7926]
     """
+    _check_logps(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     lw = jnp.asarray(policy_chosen_logps) - jnp.asarray(reference_chosen_logps)
     ll = jnp.asarray(policy_rejected_logps) - jnp.asarray(reference_rejected_logps)
     return -jax.nn.log_sigmoid(beta * (jax.nn.log_sigmoid(lw) - jax.nn.log_sigmoid(ll)))
@@ -273,7 +404,17 @@ def fdpo_alpha(policy_chosen_logps, policy_rejected_logps, reference_chosen_logp
     domain, and that the value overflows beyond it). TRL's ``alpha_divergence`` writes the same
     score as ``(t^{a - 1} - 1)/(a - 1)`` with its coefficient ``a = 1 - alpha``. ``alpha`` is
     broadcastable to ``(...)``; shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.fdpo_alpha(pc, pr, rc, rr, beta=0.5, alpha=0.5)).round(4))
+      [0.3021 0.9091]
     """
+    _check_logps(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     lw = jnp.asarray(policy_chosen_logps) - jnp.asarray(reference_chosen_logps)
     ll = jnp.asarray(policy_rejected_logps) - jnp.asarray(reference_rejected_logps)
     h = lw - ll
@@ -290,6 +431,15 @@ def fdpo_forward_kl(policy_chosen_logps, policy_rejected_logps, reference_chosen
     :func:`fdpo_alpha` at ``alpha = 1`` (computed by it). Registered with the declared domain: finite
     in float32 for log-ratios above about -60 (see :func:`fdpo_alpha`). TRL's ``f_divergence_type="forward_kl"``
     (score ``1 - 1/t``) is the same loss. Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.fdpo_forward_kl(pc, pr, rc, rr, beta=0.5)).round(4))
+      [0.2691 0.8636]
     """
     return fdpo_alpha(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps,
                       beta=beta, alpha=1.0)
@@ -322,7 +472,17 @@ def kto_unpaired(policy_logps, reference_logps, desirable, *, beta, z0, lambda_d
 
     Returns:
       Per-example loss, shape ``(...)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.kto_unpaired(pc, rc, jnp.array([True, False]), beta=0.5, z0=0.0, lambda_d=1.0, lambda_u=1.0)).round(4))
+      [0.3775 0.5   ]
     """
+    _check_logps(policy_logps, reference_logps)
     r = jnp.asarray(policy_logps) - jnp.asarray(reference_logps)
     good = lambda_d * jax.nn.sigmoid(beta * (z0 - r))
     bad = lambda_u * jax.nn.sigmoid(beta * (r - z0))
@@ -336,7 +496,17 @@ def kto_reference_point(policy_logps, reference_logps):
 
     This couples the examples of a batch, so the registered per-pair :func:`kto` takes ``z0`` as a
     hyperparameter instead; pass this estimate as ``z0`` to reproduce TRL's batch loss.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.kto_reference_point(pc, rc)).round(4))
+      0.5
     """
+    _check_logps(policy_logps, reference_logps)
     kl = jnp.mean(jnp.asarray(policy_logps) - jnp.asarray(reference_logps))
     return jax.lax.stop_gradient(jnp.maximum(kl, 0.0))
 
@@ -357,7 +527,17 @@ def kto(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, refe
     batch estimate, so that the loss stays elementwise; :func:`kto_reference_point` computes the
     estimate. ``z0 = 0``, ``lambda = 1`` is the sum ``sigmoid(-beta r_w) + sigmoid(beta r_l)``, not
     a function of the margin ``h`` alone (unlike DPO). Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.kto(pc, pr, rc, rr, beta=0.5, z0=0.0, lambda_d=1.0, lambda_u=1.0)).round(4))
+      [0.3775 0.5612]
     """
+    _check_logps(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     good = kto_unpaired(policy_chosen_logps, reference_chosen_logps, True, beta=beta, z0=z0, lambda_d=lambda_d,
                         lambda_u=lambda_u)
     bad = kto_unpaired(policy_rejected_logps, reference_rejected_logps, False, beta=beta, z0=z0, lambda_d=lambda_d,
@@ -379,7 +559,17 @@ def orpo_log_odds(avg_logps):
     dtype's machine epsilon (an average log-prob within one ulp of 0 is rounding noise): the log-odds
     are then at most ``-log eps`` (about 15.9 in float32, 36 in float64) and their derivative at most
     ``1/eps``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.orpo_log_odds(jnp.array([-0.1, -2.0]))).round(4))
+      [ 2.2522 -1.8546]
     """
+    _check_logps(avg_logps)
     a = jnp.asarray(avg_logps)
     a = jnp.minimum(a, -jnp.finfo(a.dtype).eps)
     log1mexp = jnp.where(a > -0.6931471805599453, jnp.log(-jnp.expm1(a)), jnp.log1p(-jnp.exp(a)))
@@ -399,7 +589,17 @@ def orpo(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps=None
     log-probs are accepted for a uniform signature and ignored; lengths ``|y|`` (token counts,
     broadcastable to ``(...)``) default to 1. Finite in float32 for any log-probs ``<= 0`` and any
     ``beta <= 1e3`` (the log-odds cap of :func:`orpo_log_odds`). Shapes as :func:`dpo`.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import numpy as np
+      >>> from alignjax import losses
+      >>> pc, pr = jnp.array([-1.0, -2.0]), jnp.array([-3.0, -1.0])  # log pi(y_w), log pi(y_l)
+      >>> rc = rr = jnp.array([-2.0, -2.0])  # under pi_ref: margins h = 2 and -1
+      >>> print(np.asarray(losses.orpo(pc, pr, beta=0.5)).round(4))
+      [1.0431 2.7757]
     """
+    _check_logps(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps)
     del reference_chosen_logps, reference_rejected_logps
     aw = jnp.asarray(policy_chosen_logps) / chosen_lengths
     al = jnp.asarray(policy_rejected_logps) / rejected_lengths
