@@ -96,19 +96,22 @@ def agreement_text(quick: Mapping, full: Mapping) -> str:
 
 def history_lines(full: Mapping) -> list[str]:
     """Markdown bullets: every check changed after a run, with the old check's verdict on the full run."""
-    out = []
+    out, extremes, why = [], [], ""
     for c in full.get("claims", []):
         for h in c.get("history", []):
             old = h["old_check"]
             on = f" (on its own metric: {interval(h['old_subject'])})" if "old_subject" in h else ""
             if old == c["check"]:  # the same check, another statistic (claims.every_unit)
-                out.append(f"- `{c['id']}`: same check, the interval was the bootstrap's "
-                           f"{interval(h.get('old_subject'))} ({h['commit']}); its verdict at full: "
-                           f"**{h['old_verdict']}**, now **{c['verdict']}**. Why: {h['why']}")
+                extremes.append(f"`{c['id']}` (bootstrap {interval(h.get('old_subject'))}: {h['old_verdict']}; "
+                                f"now {c['verdict']})")
+                why = h["why"]
                 continue
             out.append(f"- `{c['id']}`: was `{check_text(old)}` (commit {h['commit']}; the change made the check "
                        f"{'easier' if h['easier'] else 'harder'}); the old check's verdict at full: "
                        f"**{h['old_verdict']}**{on}. Why: {h['why']}")
+    if extremes:
+        out.append("- Extremes over units, judged unit by unit since 2026-12-07 (same checks; full run): "
+                   + "; ".join(extremes) + f". Why: {why}")
     return out
 
 
