@@ -112,10 +112,9 @@ RATE_MULTIPLE = 1.0      # fitted per-step log-decay of the gap / log(1 - eta be
 POLY_SLOPE = -2.0        # "linear" exploitability: log-log slope over the last decade above the floor <= -2
 SMALL_BETA_EXPONENT = 1.5  # iterations to an eps(beta)-NE grow at most like beta^-1.5 (docstring, Thresholds)
 TV_DEPENDS = 0.1         # the BT-RLHF policy moves by TV > 0.1 (median over games) when the sampling distribution changes
-_LIN_ORIGIN = ("derivation in experiments/nash_games.py (docstring, 'Thresholds'): the KL-regularised mirror step "
-               "weights log pi_t by 1 - eta beta, so the distance to pi*_beta contracts at least like (1 - eta beta)^t "
-               "and the duality gap, at most linear in that distance (Lipschitz: gap <= C distance), falls at least as "
-               "fast: fitted slope of log gap per step / log(1 - eta beta) >= 1")
+_LIN_ORIGIN = ("docs/thresholds.md#egpo-regularized-linear-rate: the regularised mirror step weights log pi_t by "
+               "1 - eta beta and the gap is at most linear in the distance to pi*_beta, so fitted slope of log gap "
+               "per step / log(1 - eta beta) >= 1")
 _SETTING_EGPO = ("authors' exact tabular configs (beta, iterations, lr) = (0.1, 1000, 0.1), (0.01, 5000, 0.02), (0.001, "
                  "100000, 2e-4) with their iteration counts in quick and full; N = 10, 10 (quick) or 30 (full) random "
                  "games (the bootstrap units), pi_0 = pi_ref = softmax(N(0,1)); exact step eta = 4 lr/(N beta) "
@@ -161,7 +160,8 @@ PART_A = [
         paper_value="constant-step Nash-MD is not covered by NLHF Thm 1; EGPO converges linearly",
         setting=_SETTING_EGPO,
         check=C.Check("min over beta in {0.1, 0.01} of median final gap (Nash-MD) / median final gap (EGPO)", ">",
-                      PLATEAU_FACTOR, "v2's factor 100 (two decades), fixed before v2's first run"),
+                      PLATEAU_FACTOR, "docs/thresholds.md#nash-md-constant-step-plateaus: runs at the float32 floor differ "
+                      "by at most a decade; 100 adds one decade of margin"),
         control="exact OMD (= online IPO 1 exact; its fixed point is pi*_beta) in Nash-MD's place, same ratio to EGPO"),
     C.ClaimSpec(
         id="nash-md-rate-order",
@@ -173,7 +173,8 @@ PART_A = [
         setting=("16 (quick) or 32 (full) random games N = 10 (the units), pi_0 = pi_ref = softmax(N(0,1)), betas "
                  "1, 0.3, 0.1, T = 10^4, the theorem's schedule, float64; slope over T in [T/10, T]"),
         check=C.Check("max over games and betas of the log-log slope of KL(pi*_beta || pi_T) over the last decade",
-                      "<=", THEOREM_ORDER + SLOPE_TOL, "NLHF Thm 1: O(1/T) is slope -1; tolerance 0.05 for the fit (v2)"),
+                      "<=", THEOREM_ORDER + SLOPE_TOL, "docs/thresholds.md#nash-md-rate-order: NLHF Thm 1's O(1/T) is slope -1; "
+                      "the tolerance 0.05 is a convention"),
         control="Nash-MD with the constant step eta = 0.1 (outside the theorem), same slope"),
     C.ClaimSpec(
         id="mwu-last-iterate-cycles-average-converges",
@@ -186,7 +187,8 @@ PART_A = [
         setting=_SETTING_BETA0,
         check=C.Check("min over games with a mixed equilibrium of (MWU last-iterate tail-mean exploitability) / "
                       "(MWU average iterate's final exploitability)", ">", CYCLE_FACTOR,
-                      "one decade (v2, fixed before its first run)"),
+                      "docs/thresholds.md#mwu-last-iterate-cycles-average-converges: one decade, a convention (set in v2 "
+                      "after v1's absolute check failed)"),
         control="OMWU's last iterate (same eta) in place of MWU's, against MWU's average iterate"),
     C.ClaimSpec(
         id="omwu-extragradient-last-iterate-beta0",
@@ -198,7 +200,8 @@ PART_A = [
         setting=_SETTING_BETA0,
         check=C.Check("max over games and {OMWU, extragradient} of the convergence score max(e_T / 1e-2, "
                       "min((e_T / e_(T/10)) / 0.1, e_T / 1e-4))", "<=", 1.0,
-                      "v2's per-game criterion (e_T < 1e-2 and (e_T <= 0.1 e_(T/10) or e_T < 1e-4)) as one number"),
+                      "docs/thresholds.md#omwu-extragradient-last-iterate-beta0: a decade per decade of time is a rate at "
+                      "least 1/T; 1e-4 is the float32 floor; 1e-2 is a convention"),
         control="plain MWU's last iterate at the same eta, same score"),
     C.ClaimSpec(
         id="mpo-fixed-magnet-linear-rate",
@@ -210,10 +213,9 @@ PART_A = [
         paper_value="linear convergence to the magnet-regularised equilibrium",
         setting=_SETTING_MPO + "; the fit uses a 3,000-step run logged every 10 steps",
         check=C.Check("min over games of (fitted slope of log gap per step) / log(1/(1 + eta beta))", ">=",
-                      RATE_MULTIPLE, _LIN_ORIGIN.replace("weights log pi_t by 1 - eta beta",
-                                                         "of MMD weights log pi_t by 1/(1 + eta beta)")
-                      .replace("(1 - eta beta)^t", "(1/(1 + eta beta))^t")
-                      .replace("log(1 - eta beta)", "log(1/(1 + eta beta))")),
+                      RATE_MULTIPLE, "docs/thresholds.md#mpo-fixed-magnet-linear-rate: MMD's step weights log pi_t "
+                      "by 1/(1 + eta beta) and the gap is at most linear in the distance to the magnet's equilibrium, "
+                      "so fitted slope of log gap per step / log(1/(1 + eta beta)) >= 1"),
         control="MPO with the magnet reset every 100 steps (its target moves), same fitted rate of the gap w.r.t. pi_ref",
         history=(C.CheckChange(
             old=C.Check("games whose gap leaves the envelope max(10 gap_0 (1 + eta beta)^-t, 1e-10) or ends above 1e-6",
@@ -231,9 +233,8 @@ PART_A = [
         paper_value="last-iterate convergence to the original NE, linear rate (abstract)",
         setting=_SETTING_MPO + "; T = 10^7 logged every 10^4",
         check=C.Check("max over games of the log-log slope of exploitability over the last decade above 1e-3", "<=",
-                      POLY_SLOPE, "derivation in experiments/nash_games.py (docstring, 'Thresholds'): e_t = C rho^t "
-                      "has d log e / d log t = t log rho, below -2 once t > 2/|log rho|; the O(1/T) and O(1/T^2) "
-                      "rates of mirror-descent-type methods have slopes >= -2"),
+                      POLY_SLOPE, "docs/thresholds.md#mpo-magnet-updates-converge-original: C rho^t has log-log slope "
+                      "-ln(C/e_t), below -2 past a factor e^2; the polynomial rates O(1/T) to O(1/T^2) stay >= -2"),
         control=("OMWU's last iterate at beta = 0 (stage beta0: the same games, pi_0, 10^7 steps and log), same "
                  "slope: its last iterate converges too (Daskalakis & Panageas 2019), so it could pass; v3's first "
                  "control, the fixed magnet, could not (its limit pi*_beta keeps a positive exploitability)"),
@@ -255,9 +256,8 @@ PART_A = [
                  "0.03, 0.01, 0.003, 0.001, eta = 0.1, T = 10^6 logged every 100"),
         check=C.Check("max over games of the exponent a in T(beta) ~ beta^-a (least squares of log T on log 1/beta)",
                       "<=", SMALL_BETA_EXPONENT,
-                      "derivation in experiments/nash_games.py (docstring, 'Thresholds'): at the linear rate 1 - eta "
-                      "beta, T(beta) = log(e_0/eps)/(eta beta) with eps proportional to beta, so d log T / d log(1/beta) "
-                      "= 1 + 1/log(e_0/eps) <= 1.5 once e_0/eps >= e^2"),
+                      "docs/thresholds.md#egpo-original-game-small-beta: at the linear rate 1 - eta beta, d log T / "
+                      "d log(1/beta) = 1 + 1/log(e_0/eps) <= 1.5 once e_0/eps >= e^2 (the small-beta limit)"),
         control="exact OMD (online IPO 1 exact: the regularised step without extragradient) at the same betas and eta",
         history=(C.CheckChange(
             old=C.Check("max over games and betas of final exploitability / (2 beta log(1/min pi_ref))", "<=", 1.0,
@@ -274,7 +274,8 @@ PART_A = [
         paper_value="the Nash policy is unexploitable; a reward-model policy is not",
         setting=_SETTING_MIX,
         check=C.Check("median over cyclic mixtures of the BT-RLHF policy's exploitability", ">", EXPL_LARGE,
-                      "v2's 'large' (a tenth of the payoff range [0, 1]), fixed before its first run"),
+                      "docs/thresholds.md#bt-rlhf-exploitable-on-mixtures: a tenth of the exploitability range [0, 1], "
+                      "a convention"),
         control=("BT-RLHF on the annotator mixtures that have a Condorcet winner (same raters, transitive majority), "
                  "same median exploitability")),
     C.ClaimSpec(
@@ -287,7 +288,8 @@ PART_A = [
         paper_value="a BT reward model, and the policy optimising it, depend on the sampling distribution",
         setting=_SETTING_MIX + "; mu ~ Dirichlet(1) per game; weighted BT max-likelihood (Newton)",
         check=C.Check("median over cyclic mixtures of TV(BT-RLHF policy under uniform pairs, under mu-weighted pairs)",
-                      ">", TV_DEPENDS, "the check first drafted for v2 (before its smoke run): a tenth of the TV range"),
+                      ">", TV_DEPENDS, "docs/thresholds.md#bt-rlhf-depends-on-sampling-distribution: a tenth of the TV "
+                      "range, a convention; near-deterministic policies make the verdict insensitive to it"),
         control=("the same pipeline on the mixtures that have a Condorcet winner (transitive majority), same median TV"),
         history=(C.CheckChange(
             old=C.Check("fraction of cyclic mixtures whose BT argmax changes between the two sampling distributions",
