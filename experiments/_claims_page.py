@@ -26,10 +26,13 @@ def load_summary(folder) -> dict:
 
 
 def interval(m: Mapping | None) -> str:
-    """``value [low, high] (n units)``, or ``value`` alone where there is nothing to aggregate."""
+    """``value [low, high] (n units)``; ``value (every unit of n)`` for an extreme over units (exact, its
+    bounds shown where one is open); ``value`` alone where there is nothing to aggregate."""
     if not m:
         return "absent"
     v, lo, hi, n = float(m["value"]), float(m["low"]), float(m["high"]), int(m["units"])
+    if m.get("interval") == "every unit" and n > 1:
+        return f"{v:.4g} (every unit of {n})" if lo == hi else f"{v:.4g} [{lo:.4g}, {hi:.4g}] (every unit of {n})"
     return f"{v:.4g}" if n == 1 or lo == hi else f"{v:.4g} [{lo:.4g}, {hi:.4g}] ({n})"
 
 
