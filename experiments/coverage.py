@@ -874,7 +874,7 @@ def claim_online_bounded(spec, cfg, sub, fa):
                 "loglinear_dpo_gap_per_level": _f64(fa["free"]["gap"]).mean(-1).tolist(),
                 "v3_first_tabular_statistic": {"rlhf (subject)": float(_worst(worst_excess([sub[m]["gap"] for m in ONLINE], b))),
                                                "dpo (control)": float(_worst(worst_excess([sub["dpo"]["gap"]], b)))}}
-    return claims.evaluate(spec, claims.measure(subj, _worst), claims.measure(ctrl, _worst), measured=measured,
+    return claims.evaluate(spec, claims.every_unit(subj, _worst), claims.every_unit(ctrl, _worst), measured=measured,
                            note="RLHF's KL(pi || pi_ref) is evaluated on the policy's own distribution, so it sees the "
                                 "mass the shared features put on U and pays pi(U) log(pi(U)/pi_ref(U)) for it: it pushes "
                                 "pi(U) from about 1/3 down to a few percent. But the policy can lower pi(U) only through "
@@ -899,7 +899,7 @@ def claim_hypo_with_online(spec, cfg, sub, fa):
                 **{f"loglinear_{m}_mass_unseen_per_level": _f64(fa[m]["mass_unseen"]).mean(-1).tolist()
                    for m in (*FA_HYBRID, "offline-kl-hypo")},
                 "v3_first_tabular_statistic": {"hypo (subject)": float(_worst(worst_excess([sub[m]["gap"] for m in HYBRID], b)))}}
-    return claims.evaluate(spec, claims.measure(subj, _worst), claims.measure(ctrl, _worst), measured=measured,
+    return claims.evaluate(spec, claims.every_unit(subj, _worst), claims.every_unit(ctrl, _worst), measured=measured,
                            note="The online KL term reaches U through the shared features (its samples come from the "
                                 "policy), but with weight lam = 0.1 beta (a tenth of RLHF's) it lowers pi(U) only from "
                                 "about 0.5 to 0.3 over 12 decades, so HyPO's gap grows by about 0.6 per decade and ends "

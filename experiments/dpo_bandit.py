@@ -496,7 +496,7 @@ def overfit_claim(s, st) -> dict:
             f"{CONTROL_PAIRS} pairs per prompt: there DPO drifts only on prompts whose votes leave a response unbeaten "
             "or winless (the empirical optimum is then still at infinity), and the per-size drift (beta = 0.1) shows "
             "the drift fade as more votes conflict.")
-    return C.evaluate(spec, C.measure(dpo, worst_drift), C.measure(many, worst_drift), measured=measured, note=note)
+    return C.evaluate(spec, C.every_unit(dpo, worst_drift), C.every_unit(many, worst_drift), measured=measured, note=note)
 
 
 def rate_claim(s, st) -> dict:
