@@ -87,6 +87,10 @@ def agreement_text(quick: Mapping, full: Mapping) -> str:
               != (c["verdict"], c["control"]["verdict"])]
     text = ("Quick and full give the same verdict on every claim and control." if not differ else
             "Quick and full differ on: " + ", ".join(f"`{c}`" for c in differ) + ".")
+    both = [cid for cid, c in f.items() if c["verdict"] == c["control"]["verdict"] == "holds"]
+    if both:
+        text += (" Not discriminated at full (the subject holds and so does its control: the check does not tell "
+                 "them apart, so this 'holds' is weak evidence): " + ", ".join(f"`{c}`" for c in both) + ".")
     for scale, runs in (("quick", q), ("full", f)):
         for cid, c in runs.items():
             if c["verdict"] == "inconclusive":
