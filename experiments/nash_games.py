@@ -265,7 +265,8 @@ PART_A = [
                    "beta log(1/min pi_ref) grow polynomially in 1/beta, with exponent at most "
                    f"{SMALL_BETA_EXPONENT:g} (fitted over beta in 0.1 .. 0.001)"),
         source=(f"{EGPO}, abstract and Table 1 (polynomial last-iterate convergence to the NE of the original game) "
-                "(exponent not verified)"),
+                "(exponent not verified); the bound 1.5 on the exponent is beyond the paper: ours, derived from the "
+                "regularised game's linear rate (docs/thresholds.md), so a failure can be the bound's"),
         paper_value="polynomial convergence to the original NE (iteration count polynomial in 1/eps)",
         setting=("10 (quick) or 30 (full) random games N = 10 (the units), pi_0 = pi_ref = softmax(N(0,1)), betas 0.1, "
                  "0.03, 0.01, 0.003, 0.001, eta = 0.1, T = 10^6 logged every 100"),
