@@ -19,7 +19,6 @@ from alignjax.registry import SUITES
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_PLACES = ("Sec.", "Table", "Fig.", "Thm", "Eq.", "abstract", "§", "App.")
 DOCS_REF = re.compile(r"docs/([\w./-]+?\.md)#([\w-]+)")
-MID_REWRITE = {"coverage", "dpo-bandit"}  # issue 22: being rewritten by another session
 
 
 def github_anchors(markdown: str) -> set[str]:
@@ -62,13 +61,7 @@ def _declaring_suites():
     return [n for n in SUITES.names() if SUITES.entry(n).meta.get("claims")]
 
 
-def _suite_params():
-    return [pytest.param(n, marks=pytest.mark.xfail(
-        reason=f"issue 22: {n} is being rewritten; its derivations still live in its module's docstring, not in docs/",
-        strict=False)) if n in MID_REWRITE else n for n in _declaring_suites()]
-
-
-@pytest.mark.parametrize("name", _suite_params())
+@pytest.mark.parametrize("name", _declaring_suites())
 def test_every_origin_cites_a_paper_place_or_an_existing_docs_section(name):
     bad = {s.id: origin_problems(s.check.origin) for s in SUITES.entry(name).meta["claims"]}
     bad = {k: v for k, v in bad.items() if v}
@@ -77,7 +70,7 @@ def test_every_origin_cites_a_paper_place_or_an_existing_docs_section(name):
 
 def test_the_suites_the_rule_covers_are_registered():
     names = set(_declaring_suites())
-    assert {"nash-games", "atlas", "ranking-accuracy", "preference-models"} <= names
+    assert {"nash-games", "atlas", "ranking-accuracy", "preference-models", "coverage", "dpo-bandit"} <= names
 
 
 def test_every_claim_section_of_thresholds_md_is_a_declared_claim():
