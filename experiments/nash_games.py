@@ -1127,10 +1127,13 @@ RESTATED = (
         "the control could not fail; EGPO moved from the compound check to the control."),
     _v2("egpo-lowest-gap-every-beta", "EGPO ends with the lowest gap at every beta.",
         "EGPO's median <= min of the others x (1 + 1e-6) or < 1e-11 at every beta.",
-        "the same check as one ratio with an interval over games."),
+        "the same check as one ratio with an interval over games; the control is EGPO at a tenth of its learning "
+        "rate (its own run; v3's first control, Nash-MD-PG in EGPO's place, was the same runs reordered)."),
     _v2("sampled-egpo-lowest-gap", "EGPO ends at the lowest sampled noise floor.",
         "EGPO's median floor <= the best other's x (1 + 1e-6) (0.97, no interval; the floor replaced the final "
-        "point after the order flipped between quick and full).", "issue 22: the ratio now has an interval over games."),
+        "point after the order flipped between quick and full).", "issue 22: the ratio now has an interval over games; "
+        "the control is sampled EGPO at a tenth of its learning rate (its own run; v3's first control, Nash-MD-PG in "
+        "EGPO's place, was the same runs reordered)."),
     _v2("nash-md-pg-stall-every-mixture", "Nash-MD-PG stalls at beta = 0.001 for every mixture m.",
         "median final/initial > 0.1 for every m (control: EGPO, shared with another claim).",
         "the same check as one number; the control is Nash-MD-PG at beta = 0.1 (its own run)."),
