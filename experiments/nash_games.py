@@ -142,8 +142,10 @@ PART_A = [
         setting=_SETTING_EGPO,
         check=C.Check("min over games and configs of (fitted slope of log gap per step) / log(1 - eta beta)", ">=",
                       RATE_MULTIPLE, _LIN_ORIGIN),
-        control="constant-step Nash-MD (same configs, same eta; its fixed point is O(eta) away from pi*_beta, so "
-                "its gap plateaus) under the same fitted-rate check",
+        control=("OMWU on the same regularised games (same configs and eta; stage egpo-simulation), same fitted "
+                 "rate: another last-iterate method that could contract as fast. v3's first control, constant-step "
+                 "Nash-MD, plateaus by construction (its fixed point is O(eta) from pi*_beta) and is the subject of "
+                 "nash-md-constant-step-plateaus; its rate is reported"),
         history=(C.CheckChange(
             old=C.Check("games (of every config) whose gap leaves the envelope max(10 gap_0 (1 - eta beta)^t, 1e-10) "
                         "or ends above 1e-6", "<=", 0.0, "v2: C = 10 and the 1e-6 cut chosen after a failing run"),
@@ -189,7 +191,9 @@ PART_A = [
                       "(MWU average iterate's final exploitability)", ">", CYCLE_FACTOR,
                       "docs/thresholds.md#mwu-last-iterate-cycles-average-converges: one decade, a convention (set in v2 "
                       "after v1's absolute check failed)"),
-        control="OMWU's last iterate (same eta) in place of MWU's, against MWU's average iterate",
+        control=("OMWU's last iterate at the smaller step eta = 0.1 (10^6 steps, its own run in stage beta0) in "
+                 "place of MWU's, against MWU's average iterate: it passes if last iterates cycle whatever the "
+                 "method. v3's first control, OMWU's 10^7-step run, is omwu-extragradient-last-iterate-beta0's subject"),
         history=(C.CheckChange(
             old=C.Check("min over games with a mixed equilibrium of min(last-iterate tail-mean exploitability - 0.1, "
                         "0.05 - average iterate's final exploitability)", ">", 0.0,
@@ -210,7 +214,9 @@ PART_A = [
                       "min((e_T / e_(T/10)) / 0.1, e_T / 1e-4))", "<=", 1.0,
                       "docs/thresholds.md#omwu-extragradient-last-iterate-beta0: a decade per decade of time is a rate at "
                       "least 1/T; 1e-4 is the float32 floor; 1e-2 is a convention"),
-        control="plain MWU's last iterate at the same eta, same score",
+        control=("plain MWU's last iterate at the smaller step eta = 0.1 (10^6 steps, its own run in stage beta0), "
+                 "same score: it passes if any multiplicative-weights last iterate converges at beta = 0. v3's first "
+                 "control, MWU's last iterate at eta = 0.25, is mwu-last-iterate-cycles-average-converges' subject"),
         history=(C.CheckChange(
             old=C.Check("max over games and {OMWU, extragradient} of the final exploitability", "<", 1e-3,
                         "v1: converged = exploitability below 1e-3 (after 10^4 quick / 5x10^4 full steps)"),
@@ -250,9 +256,11 @@ PART_A = [
         check=C.Check("max over games of the log-log slope of exploitability over the last decade above 1e-3", "<=",
                       POLY_SLOPE, "docs/thresholds.md#mpo-magnet-updates-converge-original: C rho^t has log-log slope "
                       "-ln(C/e_t), below -2 past a factor e^2; the polynomial rates O(1/T) to O(1/T^2) stay >= -2"),
-        control=("OMWU's last iterate at beta = 0 (stage beta0: the same games, pi_0, 10^7 steps and log), same "
-                 "slope: its last iterate converges too (Daskalakis & Panageas 2019), so it could pass; v3's first "
-                 "control, the fixed magnet, could not (its limit pi*_beta keeps a positive exploitability)"),
+        control=("MPO with the magnet reset every 10 steps (the smallest K of the reset sweep, stage mpo: same "
+                 "games, pi_0, beta and eta; its 10^6-step run logged every 10^3), same slope: a broken schedule whose "
+                 "magnet follows the iterate, so the regularisation stops acting; it passes if MPO converges "
+                 "linearly whatever K. v3's first control, the fixed magnet, could not pass (its limit pi*_beta "
+                 "keeps a positive exploitability); OMWU's last iterate, tried next, is another claim's subject"),
         history=(C.CheckChange(
             old=C.Check("games where exploitability at T > 1/3 x at T/10 (and above 1e-4) or >= 1e-2", "<=", 0.0,
                         "v2: 1/3 per decade (a 1/T rate gives 0.1); floor raised 1e-5 -> 1e-4 after a failing run"),
@@ -439,7 +447,7 @@ def beta0(s: dict) -> dict:
             Tr, ler = _run_steps(s, run)
             pis = simulate(name, Pg, pi0, beta=0.0, eta=s["beta0_eta"], num_steps=Tr, log_every=ler, average=average)
             expl[fam][run] = np.asarray(games.exploitability(Pg[:, None], pis), np.float64)  # (G, L)
-        for run in ("omwu-last", "egpo-last"):  # the same at a smaller step inside the condition (reported)
+        for run in ("omwu-last", "egpo-last", "mwu-last"):  # the same at a smaller step (reported; MWU's: a control)
             name = BETA0_RUNS[run][0]
             pis = simulate(name, Pg, pi0, beta=0.0, eta=s["beta0_eta_small"], num_steps=T, log_every=le)
             expl[fam][run + "-small-eta"] = np.asarray(games.exploitability(Pg[:, None], pis), np.float64)
@@ -632,11 +640,11 @@ def _nanmin(x: np.ndarray) -> float:
 def egpo_claims(s: dict, r: dict) -> list[dict]:
     """The EGPO simulation (exact): EGPO's fitted linear rate; constant-step Nash-MD's plateau."""
     cfgs = s["configs"]
-    rate_e, rate_n = _rate_table(s, r, "egpo"), _rate_table(s, r, "nash-md")
+    rate_e, rate_n, rate_o = _rate_table(s, r, "egpo"), _rate_table(s, r, "nash-md"), _rate_table(s, r, "omwu")
     by_beta = lambda x: {str(b): {"min": _nanmin(x[:, c]), "median": float(np.nanmedian(x[:, c]))}
                          for c, (b, _, _) in enumerate(cfgs)}
-    out = [C.evaluate(_spec("egpo-regularized-linear-rate"), C.every_unit(rate_e, _nanmin), C.every_unit(rate_n, _nanmin),
-                      measured={"egpo_rate_multiple_by_beta": by_beta(rate_e),
+    out = [C.evaluate(_spec("egpo-regularized-linear-rate"), C.every_unit(rate_e, _nanmin), C.every_unit(rate_o, _nanmin),
+                      measured={"egpo_rate_multiple_by_beta": by_beta(rate_e), "omwu_rate_multiple_by_beta": by_beta(rate_o),
                                 "nash_md_rate_multiple_by_beta": by_beta(rate_n), "etas": r["etas"]},
                       note=("rate multiple = (least-squares slope of log gap per step over the logged points above "
                             f"{FLOOR:g}) / log(1 - eta beta); a multiple near 2 is the squared contraction a gap "
@@ -708,7 +716,7 @@ def beta0_claims(s: dict, r: dict) -> list[dict]:
     fams = list(BETA0_FAMILIES)
     cyc = np.concatenate([_cycle_ratio(expl[f]["mwu-last"], expl[f]["mwu-average"], steps, sup[f]) for f in fams])
     # OMWU's control on its own 10^7-step log (as many points as MWU's 10^6-step log): its last 10%
-    cyc_ctl = np.concatenate([_cycle_ratio(expl[f]["omwu-last"], expl[f]["mwu-average"], r["steps_long"], sup[f])
+    cyc_ctl = np.concatenate([_cycle_ratio(expl[f]["omwu-last-small-eta"], expl[f]["mwu-average"], steps, sup[f])
                               for f in fams])
     score = lambda run: np.concatenate([convergence_score(expl[f][run], st(run)) for f in fams])
     both = np.maximum(score("omwu-last"), score("egpo-last"))
@@ -722,7 +730,8 @@ def beta0_claims(s: dict, r: dict) -> list[dict]:
                    measured={"equilibrium_support_sizes": {f: sup[f].tolist() for f in fams}},
                    note="a tail window (last 10% of the logged run); per game relative to the same run's average "
                         "iterate (cycling is instance dependent). OMWU's tail is the last 10% of its 10^7-step run."),
-        C.evaluate(_spec("omwu-extragradient-last-iterate-beta0"), C.every_unit(both, mx), C.every_unit(score("mwu-last"), mx),
+        C.evaluate(_spec("omwu-extragradient-last-iterate-beta0"), C.every_unit(both, mx),
+                   C.every_unit(np.concatenate([convergence_score(expl[f]["mwu-last-small-eta"], steps) for f in fams]), mx),
                    measured={"max_final_exploitability": {BETA0_LABELS[k]: float(max(expl[f][k][:, -1].max() for f in fams))
                                                           for k in ("omwu-last", "egpo-last")},
                              f"max_score_at_eta_{s['beta0_eta_small']}_10^6_steps": {
@@ -766,6 +775,7 @@ def mpo_claims(s: dict, r: dict, b0: dict) -> list[dict]:
     """MPO's two stages: fixed magnet -> pi*_beta linearly; magnet updates -> original equilibrium, linearly
     (the second's control: OMWU's last iterate from stage ``beta0``, ``b0``, on the same games and log)."""
     expl, steps = r["exploitability"], r["steps_long"]
+    expl_short = r["exploitability"]  # the reset sweep's other K run beta0_steps, logged at r["steps"]
     fams = list(BETA0_FAMILIES)
     K, fixed = str(s["mpo_reset_every"]), str(FIXED_MAGNET)
     b = s["mpo_eta"] * s["mpo_beta"]
@@ -774,6 +784,8 @@ def mpo_claims(s: dict, r: dict, b0: dict) -> list[dict]:
     slope = lambda key: np.array([decade_slope(row, steps, 10 * EXPL_FLOOR) for f in fams for row in expl[f][key]])
     mx = lambda x: float(np.max(x))
     sl_k, sl_fixed = slope(K), slope(fixed)
+    k_ctl = str(min(s["mpo_reset_sweep"]))
+    sl_ctl = np.array([decade_slope(row, r["steps"], 10 * EXPL_FLOOR) for f in fams for row in expl_short[f][k_ctl]])
     sl_omwu = np.array([decade_slope(row, b0["steps_long"], 10 * EXPL_FLOOR) for f in fams
                         for row in b0["exploitability"][f]["omwu-last"]])
     return [
@@ -782,8 +794,9 @@ def mpo_claims(s: dict, r: dict, b0: dict) -> list[dict]:
                    measured={"max_final_exploitability_original_game": float(max(expl[f][fixed][:, -1].max() for f in fams))},
                    note="the fixed magnet's limit is pi*_beta, not the original equilibrium: its exploitability of the "
                         "original game stays at the regularisation bias (reported)."),
-        C.evaluate(_spec("mpo-magnet-updates-converge-original"), C.every_unit(sl_k, mx), C.every_unit(sl_omwu, mx),
-                   measured={"slopes": sl_k.tolist(), "omwu_slopes": sl_omwu.tolist(),
+        C.evaluate(_spec("mpo-magnet-updates-converge-original"), C.every_unit(sl_k, mx), C.every_unit(sl_ctl, mx),
+                   measured={"slopes": sl_k.tolist(), f"K={k_ctl}_slopes": sl_ctl.tolist(),
+                             "omwu_last_iterate_max_slope (beta = 0, stage beta0)": float(np.max(sl_omwu)),
                              "fixed_magnet_max_slope": float(np.max(sl_fixed)), "max_final_exploitability": float(max(expl[f][K][:, -1].max() for f in fams)),
                              "max_final_exploitability_by_K": {k: float(max(expl[f][k][:, -1].max() for f in fams))
                                                                for k in expl["random"] if k != fixed}},
@@ -1098,8 +1111,8 @@ RESTATED = (
     _v2("mpo-magnet-updates-converge-original", "MPO with magnet resets converges to the original NE.",
         "every game: e_T <= e_(T/10)/3 (or below the 1e-4 floor, raised from 1e-5 after a failing run) and < 1e-2.",
         "issue 22: the paper says linear; v3 checks the rate's shape (log-log slope <= -2). The control was MPO with "
-        "a fixed magnet, which cannot pass (its limit pi*_beta stays exploitable); it is now OMWU's last iterate at "
-        "beta = 0 on the same games, which can."),
+        "a fixed magnet, which cannot pass (its limit pi*_beta stays exploitable); it is now MPO with the magnet "
+        "reset every 10 steps (a broken schedule), which can."),
     _v2("egpo-original-game-small-beta", "EGPO reaches an eps-NE of the original game through a small beta.",
         "final exploitability <= 2 beta log(1/min pi_ref) for every beta and game.",
         "issue 22: weaker than the paper (a bias bound, no rate); v3 measures the iterations to eps(beta) and their "
