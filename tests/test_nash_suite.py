@@ -255,7 +255,7 @@ QUICK_VERDICTS = {
     "omwu-extragradient-last-iterate-beta0": "holds",
     "mpo-fixed-magnet-linear-rate": "holds",
     "mpo-magnet-updates-converge-original": "fails",
-    "egpo-original-game-small-beta": "inconclusive",
+    "egpo-original-game-small-beta": "fails",
     "bt-rlhf-exploitable-on-mixtures": "holds",
     "bt-rlhf-depends-on-sampling-distribution": "fails",
     "sampled-egpo-noise-floor-shrinks": "holds",
