@@ -149,7 +149,15 @@ SAMPLED_CLAIMS = C.declared([
                         "v2: the same ratio read as one number (0.97), no interval; the floor replaced the single "
                         "final point after the order flipped between quick and full"),
             why="issue 22: the ratio (0.97) had no interval; v3 bootstraps it over games (the check is unchanged)",
-            commit="v2", easier=False),)),
+            commit="v2", easier=False),
+            C.CheckChange(
+            old=C.Check("median final gap (EGPO) / min over the others of their median final gap (the last logged "
+                        "point)", "<=", TIE, "v1: 'lowest' at the run's end"),
+            why=("recorded 2026-12-07 (review): v2 replaced the final point by the noise floor (mean of the last 20% of "
+                 "the run) after the order flipped between quick and full; with a constant step every method ends "
+                 "at a noise floor, and one logged point is one draw of it. The old check's verdict on this run is "
+                 "reported"),
+            commit="v2", easier=False))),
     C.ClaimSpec(
         id="nash-md-pg-stall-every-mixture",
         statement=("At beta = 0.001, Nash-MD-PG stalls for every mixture coefficient m of its opponent pi^(1-m) "
@@ -519,6 +527,11 @@ def claims(s: dict, main: dict, floor: dict, nn: dict, ib: dict, mx: dict, lc: d
         note="with a constant learning rate every sampled method ends at a noise floor, so this compares floors; "
              "EGPO and online IPO 1 are within a few percent, so few games leave the verdict open. Sampled Nash-MD "
              "(geometric-mixture opponent) is not registered as a sampled dynamic and is not run."))
+    fin = {a: g[0, :, 0, -1] for a, g in main["gaps"]["sampled"].items()}  # v1's statistic: the last logged point
+    v1 = C.measure(np.stack([fin["sampled-egpo"]] + [fin[a] for a in others], 1), lowest_ratio)
+    h = out[-1]["history"][1]
+    h["old_subject"] = v1.as_dict()
+    h["old_verdict"] = C.verdict(_spec("sampled-egpo-lowest-gap").history[1].old, v1)[0]
 
     mr = (mx["gaps"][:, :, -1] / mx["gaps"][:, :, 0]).T  # (G, M)
     out.append(C.evaluate(
