@@ -114,7 +114,7 @@ def history_lines(full: Mapping) -> list[str]:
                 why = h["why"]
                 continue
             out.append(f"- `{c['id']}`: was `{check_text(old)}` (commit {h['commit']}; the change made the check "
-                       f"{'easier' if h['easier'] else 'harder'}); the old check's verdict at full: "
+                       f"{'easier' if h['easier'] else 'not easier'}); the old check's verdict at full: "
                        f"**{h['old_verdict']}**{on}. Why: {h['why']}")
     if extremes:
         out.append("- Extremes over units, judged unit by unit since 2026-12-07 (same checks; full run): "
