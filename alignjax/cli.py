@@ -622,7 +622,7 @@ def _reproduce_parallel(args, names, dirs, done, previous, scale) -> int:
                 break
             time.sleep(0.2)
             for n, (proc, log) in list(running.items()):
-                if proc.poll() is None:
+                if proc.poll() is None or _INTERRUPTED.is_set():  # after a signal, _stop_now reports
                     continue
                 del running[n]
                 log.seek(0)
@@ -633,9 +633,10 @@ def _reproduce_parallel(args, names, dirs, done, previous, scale) -> int:
                 elif not failed:
                     failed = proc.returncode
     finally:
-        for proc, log in running.values():  # only after an exception here: do not leave children behind
-            proc.kill()
-            log.close()
+        if not _INTERRUPTED.is_set():  # an exception here: do not leave children behind (a signal: _stop_now)
+            for proc, log in running.values():
+                proc.kill()
+                log.close()
     summaries = [s for s in (_read_json(Path(args.out) / n / "summary.json") for n in names)
                  if isinstance(s, dict) and s.get("status") == "finished"]
     print()
