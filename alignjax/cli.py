@@ -421,7 +421,8 @@ def _run_secondary(program, grid, config, args) -> int:
 
 
 def _resume_argv(argv: Sequence[str]) -> list[str]:
-    return [a for a in argv if a not in ("--overwrite", "--no-claims-table")] + ([] if "--resume" in argv else ["--resume"])
+    kept = [a for a in argv if a not in ("--overwrite", "--no-claims-table")]
+    return kept + ([] if "--resume" in argv else ["--resume"])
 
 
 def _one_line(text: str) -> str:
