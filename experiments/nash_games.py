@@ -549,6 +549,7 @@ def why_nlhf(s: dict) -> dict:
     W_uni = jnp.ones((Gc, n, n)) / n ** 2
     W_mu = mu[:, :, None] * mu[:, None, :]
 
+    @jax.jit  # one compile per shape (eagerly, every op of the fit compiles on its own)
     def bt_policy(Pm, W):
         r = _weighted_bt(Pm, W)
         return jax.nn.softmax((r - r.max(-1, keepdims=True)) / beta, -1)
