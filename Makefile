@@ -1,11 +1,12 @@
 # alignjax: two commands do everything on a fresh clone.
-#   make reproduce   every reproduction suite, quick CPU setting -> results/
+#   make reproduce   every reproduction suite, quick CPU setting -> results/ (JOBS=2 suites at once)
 #   make test        the default test suite (what CI runs)
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUT    ?= results
 SUITES ?= all
+JOBS   ?= 2
 
 .PHONY: reproduce test test-slow bench lock clean-venv atlas-paper
 
@@ -22,7 +23,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(VENV)/bin/alignjax reproduce $(SUITES) --quick --out $(OUT) --overwrite
+	$(VENV)/bin/alignjax reproduce $(SUITES) --quick --out $(OUT) --overwrite --jobs $(JOBS)
 
 test: $(STAMP)
 	$(VPY) -m pytest -q -n 2

@@ -31,6 +31,10 @@ as one unit violates the check and ``holds`` when every measured unit satisfies 
 units measured: a universal claim is never proven by a sample). The bootstrap interval a v3
 run reported before this rule is kept in the claim's ``history`` with its verdict.
 
+**Discrimination.** When the subject holds and its control holds too, the check did not tell
+them apart: the record says so (``control_holds_too``) and the tables print it, so a "holds" that
+any run would have earned is not read as evidence.
+
 **History.** A check changed after a run keeps the old one in ``ClaimSpec.history``
 (:class:`CheckChange`: old check, why, the commit, whether it made the check easier); when
 the old check reads the same metric, its verdict on this run's measurement is reported next
@@ -248,7 +252,8 @@ def evaluate(spec: ClaimSpec, subject: Measurement, control: Measurement, *, mea
            "paper_value": to_jsonable(spec.paper_value), "note": note,
            "check": asdict(spec.check), "subject": subject.as_dict(),
            "control": {"statement": spec.control, **control.as_dict(), "verdict": cv},
-           "verdict": v, "holds": v == "holds", "measured": to_jsonable(measured)}
+            "verdict": v, "holds": v == "holds", "control_holds_too": v == cv == "holds",
+            "measured": to_jsonable(measured)}
     if spec.covers:
         rec["covers"] = list(spec.covers)
     extra = [{"entry": n, "role": role, **m.as_dict(), "verdict": verdict(spec.check, m)[0]}

@@ -4,7 +4,7 @@
     alignjax list [EXPERIMENT|SUITE]
     alignjax run EXPERIMENT [--set key=value ...] [--sweep key=v1,v2,... | key=lo:hi:n[:log] ...]
                  [--seeds N] [--seed S] [--out DIR] [--chunks N] [--resume] [--overwrite]
-    alignjax reproduce SUITE|all [--quick] [--out DIR] [--overwrite]
+    alignjax reproduce SUITE|all [--quick] [--out DIR] [--overwrite] [--jobs N]
     alignjax show RESULTS_FOLDER
 
 Exit codes: 0 success; 2 bad input (one ``alignjax: error: ...`` line on stderr, checked
@@ -22,7 +22,9 @@ main thread sees it within 50 ms, closes the results folders this process has op
 (:meth:`alignjax.rundir.RunDir.abort`: late writes are refused, a folder with a finished
 checkpoint or suite stage is kept for ``--resume``, anything else this run wrote is removed),
 prints one line and exits at once, whatever the worker is doing (compiling, computing,
-saving a checkpoint).
+saving a checkpoint). With ``reproduce --jobs N`` the suites run in child processes (see
+:func:`_reproduce_parallel`): the signal is passed on to each running child, which closes its
+own folder and says so, and then this process exits.
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="replace existing alignjax suite folders once each suite has finished")
     s.add_argument("--resume", action="store_true",
                    help="continue killed reproductions: finished stages are read back, finished suites kept")
+    s.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with several suites: run up to N of them at once, each in its own process (default 1; "
+                        "every suite's results are the same either way)")
+    s.add_argument("--no-claims-table", action="store_true", help=argparse.SUPPRESS)  # a --jobs child
     _add_multihost(s)
     sh = sub.add_parser("show", help="what a results folder holds and the command that reproduces it")
     sh.add_argument("folder")
@@ -418,7 +424,8 @@ def _run_secondary(program, grid, config, args) -> int:
 
 
 def _resume_argv(argv: Sequence[str]) -> list[str]:
-    return [a for a in argv if a != "--overwrite"] + ([] if "--resume" in argv else ["--resume"])
+    kept = [a for a in argv if a not in ("--overwrite", "--no-claims-table")]
+    return kept + ([] if "--resume" in argv else ["--resume"])
 
 
 def _one_line(text: str) -> str:
@@ -505,8 +512,13 @@ def _reproduce(args, argv) -> int:
                 if isinstance(summ, dict) and summ.get("status") == "finished":
                     done[n] = summ
             dirs[n] = rd
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1; got {args.jobs}")
     except ValueError as e:
         return _fail(str(e))
+    todo = [n for n in names if n not in done]
+    if args.jobs > 1 and len(todo) > 1 and jax.process_count() == 1 and all(map(_fresh_process_knows, todo)):
+        return _reproduce_parallel(args, names, dirs, done, previous, scale)
     summaries = []
     for n in names:
         if n in done:
@@ -550,9 +562,99 @@ def _reproduce(args, argv) -> int:
         n = summary["counts"]
         print(f"   {len(claims)} claims: holds {n['holds']}, fails {n['fails']}, inconclusive {n['inconclusive']}; "
               f"{runtime:.1f}s", flush=True)
+    if not args.no_claims_table:
+        print()
+        print(format_claims(summaries))
+    return 0
+
+
+_CHILDREN: list = []  # (process, captured output) of a running ``reproduce --jobs N`` (see _stop_now)
+
+
+def _fresh_process_knows(name: str) -> bool:
+    """Whether a new ``python -m alignjax`` process registers suite ``name`` too: its module is
+    one that :func:`alignjax.registry.load_plugins` imports (the library, the repository's
+    experiments, an entry point, ``ALIGNJAX_PLUGINS``), not a script's ``__main__`` or a module a
+    caller imported by hand."""
+    import importlib.metadata
+
+    from alignjax.registry import SUITES
+
+    module = getattr(SUITES.get(name), "__module__", None) or "__main__"
+    if module.split(".")[0] in ("alignjax", "alignjax_experiments") or module.startswith("alignjax_plugin_"):
+        return True
+    plugins = {m.strip() for m in os.environ.get("ALIGNJAX_PLUGINS", "").split(",")}
+    eps = {ep.module for ep in importlib.metadata.entry_points(group="alignjax.experiments")}
+    return module in plugins | eps
+
+
+def _reproduce_parallel(args, names, dirs, done, previous, scale) -> int:
+    """``reproduce --jobs N``: each unfinished suite in its own ``python -m alignjax reproduce SUITE``
+    process, at most ``N`` at a time, the longest first (the suite's ``meta["quick_seconds"]``,
+    a hint; alphabetical otherwise).
+
+    A suite's process computes exactly what the in-process loop would (the same suite, scale
+    and flags), so its results do not change; its output is printed in one piece when it ends.
+    After a failure no new suite starts; those running finish, and the first failure's exit
+    code is returned. Then the claims table of every finished suite, as without ``--jobs``.
+    """
+    import subprocess
+    import tempfile
+
+    from alignjax.registry import SUITES
+    from alignjax.results import format_claims
+
+    base = [sys.executable, "-m", "alignjax", "reproduce"]
+    flags = ["--out", args.out] + (["--smoke"] if args.smoke else ["--quick"] if args.quick else [])
+    flags += (["--overwrite"] if args.overwrite else []) + ["--no-claims-table"]
+    hint = lambda n: -float(SUITES.entry(n).meta.get("quick_seconds", 0.0))  # noqa: E731
+    queue = sorted((n for n in names if n not in done), key=hint)
+    for n in names:
+        if n in done:
+            print(f"== {n} ({scale}) -> {dirs[n].target}: finished before, kept", flush=True)
+    running, failed = {}, 0
+    try:
+        while queue or running:
+            while queue and len(running) < args.jobs and not failed:
+                n = queue.pop(0)
+                log = tempfile.TemporaryFile()
+                cmd = base + [n] + flags + (["--resume"] if n in previous else [])
+                running[n] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+                _CHILDREN.append(running[n])
+                print(f"== {n} ({scale}) -> {dirs[n].target}: started ({len(running)} running)", flush=True)
+            if failed and not running:
+                break
+            time.sleep(0.2)
+            for n, (proc, log) in list(running.items()):
+                if proc.poll() is None or _INTERRUPTED.is_set():  # after a signal, _stop_now reports
+                    continue
+                del running[n]
+                log.seek(0)
+                _print_child_output(log.read())
+                log.close()
+                if proc.returncode == 0:
+                    _FINISHED.append(n)
+                elif not failed:
+                    failed = proc.returncode
+    finally:
+        if not _INTERRUPTED.is_set():  # an exception here: do not leave children behind (a signal: _stop_now)
+            for proc, log in running.values():
+                proc.kill()
+                log.close()
+    summaries = [s for s in (_read_json(Path(args.out) / n / "summary.json") for n in names)
+                 if isinstance(s, dict) and s.get("status") == "finished"]
     print()
     print(format_claims(summaries))
-    return 0
+    return failed
+
+
+def _print_child_output(data: bytes) -> None:
+    """A child's captured output, each line as a terminal would have left it (progress bars
+    redraw a line with ``\\r``: only the last state is kept, blank ones dropped)."""
+    for line in data.decode(errors="replace").split("\n"):
+        line = line.rstrip().split("\r")[-1].rstrip()
+        if line:
+            print(line, flush=True)
 
 
 def _reproduce_secondary(names, quick: bool, smoke: bool) -> int:
@@ -824,6 +926,7 @@ def _stop_now(argv: Sequence[str], command: str) -> int:
 
     signum = _SIGNAL[0] if _SIGNAL else signal.SIGINT
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    _stop_children(signum)
     msgs = [_closed_by_interrupt(rd, argv, command) for rd in open_rundirs()]
     if not msgs and command == "reproduce" and "--overwrite" not in argv and _FINISHED:
         msgs.append(f"finished suites are kept; continue with: alignjax {shlex.join(_resume_argv(argv))}")
@@ -831,6 +934,32 @@ def _stop_now(argv: Sequence[str], command: str) -> int:
         sys.stderr.write("\r\033[K")
     print(_one_line(f"alignjax: interrupted ({name}){'; ' if msgs else ''}{'; '.join(msgs)}"), file=sys.stderr)
     return 128 + int(signum)
+
+
+def _stop_children(signum: int, wait_s: float = 10.0) -> None:
+    """Pass ``signum`` on to the running children of ``reproduce --jobs`` and wait (at most
+    ``wait_s``) for each to close its results folder; then print the ``alignjax:`` lines each
+    wrote (what it kept and how to continue)."""
+    live = [(p, log) for p, log in _CHILDREN if p.poll() is None]
+    for p, _ in live:
+        try:
+            p.send_signal(signum)
+        except OSError:
+            pass
+    deadline = time.monotonic() + wait_s
+    for p, log in live:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except Exception:  # still running: stop it
+            p.kill()
+        try:
+            log.seek(0)
+            for line in log.read().decode(errors="replace").split("\n"):
+                line = line.split("\r")[-1].strip()
+                if line.startswith("alignjax:"):
+                    print(line, file=sys.stderr)
+        except (OSError, ValueError):
+            pass
 
 
 def _closed_by_interrupt(rd, argv: Sequence[str], command: str) -> str:
@@ -882,6 +1011,7 @@ def _main(argv: list[str]) -> int:
     _INTERRUPTED.clear()
     _SIGNAL.clear()
     _FINISHED.clear()
+    _CHILDREN.clear()
 
     def work() -> int:
         try:

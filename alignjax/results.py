@@ -399,6 +399,8 @@ def format_claims(summaries: Iterable[Mapping[str, Any]]) -> str:
                 ck = c["check"]
                 cmp_ = f"{ck['op']} {ck['threshold']:g}"
                 control = f"{_interval(c['control'])}: {c['control']['verdict']}"
+                if c["verdict"] == c["control"]["verdict"] == "holds":
+                    control += " (too: the check does not tell them apart)"
                 lines.append(f"{s['suite']:<18} {c['id']:<40} {claim_verdict(c):<12} {cmp_:<12} "
                              f"{_interval(c['subject']):<34} {control}")
                 lines.append(f"{'':<18}   check: {ck['metric']} {cmp_}")
@@ -409,8 +411,11 @@ def format_claims(summaries: Iterable[Mapping[str, Any]]) -> str:
                 lines.append(f"{s['suite']:<18} {c['id']:<40} {claim_verdict(c):<12} {check:<12} "
                              f"{_short(c['measured'], 26):<34} {control}")
     lines.append("")
-    for suite, n in counts.items():
-        lines.append(f"{suite:<18} holds {n['holds']}, fails {n['fails']}, inconclusive {n['inconclusive']}")
+    for s in summaries:
+        n = counts[s["suite"]]
+        both = sum(1 for c in s["claims"] if "check" in c and c["verdict"] == c["control"]["verdict"] == "holds")
+        extra = f" ({both} of the holds with a control that holds too)" if both else ""
+        lines.append(f"{s['suite']:<18} holds {n['holds']}, fails {n['fails']}, inconclusive {n['inconclusive']}{extra}")
     return "\n".join(lines)
 
 

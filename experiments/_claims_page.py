@@ -26,10 +26,13 @@ def load_summary(folder) -> dict:
 
 
 def interval(m: Mapping | None) -> str:
-    """``value [low, high] (n units)``, or ``value`` alone where there is nothing to aggregate."""
+    """``value [low, high] (n units)``; ``value (every unit of n)`` for an extreme over units (exact, its
+    bounds shown where one is open); ``value`` alone where there is nothing to aggregate."""
     if not m:
         return "absent"
     v, lo, hi, n = float(m["value"]), float(m["low"]), float(m["high"]), int(m["units"])
+    if m.get("interval") == "every unit" and n > 1:
+        return f"{v:.4g} (every unit of {n})" if lo == hi else f"{v:.4g} [{lo:.4g}, {hi:.4g}] (every unit of {n})"
     return f"{v:.4g}" if n == 1 or lo == hi else f"{v:.4g} [{lo:.4g}, {hi:.4g}] ({n})"
 
 
@@ -84,6 +87,10 @@ def agreement_text(quick: Mapping, full: Mapping) -> str:
               != (c["verdict"], c["control"]["verdict"])]
     text = ("Quick and full give the same verdict on every claim and control." if not differ else
             "Quick and full differ on: " + ", ".join(f"`{c}`" for c in differ) + ".")
+    both = [cid for cid, c in f.items() if c["verdict"] == c["control"]["verdict"] == "holds"]
+    if both:
+        text += (" Not discriminated at full (the subject holds and so does its control: the check does not tell "
+                 "them apart, so this 'holds' is weak evidence): " + ", ".join(f"`{c}`" for c in both) + ".")
     for scale, runs in (("quick", q), ("full", f)):
         for cid, c in runs.items():
             if c["verdict"] == "inconclusive":
@@ -96,19 +103,22 @@ def agreement_text(quick: Mapping, full: Mapping) -> str:
 
 def history_lines(full: Mapping) -> list[str]:
     """Markdown bullets: every check changed after a run, with the old check's verdict on the full run."""
-    out = []
+    out, extremes, why = [], [], ""
     for c in full.get("claims", []):
         for h in c.get("history", []):
             old = h["old_check"]
             on = f" (on its own metric: {interval(h['old_subject'])})" if "old_subject" in h else ""
             if old == c["check"]:  # the same check, another statistic (claims.every_unit)
-                out.append(f"- `{c['id']}`: same check, the interval was the bootstrap's "
-                           f"{interval(h.get('old_subject'))} ({h['commit']}); its verdict at full: "
-                           f"**{h['old_verdict']}**, now **{c['verdict']}**. Why: {h['why']}")
+                extremes.append(f"`{c['id']}` (bootstrap {interval(h.get('old_subject'))}: {h['old_verdict']}; "
+                                f"now {c['verdict']})")
+                why = h["why"]
                 continue
             out.append(f"- `{c['id']}`: was `{check_text(old)}` (commit {h['commit']}; the change made the check "
-                       f"{'easier' if h['easier'] else 'harder'}); the old check's verdict at full: "
+                       f"{'easier' if h['easier'] else 'not easier'}); the old check's verdict at full: "
                        f"**{h['old_verdict']}**{on}. Why: {h['why']}")
+    if extremes:
+        out.append("- Extremes over units, judged unit by unit since 2026-12-07 (same checks; full run): "
+                   + "; ".join(extremes) + f". Why: {why}")
     return out
 
 

@@ -136,3 +136,15 @@ def test_an_extreme_over_units_is_decided_by_the_units_not_by_a_bootstrap():
     (h,) = rec["history"]
     assert h["old_verdict"] == "inconclusive" and h["old_subject"]["low"] == boot.low and h["easier"] is False
     assert rec["subject"]["interval"] == "every unit"
+
+
+def test_a_holds_whose_control_holds_too_is_flagged_everywhere():
+    """Subject and control both holding: the record, the terminal table and the count line say the check did
+    not tell them apart."""
+    spec = C.ClaimSpec("weak", "s", "src", 1, "setting", CHECK, "another run")
+    rec = json.loads(json.dumps(C.evaluate(spec, C.measure([0.01, 0.02]), C.measure([0.03, 0.04]))))
+    assert rec["verdict"] == rec["control"]["verdict"] == "holds" and rec["control_holds_too"] is True
+    table = format_claims([summary_dict("s", {}, 1.0, [rec])])
+    assert "does not tell them apart" in table and "1 of the holds with a control that holds too" in table
+    ok = C.evaluate(spec, C.measure([0.01, 0.02]), C.measure([0.3, 0.4]))
+    assert ok["control_holds_too"] is False

@@ -115,8 +115,9 @@ def _fake_stages(s, rng, scale=1.0):
                 "metrics": {k: scale * rng.uniform(0.01, 1.0, (configs, s["seeds"], 3)) for k in metrics}}
 
     return {"overfit-dpo": stage(len(s["betas"])), "overfit-ipo": stage(len(s["betas"])),
+            "overfit-dpo-many": stage(len(s["betas"])),
             "sampled-hard": stage(len(s["sizes"])), "graph-hard": stage(len(s["labels"])),
-            "graph-hard-ipo": stage(len(s["labels"]))}
+            "graph-hard-ipo": stage(len(s["labels"])), "graph-hard-cdpo": stage(len(s["labels"]))}
 
 
 def test_every_control_is_measured_from_its_own_stage():
@@ -126,7 +127,7 @@ def test_every_control_is_measured_from_its_own_stage():
 
     s = settings("smoke")
     st = _fake_stages(s, np.random.default_rng(0))
-    control_stage = {"hard-labels-overfit": "overfit-ipo", "statistical-gap-shrinks": "graph-hard-ipo"}
+    control_stage = {"hard-labels-overfit": "overfit-dpo-many", "statistical-gap-shrinks": "graph-hard-cdpo"}
     base = {r["id"]: r for r in claims(s, st)}
     assert list(base) == [c.id for c in CLAIMS] == list(control_stage)
     for cid, name in control_stage.items():
@@ -167,8 +168,9 @@ def test_suite_quick_path(tmp_path):
         assert r["control"]["verdict"] == "fails", (r["id"], r["control"])
         assert r["subject"]["units"] == 4
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
-    for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "sampled_hard_metrics.csv",
-                 "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv"):
+    for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
+                 "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
+                 "graph_hard_cdpo_metrics.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 

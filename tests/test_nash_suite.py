@@ -203,7 +203,7 @@ def _smoke_stages(tmp_path_factory):
     read = SuiteContext(out_dir=out, smoke=True, progress=False, resume=True)
     stages = {name: read.stage(name, None) for name in ("egpo-simulation", "theorem", "beta0", "mpo", "small-beta",
                                                         "why-nlhf", "sampled", "sampled-floor", "nash-md-pg-mixture",
-                                                        "inpo-bernoulli", "neural")}
+                                                        "inpo-bernoulli", "neural", "lowest-gap-control")}
     return recs, stages, ng._settings("smoke"), nb._settings("smoke")
 
 
@@ -213,8 +213,9 @@ def _records(stages, s, sb):
 
     g = stages
     recs = (ng.egpo_claims(s, g["egpo-simulation"]) + ng.theorem_claims(s, g["theorem"]) + ng.beta0_claims(s, g["beta0"])
-            + ng.mpo_claims(s, g["mpo"]) + ng.small_beta_claims(s, g["small-beta"]) + ng.why_nlhf_claims(s, g["why-nlhf"])
-            + nb.claims(sb, g["sampled"], g["sampled-floor"], g["neural"], g["inpo-bernoulli"], g["nash-md-pg-mixture"]))
+            + ng.mpo_claims(s, g["mpo"], g["beta0"]) + ng.small_beta_claims(s, g["small-beta"]) + ng.why_nlhf_claims(s, g["why-nlhf"])
+            + nb.claims(sb, g["sampled"], g["sampled-floor"], g["neural"], g["inpo-bernoulli"], g["nash-md-pg-mixture"],
+                       g["lowest-gap-control"]))
     return {r["id"]: r for r in recs}
 
 
@@ -254,7 +255,7 @@ QUICK_VERDICTS = {
     "omwu-extragradient-last-iterate-beta0": "holds",
     "mpo-fixed-magnet-linear-rate": "holds",
     "mpo-magnet-updates-converge-original": "fails",
-    "egpo-original-game-small-beta": "inconclusive",
+    "egpo-original-game-small-beta": "fails",
     "bt-rlhf-exploitable-on-mixtures": "holds",
     "bt-rlhf-depends-on-sampling-distribution": "fails",
     "sampled-egpo-noise-floor-shrinks": "holds",

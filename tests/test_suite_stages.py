@@ -106,3 +106,54 @@ def test_killed_reproduction_resumes_stage_by_stage(staged_suite, tmp_path, caps
 def test_resume_refuses_a_missing_suite_folder(staged_suite, tmp_path, capsys):
     assert main(["reproduce", "test-staged", "--quick", "--out", str(tmp_path), "--resume"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+_TWO_SUITES = '''
+import numpy as np
+from alignjax.registry import SUITES
+from alignjax.results import claim
+
+
+def _suite(seed):
+    def reproduce(ctx):
+        x = ctx.stage("draw", lambda: {"x": np.random.default_rng(seed).normal(size=4)})["x"]
+        print("computed", seed, flush=True)
+        return [claim("sum-finite", "the sum is finite", "test", "finite", float(x.sum()), bool(np.isfinite(x.sum())))]
+    return reproduce
+
+
+SUITES.register("test-jobs-a", _suite(1), meta={"description": "test only"}, replace=True)
+SUITES.register("test-jobs-b", _suite(2), meta={"description": "test only", "quick_seconds": 5}, replace=True)
+'''
+
+
+def test_jobs_run_suites_in_child_processes_with_the_same_results(tmp_path, monkeypatch, capsys):
+    """``reproduce all --jobs 2``: each suite in its own ``python -m alignjax`` process (found there
+    through ``ALIGNJAX_PLUGINS``), the same summaries as in-process, one claims table at the end."""
+    from alignjax.registry import SUITES, _import_plugin
+
+    plugin = tmp_path / "two_suites.py"
+    plugin.write_text(_TWO_SUITES)
+    monkeypatch.setenv("ALIGNJAX_PLUGINS", str(plugin))
+    _import_plugin(str(plugin))
+    monkeypatch.setattr(SUITES, "names", lambda: ["test-jobs-a", "test-jobs-b"])
+    try:
+        assert main(["reproduce", "all", "--quick", "--out", str(tmp_path / "seq")]) == 0
+        capsys.readouterr()
+        assert main(["reproduce", "all", "--quick", "--out", str(tmp_path / "par"), "--jobs", "2"]) == 0
+        out = capsys.readouterr().out
+        for n in ("test-jobs-a", "test-jobs-b"):
+            seq, par = (json.loads((tmp_path / d / n / "summary.json").read_text()) for d in ("seq", "par"))
+            assert _without_timings(par) == _without_timings(seq)
+        assert out.index("test-jobs-b") < out.index("test-jobs-a")  # the longer hint starts first
+        assert out.count("computed") == 2 and out.count("claims: holds 1") == 2
+        assert out.count("suite              claim") == 1  # one table, the parent's
+        # a finished suite is kept by --resume; the other folder, removed, is computed afresh
+        import shutil
+        shutil.rmtree(tmp_path / "par" / "test-jobs-a")
+        assert main(["reproduce", "all", "--quick", "--out", str(tmp_path / "par"), "--jobs", "2", "--resume"]) == 0
+        out = capsys.readouterr().out
+        assert "test-jobs-b (quick)" in out and "finished before, kept" in out and out.count("computed") == 1
+    finally:
+        SUITES._entries.pop("test-jobs-a", None)
+        SUITES._entries.pop("test-jobs-b", None)
