@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["STORE_NAME", "CHUNK_BYTES", "StoreWriter", "load", "to_dataset", "sweep_stage", "layout"]
+__all__ = ["STORE_NAME", "CHUNK_BYTES", "StoreWriter", "load", "to_dataset", "to_result", "sweep_stage", "layout"]
 
 STORE_NAME = "results.zarr"
 #: Uncompressed bytes of one stored chunk at most (one logged step of a slab of the grid).
@@ -127,6 +127,22 @@ def to_dataset(result, attrs: Mapping[str, Any] | None = None):
     coords["step"] = (["step"], np.asarray(result.steps))
     return xr.Dataset(data, coords=coords, attrs={"axes": list(result.grid.axes), "fixed_hparams": lay["fixed"],
                                                   **dict(attrs or {})})
+
+
+def to_result(ds, grid):
+    """The :class:`~alignjax.sweep.SweepResult` of ``grid`` whose metrics are ``ds``'s (read into memory).
+
+    The inverse of :func:`to_dataset`: each metric reshaped to ``(configs, seeds, T, ...)``.
+    """
+    from alignjax.sweep import SweepResult
+
+    C, S = grid.num_configs, grid.num_seeds
+    metrics = {}
+    for k, v in ds.data_vars.items():
+        a = np.asarray(v.values)
+        lead = a.ndim - (v.dims.index("step"))
+        metrics[k] = a.reshape(C, S, *a.shape[a.ndim - lead:])
+    return SweepResult(grid, np.asarray(ds["step"].values), metrics)
 
 
 def sweep_stage(result) -> dict:
