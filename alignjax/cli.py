@@ -303,6 +303,7 @@ def _prepare_run(args):
         chunk_logs = int(max(1, min(num_logs, STREAM_BYTES // max(1.0, est["obs_per_run"] * grid.size))))
     check_memory(_streamed(est, grid.size, num_logs, chunk_logs, _small(grid.size, num_logs) or args.csv),
                  grid.size)
+    _check_disk(out, grid.size, num_logs + 1, est["obs_per_run"])
     rd = RunDir(out, overwrite=args.overwrite, resume=args.resume)
     if _is_primary():  # the other processes never touch the folder
         rd.check()
@@ -315,6 +316,36 @@ def _prepare_run(args):
         if {k: old.get(k) for k in _SETTINGS} != settings:
             raise ValueError(f"--resume: the settings differ from those saved in {str(out / 'config.json')!r}")
     return exp, config, grid, program, rd, settings, old, chunks, chunked, chunk_logs
+
+
+def _free_disk(path: Path) -> int:
+    """Bytes free on the file system of ``path`` (its nearest existing ancestor)."""
+    import shutil
+
+    p = path.expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return int(shutil.disk_usage(p).free)
+
+
+def _check_disk(out: Path, rows: int, logged: int, obs_bytes: float) -> None:
+    """Refuse a run whose metrics (every run x logged step, before compression) exceed the free disk."""
+    need = float(rows) * logged * obs_bytes
+    free = _free_disk(out)
+    if need <= free:
+        return
+    hint = ("lower num_steps or raise log_every (metrics are kept every log_every steps), or lower --seeds or the "
+            "number of swept values") if logged >= rows else (
+            "lower --seeds or the number of swept values, or num_steps/log_every")
+    raise ValueError(f"the results need about {need / 2**30:.3g} GiB of disk ({rows} runs x {logged:.3g} logged steps "
+                     f"x {obs_bytes:.0f} bytes, before compression), more than the {free / 2**30:.3g} GiB free for "
+                     f"{str(out)!r}; {hint}")
+
+
+def _step_chunk(num_logs: int, chunk_logs: int) -> int:
+    """Logged steps per stored chunk: 1 for up to 100 logged steps (no chunk is written twice), else
+    the streamed chunk length (fewer files for long runs)."""
+    return 1 if num_logs + 1 <= 100 else chunk_logs
 
 
 def _small(rows: int, num_logs: int) -> bool:
@@ -395,7 +426,8 @@ def _run(args, argv) -> int:
         if chunked:
             rd.record_tree("checkpoints")
         steps = np.arange(num_logs + 1) * config["log_every"]
-        writer = store.StoreWriter(out, grid, steps, attrs=store._run_attrs(doc), resume=args.resume)
+        writer = store.StoreWriter(out, grid, steps, attrs=store._run_attrs(doc), resume=args.resume,
+                                   step_chunk=_step_chunk(num_logs, chunk_logs))
         result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"],
                            seed=args.seed, out_dir=out if chunked else None, resume=args.resume,
                            chunk_logs=chunk_logs, progress=not args.no_progress, on_chunk=on_chunk,

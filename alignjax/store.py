@@ -94,9 +94,9 @@ def _metric_dims(name: str, lead: list[str], extra: tuple[int, ...]) -> list[str
     return [*lead, "step", *[f"{name}_dim{i}" for i in range(len(extra))]]
 
 
-def _chunks(lead_shape: list[int], extra: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    """One logged step per chunk; the leading dimensions cut (slowest first) to ``CHUNK_BYTES``."""
-    budget = max(1, CHUNK_BYTES // max(1, itemsize * math.prod(extra)))
+def _chunks(lead_shape: list[int], extra: tuple[int, ...], itemsize: int, step_chunk: int = 1) -> tuple[int, ...]:
+    """``step_chunk`` logged steps per chunk; the leading dimensions cut (slowest first) to ``CHUNK_BYTES``."""
+    budget = max(1, CHUNK_BYTES // max(1, itemsize * math.prod(extra) * step_chunk))
     lead = [1] * len(lead_shape)
     for j in range(len(lead_shape) - 1, -1, -1):
         if lead_shape[j] <= budget:
@@ -105,7 +105,7 @@ def _chunks(lead_shape: list[int], extra: tuple[int, ...], itemsize: int) -> tup
         else:
             lead[j] = max(1, budget)
             break
-    return (*lead, 1, *extra)
+    return (*lead, step_chunk, *extra)
 
 
 # -- in memory --------------------------------------------------------------------------------
@@ -186,15 +186,21 @@ class StoreWriter:
 
     With ``resume``, an existing store of the same grid and steps is continued (``ValueError``
     if it belongs to another run); a missing one is started.
+
+    ``step_chunk`` logged steps go in one stored chunk (default 1; a long run streamed in
+    chunks of ``n`` logged steps is best stored with ``step_chunk = n``: fewer, larger files).
+    Writes need not line up with stored chunks: a chunk that is not full yet stays in memory
+    (and on disk) and is completed by the next write, so a chunk may be written twice.
     """
 
     def __init__(self, folder: str | os.PathLike, grid, steps, *, attrs: Mapping[str, Any] | None = None,
-                 resume: bool = False):
+                 resume: bool = False, step_chunk: int = 1):
         import zarr
         from zarr.storage import MemoryStore
 
         self.root = Path(folder) / STORE_NAME
         self.grid, self.steps = grid, np.asarray(steps)
+        self.step_chunk = max(1, min(int(step_chunk), len(self.steps)))
         self.lay = layout(grid)
         self.nonfinite: dict | None = None
         self.final_mean: dict[str, float] = {}
@@ -211,9 +217,19 @@ class StoreWriter:
                 raise ValueError(f"{str(self.root)!r} holds another run's results; it cannot be continued")
             self.written = int(a.get("steps_written", 0))
             self._disk_meta = {k: b.to_bytes() for k, b in self._mem.items()}
+            for k in self._metrics():  # the stored chunk that holds the next step may be partly written
+                t, arr = len(self.lay["dims"]), self.group[k]
+                tc = self.written // arr.chunks[t]
+                if self.written % arr.chunks[t] == 0:
+                    continue
+                for p in (self.root / k / "c").rglob("*"):
+                    rel = p.relative_to(self.root).as_posix()
+                    if p.is_file() and not p.name.startswith(".") and self._step_chunk_of(rel) == tc:
+                        self._mem[rel] = _buffer(p.read_bytes())
         else:
             self.group = zarr.open_group(self._store, mode="w", zarr_format=3)
             self.group.attrs.update({"format": _FORMAT, "identity": ident, "complete": False, "steps_written": 0,
+                                     "metrics": [],
                                      "axes": list(grid.axes), "fixed_hparams": self.lay["fixed"],
                                      **json.loads(json.dumps(dict(attrs or {})))})
             for name, (dims, v) in {**self.lay["coords"], "step": (["step"], self.steps)}.items():
@@ -233,9 +249,10 @@ class StoreWriter:
             n, extra = v.shape[1], v.shape[2:]
             if k not in self.group:
                 self.group.create_array(k, shape=(*lead, len(self.steps), *extra), dtype=v.dtype,
-                                        chunks=_chunks(lead, extra, v.dtype.itemsize),
+                                        chunks=_chunks(lead, extra, v.dtype.itemsize, self.step_chunk),
                                         dimension_names=_metric_dims(k, names, extra), compressors=_codecs(),
                                         fill_value=np.nan if v.dtype.kind == "f" else 0)
+                self.group.attrs["metrics"] = [*self.group.attrs["metrics"], k]
             arr = self.group[k]
             idx = (*[slice(None)] * len(lead), slice(t0, t0 + n))
             arr[idx] = v.reshape(*lead, n, *extra)
@@ -280,6 +297,25 @@ class StoreWriter:
         self._flush()
         return self.root
 
+    def _metrics(self) -> list[str]:
+        return list(self.group.attrs.get("metrics", []))
+
+    def _step_chunk_of(self, key: str) -> int | None:
+        """The step-chunk index of a metric's chunk file ``NAME/c/i0/.../it/...`` (None for other files)."""
+        parts = key.split("/")
+        t = len(self.lay["dims"])
+        if len(parts) < t + 3 or parts[1] != "c" or parts[0] not in self._metrics():
+            return None
+        return int(parts[2 + t])
+
+    def _partial(self, key: str) -> bool:
+        """Whether the stored chunk ``key`` holds steps not written yet (so the next write completes it)."""
+        tc = self._step_chunk_of(key)
+        if tc is None:
+            return False
+        size = self.group[key.split("/")[0]].chunks[len(self.lay["dims"])]
+        return min((tc + 1) * size, len(self.steps)) > self.written  # it ends after the last written step
+
     def _flush(self) -> None:
         """Write what zarr put in the memory store since the last flush: chunks first, then metadata."""
         from alignjax.rundir import write_atomic_many
@@ -293,8 +329,9 @@ class StoreWriter:
             if self._disk_meta.get(k) != b:
                 files[self.root / k] = b
         write_atomic_many(files)
-        for k in data:
-            del self._mem[k]  # chunks are never read back (every write covers whole chunks)
+        for k in data:  # a full chunk is never read again; one that is not full yet stays for the next write
+            if not self._partial(k):
+                del self._mem[k]
         self._disk_meta = {k: self._mem[k].to_bytes() for k in meta}
 
 

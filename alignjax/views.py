@@ -100,10 +100,14 @@ def _picks(n: int, k: int) -> np.ndarray:
 
 
 def _quantiles(a, axis):
+    """25th, 50th and 75th percentiles along ``axis``, non-finite values ignored (``(3, ...)``)."""
+    a = np.asarray(a, dtype=np.float64)
+    fin = np.isfinite(a)
+    if fin.all():
+        return np.percentile(a, [25, 50, 75], axis=axis)  # fast path: nanpercentile loops in Python
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
-        a = np.where(np.isfinite(a), a, np.nan).astype(np.float64)
-        return np.nanpercentile(a, [25, 50, 75], axis=axis)
+        return np.nanpercentile(np.where(fin, a, np.nan), [25, 50, 75], axis=axis)
 
 
 def _step_index(ds, step: int | None) -> int:
@@ -137,9 +141,18 @@ def _heat(ax, ds, metric, x, y, med, norm, floor, level):
         ax.set_yscale("log")
     fin = np.isfinite(z)
     if level is not None and fin.sum() >= 4 and np.nanmin(z) < level < np.nanmax(z) and min(z.shape) >= 2:
-        cs = ax.contour(xv, yv, np.where(fin, z, np.nan), levels=[level], colors="white", linewidths=1.2)
+        from matplotlib.colors import LogNorm
+        from matplotlib.lines import Line2D
+
+        if isinstance(norm, LogNorm) and level > 0:  # contour the logarithm: straight lines between decades
+            with np.errstate(divide="ignore", invalid="ignore"):
+                field, at = np.log10(np.where(fin & (z > 0), z, np.nan)), math.log10(level)
+        else:
+            field, at = np.where(fin, z, np.nan), level
+        cs = ax.contour(xv, yv, field, levels=[at], colors="white", linewidths=1.4)
         cs.set_gid("contour")
-        ax.clabel(cs, fmt=lambda v: f"{metric}={v:.3g}", fontsize=7)
+        ax.legend(handles=[Line2D([], [], color="white", linewidth=1.4, label=f"{metric} = {level:.3g}")],
+                  loc="upper right", fontsize=7, facecolor="0.5", framealpha=0.6, labelcolor="white")
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     return mesh
