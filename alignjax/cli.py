@@ -435,6 +435,8 @@ def _run(args, argv) -> int:
         computed = True
         counts = result.num_compiles
         runtime = time.perf_counter() - t0
+        if args.resume:  # the steps before the resume were checked by the killed session, not by this one
+            writer.rescan(store._open_dataset(writer.root))
         bad = writer.first_nonfinite()
         status = "finished" if bad is None else "nonfinite"
         sessions[-1] = provenance.close_session(session, status, runtime, compiles=counts)

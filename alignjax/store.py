@@ -280,6 +280,16 @@ class StoreWriter:
         if v.ndim == 2 and t0 + v.shape[1] == len(self.steps):
             self.final_mean[name] = float(np.mean(v[:, -1]))
 
+    def rescan(self, ds) -> None:
+        """Recompute :attr:`nonfinite` and :attr:`final_mean` from a finished store's dataset, one
+        logged step at a time (a resumed run saw only the steps it computed itself)."""
+        self.nonfinite, self.final_mean = None, {}
+        rows = self.grid.size
+        for t in range(len(self.steps)):
+            for k in self._metrics():
+                v = np.asarray(ds[k].isel(step=t).values)
+                self._track(k, t, v.reshape(rows, 1, *v.shape[len(self.lay["dims"]):]))
+
     def first_nonfinite(self) -> dict | None:
         """The earliest non-finite value seen (``None`` if all were finite); see :func:`alignjax.results.first_nonfinite`."""
         return None if self.nonfinite is None else {k: v for k, v in self.nonfinite.items() if k != "_t"}
@@ -384,20 +394,28 @@ def _read_config(folder: Path) -> dict:
 
 
 def _load_store(store: Path):
-    import xarray as xr
     import zarr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         attrs = dict(zarr.open_group(str(store), mode="r").attrs)
-        if attrs.get("format") != _FORMAT:
-            raise ValueError(f"{str(store)!r} is not an alignjax results store")
-        if attrs.get("complete") is not True:
-            raise ValueError(f"{str(store)!r} is unfinished ({attrs.get('steps_written')} logged steps written): "
-                             "its run was interrupted; continue it with --resume")
-        ds = xr.open_zarr(str(store), consolidated=True, chunks=None, mask_and_scale=False, decode_times=False,
-                          decode_timedelta=False, zarr_format=3)
-    for k in ("format", "identity", "complete", "steps_written"):
+    if attrs.get("format") != _FORMAT:
+        raise ValueError(f"{str(store)!r} is not an alignjax results store")
+    if attrs.get("complete") is not True:
+        raise ValueError(f"{str(store)!r} is unfinished ({attrs.get('steps_written')} logged steps written): "
+                         "its run was interrupted; continue it with --resume")
+    return _open_dataset(store, consolidated=True)
+
+
+def _open_dataset(store: Path, consolidated: bool = False):
+    """The store as a lazy dataset, finished or not (no checks; :func:`load` checks)."""
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = xr.open_zarr(str(store), consolidated=consolidated, chunks=None, mask_and_scale=False,
+                          decode_times=False, decode_timedelta=False, zarr_format=3)
+    for k in ("format", "identity", "complete", "steps_written", "metrics"):
         ds.attrs.pop(k, None)
     return ds
 

@@ -149,7 +149,7 @@ def _heat(ax, ds, metric, x, y, med, norm, floor, level):
                 field, at = np.log10(np.where(fin & (z > 0), z, np.nan)), math.log10(level)
         else:
             field, at = np.where(fin, z, np.nan), level
-        cs = ax.contour(xv, yv, field, levels=[at], colors="white", linewidths=1.4)
+        cs = ax.contour(xv, yv, field, levels=[at], colors="white", linewidths=1.4, linestyles="solid")
         cs.set_gid("contour")
         ax.legend(handles=[Line2D([], [], color="white", linewidth=1.4, label=f"{metric} = {level:.3g}")],
                   loc="upper right", fontsize=7, facecolor="0.5", framealpha=0.6, labelcolor="white")

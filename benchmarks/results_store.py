@@ -122,6 +122,9 @@ def main() -> None:
     p.add_argument("--out", default=None, help="results folder (default: a temporary one, removed)")
     p.add_argument("--formats", action="store_true", help="also time Zarr vs NetCDF4 vs Parquet on the metrics")
     p.add_argument("--csv", action="store_true", help="pass --csv (metrics.csv and arrays.npz as well)")
+    p.add_argument("--tree", default=None,
+                   help="run the command from another checkout instead (e.g. the commit before the store, "
+                        "for a before/after): wall, the command's own compute time, peak memory and size")
     p.add_argument("--child", nargs=2, metavar=("OUT", "TIMINGS"), help=argparse.SUPPRESS)
     args, rest = p.parse_known_args()
     nb = max(1, int(round(args.runs / (100 * args.seeds))))
@@ -138,9 +141,21 @@ def main() -> None:
         print(f"{' '.join(argv)}   ({nb * 100:,} configs x {args.seeds} seeds = {nb * 100 * args.seeds:,} runs; "
               f"{_load()})", flush=True)
         t0 = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        proc = subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--seeds", str(args.seeds),
-                               *(["--csv"] if args.csv else []), "--child", str(out), str(tpath)], env=env)
+        if args.tree:  # the other checkout's CLI as is; its experiments/ folder as alignjax_experiments
+            tree = Path(args.tree).resolve()
+            (Path(tmp) / "pp").mkdir()
+            (Path(tmp) / "pp" / "alignjax_experiments").symlink_to(tree / "experiments")
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(Path(tmp) / "pp")])}
+            proc = subprocess.run([sys.executable, "-m", "alignjax", *argv, "--out", str(out), "--no-progress"],
+                                  env=env, cwd=tmp, capture_output=True, text=True)
+            import re
+
+            m = re.search(r"runs x \d+ steps in ([0-9.]+)s", proc.stdout)
+            tpath.write_text(json.dumps({"compute": float(m.group(1)) if m else float("nan")}))
+        else:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+            proc = subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--seeds", str(args.seeds),
+                                   *(["--csv"] if args.csv else []), "--child", str(out), str(tpath)], env=env)
         wall = time.perf_counter() - t0
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         t = json.loads(tpath.read_text()) if tpath.exists() else {}
