@@ -57,6 +57,45 @@ def test_run_folder_loads_as_labelled_arrays_equal_to_the_sweep(tmp_path):
     _assert_bit_equal(store._load_npz(out / "arrays.npz"), ref)
 
 
+class _Killed(BaseException):
+    pass
+
+
+def test_resumed_sweep_loads_bit_identical(tmp_path):
+    """A chunked, checkpointed sweep streaming into a store, killed after its second chunk (an
+    exception out of ``on_chunk``, after the checkpoint), then resumed: the finished store equals
+    the in-memory sweep bit for bit; the partial store is refused by ``load``. Stored chunks of 3
+    steps while 2 are streamed at a time: chunks are completed across the kill."""
+    over = {"num_prompts": 2, "num_responses": 3, "num_steps": 1000, "log_every": 100}
+    exp = EXPERIMENTS.get("dpo-bandit")
+    cfg = {**exp.config, **over}
+    grid = make_grid(exp.hparams_for(cfg), {"beta": [0.1, 1.0]}, seeds=2)
+    program = exp.make_program(cfg)
+    ref = run_sweep(program, grid, num_steps=1000, log_every=100, chunk_logs=2)
+    steps = np.arange(11) * 100
+    w = store.StoreWriter(tmp_path, grid, steps, step_chunk=3)
+
+    def kill(done, total):
+        if done == 4:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        run_sweep(program, grid, num_steps=1000, log_every=100, chunk_logs=2, out_dir=tmp_path, on_chunk=kill,
+                  on_metrics=w.write)
+    assert w.written == 5
+    with pytest.raises(ValueError, match="unfinished"):
+        store.load(tmp_path)
+    w = store.StoreWriter(tmp_path, grid, steps, step_chunk=3, resume=True)
+    res = run_sweep(program, grid, num_steps=1000, log_every=100, chunk_logs=2, out_dir=tmp_path, resume=True,
+                    on_metrics=w.write)
+    assert res.metrics == {}
+    w.finish()
+    _assert_bit_equal(store.load(tmp_path), ref)
+    w.rescan(store.load(tmp_path))
+    assert w.first_nonfinite() is None and set(w.final_mean) == {k for k, v in ref.metrics.items() if v.ndim == 3}
+
+
+@pytest.mark.slow
 def test_resumed_run_after_sigterm_loads_bit_identical(tmp_path):
     """SIGTERM after the first checkpoints of a chunked run, then --resume: the store continues and
     equals an uninterrupted in-memory sweep; before the resume, load refuses the partial store."""
