@@ -189,8 +189,9 @@ class StoreWriter:
 
     ``step_chunk`` logged steps go in one stored chunk (default 1; a long run streamed in
     chunks of ``n`` logged steps is best stored with ``step_chunk = n``: fewer, larger files).
-    Writes need not line up with stored chunks: a chunk that is not full yet stays in memory
-    (and on disk) and is completed by the next write, so a chunk may be written twice.
+    Writes need not line up with stored chunks: a chunk that is not full yet is on disk and is
+    read back and completed by the next write (so it is written twice), also after a resume
+    from any checkpoint.
     """
 
     def __init__(self, folder: str | os.PathLike, grid, steps, *, attrs: Mapping[str, Any] | None = None,
@@ -204,7 +205,7 @@ class StoreWriter:
         self.lay = layout(grid)
         self.nonfinite: dict | None = None
         self.final_mean: dict[str, float] = {}
-        self._mem: dict = {}
+        self._mem = _Spilled(self.root)  # what zarr wrote since the last flush; chunks on disk read back on demand
         self._disk_meta: dict[str, bytes] = {}  # metadata files as last written
         self._store = MemoryStore(self._mem)
         ident = _identity(grid, self.steps)
@@ -217,15 +218,6 @@ class StoreWriter:
                 raise ValueError(f"{str(self.root)!r} holds another run's results; it cannot be continued")
             self.written = int(a.get("steps_written", 0))
             self._disk_meta = {k: b.to_bytes() for k, b in self._mem.items()}
-            for k in self._metrics():  # the stored chunk that holds the next step may be partly written
-                t, arr = len(self.lay["dims"]), self.group[k]
-                tc = self.written // arr.chunks[t]
-                if self.written % arr.chunks[t] == 0:
-                    continue
-                for p in (self.root / k / "c").rglob("*"):
-                    rel = p.relative_to(self.root).as_posix()
-                    if p.is_file() and not p.name.startswith(".") and self._step_chunk_of(rel) == tc:
-                        self._mem[rel] = _buffer(p.read_bytes())
         else:
             self.group = zarr.open_group(self._store, mode="w", zarr_format=3)
             self.group.attrs.update({"format": _FORMAT, "identity": ident, "complete": False, "steps_written": 0,
@@ -253,6 +245,8 @@ class StoreWriter:
                                         dimension_names=_metric_dims(k, names, extra), compressors=_codecs(),
                                         fill_value=np.nan if v.dtype.kind == "f" else 0)
                 self.group.attrs["metrics"] = [*self.group.attrs["metrics"], k]
+            if self.group.attrs.get("complete"):  # a finished store written again (a resumed run): not finished now
+                self.group.attrs["complete"] = False
             arr = self.group[k]
             idx = (*[slice(None)] * len(lead), slice(t0, t0 + n))
             arr[idx] = v.reshape(*lead, n, *extra)
@@ -310,22 +304,6 @@ class StoreWriter:
     def _metrics(self) -> list[str]:
         return list(self.group.attrs.get("metrics", []))
 
-    def _step_chunk_of(self, key: str) -> int | None:
-        """The step-chunk index of a metric's chunk file ``NAME/c/i0/.../it/...`` (None for other files)."""
-        parts = key.split("/")
-        t = len(self.lay["dims"])
-        if len(parts) < t + 3 or parts[1] != "c" or parts[0] not in self._metrics():
-            return None
-        return int(parts[2 + t])
-
-    def _partial(self, key: str) -> bool:
-        """Whether the stored chunk ``key`` holds steps not written yet (so the next write completes it)."""
-        tc = self._step_chunk_of(key)
-        if tc is None:
-            return False
-        size = self.group[key.split("/")[0]].chunks[len(self.lay["dims"])]
-        return min((tc + 1) * size, len(self.steps)) > self.written  # it ends after the last written step
-
     def _flush(self) -> None:
         """Write what zarr put in the memory store since the last flush: chunks first, then metadata."""
         from alignjax.rundir import write_atomic_many
@@ -339,10 +317,28 @@ class StoreWriter:
             if self._disk_meta.get(k) != b:
                 files[self.root / k] = b
         write_atomic_many(files)
-        for k in data:  # a full chunk is never read again; one that is not full yet stays for the next write
-            if not self._partial(k):
-                del self._mem[k]
+        for k in data:  # a chunk that a later write completes is read back from disk (_Spilled)
+            del self._mem[k]
         self._disk_meta = {k: self._mem[k].to_bytes() for k in meta}
+
+
+class _Spilled(dict):
+    """The writer's memory store: chunk files not in memory are read from the store folder on demand.
+
+    zarr reads a stored chunk only to complete it (a write that covers part of a chunk, e.g. the
+    steps after a resume); every file on disk was written whole (atomically), so reading it back
+    gives exactly what was stored. Metadata (``zarr.json``) stays in memory throughout.
+    """
+
+    def __init__(self, root: Path):
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, key: str):
+        p = self.root / key
+        if key.endswith("zarr.json") or not p.is_file():
+            raise KeyError(key)
+        return _buffer(p.read_bytes())
 
 
 def _buffer(b: bytes):

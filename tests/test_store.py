@@ -62,10 +62,11 @@ class _Killed(BaseException):
 
 
 def test_resumed_sweep_loads_bit_identical(tmp_path):
-    """A chunked, checkpointed sweep streaming into a store, killed after its second chunk (an
-    exception out of ``on_chunk``, after the checkpoint), then resumed: the finished store equals
-    the in-memory sweep bit for bit; the partial store is refused by ``load``. Stored chunks of 3
-    steps while 2 are streamed at a time: chunks are completed across the kill."""
+    """A chunked, checkpointed sweep streaming into a store, killed after the store took its third
+    chunk but before that chunk's checkpoint (the store is ahead of the newest checkpoint), then
+    resumed: the finished store equals the in-memory sweep bit for bit; the partial store is
+    refused by ``load``. Stored chunks of 3 steps while 2 are streamed at a time: a stored chunk
+    half written before the kill is read back and completed after it."""
     over = {"num_prompts": 2, "num_responses": 3, "num_steps": 1000, "log_every": 100}
     exp = EXPERIMENTS.get("dpo-bandit")
     cfg = {**exp.config, **over}
@@ -75,14 +76,15 @@ def test_resumed_sweep_loads_bit_identical(tmp_path):
     steps = np.arange(11) * 100
     w = store.StoreWriter(tmp_path, grid, steps, step_chunk=3)
 
-    def kill(done, total):
-        if done == 4:
+    def write_then_die(t0, metrics):
+        w.write(t0, metrics)
+        if t0 == 5:  # steps 5, 6 stored; the checkpoint of 6 logged intervals never written
             raise _Killed
 
     with pytest.raises(_Killed):
-        run_sweep(program, grid, num_steps=1000, log_every=100, chunk_logs=2, out_dir=tmp_path, on_chunk=kill,
-                  on_metrics=w.write)
-    assert w.written == 5
+        run_sweep(program, grid, num_steps=1000, log_every=100, chunk_logs=2, out_dir=tmp_path,
+                  on_metrics=write_then_die)
+    assert w.written == 7 and sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir())[-1] == 4
     with pytest.raises(ValueError, match="unfinished"):
         store.load(tmp_path)
     w = store.StoreWriter(tmp_path, grid, steps, step_chunk=3, resume=True)
