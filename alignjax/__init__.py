@@ -19,7 +19,10 @@ lower ones (checked by ``tests/test_public_api.py``; picture in the README, "How
    (``make_grid``, ``Grid``, ``make_run``, ``run_sweep``, ``SweepResult``),
    :mod:`~alignjax.results` (``SuiteContext``, ``Claim``, ``claim``; atomic writes), and the
    internal ``checkpoint``, ``rundir``, ``provenance``, ``config``, ``compile_cache``.
-3. **apps** -- ``alignjax.cli`` (the ``alignjax`` command), ``alignjax.plotting``.
+3. **apps** -- ``alignjax.cli`` (the ``alignjax`` command), ``alignjax.plotting``,
+   :mod:`~alignjax.store` (the streamed ``results.zarr`` store; ``load(folder)`` gives an
+   ``xarray.Dataset``) and :mod:`~alignjax.views` (plots that scale: line, heat map, small
+   multiples).
 
 Everything listed in ``__all__`` is importable from the top level, lazily (PEP 562): ``import
 alignjax`` imports nothing heavy (no jax); a name's module is imported on first access.
@@ -52,6 +55,8 @@ _ATTRS: dict[str, str] = {
     "claim": "alignjax.results",
     # math
     "simulate": "alignjax.dynamics",
+    # apps
+    "load": "alignjax.store",
 }
 
 # Re-exported submodules (``alignjax.losses`` etc. without an explicit import).

@@ -43,6 +43,11 @@ from typing import Sequence
 __all__ = ["main", "EXIT_BAD_INPUT", "EXIT_NONFINITE", "EXIT_WRITE_FAILED", "EXIT_INTERRUPTED"]
 
 EXIT_BAD_INPUT, EXIT_NONFINITE, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 2, 3, 4, 130
+#: ``metrics.csv`` and ``arrays.npz`` are written when the tidy table has at most this many rows
+#: (configs x seeds x logged steps), or with ``--csv``; ``results.zarr`` always.
+CSV_MAX_ROWS = 100_000
+#: A streamed chunk of logged steps holds at most this many bytes of metrics on the host.
+STREAM_BYTES = 256 << 20
 _MAX_SEED = 2**32 - 1
 
 
@@ -75,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an alignjax folder from its last checkpoint")
     r.add_argument("--overwrite", action="store_true",
                    help="replace an existing alignjax results folder once the new run has finished")
+    r.add_argument("--csv", action="store_true",
+                   help=f"also write metrics.csv and arrays.npz for a large sweep (always written up to "
+                        f"{CSV_MAX_ROWS:,} table rows; the results are in results.zarr either way)")
     r.add_argument("--no-progress", action="store_true")
     _add_multihost(r)
     s = sub.add_parser("reproduce", help="run a reproduction suite and check its claims")
@@ -94,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_multihost(s)
     sh = sub.add_parser("show", help="what a results folder holds and the command that reproduces it")
     sh.add_argument("folder")
+    pl = sub.add_parser("plot", help="redraw a finished results folder (or a suite stage) without rerunning")
+    pl.add_argument("folder")
+    pl.add_argument("--metric", help="one scalar metric (default: every one)")
+    pl.add_argument("--x", help="the swept dimension on the horizontal axis")
+    pl.add_argument("--y", help="the swept dimension on the vertical axis (a heat map)")
+    pl.add_argument("--step", type=int, help="the logged step shown (default: the last)")
+    pl.add_argument("--level", type=float, help="the heat map's contour value (default: mid-scale)")
+    pl.add_argument("--stage", help="a stage of a suite folder (stages/STAGE.npz)")
+    pl.add_argument("--out", help="folder for the PNGs (default: FOLDER/plots)")
     return p
 
 
@@ -286,8 +303,16 @@ def _prepare_run(args):
     if chunked and jax.process_count() > 1:
         raise ValueError("--chunks and --resume (checkpoints) are single-process for now; drop them for a "
                          "multi-process run")
-    check_memory(estimate_memory(program, list(hparams), num_rows=grid.size, num_steps=steps, log_every=every,
-                                 chunked=chunked), grid.size)
+    est = estimate_memory(program, list(hparams), num_rows=grid.size, num_steps=steps, log_every=every,
+                          chunked=chunked)
+    num_logs = steps // every
+    if chunked:
+        chunk_logs = -(-num_logs // chunks)
+    else:  # not checkpointed: chunks only bound the host memory of the streamed metrics
+        chunk_logs = int(max(1, min(num_logs, STREAM_BYTES // max(1.0, est["obs_per_run"] * grid.size))))
+    check_memory(_streamed(est, grid.size, num_logs, chunk_logs, _small(grid.size, num_logs) or args.csv),
+                 grid.size)
+    _check_disk(out, grid.size, num_logs + 1, est["obs_per_run"])
     rd = RunDir(out, overwrite=args.overwrite, resume=args.resume)
     if _is_primary():  # the other processes never touch the folder
         rd.check()
@@ -299,7 +324,55 @@ def _prepare_run(args):
         old = _read_resumed_config(out / "config.json")
         if {k: old.get(k) for k in _SETTINGS} != settings:
             raise ValueError(f"--resume: the settings differ from those saved in {str(out / 'config.json')!r}")
-    return exp, config, grid, program, rd, settings, old, chunks, chunked
+    return exp, config, grid, program, rd, settings, old, chunks, chunked, chunk_logs
+
+
+def _free_disk(path: Path) -> int:
+    """Bytes free on the file system of ``path`` (its nearest existing ancestor)."""
+    import shutil
+
+    p = path.expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return int(shutil.disk_usage(p).free)
+
+
+def _check_disk(out: Path, rows: int, logged: int, obs_bytes: float) -> None:
+    """Refuse a run whose metrics (every run x logged step, before compression) exceed the free disk."""
+    need = float(rows) * logged * obs_bytes
+    free = _free_disk(out)
+    if need <= free:
+        return
+    hint = ("lower num_steps or raise log_every (metrics are kept every log_every steps), or lower --seeds or the "
+            "number of swept values") if logged >= rows else (
+            "lower --seeds or the number of swept values, or num_steps/log_every")
+    raise ValueError(f"the results need about {need / 2**30:.3g} GiB of disk ({rows} runs x {logged:.3g} logged steps "
+                     f"x {obs_bytes:.0f} bytes, before compression), more than the {free / 2**30:.3g} GiB free for "
+                     f"{str(out)!r}; {hint}")
+
+
+def _step_chunk(num_logs: int, chunk_logs: int) -> int:
+    """Logged steps per stored chunk: 1 for up to 100 logged steps (no chunk is written twice), else
+    the streamed chunk length (fewer files for long runs)."""
+    return 1 if num_logs + 1 <= 100 else chunk_logs
+
+
+def _small(rows: int, num_logs: int) -> bool:
+    """Whether ``metrics.csv``/``arrays.npz`` are written without ``--csv`` (see :data:`CSV_MAX_ROWS`)."""
+    return rows * (num_logs + 1) <= CSV_MAX_ROWS
+
+
+def _streamed(est: dict, rows: int, num_logs: int, chunk_logs: int, table: bool) -> dict:
+    """:func:`alignjax.sweep.estimate_memory` for a streamed run: the host holds one chunk of
+    ``chunk_logs`` logged steps (three copies) and the table only when it is written; the
+    devices hold one chunk's metrics."""
+    T = num_logs + 1
+    host_chunk = 3.0 * rows * min(T, chunk_logs + 1) * est["obs_per_run"]
+    host_table = est["host_metrics"] if table else 0.0
+    host = est["host"] - est["host_metrics"] + host_chunk + host_table
+    dev_metrics = est["device_metrics"] * min(T, chunk_logs + 1) / T
+    return {**est, "host": host, "host_metrics": host_chunk + host_table,
+            "device": est["device"] - est["device_metrics"] + dev_metrics, "device_metrics": dev_metrics}
 
 
 def _checked_program(exp, config, grid):
@@ -329,13 +402,13 @@ def _run(args, argv) -> int:
     import numpy as np
 
     from alignjax import provenance
-    from alignjax.results import first_nonfinite, write_arrays, write_csv, write_json
+    from alignjax.results import write_arrays, write_csv, write_json
     from alignjax.rundir import RunDirError
 
     try:
-        exp, config, grid, program, rd, settings, old, chunks, chunked = _prepare_run(args)
+        exp, config, grid, program, rd, settings, old, chunks, chunked, chunk_logs = _prepare_run(args)
         if not _is_primary():
-            return _run_secondary(program, grid, config, args)
+            return _run_secondary(program, grid, config, args, chunk_logs)
         out = rd.open()
     except (ValueError, FileExistsError) as e:  # RunDirError is a ValueError
         return _fail(str(e))
@@ -356,29 +429,40 @@ def _run(args, argv) -> int:
     try:
         if not args.resume:  # a resumed folder changes only once a checkpoint restored (on_chunk)
             write_json(out / "config.json", doc)
+        from alignjax import store
         from alignjax.sweep import run_sweep
 
         if chunked:
             rd.record_tree("checkpoints")
+        steps = np.arange(num_logs + 1) * config["log_every"]
+        writer = store.StoreWriter(out, grid, steps, attrs=store._run_attrs(doc), resume=args.resume,
+                                   step_chunk=_step_chunk(num_logs, chunk_logs))
         result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"],
                            seed=args.seed, out_dir=out if chunked else None, resume=args.resume,
-                           chunk_logs=-(-num_logs // chunks), progress=not args.no_progress, on_chunk=on_chunk)
+                           chunk_logs=chunk_logs, progress=not args.no_progress, on_chunk=on_chunk,
+                           on_metrics=writer.write)
         computed = True
         counts = result.num_compiles
         runtime = time.perf_counter() - t0
-        bad = first_nonfinite(result)
+        if args.resume:  # the steps before the resume were checked by the killed session, not by this one
+            writer.rescan(store._open_dataset(writer.root))
+        bad = writer.first_nonfinite()
         status = "finished" if bad is None else "nonfinite"
         sessions[-1] = provenance.close_session(session, status, runtime, compiles=counts)
         doc["sessions"] = sessions
         write_json(out / "config.json", doc)
-        write_csv(out / "metrics.csv", result.table())
-        write_arrays(out / "arrays.npz", result)
-        from alignjax.plotting import plot_sweep
+        writer.finish({"sessions": sessions, "status": status})
+        ds = store.load(out)
+        if args.csv or _small(grid.size, num_logs):
+            result = store.to_result(ds, grid)
+            write_csv(out / "metrics.csv", result.table())
+            write_arrays(out / "arrays.npz", result)
+            if exp.plots is not None:
+                exp.plots(result, out)
+        from alignjax.views import plot_views
 
-        plot_sweep(result, out)
-        if exp.plots is not None:
-            exp.plots(result, out)
-        final = {k: float(np.mean(v[:, :, -1])) for k, v in result.metrics.items() if v.ndim == 3}
+        plot_views(ds, out)
+        final = writer.final_mean
         totals = provenance.totals(sessions)
         write_json(out / "summary.json", {
             "experiment": exp.name, "config": settings, "status": status, "nonfinite": bad,
@@ -414,13 +498,21 @@ def _run(args, argv) -> int:
     return 0
 
 
-def _run_secondary(program, grid, config, args) -> int:
-    """A process other than 0 of a multi-process run: compute its share, write nothing."""
-    from alignjax.results import first_nonfinite
+def _run_secondary(program, grid, config, args, chunk_logs: int) -> int:
+    """A process other than 0 of a multi-process run: compute its share in the same chunks as
+    process 0 (the gathers must match), write nothing."""
+    import numpy as np
+
     from alignjax.sweep import run_sweep
 
-    result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"], seed=args.seed)
-    return 0 if first_nonfinite(result) is None else EXIT_NONFINITE
+    bad = []
+
+    def watch(t0, metrics):
+        bad.extend(k for k, v in metrics.items() if v.dtype.kind == "f" and not np.isfinite(v).all())
+
+    run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"], seed=args.seed,
+              chunk_logs=chunk_logs, on_metrics=watch)
+    return 0 if not bad else EXIT_NONFINITE
 
 
 def _resume_argv(argv: Sequence[str]) -> list[str]:
@@ -874,6 +966,37 @@ def _show(args) -> int:
     return 0
 
 
+# -- plot -----------------------------------------------------------------------------------
+def _plot(args) -> int:
+    """``alignjax plot FOLDER [--metric M] [--x X] [--y Y] [--step N] [--level L] [--stage S] [--out DIR]``.
+
+    Reads a finished results folder (:func:`alignjax.store.load`; a killed run's store is
+    refused) and writes :func:`alignjax.views.view_figure` PNGs into ``--out`` (default
+    ``FOLDER/plots``; files there are the user's, never removed by alignjax). Every request is
+    checked before anything is drawn or written (exit 2, one line).
+    """
+    from alignjax import store
+    from alignjax.views import check_view, plot_views
+
+    folder = Path(args.folder)
+    try:
+        if not folder.exists():
+            raise ValueError(f"{str(folder)!r} does not exist")
+        ds = store.load(folder, stage=args.stage)
+        names = check_view(ds, args.metric, args.x, args.y, args.step)
+        out = Path(args.out) if args.out else (folder if folder.is_dir() else folder.parent) / "plots"
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    except OSError as e:
+        return _fail(_one_line(f"cannot read {str(folder)!r}: {e.strerror or e}"))
+    except ValueError as e:
+        return _fail(_one_line(str(e)))
+    tag = "".join(f"_{k}-{v}" for k, v in (("x", args.x), ("y", args.y), ("step", args.step)) if v is not None)
+    for p in plot_views(ds, out, metrics=names, x=args.x, y=args.y, step=args.step, level=args.level, suffix=tag):
+        print(p)
+    return 0
+
+
 _INTERRUPTED = threading.Event()
 _SIGNAL: list[int] = []  # the first signal received
 
@@ -1002,9 +1125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("list", "show"):
+    if args.command in ("list", "show", "plot"):
         try:
-            return _list(args) if args.command == "list" else _show(args)
+            return {"list": _list, "show": _show, "plot": _plot}[args.command](args)
         except KeyboardInterrupt:
             print("alignjax: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED

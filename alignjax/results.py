@@ -2,8 +2,10 @@
 
 A results folder holds: ``config.json`` (the resolved configuration, the ``"alignjax"``
 provenance block of :mod:`alignjax.provenance` and the ``"sessions"`` that wrote it),
-``metrics.csv`` (one row per config x seed x logged step), ``arrays.npz`` (every metric with
-named axes and the hyperparameters of each config), plots (``*.png``) and ``summary.json``::
+``results.zarr`` (every metric as a labelled array, streamed: :mod:`alignjax.store`), for small
+tables or on request ``metrics.csv`` (one row per config x seed x logged step) and
+``arrays.npz`` (every metric with named axes and the hyperparameters of each config), plots
+(``*.png``) and ``summary.json``::
 
     {"suite" | "experiment": str, "config": {...}, "status": "finished" | "nonfinite",
      "runtime_s": float, "alignjax": {...}, "sessions": [...],

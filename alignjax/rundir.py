@@ -82,7 +82,7 @@ import time
 import uuid
 from pathlib import Path
 
-__all__ = ["RunDirError", "RunDirClosed", "RunDir", "is_ours", "ownership", "check_target", "write_atomic",
+__all__ = ["RunDirError", "RunDirClosed", "RunDir", "is_ours", "ownership", "check_target", "write_atomic", "write_atomic_many",
            "open_rundirs", "read_manifest", "is_locked", "LOCK_NAME", "MANIFEST_NAME", "FORMAT"]
 
 LOCK_NAME = ".alignjax.lock"
@@ -408,6 +408,69 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, _force: bool = False) 
         if owner is not None:
             with _REGISTRY_LOCK:
                 owner._inflight.discard(tmp)
+
+
+def write_atomic_many(files: "dict[Path, bytes]") -> None:
+    """:func:`write_atomic` for a batch of files (a streamed store's chunk): one manifest update.
+
+    Every file goes to its own temp file (``fsync``\\ ed) first; then, under the registry lock,
+    they are renamed into place in the order given (data before the metadata that points at it)
+    and recorded in the open :class:`RunDir`'s manifest with a single save. Each file is
+    replaced atomically; a killed batch leaves some files renamed and the rest as temp files
+    carrying the folder's run id (cleaned like :func:`write_atomic`'s).
+    """
+    if not files:
+        return
+    paths = [Path(p) for p in files]
+    owner = _owner_of(paths[0])
+    if owner is not None and any(_owner_of(p) is not owner for p in paths):
+        raise ValueError("write_atomic_many: the files must lie in one results folder")
+    tmps: list[str] = []
+    try:
+        for p, data in zip(paths, files.values()):
+            with _REGISTRY_LOCK:
+                if owner is not None and owner._sealed:
+                    raise RunDirClosed(str(p))
+                p.parent.mkdir(parents=True, exist_ok=True)
+                tag = f"{owner.run_id}." if owner is not None and owner.run_id else ""
+                fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{tag}", suffix=".tmp")
+                tmps.append(tmp)
+                if owner is not None:
+                    owner._inflight.add(tmp)
+            try:
+                os.fchmod(fd, 0o666 & ~_umask())
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                raise
+        with _REGISTRY_LOCK:
+            if owner is not None and owner._sealed:
+                raise RunDirClosed(str(paths[0]))
+            for tmp, p in zip(tmps, paths):
+                os.replace(tmp, p)
+            if owner is not None:
+                for p, data in zip(paths, files.values()):
+                    rel = os.path.relpath(os.path.realpath(p), owner.path).replace(os.sep, "/")
+                    if _safe_rel(rel) and owner._manifest is not None:
+                        owner._manifest["files"][rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                owner._save_manifest()
+    except BaseException:
+        for tmp in tmps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+    finally:
+        if owner is not None:
+            with _REGISTRY_LOCK:
+                owner._inflight.difference_update(tmps)
 
 
 # -- the target ---------------------------------------------------------------------------------

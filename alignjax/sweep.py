@@ -281,7 +281,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
               progress: bool = False, devices: Sequence[jax.Device] | None = None,
               block_size: int | None = None,
               on_chunk: Callable[[int, int], None] | None = None,
-              key_impl: str | None = None, shared: Mapping[str, Any] | None = None) -> SweepResult:
+              key_impl: str | None = None, shared: Mapping[str, Any] | None = None,
+              on_metrics: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> SweepResult:
     """Run every row of ``grid`` for ``num_steps`` steps as one sharded ``jit(vmap(...))``.
 
     Args:
@@ -314,6 +315,14 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
       shared: data every row reads (e.g. one large game for a whole grid), passed to the
         compiled program as arguments and replicated on every device instead of copied per
         row or baked into the program as constants; its entries join each row's ``hparams``.
+      on_metrics: stream the metrics instead of keeping them: ``on_metrics(t0, {name: (rows,
+        n, ...)})`` receives logged steps ``t0 .. t0 + n - 1`` of every row (``rows =
+        grid.size``, row ``b`` = config ``b // seeds``, seed ``b % seeds``; padding dropped) as
+        soon as a chunk is on the host, in step order, before that chunk's checkpoint is
+        written; the returned :class:`SweepResult` then has empty ``metrics`` and host memory
+        holds one chunk's metrics at a time. Checkpoints then carry no metrics (the consumer
+        holds them: a resumed run starts at the checkpoint's next step; an older checkpoint
+        that carries metrics hands them over first, as ``t0 = 0``).
 
     Every leaf of ``grid.hparams`` has a leading axis of ``num_configs``; trailing axes are
     allowed (per-config data such as a game matrix), and the row's slice reaches
@@ -379,6 +388,9 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
                 if bar is not None:
                     bar.close()
             timings["compile"] = timings["total"] = time.perf_counter() - t_start
+            if on_metrics is not None:
+                on_metrics(0, {k: np.asarray(v)[:b] for k, v in metrics.items()})
+                return SweepResult(grid, steps, {}, counts, timings)
             return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
 
         def start(h, k, shared_):
@@ -418,6 +430,10 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
                 if found is not None:
                     state_host, gathered = found.state, found.metrics
                     done = found.step
+                    if on_metrics is not None:  # streamed: the consumer holds steps 0..done
+                        if gathered:  # a checkpoint written before streaming: hand its metrics over
+                            on_metrics(0, {k: np.asarray(v)[:b] for k, v in gathered.items()})
+                        gathered = {}
                     if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
                         raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
                     if found.skipped:
@@ -432,6 +448,9 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
         if gathered is None:
             state, first = start_fn(hp, keys)
             gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
+            if on_metrics is not None:
+                on_metrics(0, {k: v[:b] for k, v in gathered.items()})
+                gathered = {}
 
         if bar is not None:
             bar.update(done * log_every * bar.total // max(1, num_steps))
@@ -443,7 +462,10 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
                 ms = _get(ms)
                 if "compile" not in timings:
                     timings["compile"] = time.perf_counter() - t0
-                gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
+                if on_metrics is not None:
+                    on_metrics(done + 1, {k: np.asarray(v)[:b] for k, v in ms.items()})
+                else:
+                    gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
                 done += n
                 if mgr is not None:
                     from alignjax import checkpoint
@@ -457,7 +479,8 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
             if mgr is not None:
                 mgr.close()
         timings["total"] = time.perf_counter() - t_start
-        return SweepResult(grid, steps, _unflatten(gathered, grid, b), counts, timings)
+        return SweepResult(grid, steps, {} if on_metrics is not None else _unflatten(gathered, grid, b), counts,
+                           timings)
     finally:
         _TRACE_COUNTS.pop()
 

@@ -247,7 +247,12 @@ def test_a_deleted_current_folder_gives_one_line(argv, tmp_path):
     (["--seeds", "400000"], "--seeds"),
 ])
 def test_memory_refusal_names_the_knob(argv, knob, tmp_path, capsys, monkeypatch):
+    """1 GiB of memory and of disk: metrics stream to disk, so many logged steps are refused for the
+    disk they need; many runs for the memory."""
+    import alignjax.cli as cli
+
     monkeypatch.setattr(sweep, "available_memory", lambda: {"host": 1 << 30, "device": 1 << 30})
+    monkeypatch.setattr(cli, "_free_disk", lambda path: 1 << 30)
     t0 = time.perf_counter()
     err = _refused(["run", "dpo-bandit", *argv, "--out", str(tmp_path / "o")], tmp_path, capsys, contains=(knob,))
     assert "GiB" in err and time.perf_counter() - t0 < 30

@@ -53,11 +53,11 @@ def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
     assert len(rows) == 1 + 2 * 2 * 3  # header + configs x seeds x logged steps
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_compiles"] == {"run": 1}
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     capsys.readouterr()
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing lost
     assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 0
     assert json.loads((out / "config.json").read_text())["sweep"] == {}
 

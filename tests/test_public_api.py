@@ -52,6 +52,8 @@ LAYERS: dict[str, int] = {
     "alignjax.config": APPS,
     "alignjax.compile_cache": APPS,
     "alignjax.plotting": APPS,
+    "alignjax.store": APPS,
+    "alignjax.views": APPS,
     "alignjax.cli": APPS,
     "alignjax.__main__": APPS,
 }
@@ -136,7 +138,7 @@ def test_exported_name_resolves(name):
 def test_all_is_the_documented_api():
     expected = {"LOSSES", "DYNAMICS", "EXPERIMENTS", "SUITES", "TRAINERS",
                 "Experiment", "Program", "make_grid", "run_sweep", "make_run", "SweepResult", "Grid",
-                "simulate", "SuiteContext", "Claim", "claim",
+                "simulate", "SuiteContext", "Claim", "claim", "load",
                 "losses", "dynamics", "games", "prefs", "policies", "metrics", "data", "sweep",
                 "registry", "experiment", "results"}
     assert len(alignjax.__all__) == len(set(alignjax.__all__))
