@@ -338,6 +338,23 @@ def _move_foreign(old: Path, new: Path, manifest: dict, rel: str = "",
 
 
 # -- writing ------------------------------------------------------------------------------------
+def _write_fsynced(fd: int, data: bytes) -> None:
+    """Write ``data`` to the fresh temporary file ``fd`` (from ``mkstemp``, mode 0600) with the permissions
+    ``open()`` would give under the umask, flush and fsync it; ``fd`` is closed on every path."""
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -380,18 +397,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, _force: bool = False) 
         if owner is not None:
             owner._inflight.add(tmp)
     try:
-        try:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask like open() would
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            raise
+        _write_fsynced(fd, data)
         with _REGISTRY_LOCK:
             if owner is not None and owner._sealed and not _force:
                 raise RunDirClosed(str(path))
@@ -437,18 +443,7 @@ def write_atomic_many(files: "dict[Path, bytes]") -> None:
                 tmps.append(tmp)
                 if owner is not None:
                     owner._inflight.add(tmp)
-            try:
-                os.fchmod(fd, 0o666 & ~_umask())
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except BaseException:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                raise
+            _write_fsynced(fd, data)
         with _REGISTRY_LOCK:
             if owner is not None and owner._sealed:
                 raise RunDirClosed(str(paths[0]))

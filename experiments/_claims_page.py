@@ -144,3 +144,21 @@ def restated_table(rows: Sequence[Mapping], quick: Mapping, full: Mapping) -> li
         lines.append(f"| `{r['id']}` | {r['old_statement']} Check: {r['old_check']} | {r['old_verdict']} | {new} | "
                      f"{verdict} | {r['why']} |")
     return lines
+
+
+def escaped(x):
+    """``x`` with every ``|`` in its strings written ``\\|`` (a markdown table cell must not contain a bare pipe)."""
+    if isinstance(x, dict):
+        return {k: escaped(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [escaped(v) for v in x]
+    return x.replace("|", "\\|") if isinstance(x, str) else x
+
+
+def suite_tables(full_dir, quick_dir, restated: Sequence[Mapping]) -> str:
+    """A suite page's claims sections from a full and a quick run's ``summary.json`` (pipes escaped): the
+    verdict table, the agreement line, the checks changed after a run, and "claims restated in v3"."""
+    full, quick = escaped(load_summary(full_dir)), escaped(load_summary(quick_dir))
+    lines = [*verdict_table(quick, full), "", agreement_text(quick, full), "", *history_lines(full), "",
+             "### Claims restated in v3", "", *restated_table(escaped(list(restated)), quick, full)]
+    return "\n".join(lines) + "\n"

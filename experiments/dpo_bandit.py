@@ -658,24 +658,12 @@ RESTATED = (
 """The suite's v2 claims and how contract v3 restates them (old verdicts: the v2 page and v3's first run)."""
 
 
-def _escaped(x):
-    """``x`` with every ``|`` in its strings written ``\\|`` (a markdown table cell must not contain a bare pipe)."""
-    if isinstance(x, dict):
-        return {k: _escaped(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_escaped(v) for v in x]
-    return x.replace("|", "\\|") if isinstance(x, str) else x
-
-
 def claims_tables(full_dir, quick_dir) -> str:
     """The markdown of ``papers/dpo_bandit.md``'s claims sections, read from a full and a quick run's
     ``summary.json``: the verdict table, agreement, the checks changed after a run, "claims restated in v3"."""
     from alignjax_experiments import _claims_page as page
 
-    full, quick = _escaped(page.load_summary(full_dir)), _escaped(page.load_summary(quick_dir))
-    lines = [*page.verdict_table(quick, full), "", page.agreement_text(quick, full), "", *page.history_lines(full), "",
-             "### Claims restated in v3", "", *page.restated_table(_escaped(list(RESTATED)), quick, full)]
-    return "\n".join(lines) + "\n"
+    return page.suite_tables(full_dir, quick_dir, RESTATED)
 
 
 if __name__ == "__main__":  # python -m alignjax_experiments.dpo_bandit FULL_DIR QUICK_DIR
