@@ -97,6 +97,7 @@ def test_a_broken_experiments_module_is_isolated_in_process(tmp_path, capsys):
     (folder / "zz_broken.py").write_text(PARTIAL)
     (folder / "zz_good.py").write_text("from alignjax.registry import LOSSES\n"
                                        "LOSSES.register('zz_good_loss', lambda a, b, c, d, *, beta: a - b)\n")
+    registry.load_plugins()  # the built-ins first: restoring a registry captured before them would drop them
     regs = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES, TRAINERS)
     before = [dict(r._entries) for r in regs]
     broken_before, loaded = dict(registry._BROKEN), registry._loaded
