@@ -77,6 +77,7 @@ def fork(tmp_path_factory):
 
     from alignjax import registry
 
+    registry.load_plugins()  # the built-ins first: the cleanup below removes whatever is not in `before`
     registries = (LOSSES, DYNAMICS, EXPERIMENTS, SUITES, TRAINERS)
     before = [dict(r._entries) for r in registries]
     folder = tmp_path_factory.mktemp("fork") / "experiments"

@@ -47,6 +47,9 @@ def _is_registered(module: str) -> bool:
 def registered(*modules: str):
     """Import fixture modules (registering their entries) unless their entries are registered already
     (``ALIGNJAX_FORK_FIXTURES=1``); afterwards remove what this registered."""
+    from alignjax import registry
+
+    registry.load_plugins()  # the built-ins first: the cleanup below removes whatever is not in `before`
     before = [dict(r._entries) for r in REGISTRIES]
     todo = [m for m in modules if not _is_registered(m)]
     try:
