@@ -36,7 +36,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["STORE_NAME", "CHUNK_BYTES", "StoreWriter", "load", "to_dataset", "to_result", "sweep_stage", "layout"]
+__all__ = ["STORE_NAME", "CHUNK_BYTES", "StoreWriter", "load", "to_dataset", "to_result", "sweep_stage", "layout",
+           "run_attrs"]
 
 STORE_NAME = "results.zarr"
 #: Uncompressed bytes of one stored chunk at most (one logged step of a slab of the grid).
@@ -274,9 +275,11 @@ class StoreWriter:
         if v.ndim == 2 and t0 + v.shape[1] == len(self.steps):
             self.final_mean[name] = float(np.mean(v[:, -1]))
 
-    def rescan(self, ds) -> None:
-        """Recompute :attr:`nonfinite` and :attr:`final_mean` from a finished store's dataset, one
-        logged step at a time (a resumed run saw only the steps it computed itself)."""
+    def rescan(self, ds=None) -> None:
+        """Recompute :attr:`nonfinite` and :attr:`final_mean` from the stored steps (``ds``: this
+        store's dataset, default: opened here), one logged step at a time (a resumed run saw only
+        the steps it computed itself)."""
+        ds = _open_dataset(self.root) if ds is None else ds
         self.nonfinite, self.final_mean = None, {}
         rows = self.grid.size
         for t in range(len(self.steps)):
@@ -430,7 +433,7 @@ def _load_npz(path: Path, cfg: Mapping[str, Any] | None = None):
         metrics = {k: v for k, v in flat.items() if k not in ("steps", "axes") and "." not in k}
         seeds = next(iter(metrics.values())).shape[1] if metrics else 1
         grid = Grid(hp, tuple(str(a) for a in flat["axes"]), seeds)
-        return to_dataset(SweepResult(grid, flat["steps"], metrics), _run_attrs(cfg or {}))
+        return to_dataset(SweepResult(grid, flat["steps"], metrics), run_attrs(cfg or {}))
     tree = _unflatten_stage(flat)
     if isinstance(tree.get("metrics"), dict) and "steps" in tree and "hparams" in tree:
         axes = bytes(np.asarray(tree.get("axes", np.zeros(0, np.uint8)), dtype=np.uint8)).decode()
@@ -445,8 +448,9 @@ def _load_npz(path: Path, cfg: Mapping[str, Any] | None = None):
     return xr.Dataset(data, attrs={"stage": path.stem})
 
 
-def _run_attrs(cfg: Mapping[str, Any]) -> dict:
-    """The settings and provenance of a run's ``config.json`` kept as dataset attributes."""
+def run_attrs(cfg: Mapping[str, Any]) -> dict:
+    """The settings and provenance of a run's ``config.json`` (``experiment``, ``config``,
+    ``hparams``, ``sweep``, ``seeds``, ``seed``, ``alignjax``) kept as dataset attributes."""
     keys = ("experiment", "config", "hparams", "sweep", "seeds", "seed", "alignjax")
     return {k: cfg[k] for k in keys if k in cfg}
 
