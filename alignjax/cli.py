@@ -433,6 +433,10 @@ def _run(args, argv) -> int:
                            seed=args.seed, out_dir=out if chunked else None, resume=args.resume,
                            chunk_logs=chunk_logs, progress=not args.no_progress, on_chunk=on_chunk,
                            on_metrics=writer.write)
+        if writer.written != len(steps):  # resumed from checkpoints the store is behind (removed or replaced)
+            raise ValueError(f"--resume: {str(writer.root)!r} holds {writer.written} of the {len(steps)} logged steps "
+                             "that the checkpoints have passed (was it removed or replaced?); start the run again "
+                             "without --resume")
         computed = True
         counts = result.num_compiles
         runtime = time.perf_counter() - t0

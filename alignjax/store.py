@@ -234,7 +234,14 @@ class StoreWriter:
             self._flush()
 
     def write(self, t0: int, metrics: Mapping[str, np.ndarray]) -> None:
-        """Store logged steps ``t0 .. t0 + n - 1``: ``metrics[name]`` is ``(rows, n, ...)`` (rows in grid order)."""
+        """Store logged steps ``t0 .. t0 + n - 1``: ``metrics[name]`` is ``(rows, n, ...)`` (rows in grid order).
+
+        ``ValueError`` when ``t0`` is past the steps stored so far (a gap would be read as data:
+        e.g. a resumed run whose store was removed while its checkpoints were kept).
+        """
+        if t0 > self.written:
+            raise ValueError(f"{str(self.root)!r} holds the first {self.written} logged steps only; the run continues "
+                             f"at step index {t0} (was it removed or replaced?); start the run again without --resume")
         lead = self.lay["shape"]
         names = self.lay["dims"]
         for k, v in metrics.items():

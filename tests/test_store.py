@@ -152,6 +152,15 @@ def test_non_product_grid_gets_a_config_dimension():
     assert ds["m"].dims == ("config", "seed", "step") and ds["beta"].dims == ("config",)
 
 
+def test_a_store_behind_its_checkpoints_is_refused_not_filled(tmp_path):
+    """A write past the stored steps (a resumed run whose store was removed) raises instead of
+    leaving a gap that would read as NaN data."""
+    grid = make_grid({"beta": 0.1}, {"beta": [0.1, 1.0]}, seeds=1)
+    w = store.StoreWriter(tmp_path, grid, np.arange(4))
+    with pytest.raises(ValueError, match="first 0 logged steps only"):
+        w.write(2, {"m": np.zeros((2, 2), np.float32)})
+
+
 def test_load_refuses_what_is_not_results(tmp_path):
     with pytest.raises(ValueError, match="no results to load"):
         store.load(tmp_path)
