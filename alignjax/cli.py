@@ -455,9 +455,10 @@ def _run(args, argv) -> int:
             write_arrays(out / "arrays.npz", result)
             if exp.plots is not None:
                 exp.plots(result, out)
-        from alignjax.views import plot_views
+        from alignjax.views import plot_views, scalar_metrics
 
-        plot_views(ds, out)
+        if scalar_metrics(ds):
+            plot_views(ds, out)
         final = writer.final_mean
         totals = provenance.totals(sessions)
         write_json(out / "summary.json", {
