@@ -3,9 +3,10 @@
     alignjax --version
     alignjax list [EXPERIMENT|SUITE]
     alignjax run EXPERIMENT [--set key=value ...] [--sweep key=v1,v2,... | key=lo:hi:n[:log] ...]
-                 [--seeds N] [--seed S] [--out DIR] [--chunks N] [--resume] [--overwrite]
+                 [--seeds N] [--seed S] [--out DIR] [--chunks N] [--resume] [--overwrite] [--csv]
     alignjax reproduce SUITE|all [--quick] [--out DIR] [--overwrite] [--jobs N]
     alignjax show RESULTS_FOLDER
+    alignjax plot RESULTS_FOLDER [--metric M] [--x X] [--y Y] [--step N] [--level L] [--stage S] [--out DIR]
 
 Exit codes: 0 success; 2 bad input (one ``alignjax: error: ...`` line on stderr, checked
 before any compute, nothing written or left behind); 3 a metric became NaN/inf (results are
@@ -435,17 +436,21 @@ def _run(args, argv) -> int:
         if chunked:
             rd.record_tree("checkpoints")
         steps = np.arange(num_logs + 1) * config["log_every"]
-        writer = store.StoreWriter(out, grid, steps, attrs=store._run_attrs(doc), resume=args.resume,
+        writer = store.StoreWriter(out, grid, steps, attrs=store.run_attrs(doc), resume=args.resume,
                                    step_chunk=_step_chunk(num_logs, chunk_logs))
         result = run_sweep(program, grid, num_steps=config["num_steps"], log_every=config["log_every"],
                            seed=args.seed, out_dir=out if chunked else None, resume=args.resume,
                            chunk_logs=chunk_logs, progress=not args.no_progress, on_chunk=on_chunk,
                            on_metrics=writer.write)
+        if writer.written != len(steps):  # resumed from checkpoints the store is behind (removed or replaced)
+            raise ValueError(f"--resume: {str(writer.root)!r} holds {writer.written} of the {len(steps)} logged steps "
+                             "that the checkpoints have passed (was it removed or replaced?); start the run again "
+                             "without --resume")
         computed = True
         counts = result.num_compiles
         runtime = time.perf_counter() - t0
         if args.resume:  # the steps before the resume were checked by the killed session, not by this one
-            writer.rescan(store._open_dataset(writer.root))
+            writer.rescan()
         bad = writer.first_nonfinite()
         status = "finished" if bad is None else "nonfinite"
         sessions[-1] = provenance.close_session(session, status, runtime, compiles=counts)
@@ -459,9 +464,10 @@ def _run(args, argv) -> int:
             write_arrays(out / "arrays.npz", result)
             if exp.plots is not None:
                 exp.plots(result, out)
-        from alignjax.views import plot_views
+        from alignjax.views import plot_views, scalar_metrics
 
-        plot_views(ds, out)
+        if scalar_metrics(ds):
+            plot_views(ds, out)
         final = writer.final_mean
         totals = provenance.totals(sessions)
         write_json(out / "summary.json", {

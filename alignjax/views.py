@@ -131,7 +131,9 @@ def _colour_norm(values):
 def _heat(ax, ds, metric, x, y, med, norm, floor, level):
     """One heat map of ``med`` (``(len(x), len(y))``) on ``ax``; returns the mesh."""
     xv, yv = np.asarray(ds[x].values, np.float64), np.asarray(ds[y].values, np.float64)
-    z = med.T  # rows: y, columns: x
+    ox, oy = np.argsort(xv, kind="stable"), np.argsort(yv, kind="stable")  # swept values in any order
+    xv, yv = xv[ox], yv[oy]
+    z = np.asarray(med)[np.ix_(ox, oy)].T  # rows: y, columns: x
     drawn = np.maximum(z, floor) if floor is not None else z
     mesh = ax.pcolormesh(xv, yv, drawn, norm=norm, cmap="viridis", shading="nearest")
     mesh.set_gid("heatmap")
@@ -267,7 +269,9 @@ def _line_figure(fig, ds, metric, x, t):
     da = ds[metric]
     others = [d for d in da.dims if d not in (x, "seed", "step")]
     da = da.isel({d: 0 for d in others})  # dimensions with one value
-    xv = np.asarray(ds[x].values, np.float64)
+    order = np.argsort(np.asarray(ds[x].values, np.float64), kind="stable")  # swept values in any order
+    da = da.isel({x: order})
+    xv = np.asarray(da[x].values, np.float64)
     left, right = fig.subplots(1, 2)
     final = _quantiles(da.isel(step=t).transpose(x, "seed").values, -1)
     _band(left, xv, final)

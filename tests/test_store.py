@@ -39,10 +39,13 @@ def _assert_bit_equal(ds, result):
         np.testing.assert_array_equal(ds[c].values, mem[c].values)
 
 
-def test_run_folder_loads_as_labelled_arrays_equal_to_the_sweep(tmp_path):
+def test_run_folder_loads_as_labelled_arrays_equal_to_the_sweep(tmp_path, monkeypatch):
+    import alignjax.cli as cli
+
+    monkeypatch.setattr(cli, "CSV_MAX_ROWS", 5)  # a "large" table: metrics.csv only because of --csv
     out = tmp_path / "run"
     assert main(["run", "dpo-bandit", *SMALL, "--sweep", "beta=0.1,0.5,1", "--sweep", "learning_rate=0.1,0.3",
-                 "--seeds", "2", "--out", str(out)]) == 0
+                 "--seeds", "2", "--csv", "--out", str(out)]) == 0
     ds = store.load(out)
     ref, grid = _reference({"num_prompts": 2, "num_responses": 3, "num_steps": 20, "log_every": 10},
                            {"beta": [0.1, 0.5, 1.0], "learning_rate": [0.1, 0.3]}, 2, 20, 10)
@@ -52,8 +55,9 @@ def test_run_folder_loads_as_labelled_arrays_equal_to_the_sweep(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert ds.attrs["config"] == cfg["config"] and ds.attrs["alignjax"] == cfg["alignjax"]
     assert ds.attrs["sweep"] == cfg["sweep"] and ds.attrs["seeds"] == 2
-    # a small table: metrics.csv and arrays.npz too, and load of arrays.npz gives the same
-    assert (out / "metrics.csv").is_file() and (out / "arrays.npz").is_file()
+    # --csv: metrics.csv and arrays.npz too, and load of arrays.npz gives the same
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 6 * 2 * 3
+    assert (out / "arrays.npz").is_file()
     _assert_bit_equal(store._load_npz(out / "arrays.npz"), ref)
 
 
@@ -148,17 +152,13 @@ def test_non_product_grid_gets_a_config_dimension():
     assert ds["m"].dims == ("config", "seed", "step") and ds["beta"].dims == ("config",)
 
 
-def test_csv_only_when_small_or_asked(tmp_path, monkeypatch):
-    import alignjax.cli as cli
-
-    monkeypatch.setattr(cli, "CSV_MAX_ROWS", 5)
-    big = tmp_path / "big"
-    assert main(["run", "dpo-bandit", *SMALL, "--sweep", "beta=0.1,1", "--out", str(big)]) == 0
-    assert not (big / "metrics.csv").exists() and not (big / "arrays.npz").exists()
-    assert (big / "results.zarr").is_dir() and (big / "loss.png").is_file()
-    asked = tmp_path / "asked"
-    assert main(["run", "dpo-bandit", *SMALL, "--sweep", "beta=0.1,1", "--csv", "--out", str(asked)]) == 0
-    assert len((asked / "metrics.csv").read_text().splitlines()) == 1 + 2 * 3
+def test_a_store_behind_its_checkpoints_is_refused_not_filled(tmp_path):
+    """A write past the stored steps (a resumed run whose store was removed) raises instead of
+    leaving a gap that would read as NaN data."""
+    grid = make_grid({"beta": 0.1}, {"beta": [0.1, 1.0]}, seeds=1)
+    w = store.StoreWriter(tmp_path, grid, np.arange(4))
+    with pytest.raises(ValueError, match="first 0 logged steps only"):
+        w.write(2, {"m": np.zeros((2, 2), np.float32)})
 
 
 def test_load_refuses_what_is_not_results(tmp_path):

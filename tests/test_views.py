@@ -81,11 +81,15 @@ def test_views_refuse_bad_requests_in_one_line():
             check_view(ds, **kw)
 
 
-def test_plot_command_redraws_a_finished_folder_and_refuses_bad_input(tmp_path, capsys):
+def test_plot_command_redraws_a_finished_folder_and_refuses_bad_input(tmp_path, capsys, monkeypatch):
+    import alignjax.cli as cli
+
+    monkeypatch.setattr(cli, "CSV_MAX_ROWS", 5)  # a "large" table: no metrics.csv, plots from the store alone
     out = tmp_path / "run"
     assert main(["run", "dpo-bandit", "--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20",
                  "--set", "log_every=10", "--sweep", "beta=0.1,0.3,1", "--sweep", "learning_rate=0.1,0.2",
                  "--no-progress", "--out", str(out)]) == 0
+    assert not (out / "metrics.csv").exists() and not (out / "arrays.npz").exists() and (out / "loss.png").is_file()
     capsys.readouterr()
     assert main(["plot", str(out), "--x", "learning_rate", "--y", "beta", "--metric", "loss", "--step", "10"]) == 0
     printed = capsys.readouterr().out.split()
