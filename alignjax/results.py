@@ -269,7 +269,6 @@ class SuiteContext:
             return _unflatten_stage({k: np.array(v) for k, v in _flatten_stage(compute(), name).items()})
         if not (self.resume and path.is_file()):
             flat = _flatten_stage(compute(), name)
-            path.parent.mkdir(parents=True, exist_ok=True)
             buf = io.BytesIO()
             np.savez(buf, **flat)
             atomic_write_bytes(path, buf.getvalue())

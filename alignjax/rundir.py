@@ -56,6 +56,9 @@ Every refusal is a :class:`RunDirError` (a ``ValueError``) with one line.
   left in the folder; ``rmdir`` of the folder, only if this run made it.
 * :meth:`RunDir.abort` / :meth:`RunDir._remove_made`: ``rmdir`` of the parents this run made,
   innermost first, stopping at the first that is not empty.
+* :meth:`RunDir.abort` / :meth:`RunDir._remove_subdirs`: ``rmdir`` (only if empty) of the
+  subfolders of the results folder that this run's own writes made (``mkdir`` recorded as it
+  happened), so a write refused half-way by an interrupt leaves no empty folder behind.
 * :func:`_remove_recorded` also unlinks temp files named ``.NAME.RUN_ID.*.tmp`` with the
   folder's own 128-bit ``run_id`` (the temp files of a killed writer of that folder: every temp
   file :func:`write_atomic` makes in a results folder carries its run id).
@@ -377,6 +380,24 @@ def _owner_of(path: Path) -> "RunDir | None":
     return None
 
 
+def _make_parents(folder: Path, owner: "RunDir | None") -> None:
+    """``mkdir -p folder``; inside ``owner``'s open folder, each subfolder made is recorded, so that
+    an abort can ``rmdir`` it again (a write refused half-way leaves no empty subfolder behind)."""
+    if owner is None or owner.path is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    missing, d = [], folder
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir()
+        except FileExistsError:  # made meanwhile by someone else: not ours to remove
+            continue
+        owner._subdirs.append(d)
+
+
 def write_atomic(path: str | os.PathLike, data: bytes, *, _force: bool = False) -> None:
     """Write ``data`` to ``path`` via a temp file, ``fsync`` and ``os.replace`` (atomic on POSIX).
 
@@ -391,7 +412,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, _force: bool = False) 
     with _REGISTRY_LOCK:
         if owner is not None and owner._sealed and not _force:
             raise RunDirClosed(str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parents(path.parent, owner)
         tag = f"{owner.run_id}." if owner is not None and owner.run_id else ""
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{tag}", suffix=".tmp")
         if owner is not None:
@@ -437,7 +458,7 @@ def write_atomic_many(files: "dict[Path, bytes]") -> None:
             with _REGISTRY_LOCK:
                 if owner is not None and owner._sealed:
                     raise RunDirClosed(str(p))
-                p.parent.mkdir(parents=True, exist_ok=True)
+                _make_parents(p.parent, owner)
                 tag = f"{owner.run_id}." if owner is not None and owner.run_id else ""
                 fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.{tag}", suffix=".tmp")
                 tmps.append(tmp)
@@ -615,6 +636,7 @@ class RunDir:
         self._manifest: dict | None = None
         self._sealed = False
         self._inflight: set[str] = set()
+        self._subdirs: list[Path] = []  # subfolders of the results folder its writes made, in order
         self._mutex = threading.RLock()  # commit and abort exclude each other (abort may come from a signal)
         self._closed = False
         self._kept = False
@@ -871,6 +893,7 @@ class RunDir:
             if self.path is not None and self._manifest is not None:
                 if self.staging:
                     _remove_recorded(self.path, self._manifest, inflight)
+                    self._remove_subdirs()
                     _finish_removal(self.path, remove_dir=True, manifest=self._manifest)
                 elif self.resume or (keep_checkpointed and self.has_checkpoint()):
                     kept = True
@@ -882,12 +905,23 @@ class RunDir:
                     if any((self.path / t).exists() for t in self._manifest["trees"]):
                         time.sleep(0.2)  # an orbax save may still be finishing in another thread: once more
                         _remove_recorded(self.path, self._manifest, inflight)
+                    self._remove_subdirs()
                     _finish_removal(self.path, remove_dir=False, manifest=self._manifest)
             self._kept = kept
             self._close()
             if not kept:
                 self._remove_made()
             return kept
+
+    def _remove_subdirs(self) -> None:
+        """``rmdir`` the subfolders this run's writes made, innermost first, where empty (a write
+        refused by the seal may have made one and written nothing into it)."""
+        for d in reversed(self._subdirs):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+        self._subdirs = []
 
     def _mark_interrupted(self) -> None:
         from alignjax.safe_read import read_json_or_none

@@ -233,7 +233,7 @@ def _settings(scale) -> dict:
     if scale == "smoke":  # tests only: every stage runs, budgets far too small for the claims
         # population runs keep the authors' budgets (cheap): the stall check's control needs EGPO converged
         s.update(num_games=2, num_logs=200,
-                 sampled_games=2, sampled_num_logs=20, floor_config=(0.1, 400, 0.1),
+                 sampled_games=2, sampled_num_logs=20, sampled_config=(0.01, 2000, 2e-4), floor_config=(0.1, 400, 0.1),
                  floor_games=2, neural_responses=20, neural_games=2, neural_steps=200, inpo_games=2)
     return s
 

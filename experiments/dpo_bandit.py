@@ -332,7 +332,7 @@ def settings(scale: str) -> dict:
     per prompt (the drift per data size, reported); ``labels``: votes per pair on the complete
     comparison graph. Quick and full share every horizon the claims need (10,000 sampled steps;
     400 or 2,000 steps on the complete graph, both past convergence); full has more seeds, sizes
-    and vote counts. Smoke (tests only) is quick with 2 seeds, 3 sizes and fewer steps.
+    and vote counts. Smoke (tests only) is quick with 2 seeds, 3 sizes and fewer steps (2,000 sampled).
     """
     if scale not in ("full", "quick", "smoke"):
         raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
@@ -343,7 +343,7 @@ def settings(scale: str) -> dict:
          "exact_steps": 400 if quick else 2000, "exact_log_every": 20,
          "sampled_steps": 10000, "sampled_log_every": 500}
     if scale == "smoke":
-        s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200)
+        s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200, sampled_steps=2000, sampled_log_every=100)
     return s
 
 

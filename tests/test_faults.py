@@ -30,9 +30,10 @@ from fault_tools import SLOW_SUITE, cli_process, digest, signal_and_time, wait_f
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20", "--set", "log_every=10",
          "--no-progress"]
-# about a minute of compute in one jit call (no chunks): a signal must not wait for it
-LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=2000000",
-        "--set", "log_every=1000000", "--no-progress"]
+# minutes of compute in one jit call (no chunks): a signal must not wait for it. (2e6 steps, used
+# until 2026-12-07, took ~1.3 s: a test's signal could arrive after the run had ended.)
+LONG = ["run", "dpo-bandit", "--set", "num_prompts=4", "--set", "num_responses=8", "--set", "num_steps=100000000",
+        "--set", "log_every=50000000", "--no-progress"]
 
 # A script that registers a suite whose second stage computes for about a minute, then runs the
 # CLI with its arguments (``reproduce test-slow-suite --out DIR ...``); SLOW_SUITE_SPIN=1 makes
@@ -138,6 +139,49 @@ def test_a_parent_this_run_made_is_removed_only_when_empty(tmp_path):
     (tmp_path / "a" / "sibling.txt").write_text("keep")
     rd.abort()
     assert sorted(str(q.relative_to(tmp_path)) for q in tmp_path.rglob("*")) == ["a", "a/sibling.txt"]
+
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_a_write_refused_half_way_leaves_no_empty_subfolder(tmp_path, monkeypatch, many):
+    """An interrupt while a write is between ``mkdir`` of its subfolders and its rename (the CI
+    failure of 2026-12-07: ``x/results.zarr/...`` folders outlived the abort)."""
+    import alignjax.rundir as rundir
+
+    rd = RunDir(tmp_path / "a" / "x")
+    write_json(rd.open() / "config.json", {})
+    real = rundir._write_fsynced
+
+    def interrupted(fd, data):  # the signal arrives mid-write: the supervisor aborts the folder
+        real(fd, data)
+        rd.abort()
+
+    monkeypatch.setattr(rundir, "_write_fsynced", interrupted)
+    with pytest.raises(rundir.RunDirClosed):
+        if many:
+            rundir.write_atomic_many({rd.path / "s.zarr" / "m" / "c" / "0": b"1", rd.path / "s.zarr" / "m" / "zarr.json": b"{}"})
+        else:
+            rundir.write_atomic(rd.path / "stages" / "deep" / "one.npz", b"x")
+    assert list(tmp_path.iterdir()) == []  # the folder and the parent it made are gone
+
+
+
+def test_a_signal_after_the_work_ended_gets_one_line_and_keeps_the_results(tmp_path):
+    """Ctrl-C while the process shuts down (here: from an exit handler, the step after the
+    results were committed): one line, exit 130, the complete results untouched. Before,
+    Python's teardown reset the handlers and the process died by SIGINT with no word."""
+    script = tmp_path / "late.py"
+    script.write_text(
+        "import atexit, os, signal, sys, time\n"
+        "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5)))\n"
+        "from alignjax.cli import main\n"
+        "sys.exit(main())\n")
+    out = tmp_path / "r"
+    proc = subprocess.run([sys.executable, str(script), "run", "dpo-bandit", *SMALL, "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    _one_line(proc.stderr, "alignjax: interrupted (Ctrl-C) while exiting; the work had already ended with exit code 0")
+    assert (out / "summary.json").is_file() and is_ours(out)
 
 
 # -- 5./6. signals are honoured at once ---------------------------------------------------------

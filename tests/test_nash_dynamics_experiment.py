@@ -107,7 +107,10 @@ def test_cli_refuses_eta_40_before_any_compute(tmp_path, capsys):
 # my-optimistic.lam=0,1`` (in-process, ``alignjax.cli.main``), on 1 and 4 devices.
 _SCRIPT = textwrap.dedent("""
     import importlib, sys
+    import jax
     import numpy as np
+    # compile-bound (one program per dynamic): XLA's optimisations off in both processes alike
+    jax.config.update("jax_disable_most_optimizations", True)
     from alignjax.registry import DYNAMICS, EXPERIMENTS
     from alignjax.sweep import make_grid, run_sweep
     sys.path.insert(0, sys.argv[2])
