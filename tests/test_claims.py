@@ -105,6 +105,16 @@ def test_declared_claims_are_well_formed_and_listed_as_json(name, capsys):
         assert set(d["check"]) == {"metric", "op", "threshold", "origin"} and d["check"]["origin"].strip()
 
 
+@pytest.mark.parametrize("name", _declaring_suites() or ["(none yet)"])
+def test_no_two_claims_of_a_suite_declare_the_same_control(name):
+    """One control per claim, not shared (issue 22): the declared control runs differ within a suite."""
+    if name == "(none yet)":
+        pytest.skip("no suite declares its claims as data yet")
+    controls = [" ".join(s.control.lower().split()) for s in C.declared(SUITES.entry(name).meta["claims"])]
+    shared = {c for c in controls if controls.count(c) > 1}
+    assert not shared, shared
+
+
 def test_show_and_resume_accept_a_v3_summary(tmp_path):
     """``summary.json`` read back (``show``, ``--resume``) accepts v3 records and still refuses junk."""
     from alignjax.cli import _check_results_doc

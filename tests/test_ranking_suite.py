@@ -275,8 +275,9 @@ def _fake_evaluate_stage(rng, n=301, runs=3, T=5):
         "table1": {**per_beta, "R_len_ref": u(), "R_ref": u()},
         "flips": {"difficulty": rng.normal(size=n), "fraction": u(nb), "median_beta_c": u(nb),
                   "bin_count": np.ones(len(ra.FLIP_BINS) - 1), "bin_fraction": u(len(ra.FLIP_BINS) - 1),
-                  "num_misranked": 7},
-        "winrate": {"near": b(runs, T), "win": u(runs, T), "R_train": u(runs, T), "R_val": u(runs, T), "split": u(),
+                  "num_misranked": 7, "simpo_correct_best": b(n, p=0.3)},
+        "winrate": {"near": b(runs, T), "win": u(runs, T), "R_train": u(runs, T), "R_val": u(runs, T),
+                    "R_len_train": u(runs, T), "split": u(),
                     "pearson_near": u(), "pearson_far": u()},
         "per_pair": {"R": b(nb, n), "R_len": b(nb, n), "R_star": b(nb, n), "R_len_star": b(nb, n),
                      "tabular_R": b(nb, n, p=0.8), "tabular_R_len": b(nb, n, p=0.8),
@@ -303,12 +304,23 @@ def test_every_control_is_measured_from_its_own_run():
     want = np.min(np.minimum(r.min(-1) - 0.67, np.median(r, -1) - 0.93))
     assert a["table1-rstar-is-the-code-variant"]["control"]["value"] == pytest.approx(want)
     mis = ev["flips"]["difficulty"] > 0
-    assert a["few-misranked-pairs-flip"]["control"]["value"] == pytest.approx(pp["tabular_R"][1, mis].mean())
+    assert a["few-misranked-pairs-flip"]["control"]["value"] == pytest.approx(ev["flips"]["simpo_correct_best"][mis].mean())
+    near = ev["winrate"]["near"]
+    want = np.corrcoef(ev["winrate"]["R_len_train"][near], ev["winrate"]["win"][near])[0, 1]
+    assert a["winrate-ranking-correlation-near"]["control"]["value"] == pytest.approx(want)
     far = ~ev["winrate"]["near"]
     want = np.corrcoef(ev["winrate"]["R_val"][far], ev["winrate"]["win"][far])[0, 1]
     assert a["winrate-ranking-correlation"]["control"]["value"] == pytest.approx(want)
     want = np.min(np.median(pp["other_gap_reference"].mean(-1), -1))
     assert a["alignment-gap-other-methods"]["control"]["value"] == pytest.approx(want)
+
+
+def test_the_flip_control_reads_the_simpo_row_nearest_beta_01_at_its_best_checkpoint():
+    loss_id = np.array([ra.DPO, ra.SIMPO, ra.SIMPO, ra.SIMPO, ra.RPO])
+    betas = [0.1, 1.0, 0.1, 10.0, 0.1]
+    pc = np.arange(15.0).reshape(5, 3) % 4
+    pr = np.full((5, 3), 1.5)
+    np.testing.assert_array_equal(ra._correct_best_of(ra.SIMPO, loss_id, betas, pc, pr), pc[2] > 1.5)
 
 
 def test_five_rater_panel_reorders_pairs_by_its_majority():
