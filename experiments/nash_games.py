@@ -759,15 +759,7 @@ def beta0_claims(s: dict, r: dict) -> list[dict]:
     return out
 
 
-def _with_old_subject(rec: dict, old: C.Measurement) -> dict:
-    """Give the record's first history entry the old check's verdict on the old check's *own* metric
-    measured on this run (``claims.evaluate`` applies the old check to the new subject, right only when the
-    metric is unchanged)."""
-    h = rec["history"][0]
-    c = h["old_check"]
-    h["old_subject"] = old.as_dict()
-    h["old_verdict"] = C.verdict(C.Check(c["metric"], c["op"], c["threshold"], c["origin"]), old)[0]
-    return rec
+_with_old_subject = _nash_sampled._old_verdict_on_own_metric  # the old check's verdict on its own metric
 
 
 def decade_slope(e: np.ndarray, steps: np.ndarray, floor: float) -> float:
