@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["Check", "CheckChange", "ClaimSpec", "Measurement", "measure", "exact", "every_unit", "verdict",
-           "evaluate", "recompute", "declared", "OPS", "VERDICTS"]
+           "evaluate", "judge_old_check", "recompute", "declared", "OPS", "VERDICTS"]
 
 OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
                                                    ">=": operator.ge}
@@ -294,6 +294,22 @@ def _old_verdict(change: CheckChange, new: Check, subject: Measurement) -> str:
     if change.old.metric != new.metric:
         return "not comparable: the old check read another metric (see the suite's page for its verdict)"
     return verdict(change.old, subject)[0]
+
+
+def judge_old_check(record: dict, old: Measurement, index: int = 0) -> dict:
+    """Give ``record``'s history entry ``index`` the old check's verdict on the old check's *own* metric.
+
+    :func:`evaluate` can judge an old check only on the new subject, which is right when the metric
+    is unchanged; when the old check read another statistic ``m_old`` of the same run, the suite
+    measures it (``old``) and this records ``verdict(old_check, old)`` (same rule: holds when
+    ``low`` and ``high`` both satisfy ``m_old OP t_old``) and the measurement, so the old verdict is
+    printed beside the new one instead of "not comparable". Returns ``record``.
+    """
+    h = record["history"][index]
+    c = h["old_check"]
+    h["old_subject"] = old.as_dict()
+    h["old_verdict"] = verdict(Check(c["metric"], c["op"], c["threshold"], c["origin"]), old)[0]
+    return record
 
 
 def recompute(record: dict) -> tuple[str, str]:

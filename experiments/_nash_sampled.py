@@ -475,16 +475,6 @@ def decreasing_ratio_of_medians(x: np.ndarray) -> float:
     return float(med[0] / med[-1]) if np.all(np.diff(med) < 0) else 0.0
 
 
-def _old_verdict_on_own_metric(rec: dict, old: C.Measurement) -> dict:
-    """The record's first history entry gets the old check's verdict on the old check's own metric, measured
-    on this run (``claims.evaluate`` can only apply it to the new subject, right when the metric is the same)."""
-    h = rec["history"][0]
-    c = h["old_check"]
-    h["old_subject"] = old.as_dict()
-    h["old_verdict"] = C.verdict(C.Check(c["metric"], c["op"], c["threshold"], c["origin"]), old)[0]
-    return rec
-
-
 def lowest_ratio(x: np.ndarray) -> float:
     """``x (G, A[, C])`` with the subject first along A: max over C of median_G(subject) / min over
     the others of median_G(other) (1 or less: the subject is lowest at every C)."""
@@ -508,7 +498,7 @@ def claims(s: dict, main: dict, floor: dict, nn: dict, ib: dict, mx: dict, lc: d
         C.measure(np.stack([fl_c[Ks[0]], fl_c[Ks[-1]]], 1), ratio_of_medians),
         measured={f"median_floor_K{K}": float(np.median(v)) for K, v in fl.items()},
         note="floor = per game, mean gap over the last 20% of the run; ratio of the medians over games."))
-    _old_verdict_on_own_metric(out[-1], C.measure(np.stack([fl[K] for K in Ks], 1), decreasing_ratio_of_medians))
+    C.judge_old_check(out[-1], C.measure(np.stack([fl[K] for K in Ks], 1), decreasing_ratio_of_medians))
 
     small = len(s["configs"]) - 1
     stall = np.stack([ratio["sampled-online-ipo-2"][small], ratio["sampled-nash-md-pg"][small]], 1)  # (G, 2)
@@ -526,7 +516,7 @@ def claims(s: dict, main: dict, floor: dict, nn: dict, ib: dict, mx: dict, lc: d
     pop_ctl = np.stack([lc["population"][c, :, 0, i] for c, i in enumerate(idx)])  # (C, G): EGPO at lr/10
     table = lambda first: np.stack([np.maximum(first, 1e-11).T] + [np.maximum(pop[a], 1e-11).T for a in others], 1)
     # v2's compound (both stall AND EGPO's ratio < 0.1) as one number: min(A, 0.2 - B) > 0.1 iff A > 0.1 and B < 0.1
-    _old_verdict_on_own_metric(out[-1], C.measure(np.concatenate([stall, ratio["sampled-egpo"][small][:, None]], 1),
+    C.judge_old_check(out[-1], C.measure(np.concatenate([stall, ratio["sampled-egpo"][small][:, None]], 1),
                                                   lambda x: min(min_med(x[:, :2]), 0.2 - float(np.median(x[:, 2])))))
 
     out.append(C.evaluate(

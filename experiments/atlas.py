@@ -674,17 +674,6 @@ def offline_gaps(games_) -> tuple[list[str], np.ndarray]:
     return names, np.stack(cols, axis=-1)
 
 
-def _with_old_subject(rec: dict, old: claims.Measurement) -> dict:
-    """Give the record's first history entry the old check's verdict on the old check's *own* metric
-    (``claims.evaluate`` applies the old check to the new subject, which is right only when the metric is
-    unchanged)."""
-    h = rec["history"][0]
-    c = h["old_check"]
-    h["old_subject"] = old.as_dict()
-    h["old_verdict"] = claims.verdict(claims.Check(c["metric"], c["op"], c["threshold"], c["origin"]), old)[0]
-    return rec
-
-
 def claim_offline_exploitable(cfg, games_) -> dict:
     """Subject ``measure(gaps (refs, methods), smallest_mean)``; control the same of Nash-MD's gaps; the v2
     every-reference check on ``exact(min gaps)``."""
@@ -709,7 +698,7 @@ def claim_offline_exploitable(cfg, games_) -> dict:
             "equilibrium on average. The v2 every-reference check (history) fails where a reference is itself "
             "within 0.01 of the equilibrium. Nash-MD, playing P, converges (its mean gap is the control).")
     rec = claims.evaluate(spec, subject, control, measured=measured, note=note, beyond=beyond)
-    return _with_old_subject(rec, claims.exact(np.min(G)))
+    return claims.judge_old_check(rec, claims.exact(np.min(G)))
 
 
 def claim_general_preference_reaches_nash(cfg, games_) -> dict:

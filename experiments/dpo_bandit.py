@@ -494,7 +494,9 @@ def overfit_claim(s, st) -> dict:
             f"{CONTROL_PAIRS} pairs per prompt: there DPO drifts only on prompts whose votes leave a response unbeaten "
             "or winless (the empirical optimum is then still at infinity), and the per-size drift (beta = 0.1) shows "
             "the drift fade as more votes conflict.")
-    return C.evaluate(spec, C.every_unit(dpo, worst_drift), C.every_unit(many, worst_drift), measured=measured, note=note)
+    rec = C.evaluate(spec, C.every_unit(dpo, worst_drift), C.every_unit(many, worst_drift), measured=measured,
+                     note=note)
+    return C.judge_old_check(rec, C.every_unit(dpo[:, i01], np.min))  # v2's metric: beta = 0.1 alone
 
 
 def rate_claim(s, st) -> dict:
@@ -530,8 +532,18 @@ def rate_claim(s, st) -> dict:
             "eps) != r - y': a bias that more votes do not remove, added to the same 1/k variance, so its slope "
             "flattens once the bias dominates. IPO's implicit reward estimates p(y > mu) - a bounded, compressed transform of r - so "
             "its error against r is dominated by a bias that more votes do not remove.")
-    return C.evaluate(spec, C.measure(dpo, rate_error(labels)), C.measure(cdpo, rate_error(labels)),
-                      measured=measured, note=note)
+    rec = C.evaluate(spec, C.measure(dpo, rate_error(labels)), C.measure(cdpo, rate_error(labels)),
+                     measured=measured, note=note)
+    # v2's compound (slope and monotone) as one number on this run; its verdict is printed beside v3's
+    return C.judge_old_check(rec, C.measure(dpo, monotone_rate_error(labels)))
+
+
+def monotone_rate_error(labels):
+    """v2's check of statistical-gap-shrinks as one statistic: ``rows -> |s + 1|`` (:func:`rate_error`) when
+    the seed-mean MSE falls from every ``k`` to the next, else ``1 + |s + 1|`` (above any tolerance below 1,
+    so ``<= RATE_TOL`` reads v2's "monotone and within the tolerance"; finite, as strict JSON needs)."""
+    rate = rate_error(labels)
+    return lambda rows: rate(rows) + (0.0 if np.all(np.diff(np.mean(rows, axis=0)) < 0) else 1.0)
 
 
 def claims(s, st) -> list:

@@ -754,12 +754,11 @@ def beta0_claims(s: dict, r: dict) -> list[dict]:
                         "hence 10^7 steps. History: at eta = 0.1 and 10^6 steps some games were still in their burn-in "
                         "(reported)."),
     ]
-    _with_old_subject(out[0], C.exact(np.min(v1_cyc)))
-    _with_old_subject(out[1], C.exact(v1_final))
+    C.judge_old_check(out[0], C.exact(np.min(v1_cyc)))
+    C.judge_old_check(out[1], C.exact(v1_final))
     return out
 
 
-_with_old_subject = _nash_sampled._old_verdict_on_own_metric  # the old check's verdict on its own metric
 
 
 def decade_slope(e: np.ndarray, steps: np.ndarray, floor: float) -> float:
@@ -938,7 +937,7 @@ def why_nlhf_claims(s: dict, r: dict) -> list[dict]:
                         "latter was v3's first control, which could not pass)."),
     ]
     # v2's check read another metric (the fraction of argmax changes): its verdict on its own metric, this run
-    return out[:1] + [_with_old_subject(out[1], C.measure(m["argmax_changes"].astype(np.float64)))]
+    return out[:1] + [C.judge_old_check(out[1], C.measure(m["argmax_changes"].astype(np.float64)))]
 
 
 # ------------------------------------------------------------------------------ plots and tables

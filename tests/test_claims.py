@@ -158,3 +158,18 @@ def test_a_holds_whose_control_holds_too_is_flagged_everywhere():
     assert "does not tell them apart" in table and "1 of the holds with a control that holds too" in table
     ok = C.evaluate(spec, C.measure([0.01, 0.02]), C.measure([0.3, 0.4]))
     assert ok["control_holds_too"] is False
+
+
+def test_an_old_check_on_another_metric_is_judged_on_that_metric():
+    """judge_old_check: the history entry gets the old check's verdict on the old metric's own measurement
+    (evaluate alone can only say 'not comparable' when the old check read another statistic)."""
+    old = C.Check("fraction of games that flip", ">=", 0.1, "v2")
+    spec = C.ClaimSpec("a", "s", "src 1", 1, "setting", CHECK, "control run",
+                       history=(C.CheckChange(old, "restated", "v2", easier=False),))
+    rec = C.evaluate(spec, C.measure([0.01, 0.02, 0.03]), C.measure([0.3, 0.2, 0.4]))
+    assert rec["history"][0]["old_verdict"].startswith("not comparable")
+    C.judge_old_check(rec, C.exact(0.25))
+    assert rec["history"][0]["old_verdict"] == "holds" and rec["history"][0]["old_subject"]["value"] == 0.25
+    C.judge_old_check(rec, C.exact(0.05))
+    assert rec["history"][0]["old_verdict"] == "fails"
+    assert C.recompute(rec) == (rec["verdict"], rec["control"]["verdict"])  # the new verdicts are untouched

@@ -278,6 +278,8 @@ def _fake_evaluate_stage(rng, n=301, runs=3, T=5):
                   "num_misranked": 7, "simpo_correct_best": b(n, p=0.3)},
         "winrate": {"near": b(runs, T), "win": u(runs, T), "R_train": u(runs, T), "R_val": u(runs, T),
                     "R_len_train": u(runs, T), "split": u(),
+                    "control": {"win": u(6, T), "R_train": u(6, T), "distance": u(6, T),
+                                "loss_id": np.repeat([ra.IPO, ra.CDPO], 3)},
                     "pearson_near": u(), "pearson_far": u()},
         "per_pair": {"R": b(nb, n), "R_len": b(nb, n), "R_star": b(nb, n), "R_len_star": b(nb, n),
                      "tabular_R": b(nb, n, p=0.8), "tabular_R_len": b(nb, n, p=0.8),
@@ -305,12 +307,13 @@ def test_every_control_is_measured_from_its_own_run():
     assert a["table1-rstar-is-the-code-variant"]["control"]["value"] == pytest.approx(want)
     mis = ev["flips"]["difficulty"] > 0
     assert a["few-misranked-pairs-flip"]["control"]["value"] == pytest.approx(ev["flips"]["simpo_correct_best"][mis].mean())
-    near = ev["winrate"]["near"]
-    want = np.corrcoef(ev["winrate"]["R_len_train"][near], ev["winrate"]["win"][near])[0, 1]
-    assert a["winrate-ranking-correlation-near"]["control"]["value"] == pytest.approx(want)
-    far = ~ev["winrate"]["near"]
-    want = np.corrcoef(ev["winrate"]["R_val"][far], ev["winrate"]["win"][far])[0, 1]
-    assert a["winrate-ranking-correlation"]["control"]["value"] == pytest.approx(want)
+    c = ev["winrate"]["control"]
+    for cid, method, side in (("winrate-ranking-correlation-near", ra.IPO, np.less_equal),
+                              ("winrate-ranking-correlation", ra.CDPO, np.greater)):
+        rows = c["loss_id"] == method  # the control method's own checkpoints, split at their own median distance
+        m = side(c["distance"][rows], np.median(c["distance"][rows]))
+        want = np.corrcoef(c["R_train"][rows][m], c["win"][rows][m])[0, 1]
+        assert a[cid]["control"]["value"] == pytest.approx(want)
     want = np.min(np.median(pp["other_gap_reference"].mean(-1), -1))
     assert a["alignment-gap-other-methods"]["control"]["value"] == pytest.approx(want)
 
