@@ -76,3 +76,46 @@ def test_game_quantities_refuse_bad_shapes_and_dtypes_at_trace_time(jit):
         call(games.win_rate, P.astype(jnp.int32), pi, pi)
     with pytest.raises(AssertionError, match="assert_axis_dimension"):
         call(games.kl, pi, pi[:3])
+
+
+# -- exact game dynamics: the state is a scan carry ------------------------------------------------
+def _planted(update_log_pi):
+    """An exact dynamic whose update returns ``update_log_pi(log_pi)`` (a planted bug or not)."""
+    from alignjax.dynamics.base import ExactDynamics, ExactState
+
+    def init(log_pi0, P, log_pi_ref, hp):
+        return ExactState(log_pi0, jnp.zeros((), jnp.int32), ())
+
+    def update(s, P, log_pi_ref, hp):
+        return ExactState(update_log_pi(s.log_pi), s.t + 1, ())
+
+    return ExactDynamics(init, update)
+
+
+@pytest.mark.parametrize("bug, match", [
+    (lambda lp: lp[None] - 0.0, "update"),                  # broadcast against a new axis
+    (lambda lp: jnp.stack([lp, lp]).mean(0).astype(jnp.float16), "update"),  # dtype changed
+    (None, None),                                            # no bug: passes
+])
+def test_an_exact_dynamic_whose_state_changes_shape_or_dtype_fails_at_trace_time_by_name(bug, match):
+    from alignjax.dynamics.base import checked
+
+    dyn = checked("my-rule", _planted(bug or (lambda lp: jax.nn.log_softmax(lp + 0.1))))
+    P = jnp.array([[0.5, 0.7, 0.2], [0.3, 0.5, 0.6], [0.8, 0.4, 0.5]])
+    log_ref = jnp.log(jnp.full(3, 1 / 3))
+    step = jax.jit(lambda s: dyn.update(s, P, log_ref, {}))
+    s = dyn.init(log_ref, P, log_ref, {})
+    if bug is None:
+        assert step(s).log_pi.shape == (3,)
+        return
+    with pytest.raises(AssertionError, match=f"exact dynamic 'my-rule', {match}"):
+        step(s)
+
+
+def test_an_exact_dynamic_rejects_a_game_and_policy_of_different_sizes_by_name():
+    from alignjax.dynamics.base import exact_dynamics
+
+    dyn = exact_dynamics("omwu")
+    P = jnp.full((3, 3), 0.5)
+    with pytest.raises(AssertionError, match="exact dynamic 'omwu', init"):
+        dyn.init(jnp.zeros(4), P, jnp.zeros(4), {"beta": jnp.asarray(0.1), "eta": jnp.asarray(0.1)})

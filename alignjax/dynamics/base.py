@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Mapping, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +39,7 @@ from alignjax.games import antisym
 from alignjax.prefs import check_preference_matrix
 from alignjax.registry import DYNAMICS
 
-__all__ = ["ExactState", "ExactDynamics", "simulate", "exact_names", "exact_dynamics", "check_hparams",
+__all__ = ["ExactState", "ExactDynamics", "simulate", "exact_names", "exact_dynamics", "checked", "check_hparams",
            "check_static", "payoff"]
 
 
@@ -112,9 +113,56 @@ def exact_dynamics(name: str, **static: Any) -> ExactDynamics:
     """Build the registered exact dynamic ``name`` with its static knobs (defaults: the entry's).
 
     Example: ``exact_dynamics("mpo", reset_every=20)``. Raises ``ValueError`` for an unknown
-    name or knob (:func:`check_static`).
+    name or knob (:func:`check_static`). The result checks its arguments and its state at trace
+    time (:func:`checked`).
     """
-    return DYNAMICS.get(name)(**check_static(name, static))
+    return checked(name, DYNAMICS.get(name)(**check_static(name, static)))
+
+
+def checked(name: str, dyn: ExactDynamics) -> ExactDynamics:
+    """``dyn`` with trace-time shape and dtype checks (chex; nothing runs per step under ``jit``).
+
+    With ``N`` the number of responses: ``P`` is a floating ``(..., N, N)`` array, ``log_pi_ref``
+    and the iterate ``log pi`` floating ``(..., N)``; ``init`` returns a state whose ``log_pi``
+    has ``log_pi0``'s shape and dtype, and ``update`` returns a state with exactly the structure,
+    shapes and dtypes of the state it was given (the state is a ``lax.scan`` carry: a rule that
+    broadcasts its iterate against another axis, or promotes it to float64, fails here with the
+    dynamic's name instead of deep inside the scan). An ``AssertionError`` names ``name``.
+    """
+    def game(where, P, log_pi_ref, log_pi):
+        try:
+            chex.assert_rank(P, set(range(2, max(np.ndim(P), 2) + 1)))
+            chex.assert_axis_dimension(P, -2, np.shape(P)[-1])
+            for v in (log_pi_ref, log_pi):
+                chex.assert_rank(v, set(range(1, max(np.ndim(v), 1) + 1)))
+                chex.assert_axis_dimension(v, -1, np.shape(P)[-1])
+            chex.assert_type([P, log_pi_ref, log_pi], float)
+        except AssertionError as e:
+            raise AssertionError(f"exact dynamic {name!r}, {where}: {e}") from None
+
+    def init(log_pi0, P, log_pi_ref, hparams):
+        game("init", P, log_pi_ref, log_pi0)
+        s = dyn.init(log_pi0, P, log_pi_ref, hparams)
+        try:
+            chex.assert_equal_shape([s.log_pi, log_pi0])
+            chex.assert_trees_all_equal_dtypes(s.log_pi, log_pi0)
+        except AssertionError as e:
+            raise AssertionError(f"exact dynamic {name!r}, init: the state's log_pi must keep log_pi0's shape and "
+                                 f"dtype: {e}") from None
+        return s
+
+    def update(state, P, log_pi_ref, hparams):
+        game("update", P, log_pi_ref, state.log_pi)
+        new = dyn.update(state, P, log_pi_ref, hparams)
+        try:
+            chex.assert_trees_all_equal_structs(new, state)
+            chex.assert_trees_all_equal_shapes_and_dtypes(new, state)
+        except (AssertionError, ValueError) as e:
+            raise AssertionError(f"exact dynamic {name!r}, update: the new state must have the structure, shapes and "
+                                 f"dtypes of the old one (it is a scan carry): {e}") from None
+        return new
+
+    return ExactDynamics(init, update)
 
 
 def check_hparams(name: str, hparams: Mapping[str, ArrayLike], dtype: Any = None) -> None:
@@ -184,14 +232,14 @@ def _validate(name, P, pi_ref, pi0, hparams, num_steps, log_every, dtype):
 
 
 @functools.lru_cache(maxsize=64)
-def _program(factory: Callable[..., ExactDynamics], static: tuple, names: tuple, average: bool):
+def _program(name: str, factory: Callable[..., ExactDynamics], static: tuple, names: tuple, average: bool):
     """The engine :class:`~alignjax.experiment.Program` of one simulated row: the row's game,
     reference, start and hyperparameters arrive as leaves of its ``hparams`` (see :func:`simulate`).
     One object per (registered factory, knobs, names, average), so the engine reuses its
     compiled sweep (a factory registered anew under the same name gets a new program)."""
     from alignjax.experiment import Program
 
-    dyn = factory(**dict(static))
+    dyn = checked(name, factory(**dict(static)))
 
     def hp_of(h):
         return {k: h[k] for k in names}
@@ -282,7 +330,7 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | No
         if not shared:
             leaves["__P"] = flat(P64, (n, n))
     leaves = {k: v.astype(dtype) for k, v in leaves.items()}
-    program = _program(DYNAMICS.get(name), knobs, tuple(hp64), bool(average))
+    program = _program(name, DYNAMICS.get(name), knobs, tuple(hp64), bool(average))
     # vmap blocks of up to 1024 rows (fixed by the batch, so still device-count invariant): with a
     # shared game each step is one (N, N) x (N, rows) product, near the machine's matmul rate
     block = default_block_size(size, cap=1024)
