@@ -259,14 +259,17 @@ def test_a_value_inside_the_domain_passes_the_check(tmp_path):
 def test_game_losses_declare_the_domains_the_sampled_dynamics_and_validate_hparams_use():
     """Each sampled dynamic's domains are its game loss's (declared once, in GAME_LOSSES) and the learning
     rate's; ``validate_hparams`` refuses with the same one-line message as the domain."""
-    from alignjax.dynamics.sampled import LEARNING_RATE, validate_hparams
+    from alignjax.dynamics.sampled import LEARNING_RATE, LEARNING_RATE_IPO1, validate_hparams
 
     for e in _builtin(GAME_LOSSES):
         assert set(e.domains) == set(e.obj.hparams), e.name
     for e in _builtin(DYNAMICS):
         if e.meta.get("kind") == "sampled":
             game = GAME_LOSSES.entry(e.meta["loss"])
-            assert e.domains == {**game.domains, "learning_rate": LEARNING_RATE}, e.name
+            lr = LEARNING_RATE_IPO1 if e.meta["loss"] == "online_ipo_1" else LEARNING_RATE  # a square loss: lr <= N/4
+            assert e.domains == {**game.domains, "learning_rate": lr}, e.name
+    with pytest.raises(ValueError, match=re.escape("online_ipo_1 needs learning_rate in (0, 0.5]")):
+        validate_hparams("online_ipo_1", {"beta": 1.0, "learning_rate": 10.0})
     with pytest.raises(ValueError, match=re.escape("nash_md_pg needs mixture in [0, 1]; got mixture = 1.5")):
         validate_hparams("nash_md_pg", {"beta": 1.0, "learning_rate": 0.1, "mixture": 1.5})
     with pytest.raises(ValueError, match=re.escape("xpo needs learning_rate > 0")):

@@ -34,6 +34,7 @@ import inspect
 import itertools
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -412,6 +413,45 @@ def check_exact_dynamic_probes(entry: Entry, num_steps: int = PROBE_STEPS) -> No
             g, k, t = (int(i) for i in np.argwhere(bad)[0])
             raise AssertionError(f"dynamics {entry.name!r}: {what} after {t + 1} of {num_steps} updates at "
                                  f"{describe_point(points, varied, k)} (random game {g}, N = 4)")
+
+
+def check_sampled_dynamic_probes(entry: Entry, num_steps: int = PROBE_STEPS) -> None:
+    """Run a sampled (loss-driven) dynamic in its population mode on tabular logits, ``num_steps``
+    updates on two small random games (random references), at every probe point of its declared
+    domains (``learning_rate`` included), in one vmapped compile. Asserts the loss, the gradient norm
+    and the logits stay finite at every step; the AssertionError names the entry, the point, the step
+    and the game."""
+    from alignjax.domains import describe_point
+    from alignjax.policies import tabular
+
+    n = 4
+    dyn = DYNAMICS.get(entry.name)(tabular(1, n), mode="population")
+    points, varied = entry.probe_points()
+    games = [_exact_inputs(n, seed) for seed in (0, 2)]
+    P = jnp.stack([g[0] for g in games])[:, None]          # (games, 1 prompt, N, N)
+    log_ref = jnp.stack([g[1] for g in games])[:, None]    # (games, 1, N)
+    hp = {h: jnp.asarray(points[h], jnp.float32) for h in entry.hparams}
+    x = jnp.zeros((1,), jnp.int32)
+
+    def run(P, log_ref, hp):
+        def body(st, k):
+            st, m = dyn.update(st, P, log_ref, x, hp, k)
+            finite = jnp.isfinite(m["loss"]) & jnp.isfinite(m["grad_norm"])
+            return st, ~(finite & jnp.all(jnp.isfinite(jax.flatten_util.ravel_pytree(st.params)[0])))
+
+        return jax.lax.scan(body, dyn.init(jax.random.key(0)), jax.random.split(jax.random.key(1), num_steps))[1]
+
+    bad = np.asarray(jax.jit(jax.vmap(jax.vmap(run, (None, None, 0)), (0, 0, None)))(P, log_ref, hp))
+    if bad.any():  # (games, points, steps)
+        g, k, t = (int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(f"dynamics {entry.name!r}: the loss, its gradient or the parameters became non-finite "
+                             f"after {t + 1} of {num_steps} updates at {describe_point(points, varied, k)} "
+                             f"(random game {g}, N = {n}, tabular logits, population mode)")
+
+
+@pytest.mark.parametrize("name", [e.name for e in DYNAMICS if e.meta.get("kind") == "sampled"])
+def test_sampled_dynamic_stays_finite_over_its_domain(name):
+    check_sampled_dynamic_probes(DYNAMICS.entry(name))
 
 
 def _exact_names() -> list[str]:
