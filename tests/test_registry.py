@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 
 from alignjax.experiment import Component, Experiment, Program
-from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, Entry, Registry
+from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS, Entry, Registry
 from alignjax.sweep import make_grid, run_sweep
 
 BATCH = (3, 4)
@@ -452,6 +452,50 @@ def check_sampled_dynamic_probes(entry: Entry, num_steps: int = PROBE_STEPS) -> 
 @pytest.mark.parametrize("name", [e.name for e in DYNAMICS if e.meta.get("kind") == "sampled"])
 def test_sampled_dynamic_stays_finite_over_its_domain(name):
     check_sampled_dynamic_probes(DYNAMICS.entry(name))
+
+
+def check_trainer_probes(entry: Entry, num_steps: int = PROBE_STEPS) -> None:
+    """Run a trainer (exact mode, tabular policy and reward on a 2-prompt x 4-response linear bandit with
+    its population pairs, as the atlas builds it) ``num_steps`` updates at every probe point of its declared
+    domains, in one vmapped compile; asserts the policy's log-probability table stays finite at every step.
+    A trainer whose registry meta ``needs`` annotator ids gets two annotators (ids alternate over the pairs)."""
+    from alignjax import rlhf
+    from alignjax.data import bandits
+    from alignjax.domains import describe_point
+    from alignjax.maxmin import AnnotatedPairs
+    from alignjax.policies import tabular
+    from alignjax.reward_model import tabular_reward
+
+    X, N = 2, 4
+    b = bandits.linear_bandit(jax.random.key(0), X, N, 3)
+    log_ref = bandits.reference_with_outside_mass(b.base_logits, jnp.ones((X, N), bool), 0.3)
+    pairs = bandits.population_pairs(b.rewards, log_ref, jnp.ones((X, N), bool))
+    annotated = "annotator" in (entry.meta.get("needs") or [])
+    if annotated:
+        pairs = AnnotatedPairs(*pairs, annotator=jnp.arange(pairs.x.shape[0]) % 2)
+    problem = rlhf.Problem(jnp.arange(X), log_ref, pairs, b.features)
+    policy = tabular(X, N)
+    trainer = entry.obj(policy, reward_model=tabular_reward(X, N), mode="exact", num_samples=4, reward_steps=50,
+                        **({"num_annotators": 2} if annotated else {}))
+    points, varied = entry.probe_points()
+    hp = {h: jnp.asarray(points[h], jnp.float32) for h in entry.hparams}
+
+    def run(hp):
+        return rlhf.run_trainer(trainer, policy, policy.init(jax.random.key(0)), problem, hp, jax.random.key(1),
+                                num_steps=num_steps, log_every=1,
+                                observe=lambda t: {"finite": jnp.all(jnp.isfinite(t))})[1]["finite"]
+
+    ok = np.asarray(jax.jit(jax.vmap(run))(hp))  # (points, steps + 1)
+    if not ok.all():
+        k, t = (int(i) for i in np.argwhere(~ok)[0])
+        raise AssertionError(f"trainer {entry.name!r}: the policy's log-probabilities became non-finite after {t} of "
+                             f"{num_steps} updates at {describe_point(points, varied, k)} (linear bandit, X = {X}, "
+                             f"N = {N}, tabular, exact mode)")
+
+
+@pytest.mark.parametrize("name", [e.name for e in TRAINERS])
+def test_trainer_stays_finite_over_its_domain(name):
+    check_trainer_probes(TRAINERS.entry(name))
 
 
 def _exact_names() -> list[str]:
