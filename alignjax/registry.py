@@ -51,7 +51,8 @@ class Entry(Generic[T]):
       static: default values of the entry's static knobs (Python ints/bools/strings that shape
         the trace, e.g. mpo's ``reset_every``): keyword arguments of the registered factory,
         settable with ``--set``.
-      meta: free-form metadata (e.g. ``{"needs_lengths": True}``).
+      meta: declared metadata fields of the entry's kind (:data:`META_FIELDS`; e.g. ``{"uses_lengths": True}``
+        for a loss), checked at registration.
       domains: ``{name: Domain}`` for every hyperparameter of ``hparams``: the declared one, or the
         one inferred from a plain-float default (:meth:`alignjax.domains.Domain.from_default`; filled in
         for an entry built by hand).
@@ -89,6 +90,71 @@ NAMING: dict[str, tuple[str, str]] = {
 """The naming rules of entry names: ``{rule: (regular expression, description)}``. Losses and game losses
 are snake_case (a loss's name is a Python identifier, and its settings read ``my_hinge.delta``); dynamics,
 trainers, experiments and suites kebab-case (command-line words)."""
+
+
+_STR_LIST = "list of str"
+META_FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
+    "loss": {
+        "uses_lengths": (bool, "the loss reads the responses' lengths (keyword arguments chosen_lengths, "
+                               "rejected_lengths): SimPO, ORPO"),
+        "uses_reference": (bool, "False for a loss that ignores the reference log-probabilities (SimPO, ORPO)"),
+        "min_log_ratio": (float, "the smallest log pi - log pi_ref at which the loss is finite (f-DPO's "
+                                 "alpha-divergence members: -60); the contract probes from there"),
+    },
+    "dynamics": {
+        "kind": (("exact", "sampled"), "exact (an update on log-probabilities, alignjax.dynamics.exact) or "
+                                       "sampled (loss-driven on policy parameters, alignjax.dynamics.sampled)"),
+        "check": ("callable", "check(hparams, dtype) -> None, raising one-line ValueErrors: conditions a Domain "
+                              "cannot state (exact dynamics)"),
+        "check_static": ("callable", "check_static(static) -> None for the static knobs (mpo's reset_every)"),
+        "fits": (("bradley-terry", "general-preference"), "the preference model the dynamic fits before playing "
+                                                          "(bt-rlhf): the atlas groups it with reward fitting"),
+        "ignores": (_STR_LIST, "inputs the rule does not read (mwu: ['pi_ref'])"),
+        "aliases": (_STR_LIST, "other names the method goes by in the literature (not registered names)"),
+        "loss": (str, "sampled: the GAME_LOSSES entry that drives it"),
+        "extragradient": (bool, "sampled: a half step before the update (EGPO)"),
+        "exact_form": (str, "sampled: the exact dynamic its population step equals (sampled-spo: mwu)"),
+    },
+    "trainer": {
+        "kind": (("offline", "online", "hybrid"), "offline (pairs only), online (samples from the policy) or "
+                                                  "hybrid (both)"),
+        "description": (str, "one line for alignjax list"),
+        "needs": (_STR_LIST, "fields the Problem's pairs must carry beyond Pairs (maxmin-rlhf: ['annotator'])"),
+        "fits": (("bradley-terry", "general-preference"), "the preference model it fits (rlhf, gpm-gpo)"),
+    },
+    "suite": {
+        "description": (str, "one line for alignjax list"),
+        "claims": ("sequence of ClaimSpec", "the suite's declared claims (alignjax.claims.declared)"),
+        "quick_seconds": (int, "a hint of its quick run's length: reproduce all --jobs starts the longest first"),
+    },
+    "experiment": {},
+    "game loss": {},
+}
+"""The metadata fields each kind of entry may declare: ``{registry kind: {field: (type, meaning)}}``. A type
+is a Python type, a tuple of the allowed strings, ``"callable"``, ``"list of str"`` or ``"sequence of
+ClaimSpec"``. :meth:`Registry.register` refuses any other key or a value of another type (one line); a
+registry of another kind (a fork's own) is not checked. ``docs/extending.md`` shows this table."""
+
+
+def check_meta(kind: str, name: str, meta: Mapping[str, Any]) -> None:
+    """Raise a one-line ``ValueError`` unless every key of ``meta`` is a declared field of ``kind``
+    (:data:`META_FIELDS`) with a value of its type; kinds not in :data:`META_FIELDS` are not checked."""
+    fields = META_FIELDS.get(kind)
+    if fields is None:
+        return
+    for k, v in meta.items():
+        if k not in fields:
+            raise ValueError(f"{kind} {name!r}: unknown metadata field {k!r}; a {kind} declares "
+                             f"{', '.join(sorted(fields)) or 'none'} (alignjax.registry.META_FIELDS)")
+        want = fields[k][0]
+        ok = (want in (str, int, float, bool) and isinstance(v, want) and not (want is not bool and isinstance(v, bool))
+              or isinstance(want, tuple) and v in want
+              or want == "callable" and callable(v)
+              or want == _STR_LIST and isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+              or want == "sequence of ClaimSpec" and isinstance(v, (list, tuple)))
+        if not ok:
+            shown = " or ".join(map(repr, want)) if isinstance(want, tuple) else getattr(want, "__name__", want)
+            raise ValueError(f"{kind} {name!r}: metadata {k!r} must be {shown}; got {v!r}")
 
 
 class Registry(Generic[T]):
@@ -156,6 +222,7 @@ class Registry(Generic[T]):
                 else:
                     raise TypeError(f"{self.kind} {name!r}: hyperparameter {k!r} must be a float default or a "
                                     f"Domain; got {v!r}")
+            check_meta(self.kind, name, meta or {})
             entry = Entry(name, o, defaults, dict(meta or {}), dict(static or {}), domains, tuple(conditions))
             try:
                 entry.check_values(defaults)

@@ -747,3 +747,34 @@ def test_entry_names_follow_one_rule_per_kind():
             reg.register(bad, lambda *a, **k: None)
         assert bad not in reg
     Registry("widget").register("Any Name_at-all", lambda: None)  # a registry without a rule
+
+
+def test_metadata_is_declared_fields_checked_at_registration():
+    """Issue 24: no free-form metadata. Each kind's fields are declared (META_FIELDS); registration refuses
+    an unknown key (the documented-but-absent ``needs_lengths`` of old) or a value of another type, in one line."""
+    from alignjax.registry import META_FIELDS
+
+    for reg in (LOSSES, DYNAMICS, TRAINERS, SUITES, EXPERIMENTS):
+        for e in reg:
+            assert set(e.meta) <= set(META_FIELDS[reg.kind]), (reg.kind, e.name, sorted(e.meta))
+    with pytest.raises(ValueError, match=r"loss 'tmp_loss': unknown metadata field 'needs_lengths'; a loss declares"):
+        LOSSES.register("tmp_loss", lambda *a, **k: 0.0, meta={"needs_lengths": True})
+    with pytest.raises(ValueError, match=r"trainer 'tmp-trainer': metadata 'kind' must be 'offline' or 'online' or "):
+        TRAINERS.register("tmp-trainer", lambda *a, **k: None, meta={"kind": "semi"})
+    with pytest.raises(ValueError, match=r"metadata 'uses_lengths' must be bool; got 1"):
+        LOSSES.register("tmp_loss", lambda *a, **k: 0.0, meta={"uses_lengths": 1})
+    assert "tmp_loss" not in LOSSES and "tmp-trainer" not in TRAINERS
+    fork = Registry("my-kind")  # a fork's own registry kind: its metadata is its own business
+    fork.register("x", object(), meta={"anything": 1})
+
+
+def test_the_docs_table_lists_every_metadata_field_of_every_kind():
+    from pathlib import Path
+
+    from alignjax.registry import META_FIELDS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    table = text[text.index("## Spec fields of every kind"):text.index("## Names")]
+    rows = {(r.split("|")[1].split("(")[0].strip(), r.split("|")[2].strip().strip("`"))
+            for r in table.splitlines() if r.startswith("| ") and "`" in r.split("|")[2]}
+    assert rows == {(k, f) for k, fields in META_FIELDS.items() for f in fields}
