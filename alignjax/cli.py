@@ -25,7 +25,10 @@ checkpoint or suite stage is kept for ``--resume``, anything else this run wrote
 prints one line and exits at once, whatever the worker is doing (compiling, computing,
 saving a checkpoint). With ``reproduce --jobs N`` the suites run in child processes (see
 :func:`_reproduce_parallel`): the signal is passed on to each running child, which closes its
-own folder and says so, and then this process exits.
+own folder and says so, and then this process exits. Once the work has ended (results written or
+closed), the command line's process runs the ``atexit`` handlers and exits at once
+(:func:`_exit_now`); a signal in that last moment gets one line and exit 128 + the signal number
+(:func:`_late_signal`), never a silent death by the signal.
 """
 
 from __future__ import annotations
