@@ -125,7 +125,8 @@ META_FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
     "suite": {
         "description": (str, "one line for alignjax list"),
         "claims": ("sequence of ClaimSpec", "the suite's declared claims (alignjax.claims.declared)"),
-        "quick_seconds": (int, "a hint of its quick run's length: reproduce all --jobs starts the longest first"),
+        "quick_seconds": (int, "its quick run's seconds with an empty compile cache, sharing 2 cores with another suite "
+                               "(a scheduling hint: reproduce all --jobs starts the longest first)"),
     },
     "experiment": {},
     "game loss": {},

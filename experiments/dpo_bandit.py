@@ -634,7 +634,7 @@ SUITES.register(
     "dpo-bandit", reproduce,
     meta={"description": "hard-label overfitting (DPO on few vs many pairs, every beta); the statistical data-size "
                          "gap at the maximum-likelihood rate (DPO vs cDPO)",
-          "claims": CLAIMS})
+          "claims": CLAIMS, "quick_seconds": 160})  # cold-cache seconds, a scheduling hint
 
 
 # ------------------------------------------------------------------------------------ the page
