@@ -3,7 +3,9 @@
 **Ownership is proved, never guessed.** Every folder alignjax writes holds a manifest,
 ``.alignjax-manifest.json``: the format tag :data:`FORMAT`, a random 128-bit ``run_id`` and,
 for every file this library wrote there, its relative path, size and SHA-256, plus the
-folders it made whole (``trees``: the orbax ``checkpoints/`` folder). The folder's
+folders it made whole (``trees``: the orbax ``checkpoints/`` folder) and the subfolders its
+writes made (``dirs``, recorded *before* each ``mkdir``, so that a process killed between the
+``mkdir`` and its first file leaves nothing a later cleanup cannot prove ours). The folder's
 ``config.json`` carries the same ``run_id``. A folder is *ours* (:func:`is_ours`) only when
 both agree; a ``config.json`` that merely looks like ours (another tool's ``{"experiment":
 ...}``) proves nothing. Files are recorded as they are written: every write of the library
@@ -50,8 +52,8 @@ Every refusal is a :class:`RunDirError` (a ``ValueError``) with one line.
   never anything else in it, and only when the tree is a real folder inside the results
   folder (never reached through a symlink); ``rmdir`` of the tree when that left it empty;
   ``unlink`` of this process's own in-flight temp files (their names were returned
-  to it by ``mkstemp``); ``rmdir`` of the folders holding recorded files (only when empty, and only when reached
-  without a symlink).
+  to it by ``mkstemp``); ``rmdir`` of the folders holding recorded files and of the
+  recorded ``dirs`` (only when empty, and only when reached without a symlink).
 * :func:`_finish_removal`: ``unlink`` of the manifest and lock file, only once nothing else is
   left in the folder; ``rmdir`` of the folder, only if this run made it.
 * :meth:`RunDir.abort` / :meth:`RunDir._remove_made`: ``rmdir`` of the parents this run made,
@@ -113,7 +115,7 @@ class RunDirClosed(BaseException):
 
 # -- the manifest -------------------------------------------------------------------------------
 def _new_manifest(run_id: str | None = None) -> dict:
-    return {"format": FORMAT, "run_id": run_id or uuid.uuid4().hex, "files": {}, "trees": []}
+    return {"format": FORMAT, "run_id": run_id or uuid.uuid4().hex, "files": {}, "trees": [], "dirs": []}
 
 
 def _safe_rel(rel) -> bool:
@@ -138,6 +140,9 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
                 and isinstance(rec.get("sha256"), str)):
             return None
     if not all(_safe_rel(t) for t in m["trees"]):
+        return None
+    dirs = m.setdefault("dirs", [])  # absent in manifests written before 2026-12-07
+    if not (isinstance(dirs, list) and all(_safe_rel(d) for d in dirs)):
         return None
     return m
 
@@ -234,6 +239,10 @@ def _remove_recorded(folder: Path, manifest: dict, inflight=()) -> None:
                 os.unlink(p)
             except OSError:
                 pass
+    for rel in manifest.get("dirs", []):  # subfolders its writes made (recorded before the mkdir)
+        p = folder / rel
+        if _safe_rel(rel) and _inside(folder, p):
+            parents.update([p, *(q for q in p.parents if q != folder and folder in q.parents)])
     if _tmp_pattern(manifest) is not None:  # temp files of a killed writer of this folder
         for d, dirs, names in os.walk(folder):  # os.walk never follows links
             for n in names:
@@ -310,7 +319,7 @@ def _move_foreign(old: Path, new: Path, manifest: dict, rel: str = "",
     stays where it is and is appended to ``failed`` as ``"REL (reason)"``.
     """
     moved = []
-    files, trees = manifest.get("files", {}), set(manifest.get("trees", []))
+    files, trees, dirs = manifest.get("files", {}), set(manifest.get("trees", [])), set(manifest.get("dirs", []))
     tmp = _tmp_pattern(manifest)
     src_dir = old / rel if rel else old
     in_tree = rel in trees
@@ -322,7 +331,8 @@ def _move_foreign(old: Path, new: Path, manifest: dict, rel: str = "",
             continue
         if r in files and _recorded_intact(e, files[r]):
             continue
-        if e.is_dir() and not e.is_symlink() and (r in trees or any(f.startswith(r + "/") for f in [*files, *trees])):
+        if e.is_dir() and not e.is_symlink() and (r in trees or r in dirs
+                                                  or any(f.startswith(r + "/") for f in [*files, *trees])):
             moved += _move_foreign(old, new, manifest, r, failed)
             continue
         dest = new / r
@@ -390,6 +400,12 @@ def _make_parents(folder: Path, owner: "RunDir | None") -> None:
     while not d.exists() and d != d.parent:
         missing.append(d)
         d = d.parent
+    if missing and owner._manifest is not None:  # recorded before it exists: a kill cannot orphan it
+        for d in missing:
+            rel = os.path.relpath(os.path.realpath(d), owner.path).replace(os.sep, "/")
+            if _safe_rel(rel) and rel not in owner._manifest["dirs"]:
+                owner._manifest["dirs"].append(rel)
+        owner._save_manifest()
     for d in reversed(missing):
         try:
             d.mkdir()
@@ -701,8 +717,10 @@ class RunDir:
         """Under the target's lock: finish what a killed process left beside the target.
 
         A staging sibling whose lock can be taken belongs to a dead process: its recorded files
-        go. An old sibling (a killed commit, after the swap) has the user's files moved into the
-        target first, then its recorded files go. A sibling without a manifest is left alone.
+        and folders go. An old sibling (a killed commit, after the swap) has the user's files
+        moved into the target first, then its recorded files go. A sibling without a manifest is
+        left alone, except a staging sibling holding nothing but its lock file (killed between
+        its ``mkdir`` and its first manifest write).
         """
         t = self.real
         for e in list(t.parent.iterdir()):
@@ -710,8 +728,8 @@ class RunDir:
             if not (stage or old) or e.is_symlink() or not e.is_dir():
                 continue
             man = read_manifest(e)
-            if man is None:
-                continue
+            if man is None and not (stage and not _foreign(e)):
+                continue  # a staging sibling killed before its manifest holds nothing but the lock file
             try:
                 fd = os.open(e / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
             except OSError:
@@ -722,6 +740,9 @@ class RunDir:
                 os.close(fd)
                 continue
             try:
+                if man is None:
+                    _finish_removal(e, remove_dir=True)
+                    continue
                 if old:
                     if ownership(t) is not None:
                         continue  # the target is not a finished folder of ours: keep the old results

@@ -154,7 +154,8 @@ def test_a_write_refused_half_way_leaves_no_empty_subfolder(tmp_path, monkeypatc
 
     def interrupted(fd, data):  # the signal arrives mid-write: the supervisor aborts the folder
         real(fd, data)
-        rd.abort()
+        if data in (b"x", b"1"):  # the data, not the manifest (which records the new subfolders first)
+            rd.abort()
 
     monkeypatch.setattr(rundir, "_write_fsynced", interrupted)
     with pytest.raises(rundir.RunDirClosed):
@@ -342,6 +343,45 @@ def test_sigkill_at_random_moments_of_an_overwrite_never_loses_a_byte(tmp_path):
         assert (out / "NOTES.md").read_bytes() == theirs["NOTES.md"]
         assert (root / "sibling.txt").read_bytes() == theirs["../sibling.txt"]
         assert sorted(q.name for q in root.iterdir()) == ["run", "sibling.txt"]
+
+
+def _killed_after(tmp_path, code: str) -> None:
+    """Run ``code`` in a child that opened ``tmp_path/r`` with ``--overwrite`` (as ``rd``), then SIGKILL it."""
+    script = ("import os, signal\nfrom pathlib import Path\nfrom alignjax.rundir import RunDir\n"
+              f"rd = RunDir({str(tmp_path / 'r')!r}, overwrite=True)\nrd.check()\nrd.open()\n{code}\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+
+
+def test_a_staging_folder_killed_between_mkdir_and_its_first_file_is_cleaned(tmp_path):
+    # Found by the slow SIGKILL loop (2026-12-07): a write killed after making its chunk folders
+    # and before recording a file left a staging sibling of empty folders that no cleanup removed.
+    out = tmp_path / "r"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    (out / "NOTES.md").write_text("mine")
+    _killed_after(tmp_path, "from alignjax.rundir import _make_parents\n"
+                            "_make_parents(rd.path / 'results.zarr' / 'logp' / 'c' / '0' / '8', rd)")
+    (stage,) = [q for q in tmp_path.iterdir() if q.name.startswith(".r.alignjax-new-")]
+    assert (stage / "results.zarr" / "logp" / "c" / "0" / "8").is_dir()
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 0
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["r"]
+    assert (out / "NOTES.md").read_text() == "mine"
+
+
+def test_a_staging_folder_killed_before_its_manifest_is_cleaned(tmp_path):
+    out = tmp_path / "r"
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out)]) == 0
+    _killed_after(tmp_path, "from alignjax.rundir import MANIFEST_NAME\nos.unlink(rd.path / MANIFEST_NAME)")
+    (stage,) = [q for q in tmp_path.iterdir() if q.name.startswith(".r.alignjax-new-")]
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 0
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["r"]
+    # one holding anything else is not provably ours: it stays
+    _killed_after(tmp_path, "from alignjax.rundir import MANIFEST_NAME\nos.unlink(rd.path / MANIFEST_NAME)\n"
+                            "(rd.path / 'x').write_text('x')")
+    assert main(["run", "dpo-bandit", *SMALL, "--out", str(out), "--overwrite"]) == 0
+    (stage,) = [q for q in tmp_path.iterdir() if q.name.startswith(".r.alignjax-new-")]
+    assert (stage / "x").read_text() == "x"
 
 
 # -- found by review ----------------------------------------------------------------------------
