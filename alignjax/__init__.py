@@ -16,7 +16,8 @@ lower ones (checked by ``tests/test_public_api.py``; picture in the README, "How
    ``reward_model``, ``rlhf``, ``hypo``, ``sft`` (import those submodules directly).
 2. **engine** -- turns experiments into compiled, sharded, checkpointed sweeps:
    :mod:`~alignjax.experiment` (``Experiment``, ``Program``), :mod:`~alignjax.sweep`
-   (``make_grid``, ``Grid``, ``make_run``, ``run_sweep``, ``SweepResult``),
+   (``make_grid``, ``Grid``, ``make_run``, ``run_sweep``, ``SweepResult``), :mod:`~alignjax.runner`
+   (``compile_sweep``, ``SweepRunner``, ``RunPolicy``: compile once, run grids under a policy),
    :mod:`~alignjax.results` (``SuiteContext``, ``Claim``, ``claim``; atomic writes), and the
    internal ``checkpoint``, ``rundir``, ``provenance``, ``config``, ``compile_cache``.
 3. **apps** -- ``alignjax.cli`` (the ``alignjax`` command), ``alignjax.plotting``,
@@ -49,6 +50,9 @@ _ATTRS: dict[str, str] = {
     "make_grid": "alignjax.sweep",
     "make_run": "alignjax.sweep",
     "run_sweep": "alignjax.sweep",
+    "compile_sweep": "alignjax.runner",
+    "RunPolicy": "alignjax.runner",
+    "SweepRunner": "alignjax.runner",
     "SweepResult": "alignjax.sweep",
     "SuiteContext": "alignjax.results",
     "Claim": "alignjax.results",

@@ -2,7 +2,8 @@
 
 ``make_run(program)`` builds ``run(hparams, key) -> metrics``: one jittable function whose
 step loop is ``lax.scan`` (outer scan over logged intervals, inner scan over the steps of
-an interval). ``run_sweep`` stacks the grid along a leading axis of ``B = configs x seeds``
+an interval). The engine (:mod:`alignjax.runner`: ``compile_sweep`` then ``run`` under a
+``RunPolicy``; ``run_sweep`` is the one-call form) stacks the grid along a leading axis of ``B = configs x seeds``
 rows, pads it to a multiple of ``len(jax.devices())``, shards it over a 1-D device mesh
 (axis ``"sweep"``) and evaluates ``jit(vmap(run))``:
 
@@ -25,8 +26,6 @@ rows, pads it to a multiple of ``len(jax.devices())``, shards it over a 1-D devi
 from __future__ import annotations
 
 import itertools
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -34,7 +33,6 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from alignjax.experiment import Program
 
@@ -221,61 +219,6 @@ def _rows(grid: Grid, seed: int, num_devices: int, block: int, key_impl: str | N
     return hp, keys, b
 
 
-_COMPILED: dict = {}  # (program, sizes, devices, ...) -> compiled sweep function (see run_sweep)
-_TRACE_COUNTS: list = []  # the trace counters of the run_sweep calls in progress (innermost last)
-_COMPILED_MAX = 16
-
-
-def _remember(key, fn) -> None:
-    """Keep ``fn`` for ``key``; the oldest entries go first (programs may hold large constants)."""
-    _COMPILED[key] = fn
-    while len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.pop(next(iter(_COMPILED)))
-
-
-def _with_shared(program: Program, shared: Mapping[str, Any]) -> Program:
-    """``program`` reading ``{**row_hparams, **shared}`` as its hyperparameters."""
-    if not shared:
-        return program
-
-    def merge(h):
-        return {**h, **shared}
-
-    return Program(lambda h, k: program.init(merge(h), k), lambda st, h: program.step(st, merge(h)),
-                   lambda st, h: program.observe(st, merge(h)))
-
-
-def _blocked(fn, mesh: Mesh, block: int, shared: bool = False):
-    """``shard_map`` over the sweep axis; on each device, ``lax.map`` of ``fn`` over blocks.
-
-    ``fn`` takes and returns pytrees whose leaves have a leading axis of ``block`` rows (a
-    batched function, e.g. ``vmap`` of a per-row one). Each device holds a multiple of
-    ``block`` rows and evaluates them ``block`` at a time, so the per-block program is the
-    same whatever the number of devices.
-
-    With ``shared``, the last argument (data shared by every row) is replicated on every device
-    and passed whole to ``fn``. Every other input and every output is split along the sweep
-    axis, so the
-    varying-manual-axes type check is off (``check_vma=False``): with it, any ``lax.scan`` or
-    ``while_loop`` carry that starts from a constant inside ``init``/``step`` (a fixed game, a
-    reward fit's zero start) would need a per-algorithm ``pcast`` to type-check.
-    """
-    spec = PartitionSpec("sweep")
-
-    def local(*args):
-        args, extra = (args[:-1], args[-1:]) if shared else (args, ())
-        rows = jax.tree.leaves(args)[0].shape[0]
-        nb = rows // block
-        split = jax.tree.map(lambda x: x.reshape(nb, block, *x.shape[1:]), args)
-        out = jax.lax.map(lambda a: fn(*a, *extra), split)
-        return jax.tree.map(lambda x: x.reshape(nb * block, *x.shape[2:]), out)
-
-    if not shared:
-        return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
-    return lambda *args: jax.shard_map(local, mesh=mesh, in_specs=(*([spec] * (len(args) - 1)), PartitionSpec()),
-                                       out_specs=spec, check_vma=False)(*args)
-
-
 def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, seed: int = 0,
               out_dir: str | Path | None = None, resume: bool = False, chunk_logs: int | None = None,
               progress: bool = False, devices: Sequence[jax.Device] | None = None,
@@ -283,244 +226,26 @@ def run_sweep(program: Program, grid: Grid, *, num_steps: int, log_every: int, s
               on_chunk: Callable[[int, int], None] | None = None,
               key_impl: str | None = None, shared: Mapping[str, Any] | None = None,
               on_metrics: Callable[[int, dict[str, np.ndarray]], None] | None = None) -> SweepResult:
-    """Run every row of ``grid`` for ``num_steps`` steps as one sharded ``jit(vmap(...))``.
+    """Run every row of ``grid`` for ``num_steps`` steps as one sharded ``jit(vmap(...))``: the
+    one-call form of :func:`alignjax.runner.compile_sweep` (``program, num_steps, log_every,
+    devices, block_size, key_impl``) and :meth:`~alignjax.runner.SweepRunner.run` (``grid, seed,
+    shared``) under a :class:`~alignjax.runner.RunPolicy` (``chunk_logs, out_dir, resume,
+    progress, on_chunk, on_metrics``); see those for every argument.
 
-    Args:
-      program: the experiment's :class:`Program`.
-      grid: from :func:`make_grid`.
-      num_steps, log_every: static; ``num_steps`` must be a multiple of ``log_every``.
-      seed: the sweep's master seed.
-      out_dir: where checkpoints go (``out_dir/checkpoints``); None = no checkpoints.
-      resume: restart from the newest checkpoint in ``out_dir`` (if any) that restores and
-        verifies (see :func:`alignjax.checkpoint.restore_latest`). Newer checkpoints that do not
-        restore (damaged, truncated or missing files) are named in one line on stderr
-        (``alignjax: checkpoint N in DIR does not restore (REASON); resuming from checkpoint M``)
-        and their step folders removed; if none restores,
-        :class:`~alignjax.checkpoint.NoUsableCheckpoint` (a ``ValueError``) is raised and the
-        folder is left as it was. A checkpoint of another run raises ``ValueError``.
-      chunk_logs: logged intervals per chunk; None = everything in one call (one compile).
-      progress: show a tqdm bar over steps.
-      devices: devices to shard over (default ``jax.devices()``).
-      block_size: rows per ``vmap`` block on a device (default :func:`default_block_size`);
-        results are bit-identical across device counts for a fixed block size.
-      on_chunk: ``on_chunk(logged_intervals_done, num_logged_intervals)`` after each chunk
-        (and after its checkpoint is written).
-      key_impl: the PRNG implementation of the row keys (``None``: JAX's default, threefry;
-        ``"rbg"`` compiles faster inside large vmapped scans on CPU). Caveat, measured: under
-        ``vmap``, JAX draws an ``rbg`` batch's random bits from the batch's first key, so a
-        row's draws depend on its position in its ``vmap`` block: results stay identical on 1
-        and N devices (blocks are fixed by the grid) but change with ``block_size``; pass
-        ``block_size=1`` for per-row streams that depend on the row's own key only.
-
-      shared: data every row reads (e.g. one large game for a whole grid), passed to the
-        compiled program as arguments and replicated on every device instead of copied per
-        row or baked into the program as constants; its entries join each row's ``hparams``.
-      on_metrics: stream the metrics instead of keeping them: ``on_metrics(t0, {name: (rows,
-        n, ...)})`` receives logged steps ``t0 .. t0 + n - 1`` of every row (``rows =
-        grid.size``, row ``b`` = config ``b // seeds``, seed ``b % seeds``; padding dropped) as
-        soon as a chunk is on the host, in step order, before that chunk's checkpoint is
-        written; the returned :class:`SweepResult` then has empty ``metrics`` and host memory
-        holds one chunk's metrics at a time. Checkpoints then carry no metrics (the consumer
-        holds them: a resumed run starts at the checkpoint's next step; an older checkpoint
-        that carries metrics hands them over first, as ``t0 = 0``).
-
-    Every leaf of ``grid.hparams`` has a leading axis of ``num_configs``; trailing axes are
-    allowed (per-config data such as a game matrix), and the row's slice reaches
-    ``program.init``/``step``/``observe`` in ``hparams`` like a scalar hyperparameter.
-
-    Without a progress bar, the compiled program is kept (per program, sizes and devices), so
-    calling ``run_sweep`` again with the same ``program`` object and new values compiles nothing.
+    It compiles on every call; to run the same program on several grids or values, keep the
+    runner: ``runner = compile_sweep(program, ...)`` then ``runner.run(grid, ...)`` per grid.
 
     Returns:
-      A :class:`SweepResult`.
-
-    Raises:
-      alignjax.checkpoint.CheckpointSaveError: (an ``OSError``, one line) a checkpoint could
-        not be written (e.g. the disk is full); the previous checkpoints are intact.
+      A :class:`SweepResult`: ``metrics[name]`` of shape ``(num_configs, num_seeds, T, ...)`` at
+      steps ``0, log_every, ..., num_steps``.
     """
-    if num_steps % log_every:
-        raise ValueError(f"num_steps ({num_steps}) must be a multiple of log_every ({log_every})")
-    num_logs = num_steps // log_every
-    devices = list(devices or jax.devices())
-    mesh = Mesh(np.array(devices), ("sweep",))
-    sharded = NamedSharding(mesh, PartitionSpec("sweep"))
-    block = int(block_size or default_block_size(grid.size))
-    hp_np, keys_np, b = _rows(grid, seed, len(devices), block, key_impl)
-    hp = {k: _put(_as_run_float(v), sharded) for k, v in hp_np.items()}
-    keys = _put(keys_np, sharded)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    sh = {k: _put(_as_run_float(v), replicated) for k, v in dict(shared or {}).items()}
-    clash = set(sh) & set(hp)
-    if clash:
-        raise ValueError(f"names both per-row and shared: {sorted(clash)}")
-    steps = np.arange(num_logs + 1) * log_every
-    counts: dict[str, int] = {}
-    timings: dict[str, float] = {}
-    t_start = time.perf_counter()
+    from alignjax.runner import RunPolicy, compile_sweep
 
-    _TRACE_COUNTS.append(counts)  # traces during this call count here (also of a kept program)
-
-    def counted(name, fn):
-        def wrapper(*args):
-            c = _TRACE_COUNTS[-1] if _TRACE_COUNTS else counts
-            c[name] = c.get(name, 0) + 1  # runs once per trace
-            return fn(*args)
-        return wrapper
-
-    try:
-        bar, on_interval = _progress(progress, b, len(keys_np), num_steps, log_every, block)
-        chunk_logs = num_logs if chunk_logs is None else max(1, min(int(chunk_logs), num_logs))
-        if chunk_logs == num_logs and out_dir is None:
-            cache_key = (program, num_steps, log_every, tuple(devices), block, key_impl, tuple(sorted(sh)))
-            fn = _COMPILED.get(cache_key) if bar is None else None
-            if fn is None:
-                def whole(h, k, s):
-                    run_b = _make_batched_run(_with_shared(program, s), num_steps=num_steps, log_every=log_every,
-                                              on_interval=on_interval)
-                    return run_b(h, jax.random.wrap_key_data(k, impl=key_impl))
-
-                fn = jax.jit(counted("run", _blocked(whole, mesh, block, shared=True)))
-                if bar is None:
-                    _remember(cache_key, fn)
-            try:
-                metrics = _get(fn(hp, keys, sh))
-            finally:
-                if bar is not None:
-                    bar.close()
-            timings["compile"] = timings["total"] = time.perf_counter() - t_start
-            if on_metrics is not None:
-                on_metrics(0, {k: np.asarray(v)[:b] for k, v in metrics.items()})
-                return SweepResult(grid, steps, {}, counts, timings)
-            return SweepResult(grid, steps, _unflatten(metrics, grid, b), counts, timings)
-
-        def start(h, k, shared_):
-            prog = _with_shared(program, shared_)
-            state = jax.vmap(prog.init)(h, jax.random.wrap_key_data(k, impl=key_impl))
-            return state, jax.vmap(prog.observe)(state, h)
-
-        start_blocked = jax.jit(counted("init", _blocked(start, mesh, block, shared=True)))
-        start_fn = lambda h, k: start_blocked(h, k, sh)  # noqa: E731
-        chunk_fns: dict[int, Callable] = {}  # one compiled program per distinct chunk length
-
-        def chunk_fn(n):
-            if n not in chunk_fns:
-                def body(s, h, shared_):
-                    s, ms = _make_advance(_with_shared(program, shared_), log_every, on_interval)(s, h, n)
-                    return s, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), ms)
-
-                blocked = jax.jit(counted("chunk", _blocked(body, mesh, block, shared=True)))
-                chunk_fns[n] = lambda s, h, _b=blocked: _b(s, h, sh)
-            return chunk_fns[n]
-
-        # Checkpoints are numbered by logged intervals done, so a resumed run may use another
-        # chunk size; chunk boundaries do not change the numbers (a scan of scans).
-        mgr = None
-        done, gathered = 0, None
-        if out_dir is not None:
-            from alignjax import checkpoint
-
-            mgr = checkpoint.manager(Path(out_dir) / "checkpoints")
-            like = jax.eval_shape(start_fn, hp, keys)[0]
-            fingerprint = _fingerprint(like, hp_np, b, seed, log_every)
-            # The newest checkpoint that restores and verifies; newer unusable ones (damaged or
-            # incomplete files) are reported in one line and removed, so their steps can be
-            # saved again. NoUsableCheckpoint (a ValueError) if none restores: nothing changed.
-            try:
-                found = checkpoint.restore_latest(mgr, like, fingerprint) if resume else None
-                if found is not None:
-                    state_host, gathered = found.state, found.metrics
-                    done = found.step
-                    if on_metrics is not None:  # streamed: the consumer holds steps 0..done
-                        if gathered:  # a checkpoint written before streaming: hand its metrics over
-                            on_metrics(0, {k: np.asarray(v)[:b] for k, v in gathered.items()})
-                        gathered = {}
-                    if done > num_logs or any(v.shape[1] != done + 1 for v in gathered.values()):
-                        raise ValueError(f"checkpoint at {done} logged intervals does not fit a run of {num_logs}")
-                    if found.skipped:
-                        bad, why = found.skipped[0]
-                        checkpoint.discard(mgr, [s for s, _ in found.skipped])
-                        print(f"alignjax: checkpoint {bad} in {mgr.directory} does not restore ({why}); "
-                              f"resuming from checkpoint {done}", file=sys.stderr, flush=True)
-                    state = jax.tree.map(lambda x: _put(x, sharded), state_host)
-            except BaseException:
-                mgr.close()
-                raise
-        if gathered is None:
-            state, first = start_fn(hp, keys)
-            gathered = {k: np.asarray(v)[:, None] for k, v in _get(first).items()}
-            if on_metrics is not None:
-                on_metrics(0, {k: v[:b] for k, v in gathered.items()})
-                gathered = {}
-
-        if bar is not None:
-            bar.update(done * log_every * bar.total // max(1, num_steps))
-        try:
-            while done < num_logs:
-                n = min(chunk_logs, num_logs - done)
-                t0 = time.perf_counter()
-                state, ms = chunk_fn(n)(state, hp)
-                ms = _get(ms)
-                if "compile" not in timings:
-                    timings["compile"] = time.perf_counter() - t0
-                if on_metrics is not None:
-                    on_metrics(done + 1, {k: np.asarray(v)[:b] for k, v in ms.items()})
-                else:
-                    gathered = {k: np.concatenate([gathered[k], np.asarray(ms[k])], axis=1) for k in gathered}
-                done += n
-                if mgr is not None:
-                    from alignjax import checkpoint
-
-                    checkpoint.save(mgr, done, state, gathered, fingerprint)
-                if on_chunk is not None:
-                    on_chunk(done, num_logs)
-        finally:
-            if bar is not None:
-                bar.close()
-            if mgr is not None:
-                mgr.close()
-        timings["total"] = time.perf_counter() - t_start
-        return SweepResult(grid, steps, {} if on_metrics is not None else _unflatten(gathered, grid, b), counts,
-                           timings)
-    finally:
-        _TRACE_COUNTS.pop()
-
-
-def _fingerprint(like, hp_np: Mapping[str, np.ndarray], rows: int, seed: int, log_every: int) -> dict:
-    """What a checkpoint must share with the run that resumes it (see :mod:`alignjax.checkpoint`)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k in sorted(hp_np):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(np.asarray(hp_np[k], dtype=np.float64)).tobytes())
-    leaves, treedef = jax.tree.flatten(like)
-    return {"log_every": int(log_every), "rows": int(rows), "seed": int(seed), "hparams_sha256": h.hexdigest(),
-            "state": [[list(x.shape), str(x.dtype)] for x in leaves], "treedef": str(treedef)}
-
-
-def _progress(enabled: bool, rows: int, padded_rows: int, num_steps: int, log_every: int, block: int):
-    """A tqdm bar over run-steps (``rows x num_steps``) and the host callback that advances it.
-
-    The callback fires once per logged interval of each ``block`` (on every device), worth
-    ``block * log_every`` run-steps (padding rows discounted), so the bar shows configs x
-    steps per second and an ETA whether or not the run is chunked. It appears after 2 s.
-    """
-    if not enabled:
-        return None, None
-    import threading
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=rows * num_steps, unit="run-step", unit_scale=True, delay=2.0, leave=False,
-               desc=f"{rows} runs x {num_steps} steps")
-    lock = threading.Lock()
-    worth = block * log_every * rows / padded_rows
-
-    def on_interval():
-        with lock:
-            bar.update(worth)
-
-    return bar, on_interval
+    runner = compile_sweep(program, num_steps=num_steps, log_every=log_every, devices=devices, block_size=block_size,
+                           key_impl=key_impl)
+    policy = RunPolicy(chunk_logs=chunk_logs, out_dir=out_dir, resume=resume, progress=progress, on_chunk=on_chunk,
+                       on_metrics=on_metrics)
+    return runner.run(grid, seed=seed, policy=policy, shared=shared)
 
 
 _GiB = float(1 << 30)

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "alignjax.sft": MATH,
     "alignjax.experiment": ENGINE,
     "alignjax.sweep": ENGINE,
+    "alignjax.runner": ENGINE,
     "alignjax.checkpoint": ENGINE,
     "alignjax.rundir": APPS,
     "alignjax.safe_read": APPS,
@@ -138,6 +139,7 @@ def test_exported_name_resolves(name):
 def test_all_is_the_documented_api():
     expected = {"LOSSES", "DYNAMICS", "EXPERIMENTS", "SUITES", "TRAINERS",
                 "Experiment", "Program", "make_grid", "run_sweep", "make_run", "SweepResult", "Grid",
+                "compile_sweep", "SweepRunner", "RunPolicy",
                 "simulate", "SuiteContext", "Claim", "claim", "load",
                 "losses", "dynamics", "games", "prefs", "policies", "metrics", "data", "sweep",
                 "registry", "experiment", "results"}
@@ -151,6 +153,7 @@ def test_reexports_are_the_originals():
 
     assert alignjax.LOSSES is registry.LOSSES and alignjax.TRAINERS is registry.TRAINERS
     assert alignjax.Program is experiment.Program and alignjax.run_sweep is sweep.run_sweep
+    assert alignjax.compile_sweep is sys.modules["alignjax.runner"].compile_sweep
     assert alignjax.simulate is dynamics.simulate and alignjax.claim is results.claim
     assert alignjax.losses is sys.modules["alignjax.losses"]
 

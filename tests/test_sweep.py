@@ -356,6 +356,7 @@ def test_shared_data_equals_per_row_copies_and_a_kept_program_compiles_once():
     a batched one); a second call with the same program object and new
     values compiles nothing, and a new grid size is counted as a compile again."""
     from alignjax.experiment import Program
+    from alignjax.runner import compile_sweep
     from alignjax.sweep import Grid, make_grid, run_sweep
 
     M = np.arange(12, dtype=np.float32).reshape(3, 4) / 10
@@ -373,10 +374,13 @@ def test_shared_data_equals_per_row_copies_and_a_kept_program_compiles_once():
                        num_steps=4, log_every=2)
     np.testing.assert_allclose(shared.metrics["x"], copied.metrics["x"], rtol=1e-6, atol=1e-7)
     assert shared.num_compiles == {"run": 1}
-    again = run_sweep(program, grid, num_steps=4, log_every=2, shared={"M": 2 * M})
-    assert again.num_compiles == {} and not np.array_equal(again.metrics["x"], shared.metrics["x"])
-    bigger = run_sweep(program, make_grid({"c": 0.5}, {"c": [0.1, 0.2, 0.3, 0.4, 0.5]}), num_steps=4, log_every=2,
-                       shared={"M": M})
+    runner = compile_sweep(program, num_steps=4, log_every=2)  # a kept runner: compile once, run many
+    first = runner.run(grid, shared={"M": M})
+    np.testing.assert_array_equal(first.metrics["x"], shared.metrics["x"])
+    again = runner.run(grid, shared={"M": 2 * M})
+    assert first.num_compiles == {"run": 1} and again.num_compiles == {}
+    assert not np.array_equal(again.metrics["x"], shared.metrics["x"])
+    bigger = runner.run(make_grid({"c": 0.5}, {"c": [0.1, 0.2, 0.3, 0.4, 0.5]}), shared={"M": M})
     assert bigger.num_compiles == {"run": 1}
     np.testing.assert_allclose(bigger.metrics["x"][[0, 4]], shared.metrics["x"][[0, 1]], rtol=1e-6)
     with pytest.raises(ValueError, match="both per-row and shared"):

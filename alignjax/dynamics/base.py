@@ -231,6 +231,15 @@ def _validate(name, P, pi_ref, pi0, hparams, num_steps, log_every, dtype):
         raise ValueError(f"log_every must be a positive integer dividing num_steps={num_steps}; got {log_every!r}")
 
 
+@functools.lru_cache(maxsize=16)
+def _runner(program, num_steps: int, log_every: int, block: int):
+    """The engine's compiled runner of one :func:`_program` at these sizes: kept, so that simulating
+    the same dynamic again (new games, new values, same shapes) compiles nothing."""
+    from alignjax.runner import compile_sweep
+
+    return compile_sweep(program, num_steps=num_steps, log_every=log_every, block_size=block)
+
+
 @functools.lru_cache(maxsize=64)
 def _program(name: str, factory: Callable[..., ExactDynamics], static: tuple, names: tuple, average: bool):
     """The engine :class:`~alignjax.experiment.Program` of one simulated row: the row's game,
@@ -301,7 +310,8 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | No
       ValueError: unknown name or knob, invalid ``P``/``pi_ref``/``pi0``, hyperparameters
         violating the dynamic's condition, or ``log_every`` not dividing ``num_steps``.
     """
-    from alignjax.sweep import Grid, default_block_size, run_sweep
+    from alignjax.runner import RunPolicy
+    from alignjax.sweep import Grid, default_block_size
 
     hp_in = dict(hparams or {})
     for k, v in (("beta", beta), ("eta", eta)):
@@ -334,11 +344,7 @@ def simulate(name: str, P: ArrayLike, pi_ref: ArrayLike, *, beta: ArrayLike | No
     # vmap blocks of up to 1024 rows (fixed by the batch, so still device-count invariant): with a
     # shared game each step is one (N, N) x (N, rows) product, near the machine's matmul rate
     block = default_block_size(size, cap=1024)
-    if num_steps == 0:  # nothing to iterate: the start (init normalises it)
-        res = run_sweep(program, Grid(leaves, (), 1), num_steps=1, log_every=1, block_size=block, shared=shared)
-        out = res.metrics["pi"][:, 0, :1]
-    else:
-        res = run_sweep(program, Grid(leaves, (), 1), num_steps=int(num_steps), log_every=int(log_every),
-                        block_size=block, shared=shared)
-        out = res.metrics["pi"][:, 0]
+    steps, every = (1, 1) if num_steps == 0 else (int(num_steps), int(log_every))  # 0: the start (init normalises it)
+    res = _runner(program, steps, every, block).run(Grid(leaves, (), 1), policy=RunPolicy(), shared=shared)
+    out = res.metrics["pi"][:, 0, :1] if num_steps == 0 else res.metrics["pi"][:, 0]
     return jnp.asarray(out.reshape(*batch, out.shape[-2], n))
