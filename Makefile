@@ -35,7 +35,7 @@ atlas-paper: $(STAMP)  # regenerate papers/atlas.md from a full and a quick run 
 	$(VENV)/bin/alignjax reproduce atlas --out $(OUT)/atlas-paper/full --overwrite
 	$(VENV)/bin/alignjax reproduce atlas --quick --out $(OUT)/atlas-paper/quick --overwrite
 	$(VPY) -m alignjax_experiments.atlas $(OUT)/atlas-paper/full/atlas $(OUT)/atlas-paper/quick/atlas papers/atlas.md
-	mkdir -p papers/atlas_figures && cp $(OUT)/atlas-paper/full/atlas/ranking.png $(OUT)/atlas-paper/full/atlas/coverage.png $(OUT)/atlas-paper/full/atlas/games.png papers/atlas_figures/
+	mkdir -p papers/atlas_figures && cp $(OUT)/atlas-paper/full/atlas/ranking.png $(OUT)/atlas-paper/full/atlas/coverage.png $(OUT)/atlas-paper/full/atlas/games.png $(OUT)/atlas-paper/full/atlas/phase-*.png papers/atlas_figures/
 
 bench: $(STAMP)
 	$(VPY) benchmarks/run_all.py

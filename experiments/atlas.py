@@ -50,8 +50,15 @@ each subject and control is measured with a bootstrap interval over references o
 v2's ``contrastive-coverage`` is an identity for tabular policies and is a unit test
 (``tests/test_atlas.py``); the coverage columns stay in the table.
 
-Outputs: ``atlas.md`` (the table, one row per algorithm, the claims, the commit and date),
-``atlas.csv``, one figure per phenomenon.
+Phase diagrams (stage ``phase``, :mod:`alignjax_experiments._atlas_phase`): every exact and sampled game
+dynamic on random games and every offline loss on the globally covered bandit, over a log grid of beta x
+step size (eta or the learning rate) x seeds, one engine sweep per family; the final regularised gap
+(games) or suboptimality and ranking accuracy (bandits) as one heat map per algorithm, and each
+algorithm's *converged region*: the fraction of the in-domain cells whose median final measure is below
+a tolerance declared before the first run (``1e-3``, with its reason in that module).
+
+Outputs: ``atlas.md`` (the table, one row per algorithm, the claims, the phase table, the commit and
+date), ``atlas.csv``, one figure per phenomenon and ``phase-{exact,sampled,loss}.png``.
 """
 
 from __future__ import annotations
@@ -216,9 +223,10 @@ def settings(scale) -> dict:
         "seeds": 8 if quick else 32, "num_steps": 2000,
         "game_responses": 5, "game_beta": 0.1, "game_seeds": 8 if quick else 32, "game_steps": 2000,
         "cyclic_margin": 0.4,
+        "phase_points": 6 if quick else 8, "phase_seeds": 2 if quick else 8,
     }
     if scale == "smoke":
-        s.update(seeds=1, game_seeds=1)  # the steps are cheap (tabular): the compile is the cost
+        s.update(seeds=1, game_seeds=1, phase_points=2, phase_seeds=1)  # the steps are cheap (tabular): the compile is the cost
     return s
 
 
@@ -495,12 +503,12 @@ def bandit_observe(table, h) -> dict:
             "ranking_accuracy": jnp.sum(h["eval_w"] * right)}
 
 
-def bandit_stage(cfg) -> dict:
+def bandit_stage(cfg, rows: tuple | None = None) -> dict:
     """Stage ``bandit``: every family on every bandit row, and the reference policy's numbers.
 
     The game dynamics play ``P[x] = sigmoid(r(x, y) - r(x, y'))`` (the preference the pairs are drawn
     from): they never see the offline data, so their coverage rows differ only through ``pi_ref``."""
-    leaves, labels = bandit_rows(cfg)
+    leaves, labels = rows or bandit_rows(cfg)
     X, N = cfg["prompts"], cfg["responses"]
     acc = jax.vmap(lambda t, w: jnp.sum(w * (t[:, :, None] > t[:, None, :])))
     lr, w = jnp.asarray(leaves["log_pi_ref"]), jnp.asarray(leaves["eval_w"])
@@ -560,10 +568,10 @@ def game_observe(table, h) -> dict:
     return {"gap": jnp.mean(gap), "exploitability": jnp.mean(games.exploitability(h["P"], pi))}
 
 
-def game_stage(cfg) -> dict:
+def game_stage(cfg, rows: tuple | None = None) -> dict:
     """Stage ``games``: every family on the cyclic and random games; the regularised Nash's and the
-    reference's own numbers."""
-    leaves, labels = game_rows(cfg)
+    reference's own numbers (``rows``: :func:`game_rows` when the caller has them already)."""
+    leaves, labels = rows or game_rows(cfg)
     N = cfg["game_responses"]
     P, lr = leaves["P"][:, 0].astype(np.float64), leaves["log_pi_ref"][:, 0].astype(np.float64)
     nash = np.asarray(games.regularized_nash(P, np.exp(lr), cfg["game_beta"]).pi)
@@ -590,6 +598,125 @@ def gpo_before_run(leaves: dict, cfg) -> dict:
     prog = pair_family_program({e.name: (trainer, lambda h: _hp(e, h))}, policy, 1, game_observe,
                                num_steps=cfg["game_steps"], log_every=cfg["game_steps"])
     return {k: v[:, 0] for k, v in _run(prog, lv, cfg["game_steps"]).items()}
+
+
+# ----------------------------------------------------------------------------------------
+# phase diagrams: every game dynamic and every offline loss over (beta, step size)
+PHASE_FAMILIES = (("exact", "games", "gap"), ("sampled", "games", "gap"), ("loss", "bandit", "suboptimality"))
+"""``(family, toy, measure)`` of each phase diagram (:mod:`alignjax_experiments._atlas_phase`)."""
+
+
+def phase_stage(cfg, toys: Mapping | None = None) -> dict:
+    """Stage ``phase``: one engine sweep per family over ``beta x step x seeds`` (:mod:`._atlas_phase`):
+    ``{family: {"names", "step", "inside" (members, n_beta, n_step), METRIC: (n_beta, n_step, seeds,
+    members)}}`` and ``"beta"``. Games: the first ``phase_seeds`` random games of :func:`game_rows`;
+    bandits: the globally covered rows of :func:`bandit_rows` (``toys``: ``{"games": game_rows(cfg),
+    "bandit": bandit_rows(cfg)}`` when the caller has them already)."""
+    from alignjax_experiments import _atlas_phase as ph
+
+    n, seeds = cfg["phase_points"], cfg["phase_seeds"]
+    betas = ph.grid_values("beta", n)
+    bi, si, ki = ph.cells(n, n, seeds)
+    toys = toys or {"games": game_rows(cfg), "bandit": bandit_rows(cfg)}
+    pick = {"games": "random", "bandit": "global"}
+    out = {"beta": betas}
+    for fam, toy, _ in PHASE_FAMILIES:
+        ents = [e for e in members(fam) if _applies(e) is None]
+        if not ents:
+            continue
+        leaves, labels = toys[toy]
+        base = np.flatnonzero(labels["kind"] == pick[toy])[:seeds]
+        steps = ph.grid_values(ph.FAMILY_STEP[fam], n)
+        lv = {k: v[base[ki]] for k, v in leaves.items()}
+        lv["beta"] = betas[bi].astype(np.float32)
+        lv.update(_leaves_for(ents, {}, len(bi)))
+        inside = np.stack([ph.in_domain(fam, e, betas, steps) for e in ents])
+        for e, dom in zip(ents, inside):
+            key = ph.step_key(fam, e)
+            if key is not None and key != "learning_rate":  # outside its domain: run at its default, not judged
+                lv[key] = np.where(dom[bi, si], steps[si], lv[key]).astype(np.float32)
+        if fam == "loss":
+            lv["learning_rate"] = steps[si].astype(np.float32)
+        X, N = (1, cfg["game_responses"]) if toy == "games" else (cfg["prompts"], cfg["responses"])
+        observe, num_steps = (game_observe, cfg["game_steps"]) if toy == "games" else (bandit_observe, cfg["num_steps"])
+        res = _run(family_program(fam, ents, cfg, X, N, observe, num_steps), lv, num_steps)
+        out[fam] = {"names": np.asarray([e.name for e in ents]), "step": steps, "inside": inside,
+                    **{m: v.reshape(n, n, seeds, len(ents)) for m, v in res.items()}}
+    return out
+
+
+def phase_summary(phase: Mapping) -> list[dict]:
+    """One row per (family, member): its converged and diverged fractions and in-domain cells
+    (:func:`._atlas_phase.summarise` of the family's measure), and the median over the in-domain cells of the
+    median over seeds of the final ranking accuracy (losses) or exploitability (games)."""
+    from alignjax_experiments import _atlas_phase as ph
+
+    rows = []
+    for fam, _, metric in PHASE_FAMILIES:
+        if fam not in phase:
+            continue
+        f = phase[fam]
+        for j, name in enumerate(f["names"]):
+            s = ph.summarise(np.asarray(f[metric])[..., j], np.asarray(f["inside"][j]))
+            row = {"family": fam, "algorithm": str(name), "metric": metric, **s}
+            for extra in ("ranking_accuracy", "exploitability"):  # reported beside the measure, not judged
+                if extra in f:
+                    med = np.median(np.asarray(f[extra])[..., j], axis=-1)
+                    inside = np.asarray(f["inside"][j]) & np.isfinite(med)
+                    row[extra] = float(np.median(med[inside])) if inside.any() else float("nan")
+            rows.append(row)
+    return rows
+
+
+def phase_plots(ctx: SuiteContext, phase: Mapping) -> list[str]:
+    """``phase-FAMILY.png`` per family (:func:`._atlas_phase.figure`); returns the file names."""
+    from alignjax_experiments import _atlas_phase as ph
+
+    names = []
+    for fam, toy, metric in PHASE_FAMILIES:
+        if fam not in phase:
+            continue
+        f = phase[fam]
+        sums = [ph.summarise(np.asarray(f[metric])[..., j], np.asarray(f["inside"][j])) for j in range(len(f["names"]))]
+        what = {"exact": "exact game dynamics", "sampled": "sampled game dynamics (population mode)",
+                "loss": "offline losses (bandit, global coverage)"}[fam]
+        fig = ph.figure([str(x) for x in f["names"]], phase["beta"], f["step"], [s["median"] for s in sums],
+                        list(np.asarray(f["inside"])), step_name=ph.FAMILY_STEP[fam], metric=metric,
+                        title=f"{what} on the {toy} toy")
+        ctx.savefig(fig, f"phase-{fam}.png")
+        names.append(f"phase-{fam}.png")
+    return names
+
+
+def phase_lines(cfg, phase: Mapping) -> list[str]:
+    """The report's section: what was swept, the declared tolerance, one table row per algorithm."""
+    from alignjax_experiments import _atlas_phase as ph
+
+    n, seeds = cfg["phase_points"], cfg["phase_seeds"]
+    rng = lambda k: f"{ph.AXES[k][0]:g} to {ph.AXES[k][1]:g}"  # noqa: E731
+    out = ["## Phase diagrams", "",
+           f"Every game dynamic and every offline loss over a grid of {n} betas ({rng('beta')}) x {n} step sizes "
+           f"(exact dynamics: eta, {rng('eta')}; sampled dynamics and losses: the learning rate, {rng('learning_rate')}), "
+           f"log-spaced, x {seeds} seeds, at the atlas's budgets ({cfg['game_steps']} game steps, {cfg['num_steps']} "
+           "bandit steps); one engine sweep per family. Games: random games (the games toy); losses: the bandit toy "
+           f"with global coverage. A cell converges when the median over seeds of the final measure is below "
+           f"{ph.TOLERANCE:g} (declared before the first run in `experiments/_atlas_phase.py`, with its reason); "
+           "diverged: a seed ended non-finite; a cell outside the algorithm's declared domain (e.g. eta * beta <= 1, "
+           "a learning rate above its bound) is not judged. Converged region = converged in-domain cells / in-domain "
+           "cells. No paper or library shows these maps.", "",
+           "The measure of every game dynamic is the regularised gap at the cell's beta, also for the methods that "
+           "target the unregularised equilibrium (mwu, mpo, spo, sppo) or ignore beta: their maps say how far their "
+           "last iterate is from the regularised one, and the exploitability column how far from the unregularised "
+           "one. A loss whose population optimum is not the KL-regularised policy (IPO, SLiC, cDPO, ...) cannot "
+           "reach suboptimality 0 at any step size.", "",
+           "| family | algorithm | measure | in-domain cells | converged region | diverged | median rank acc | "
+           "median exploitability |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in phase_summary(phase):
+        extra = [f"{r[k]:.3f}" if k in r else "" for k in ("ranking_accuracy", "exploitability")]
+        out.append(f"| {r['family']} | {r['algorithm']} | {r['metric']} | {r['cells']} | {r['converged']:.2f} | "
+                   f"{r['diverged']:.2f} | {extra[0]} | {extra[1]} |")
+    return out + [""]
 
 
 # ----------------------------------------------------------------------------------------
@@ -798,8 +925,9 @@ def _fmt(v) -> str:
     return f"{float(v):.3f}"
 
 
-def write_report(ctx: SuiteContext, cfg, rows, bandit, games_, claims) -> None:
-    """``atlas.csv`` and ``atlas.md`` (commit, date, settings, the table, the claims, what was skipped)."""
+def write_report(ctx: SuiteContext, cfg, rows, bandit, games_, claims, phase=None) -> None:
+    """``atlas.csv`` and ``atlas.md`` (commit, date, settings, the table, the claims, what was skipped, the
+    phase diagrams' table)."""
     cols = _columns(cfg)
     ctx.write_csv("atlas.csv", [{"algorithm": r["algorithm"], "family": r["family"], "group": r["group"],
                                  "fits_bt": r["fits_bt"], **{k: r.get(k, np.nan) for k, _ in cols}} for r in rows])
@@ -845,6 +973,10 @@ def write_report(ctx: SuiteContext, cfg, rows, bandit, games_, claims) -> None:
               "for tabular policies and is now a unit test (tests/test_atlas.py).", ""]
     for c in claims:
         lines += claim_section(c)
+    if phase is not None:
+        lines += phase_lines(cfg, phase)
+        lines += ["Phase figures: " + ", ".join(f"`phase-{f}.png`" for f, _, _ in PHASE_FAMILIES if f in phase)
+                  + " in the run's folder.", ""]
     lines += ["Figures: `ranking.png`, `coverage.png`, `games.png` in the run's folder.", ""]
     if ctx.writes:
         from alignjax.results import atomic_write_text
@@ -940,13 +1072,18 @@ def reproduce(ctx: SuiteContext):
     """Suite ``atlas``: every registered algorithm on the three toys (see the module docstring)."""
     cfg = settings(ctx.scale)
     ctx.config.update({"scale": ctx.scale, **cfg, "thresholds": THRESHOLDS})
-    bandit = ctx.stage("bandit", lambda: bandit_stage(cfg))
-    games_ = ctx.stage("games", lambda: game_stage(cfg))
+    made: dict = {}  # the toys' rows, built once for the stages that need them (none on a resumed run)
+    toy = lambda name, build: made[name] if name in made else made.setdefault(name, build(cfg))  # noqa: E731
+    bandit = ctx.stage("bandit", lambda: bandit_stage(cfg, toy("bandit", bandit_rows)))
+    games_ = ctx.stage("games", lambda: game_stage(cfg, toy("games", game_rows)))
     records = [claim_offline_exploitable(cfg, games_), claim_general_preference_reaches_nash(cfg, games_),
                claim_ranking_below_idealized(cfg, bandit)]
+    phase = ctx.stage("phase", lambda: phase_stage(cfg, {"games": toy("games", game_rows),
+                                                        "bandit": toy("bandit", bandit_rows)}))
     rows = atlas_rows(cfg, bandit, games_)
-    write_report(ctx, cfg, rows, bandit, games_, records)
+    write_report(ctx, cfg, rows, bandit, games_, records, phase)
     plots(ctx, cfg, rows)
+    phase_plots(ctx, phase)
     return records
 
 
@@ -968,6 +1105,9 @@ def paper(full_dir, quick_dir) -> str:
         "(and the figures in `papers/atlas_figures/`).\n\n", 1)
     text = text.replace("Figures: `ranking.png`, `coverage.png`, `games.png` in the run's folder.",
                         "\n".join(f"![{n}](atlas_figures/{n}.png)" for n in ("ranking", "coverage", "games")))
+    phases = [f for f, _, _ in PHASE_FAMILIES if (full_dir / f"phase-{f}.png").exists()]
+    text = text.replace("Phase figures: " + ", ".join(f"`phase-{f}.png`" for f in phases) + " in the run's folder.",
+                        "\n".join(f"![phase-{f}](atlas_figures/phase-{f}.png)" for f in phases))
     from alignjax_experiments import _claims_page as page
 
     runs = {s: page.load_summary(d) for s, d in (("quick", quick_dir), ("full", full_dir))}

@@ -180,6 +180,66 @@ def test_exact_family_reproduces_simulate():
             np.testing.assert_allclose(out["pi"][row, ..., j], np.asarray(traj)[-1], rtol=2e-5, atol=1e-6)
 
 
+def test_phase_summary_by_hand():
+    from alignjax_experiments import _atlas_phase as ph
+
+    v = np.array([[[1e-4, 2e-4, 3e-4], [1e-2, 1e-4, 1e-4]],      # cell (0,0): median 2e-4 converges
+                  [[np.nan, 1e-6, 1e-6], [5e-3, 5e-3, 5e-3]]])   # (0,1): median 1e-4; (1,0) diverged; (1,1) not
+    inside = np.array([[True, True], [True, False]])              # (1,1) outside: not judged
+    s = ph.summarise(v, inside)
+    assert s["cells"] == 3 and s["converged"] == pytest.approx(2 / 3) and s["diverged"] == pytest.approx(1 / 3)
+    np.testing.assert_allclose(s["median"], [[2e-4, 1e-4], [np.nan, np.nan]])
+    b, st, k = ph.cells(2, 3, 4)
+    assert (b[:12] == 0).all() and list(st[:8]) == [0, 0, 0, 0, 1, 1, 1, 1] and list(k[:5]) == [0, 1, 2, 3, 0]
+
+
+def test_phase_domains_are_the_entries_own():
+    from alignjax.registry import DYNAMICS
+    from alignjax_experiments import _atlas_phase as ph
+
+    betas, etas = ph.grid_values("beta", 4), ph.grid_values("eta", 4)
+    for name in ("egpo", "mwu", "bt-rlhf"):
+        e = DYNAMICS.entry(name)
+        dom = ph.in_domain("exact", e, betas, etas)
+        for i, b in enumerate(betas):
+            for j, t in enumerate(etas):
+                vals = {**e.hparams, **({"beta": b} if "beta" in e.hparams else {}),
+                        **({"eta": t} if "eta" in e.hparams else {})}
+                try:
+                    e.check_values(vals)
+                    ok = True
+                except ValueError:
+                    ok = False
+                assert dom[i, j] == ok, (name, b, t)
+    assert not ph.in_domain("exact", DYNAMICS.entry("egpo"), betas, etas).all()  # eta * beta <= 1 cuts a corner
+    assert ph.in_domain("exact", DYNAMICS.entry("bt-rlhf"), betas, etas).all()   # no step size: beta only
+    assert ph.step_key("exact", DYNAMICS.entry("bt-rlhf")) is None and ph.step_key("exact", DYNAMICS.entry("egpo")) == "egpo.eta"
+
+
+def test_phase_cells_are_simulate_at_the_cells_values(smoke_run):
+    """A phase cell of an exact dynamic is that dynamic simulated on that game at that (beta, eta), from pi_ref,
+    for the atlas's budget: its regularised gap equals the stage's number."""
+    out, _ = smoke_run
+    cfg = A.settings("smoke")
+    st = np.load(out / "stages" / "phase.npz", allow_pickle=True)
+    keys = {k for k in st.files}
+    ex = {k.split("/", 1)[1]: st[k] for k in keys if k.startswith("exact/")}
+    leaves, labels = A.game_rows(cfg)
+    row = np.flatnonzero(labels["kind"] == "random")[0]
+    P, lr = leaves["P"][row, 0].astype(np.float64), leaves["log_pi_ref"][row, 0].astype(np.float64)
+    names = [str(n) for n in ex["names"]]
+    j = names.index("egpo")
+    betas = st["beta"]
+    for bi, si in ((0, 0), (1, 0)):
+        if not ex["inside"][j, bi, si]:
+            continue
+        beta, eta = float(betas[bi]), float(ex["step"][si])
+        traj = dynamics.simulate("egpo", P, np.exp(lr), beta=beta, eta=eta, num_steps=cfg["game_steps"],
+                                 log_every=cfg["game_steps"], pi0=np.exp(lr))
+        gap = float(games.regularized_gap(P, np.asarray(traj)[-1], np.exp(lr), beta))
+        assert ex["gap"][bi, si, 0, j] == pytest.approx(gap, rel=1e-3, abs=1e-5), (bi, si)
+
+
 def test_a_newly_registered_loss_gets_a_row(tmp_path):
     name = "atlas_test_scaled_dpo"
 
@@ -217,8 +277,12 @@ def test_report_names_commit_date_and_every_algorithm(smoke_run):
                 assert f"| {e.name} | {fam} |" in md, (fam, e.name)
     for c in claims:
         assert f"### {c['id']}: {c['verdict']}" in md
-    for png in ("ranking.png", "coverage.png", "games.png"):
+    for png in ("ranking.png", "coverage.png", "games.png", "phase-exact.png", "phase-sampled.png", "phase-loss.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    for fam, _, metric in A.PHASE_FAMILIES:  # one phase row per member
+        for e in A.members(fam):
+            if A._applies(e) is None:
+                assert f"| {fam} | {e.name} | {metric} |" in md, (fam, e.name)
     rows = (out / "atlas.csv").read_text().splitlines()
     assert len(rows) == 1 + sum(1 for f in A.FAMILIES for e in A.members(f) if A._applies(e) is None)
 
