@@ -158,6 +158,21 @@ def check_meta(kind: str, name: str, meta: Mapping[str, Any]) -> None:
             raise ValueError(f"{kind} {name!r}: metadata {k!r} must be {shown}; got {v!r}")
 
 
+def _same_definition(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are one definition executed twice: the same qualified name in the same
+    source file. That happens when a plugin module runs as a script (``python -m
+    alignjax_experiments.atlas``, whose ``__main__`` registers its suite) and is imported again as a
+    plugin; the later registration then replaces the earlier instead of failing."""
+    import inspect
+
+    try:
+        fa, fb = inspect.getsourcefile(a), inspect.getsourcefile(b)
+    except TypeError:
+        return False
+    return (fa is not None and fa == fb and getattr(a, "__qualname__", None) is not None
+            and getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None))
+
+
 class Registry(Generic[T]):
     """A mapping from names to registered objects of one kind (e.g. "loss").
 
@@ -206,7 +221,7 @@ class Registry(Generic[T]):
         self.check_name(name)
 
         def _add(o: T) -> T:
-            if name in self._entries and not replace:
+            if name in self._entries and not replace and not _same_definition(self._entries[name].obj, o):
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             for k, v in (static or {}).items():
                 if isinstance(v, float) or not isinstance(v, (bool, int, str)):
@@ -234,9 +249,14 @@ class Registry(Generic[T]):
 
         return _add(obj) if obj is not None else _add
 
-    def entry(self, name: str) -> Entry[T]:
-        """The :class:`Entry` for ``name``; ``ValueError`` listing the known names if unknown."""
-        load_plugins()
+    def entry(self, name: str, *, plugins: bool = True) -> Entry[T]:
+        """The :class:`Entry` for ``name``; ``ValueError`` listing the known names if unknown.
+
+        ``plugins=False`` looks only at what is registered so far, without :func:`load_plugins`: for
+        a library module that reads a built-in entry while it is being imported (importing the
+        plugins then would import modules that import it, half-initialised)."""
+        if plugins:
+            load_plugins()
         try:
             return self._entries[name]
         except KeyError:

@@ -135,3 +135,31 @@ def test_every_library_module_that_registers_is_loaded_before_the_plugins():
     loaded = set(registry._BUILTIN_MODULES)
     missing = {m for m in registering if m not in loaded and not any(m.startswith(b + ".") for b in loaded)}
     assert not missing, f"add to registry._BUILTIN_MODULES: {sorted(missing)}"
+
+
+def test_importing_the_library_imports_no_plugin_and_a_suite_module_runs_as_a_script():
+    """Found by `make atlas-paper` (2026-12-07): `alignjax.dynamics.sampled` read a game loss's domains through
+    `GAME_LOSSES.entry`, which loaded every plugin while the library was still importing; so `python -m
+    alignjax_experiments.atlas` (which registers its suite as `__main__`) met its own module imported as a plugin
+    and failed with "suite 'atlas' is already registered"."""
+    code = "import sys, alignjax.dynamics, alignjax.rlhf, alignjax.hypo; print(sorted(m for m in sys.modules if m.startswith('alignjax_experiments')))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    for module in ("atlas", "nash_games", "ranking_accuracy"):  # their page generators: usage, not a traceback
+        proc = subprocess.run([sys.executable, "-m", f"alignjax_experiments.{module}"], cwd=ROOT, capture_output=True,
+                              text=True)
+        assert proc.returncode == 1 and proc.stderr.startswith("usage:") and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_the_same_definition_registered_twice_replaces_a_different_one_fails():
+    from alignjax.registry import Registry
+
+    reg = Registry("suite")
+
+    def suite(ctx):
+        return []
+
+    reg.register("x", suite)
+    reg.register("x", suite)  # one definition executed twice (a module run as a script and imported)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("x", lambda ctx: [])

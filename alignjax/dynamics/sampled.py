@@ -262,7 +262,7 @@ def _meta(loss_name: str, extragradient: bool = False) -> dict:
 # Declared domains (alignjax.domains): the game loss's own (declared once, in GAME_LOSSES) and
 # LEARNING_RATE; validate_hparams reads the same ones.
 def _domains(loss_name: str) -> dict:
-    d = {**GAME_LOSSES.entry(loss_name).domains, "learning_rate": _lr_domain(loss_name)}
+    d = {**GAME_LOSSES.entry(loss_name, plugins=False).domains, "learning_rate": _lr_domain(loss_name)}
     return {k: d[k] for k in sorted(d)}  # alphabetical, as they were declared before GAME_LOSSES had domains
 
 
