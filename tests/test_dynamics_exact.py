@@ -465,3 +465,23 @@ def test_rules_on_the_public_helpers_are_bit_identical_to_before(name, before):
         assert new.log_pi.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(new.log_pi)))
         for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(old)):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_check_written_with_assert_is_a_one_line_refusal():
+    """Found by a newcomer's trial (2026-12-07): a fork's ``meta["check"]`` using ``assert`` gave a 36-line
+    traceback and exit 1 instead of ``alignjax: error:`` and exit 2."""
+    from alignjax.dynamics import check_hparams
+
+    name = "test-assert-checked-mwu"
+
+    def check(hp, dtype):
+        assert np.all(hp["eta"] < 5), "eta must stay below 5\n(for this test)"
+
+    DYNAMICS.register(name, DYNAMICS.get("mwu"), hparams={"eta": 1.0}, meta={"kind": "exact", "check": check})
+    try:
+        check_hparams(name, {"eta": 1.0})
+        with pytest.raises(ValueError, match="refuses these hyperparameters: eta must stay below 5") as err:
+            check_hparams(name, {"eta": 6.0})
+        assert "\n" not in str(err.value)
+    finally:
+        DYNAMICS._entries.pop(name, None)

@@ -174,7 +174,7 @@ def check_hparams(name: str, hparams: Mapping[str, ArrayLike], dtype: Any = None
     subnormal there (XLA flushes subnormals to 0, so ``0 / beta`` would be NaN). Then the
     entry's declared domains and conditions (:meth:`alignjax.registry.Entry.check_values`, e.g.
     ``beta`` in ``[0, inf)``, ``eta * beta <= 1``), then its own ``meta["check"](hp, dtype)``, run
-    on the cast values (float64 arrays), e.g.
+    on the cast values (float64 arrays; an ``AssertionError`` it raises becomes the one-line ``ValueError``), e.g.
     ``eta * beta <= 1`` for omd, nash-md, egpo and omwu (the condition of each rule is derived
     in :mod:`alignjax.dynamics.exact`); without one, nothing more is required. Arrays broadcast
     against each other (one value per configuration of a sweep).
@@ -200,7 +200,12 @@ def check_hparams(name: str, hparams: Mapping[str, ArrayLike], dtype: Any = None
         cast[label] = c.astype(np.float64)
     entry.check_values(cast)  # the declared domains and conditions (alignjax.domains)
     if entry.meta.get("check") is not None:
-        entry.meta["check"](cast, dtype)
+        try:
+            entry.meta["check"](cast, dtype)
+        except AssertionError as e:  # a fork's check written with assert: still a refusal of the values, in one line
+            why = " ".join(str(e).split()) or "an assert failed"
+            raise ValueError(f"{name}'s check refuses these hyperparameters: {why} (a check should raise a one-line "
+                             "ValueError)") from None
 
 
 def _first_bad(a, bad):
