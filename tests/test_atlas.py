@@ -216,28 +216,55 @@ def test_phase_domains_are_the_entries_own():
     assert ph.step_key("exact", DYNAMICS.entry("bt-rlhf")) is None and ph.step_key("exact", DYNAMICS.entry("egpo")) == "egpo.eta"
 
 
-def test_phase_cells_are_simulate_at_the_cells_values(smoke_run):
+PHASE_CFG = {**A.settings("smoke"), "phase_points": 2, "phase_seeds": 1, "game_steps": 300, "num_steps": 300}
+
+
+@pytest.fixture(scope="module")
+def phase_run(tmp_path_factory):
+    """The phase stage on a 2 x 2 grid, one seed, 300 steps (the smoke setting has no phase stage), with its
+    report lines and figures."""
+    out = tmp_path_factory.mktemp("phase")
+    phase = A.phase_stage(PHASE_CFG)
+    ctx = SuiteContext(out_dir=out, smoke=True, progress=False)
+    return out, phase, A.phase_lines(PHASE_CFG, phase), A.phase_plots(ctx, phase)
+
+
+def test_phase_report_has_a_row_and_a_map_per_algorithm(phase_run):
+    out, phase, lines, pngs = phase_run
+    md = "\n".join(lines)
+    for fam, _, metric in A.PHASE_FAMILIES:
+        assert f"phase-{fam}.png" in pngs and (out / f"phase-{fam}.png").read_bytes()[:4] == b"\x89PNG"
+        ents = [e for e in A.members(fam) if A._applies(e) is None]
+        assert [str(n) for n in phase[fam]["names"]] == [e.name for e in ents]
+        assert phase[fam][metric].shape == (2, 2, 1, len(ents)) and phase[fam]["inside"].shape == (len(ents), 2, 2)
+        for e in ents:
+            assert f"| {fam} | {e.name} | {metric} |" in md, (fam, e.name)
+
+
+def test_phase_cells_are_simulate_at_the_cells_values(phase_run):
     """A phase cell of an exact dynamic is that dynamic simulated on that game at that (beta, eta), from pi_ref,
     for the atlas's budget: its regularised gap equals the stage's number."""
-    out, _ = smoke_run
-    cfg = A.settings("smoke")
-    st = np.load(out / "stages" / "phase.npz", allow_pickle=True)
-    keys = {k for k in st.files}
-    ex = {k.split("/", 1)[1]: st[k] for k in keys if k.startswith("exact/")}
+    _, phase, _, _ = phase_run
+    cfg = PHASE_CFG
+    ex = {k: np.asarray(v) for k, v in phase["exact"].items()}
+    st = {"beta": phase["beta"]}
     leaves, labels = A.game_rows(cfg)
     row = np.flatnonzero(labels["kind"] == "random")[0]
     P, lr = leaves["P"][row, 0].astype(np.float64), leaves["log_pi_ref"][row, 0].astype(np.float64)
     names = [str(n) for n in ex["names"]]
     j = names.index("egpo")
     betas = st["beta"]
+    checked = 0
     for bi, si in ((0, 0), (1, 0)):
         if not ex["inside"][j, bi, si]:
             continue
+        checked += 1
         beta, eta = float(betas[bi]), float(ex["step"][si])
         traj = dynamics.simulate("egpo", P, np.exp(lr), beta=beta, eta=eta, num_steps=cfg["game_steps"],
                                  log_every=cfg["game_steps"], pi0=np.exp(lr))
         gap = float(games.regularized_gap(P, np.asarray(traj)[-1], np.exp(lr), beta))
         assert ex["gap"][bi, si, 0, j] == pytest.approx(gap, rel=1e-3, abs=1e-5), (bi, si)
+    assert checked == 2  # (0.01, 0.01) and (10, 0.01): eta * beta <= 1 in both
 
 
 def test_a_newly_registered_loss_gets_a_row(tmp_path):
@@ -277,12 +304,8 @@ def test_report_names_commit_date_and_every_algorithm(smoke_run):
                 assert f"| {e.name} | {fam} |" in md, (fam, e.name)
     for c in claims:
         assert f"### {c['id']}: {c['verdict']}" in md
-    for png in ("ranking.png", "coverage.png", "games.png", "phase-exact.png", "phase-sampled.png", "phase-loss.png"):
+    for png in ("ranking.png", "coverage.png", "games.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    for fam, _, metric in A.PHASE_FAMILIES:  # one phase row per member
-        for e in A.members(fam):
-            if A._applies(e) is None:
-                assert f"| {fam} | {e.name} | {metric} |" in md, (fam, e.name)
     rows = (out / "atlas.csv").read_text().splitlines()
     assert len(rows) == 1 + sum(1 for f in A.FAMILIES for e in A.members(f) if A._applies(e) is None)
 
