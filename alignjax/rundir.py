@@ -390,23 +390,29 @@ def _owner_of(path: Path) -> "RunDir | None":
     return None
 
 
-def _make_parents(folder: Path, owner: "RunDir | None") -> None:
-    """``mkdir -p folder``; inside ``owner``'s open folder, each subfolder made is recorded, so that
-    an abort can ``rmdir`` it again (a write refused half-way leaves no empty subfolder behind)."""
+def _make_parents(folder: "Path | list[Path]", owner: "RunDir | None") -> None:
+    """``mkdir -p`` of ``folder`` (or of each of a list, with one manifest save for all); inside
+    ``owner``'s open folder, each subfolder made is recorded in the manifest before it is made, so
+    that an abort (or a later cleanup after a kill) can ``rmdir`` it again."""
+    folders = folder if isinstance(folder, list) else [folder]
     if owner is None or owner.path is None:
-        folder.mkdir(parents=True, exist_ok=True)
+        for f in folders:
+            f.mkdir(parents=True, exist_ok=True)
         return
-    missing, d = [], folder
-    while not d.exists() and d != d.parent:
-        missing.append(d)
-        d = d.parent
+    missing = []
+    for f in folders:
+        d, here = f, []
+        while not d.exists() and d != d.parent:
+            here.append(d)
+            d = d.parent
+        missing += [x for x in reversed(here) if x not in missing]  # parents before children
     if missing and owner._manifest is not None:  # recorded before it exists: a kill cannot orphan it
         for d in missing:
             rel = os.path.relpath(os.path.realpath(d), owner.path).replace(os.sep, "/")
             if _safe_rel(rel) and rel not in owner._manifest["dirs"]:
                 owner._manifest["dirs"].append(rel)
         owner._save_manifest()
-    for d in reversed(missing):
+    for d in missing:
         try:
             d.mkdir()
         except FileExistsError:  # made meanwhile by someone else: not ours to remove
@@ -470,6 +476,10 @@ def write_atomic_many(files: "dict[Path, bytes]") -> None:
         raise ValueError("write_atomic_many: the files must lie in one results folder")
     tmps: list[str] = []
     try:
+        with _REGISTRY_LOCK:  # every new subfolder of the batch, with one manifest save
+            if owner is not None and owner._sealed:
+                raise RunDirClosed(str(paths[0]))
+            _make_parents(sorted({p.parent for p in paths}), owner)
         for p, data in zip(paths, files.values()):
             with _REGISTRY_LOCK:
                 if owner is not None and owner._sealed:
