@@ -159,17 +159,24 @@ def check_meta(kind: str, name: str, meta: Mapping[str, Any]) -> None:
 
 
 def _same_definition(a: Any, b: Any) -> bool:
-    """Whether ``a`` and ``b`` are one definition executed twice: the same qualified name in the same
-    source file. That happens when a plugin module runs as a script (``python -m
+    """Whether ``a`` and ``b`` are one definition executed twice because its module ran as a script: one
+    of them defined in ``__main__``, the other in another module, from the same source file, line and
+    qualified name. That happens when a plugin module runs as a script (``python -m
     alignjax_experiments.atlas``, whose ``__main__`` registers its suite) and is imported again as a
-    plugin; the later registration then replaces the earlier instead of failing."""
+    plugin; the later registration then replaces the earlier instead of failing. Two definitions in
+    one module (a copy-pasted ``def``, two closures of one factory) and a built-in's own object
+    registered again stay duplicates."""
     import inspect
 
+    mods = {getattr(a, "__module__", None), getattr(b, "__module__", None)}
+    if "__main__" not in mods or len(mods) != 2:
+        return False
     try:
         fa, fb = inspect.getsourcefile(a), inspect.getsourcefile(b)
     except TypeError:
         return False
-    return (fa is not None and fa == fb and getattr(a, "__qualname__", None) is not None
+    la, lb = getattr(getattr(a, "__code__", None), "co_firstlineno", None), getattr(getattr(b, "__code__", None), "co_firstlineno", None)
+    return (fa is not None and fa == fb and la is not None and la == lb
             and getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None))
 
 

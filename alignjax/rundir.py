@@ -412,12 +412,19 @@ def _make_parents(folder: "Path | list[Path]", owner: "RunDir | None") -> None:
             if _safe_rel(rel) and rel not in owner._manifest["dirs"]:
                 owner._manifest["dirs"].append(rel)
         owner._save_manifest()
+        if owner._sealed:  # aborted meanwhile (a signal handler in this thread, during the save): make nothing
+            raise RunDirClosed(str(folders[0]))
+    foreign = []
     for d in missing:
         try:
             d.mkdir()
         except FileExistsError:  # made meanwhile by someone else: not ours to remove
+            foreign.append(d)
             continue
         owner._subdirs.append(d)
+    if foreign and owner._manifest is not None:  # unrecord them (the next record saves the manifest)
+        gone = {os.path.relpath(os.path.realpath(d), owner.path).replace(os.sep, "/") for d in foreign}
+        owner._manifest["dirs"] = [r for r in owner._manifest["dirs"] if r not in gone]
 
 
 def write_atomic(path: str | os.PathLike, data: bytes, *, _force: bool = False) -> None:

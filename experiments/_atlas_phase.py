@@ -19,7 +19,9 @@ policy in the regularised game, and the suboptimality how much KL-regularised va
 ``1e-3`` is far from rounding and two orders below an untrained policy). A cell whose final measure
 is not finite for some seed **diverged**. A cell outside the member's declared domain (its
 ``Domain`` or ``Condition``, e.g. ``eta * beta <= 1``, or a learning rate above its bound) is not
-judged: it runs at the member's defaults and is reported as outside. The *converged region* of a
+judged: it runs with its step size at the member's default (beta stays the cell's, so it may still be
+outside) and is masked. The other columns (median exploitability, ranking accuracy) are medians over
+the in-domain cells whose measure stayed finite. The *converged region* of a
 member is the fraction of its in-domain cells that converge.
 """
 

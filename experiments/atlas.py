@@ -664,7 +664,8 @@ def phase_summary(phase: Mapping) -> list[dict]:
             for extra in ("ranking_accuracy", "exploitability"):  # reported beside the measure, not judged
                 if extra in f:
                     med = np.median(np.asarray(f[extra])[..., j], axis=-1)
-                    inside = np.asarray(f["inside"][j]) & np.isfinite(med)
+                    # in-domain cells whose measure stayed finite (a diverged policy's ranking accuracy is a number)
+                    inside = np.asarray(f["inside"][j]) & np.isfinite(med) & np.isfinite(s["median"])
                     row[extra] = float(np.median(med[inside])) if inside.any() else float("nan")
             rows.append(row)
     return rows
@@ -704,7 +705,7 @@ def phase_lines(cfg, phase: Mapping) -> list[str]:
            f"with global coverage. A cell converges when the median over seeds of the final measure is below "
            f"{ph.TOLERANCE:g} (declared before the first run in `experiments/_atlas_phase.py`, with its reason); "
            "diverged: a seed ended non-finite; a cell outside the algorithm's declared domain (e.g. eta * beta <= 1, "
-           "a learning rate above its bound) is not judged. Converged region = converged in-domain cells / in-domain "
+           "a learning rate above its bound) is not judged (it runs with its step size at its default and is masked). Converged region = converged in-domain cells / in-domain "
            "cells. No paper or library shows these maps.", "",
            "The measure of every game dynamic is the regularised gap at the cell's beta, also for the methods that "
            "target the unregularised equilibrium (mwu, mpo, spo, sppo) or ignore beta: their maps say how far their "

@@ -193,6 +193,17 @@ def test_phase_summary_by_hand():
     assert (b[:12] == 0).all() and list(st[:8]) == [0, 0, 0, 0, 1, 1, 1, 1] and list(k[:5]) == [0, 1, 2, 3, 0]
 
 
+def test_phase_summary_leaves_diverged_cells_out_of_the_side_columns():
+    acc = np.full((2, 2, 1, 1), 0.9)
+    sub = np.full((2, 2, 1, 1), 1e-4)
+    sub[1, 1, 0, 0], acc[1, 1, 0, 0] = np.nan, 0.0  # a diverged cell: its table is NaN, its accuracy a number
+    phase = {"loss": {"names": np.array(["l"]), "inside": np.ones((1, 2, 2), bool), "suboptimality": sub,
+                      "ranking_accuracy": acc}}
+    (row,) = A.phase_summary(phase)
+    assert row["diverged"] == pytest.approx(0.25) and row["converged"] == pytest.approx(0.75)
+    assert row["ranking_accuracy"] == pytest.approx(0.9)
+
+
 def test_phase_domains_are_the_entries_own():
     from alignjax.registry import DYNAMICS
     from alignjax_experiments import _atlas_phase as ph

@@ -345,6 +345,27 @@ def test_sigkill_at_random_moments_of_an_overwrite_never_loses_a_byte(tmp_path):
         assert sorted(q.name for q in root.iterdir()) == ["run", "sibling.txt"]
 
 
+def test_an_abort_during_the_manifest_save_of_a_new_subfolder_makes_no_folder(tmp_path):
+    """A signal handler of this thread aborting the folder while a write records its new subfolders (found by a
+    review): the write is refused and no subfolder is made behind the abort's back."""
+    import alignjax.rundir as rundir
+
+    rd = RunDir(tmp_path / "a" / "x")
+    write_json(rd.open() / "config.json", {})
+    save, fired = rd._save_manifest, []
+
+    def interrupted():
+        save()
+        if not fired and rd._manifest and rd._manifest.get("dirs"):
+            fired.append(True)
+            rd.abort()
+
+    rd._save_manifest = interrupted
+    with pytest.raises(rundir.RunDirClosed):
+        rundir.write_atomic(rd.path / "stages" / "deep" / "one.npz", b"x")
+    assert fired and list(tmp_path.iterdir()) == []
+
+
 def _killed_after(tmp_path, code: str) -> None:
     """Run ``code`` in a child that opened ``tmp_path/r`` with ``--overwrite`` (as ``rd``), then SIGKILL it."""
     script = ("import os, signal\nfrom pathlib import Path\nfrom alignjax.rundir import RunDir\n"

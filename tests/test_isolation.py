@@ -151,15 +151,30 @@ def test_importing_the_library_imports_no_plugin_and_a_suite_module_runs_as_a_sc
         assert proc.returncode == 1 and proc.stderr.startswith("usage:") and "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_the_same_definition_registered_twice_replaces_a_different_one_fails():
+def test_the_same_definition_registered_twice_replaces_a_different_one_fails(tmp_path):
+    """Only a module that ran as a script (``__main__``) and was imported again may register its entry twice;
+    two definitions in one module (copy-paste, two closures of a factory) and a built-in's own object registered
+    again without ``replace=True`` stay duplicates (found by a review: a looser rule hid all three)."""
+    import importlib.util
+    import runpy
+
     from alignjax.registry import Registry
 
+    src = tmp_path / "plug.py"
+    src.write_text("def suite(ctx):\n    return []\n\n\ndef make(k):\n    def loss(x):\n        return k * x\n    return loss\n")
+    as_script = runpy.run_path(str(src), run_name="__main__")["suite"]
+    spec = importlib.util.spec_from_file_location("alignjax_test_plug", src)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     reg = Registry("suite")
-
-    def suite(ctx):
-        return []
-
-    reg.register("x", suite)
-    reg.register("x", suite)  # one definition executed twice (a module run as a script and imported)
+    reg.register("x", as_script)
+    reg.register("x", module.suite)  # the script's definition, imported as a module: replaces
+    assert reg.get("x") is module.suite
     with pytest.raises(ValueError, match="already registered"):
-        reg.register("x", lambda ctx: [])
+        reg.register("x", module.suite)  # the same object from the same module: a duplicate
+    reg.register("y", module.make(1.0))
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("y", module.make(9.0))  # two closures of one factory
+    with pytest.raises(ValueError, match="already registered"):
+        DYNAMICS.register("omd", DYNAMICS.get("omd"), hparams={"beta": 0.1, "eta": 1.0})  # a built-in, again
+    assert DYNAMICS.entry("omd").meta["kind"] == "exact"
