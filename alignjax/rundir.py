@@ -408,7 +408,7 @@ def _make_parents(folder: "Path | list[Path]", owner: "RunDir | None") -> None:
         missing += [x for x in reversed(here) if x not in missing]  # parents before children
     if missing and owner._manifest is not None:  # recorded before it exists: a kill cannot orphan it
         for d in missing:
-            rel = os.path.relpath(os.path.realpath(d), owner.path).replace(os.sep, "/")
+            rel = owner._rel(d)
             if _safe_rel(rel) and rel not in owner._manifest["dirs"]:
                 owner._manifest["dirs"].append(rel)
         owner._save_manifest()
@@ -423,7 +423,7 @@ def _make_parents(folder: "Path | list[Path]", owner: "RunDir | None") -> None:
             continue
         owner._subdirs.append(d)
     if foreign and owner._manifest is not None:  # unrecord them (the next record saves the manifest)
-        gone = {os.path.relpath(os.path.realpath(d), owner.path).replace(os.sep, "/") for d in foreign}
+        gone = {owner._rel(d) for d in foreign}
         owner._manifest["dirs"] = [r for r in owner._manifest["dirs"] if r not in gone]
 
 
@@ -505,7 +505,7 @@ def write_atomic_many(files: "dict[Path, bytes]") -> None:
                 os.replace(tmp, p)
             if owner is not None:
                 for p, data in zip(paths, files.values()):
-                    rel = os.path.relpath(os.path.realpath(p), owner.path).replace(os.sep, "/")
+                    rel = owner._rel(p)
                     if _safe_rel(rel) and owner._manifest is not None:
                         owner._manifest["files"][rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                 owner._save_manifest()
@@ -843,9 +843,13 @@ class RunDir:
         write_atomic(self.path / MANIFEST_NAME, json.dumps(self._manifest, indent=1, sort_keys=True).encode(),
                      _force=True)
 
+    def _rel(self, path) -> str:
+        """``path`` as a manifest entry: relative to the open folder, links resolved, ``/``-separated."""
+        return os.path.relpath(os.path.realpath(path), self.path).replace(os.sep, "/")
+
     def _record(self, path: Path, size: int, sha256: str) -> None:
         """Record a file this process wrote (called by :func:`write_atomic` under the registry lock)."""
-        rel = os.path.relpath(os.path.realpath(path), self.path).replace(os.sep, "/")
+        rel = self._rel(path)
         if not _safe_rel(rel) or self._manifest is None:
             return
         self._manifest["files"][rel] = {"size": int(size), "sha256": sha256}
