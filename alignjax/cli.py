@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"also write metrics.csv and arrays.npz for a large sweep (always written up to "
                         f"{CSV_MAX_ROWS:,} table rows; the results are in results.zarr either way)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--cpu-devices", default="auto", metavar="N|auto",
+                   help="on a CPU host, split the CPU into N JAX devices, the sweep sharded over them (results do "
+                        "not depend on N); auto (default): one per usable core, unless XLA_FLAGS or "
+                        "JAX_NUM_CPU_DEVICES already set a count or several processes run the sweep")
     _add_multihost(r)
     s = sub.add_parser("reproduce", help="run a reproduction suite and check its claims")
     s.add_argument("suite", help="suite name, or 'all'")
@@ -148,6 +152,52 @@ def _init_distributed(args) -> None:
                          f"{args.num_processes} and {args.process_id}")
     jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
                                process_id=args.process_id)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _cpu_devices(args, entry: bool) -> None:
+    """Split the host CPU into JAX devices for ``run`` (``--cpu-devices``), before JAX starts.
+
+    XLA runs one device's program on one core (only large matrix products use more), so a sweep
+    sharded over ``n`` CPU devices runs its rows on ``n`` cores at once; every run's numbers are
+    the same for any ``n`` (the engine's device-count invariance). ``auto`` asks for one device
+    per usable core (:func:`usable_cores`) when the process was started as the ``alignjax``
+    command, no count was given by ``XLA_FLAGS`` (``--xla_force_host_platform_device_count``) or
+    ``JAX_NUM_CPU_DEVICES``, and no multi-process flag is set; otherwise it changes nothing (a
+    library call keeps its caller's JAX set-up). A count ``N >= 1`` always applies; ValueError
+    (one line) for anything else, or when JAX already started with another count.
+    """
+    value = str(args.cpu_devices).strip().lower()
+    if value == "auto":
+        multi = args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+        preset = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or \
+            os.environ.get("JAX_NUM_CPU_DEVICES")
+        if not entry or multi or preset:
+            return
+        n = usable_cores()
+    else:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"--cpu-devices must be a whole number >= 1 or 'auto'; got {args.cpu_devices!r}")
+    import jax
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        have = len(jax.devices("cpu"))
+        if have != n:
+            raise ValueError(f"--cpu-devices {n}: JAX has already started with {have} CPU device(s) in this process")
+        return
+    jax.config.update("jax_num_cpu_devices", n)
 
 
 def _is_primary() -> bool:
@@ -642,7 +692,8 @@ def _reproduce(args, argv) -> int:
             print(f"== {n} ({scale}) -> {rd.target}", flush=True)
             claims = SUITES.get(n)(ctx)
             runtime = time.perf_counter() - t0
-            doc["sessions"] = [*sessions[:-1], provenance.close_session(session, "finished", runtime)]
+            closed = provenance.close_session(session, "finished", runtime, stage_seconds=ctx.stage_seconds)
+            doc["sessions"] = [*sessions[:-1], closed]
             doc["settings"] = ctx.config
             write_json(out / "config.json", doc)
             summary = summary_dict(n, {"quick": quick, **ctx.config}, runtime, claims, status="finished",
@@ -957,6 +1008,9 @@ def _show(args) -> int:
     for i, s in enumerate(sessions):
         print(f"  session {i + 1}: {s.get('start')} -> {s.get('end') or '(did not finish)'}  {_status(d, s)}  "
               f"{s.get('runtime_s')} s  {shlex.join(s.get('command') or [])}")
+        stages = s.get("stage_seconds")
+        if isinstance(stages, dict) and stages:
+            print("    stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if isinstance(v, (int, float))))
     if sessions:
         t = totals(sessions)
         print(f"  total: {t['runtime_s']} s over {t['sessions']} session(s), compiles {t['compiles']}")
@@ -1197,6 +1251,7 @@ def _main(argv: list[str], entry: bool = False) -> int:
     def work() -> int:
         try:
             if args.command == "run":
+                _cpu_devices(args, entry)
                 _init_distributed(args)
         except ValueError as e:
             return _fail(str(e))

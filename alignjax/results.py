@@ -23,6 +23,7 @@ import io
 import json
 import math
 import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -243,6 +244,7 @@ class SuiteContext:
     smoke: bool = False
     resume: bool = False
     writes: bool = True
+    stage_seconds: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.smoke and not self.quick:
@@ -260,20 +262,28 @@ class SuiteContext:
         ``stages/NAME.npz`` (atomic) and returned *as read back* (``numpy`` arrays, nested
         dicts), in a fresh run too, so later stages see exactly the same values whether this
         stage was computed now or in a killed session. With ``resume=True`` and a saved
-        ``stages/NAME.npz``, ``compute`` is not called.
+        ``stages/NAME.npz``, ``compute`` is not called. The wall seconds of every stage computed
+        in this session are kept in :attr:`stage_seconds` (``{name: seconds}``; the session record
+        of ``summary.json`` holds them), so a slow suite says where its time goes.
         """
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"bad stage name {name!r}")
         path = self.path("stages") / f"{name}.npz"
         if not self.writes:
-            return _unflatten_stage({k: np.array(v) for k, v in _flatten_stage(compute(), name).items()})
+            return _unflatten_stage({k: np.array(v) for k, v in _flatten_stage(self._timed(name, compute), name).items()})
         if not (self.resume and path.is_file()):
-            flat = _flatten_stage(compute(), name)
+            flat = _flatten_stage(self._timed(name, compute), name)
             buf = io.BytesIO()
             np.savez(buf, **flat)
             atomic_write_bytes(path, buf.getvalue())
         with np.load(path, allow_pickle=False) as z:
             return _unflatten_stage({k: z[k] for k in z.files})
+
+    def _timed(self, name: str, compute: Callable[[], Mapping[str, Any]]) -> Mapping[str, Any]:
+        t0 = time.perf_counter()
+        out = compute()
+        self.stage_seconds[name] = round(time.perf_counter() - t0, 3)
+        return out
 
     def path(self, name: str) -> Path:
         """A path inside the suite's folder."""

@@ -24,6 +24,7 @@ def test_stage_saves_and_reads_back_exactly(tmp_path):
     ctx = SuiteContext(out_dir=tmp_path)
     first = ctx.stage("s1", compute)
     assert (tmp_path / "stages" / "s1.npz").is_file() and len(calls) == 1
+    assert list(ctx.stage_seconds) == ["s1"] and ctx.stage_seconds["s1"] >= 0
     assert first["a"].dtype == np.float32 and np.array_equal(first["a"], np.arange(3, dtype=np.float32) / 3)
     assert float(first["nested"]["b"]) == 2.5 and first["nested"]["c"].dtype == np.int32 and first["empty"] == {}
     again = SuiteContext(out_dir=tmp_path).stage("s1", compute)  # no resume: recomputed
@@ -97,6 +98,10 @@ def test_killed_reproduction_resumes_stage_by_stage(staged_suite, tmp_path, caps
     got = json.loads((d / "summary.json").read_text())
     assert _without_timings(got) == _without_timings(ref)
     assert [s["status"] for s in got["sessions"]] == ["interrupted", "finished"]
+    # where the time went: the stages each session computed (read-back stages cost nothing)
+    assert list(got["sessions"][-1]["stage_seconds"]) == ["evaluate"]
+    assert set(ref["sessions"][-1]["stage_seconds"]) == {"sample", "train", "evaluate"}
+    assert all(v >= 0 for v in ref["sessions"][-1]["stage_seconds"].values())
 
     staged_suite.update(calls=[])  # a finished suite is kept as is by --resume
     assert main(["reproduce", "test-staged", "--quick", "--out", str(out), "--resume"]) == 0
