@@ -88,6 +88,11 @@ _COMMON = ("8 prompts x 16 responses, r ~ N(0, 1), pi_ref = softmax(N(0, 1)), Br
            "their experiments use language models, Azar et al. Sec. 5.4 a 3-action bandit); full-batch gradient "
            "descent on the logits; 4 seeds (quick) or 16 (full), the bootstrap units")
 
+TAU_GRID = (0.1, 0.25, 0.5, 1.0, 2.0)  # ipo-solution-follows-tau: our grid (the paper's tau values are in its figure only)
+TAU_STRONG, TAU_WEAK = 1.0, 0.1  # the check compares the learned pi(y_a) at these two
+TAU_FALL_MIN = 0.25  # half the fall of IPO's exact D1 optimum, pi(y_a) = 0.964 (tau 0.1) -> 0.448 (tau 1)
+D1_STEPS, D1_BATCH, D1_LR, D1_SEEDS = 18_000, 9, 0.01, 10  # Azar et al. Sec. 5.3: Adam, 18,000 steps, batch 9, 10 seeds
+
 CLAIMS = C.declared([
     C.ClaimSpec(
         id="hard-labels-overfit",
@@ -161,6 +166,34 @@ CLAIMS = C.declared([
                  "construction; v3's control is conservative DPO (cDPO) on the same votes (v3's first, IPO, was flat by "
                  "theorem)."),
             commit="v2", easier=True),),
+    ),
+    C.ClaimSpec(
+        id="ipo-solution-follows-tau",
+        statement=(
+            "With deterministic preferences IPO's solution follows its regularisation strength tau and DPO's does "
+            "not: on Azar et al.'s dataset D1 (three actions, each pair of the order a > b > c observed once) DPO "
+            "'always converges to the deterministic policy for all values of tau', while IPO 'prevents the policy "
+            "from becoming greedy when the regularisation is strong'. Measured: the learned pi(y_a) falls by more "
+            f"than {TAU_FALL_MIN} when tau grows from {TAU_WEAK} to {TAU_STRONG} (IPO; median over seeds)."),
+        source=(f"{IPO_SRC}, Sec. 5.3 'Illustrative Examples' (Fig. 1, dataset D1) with IPO's optimum Eq. 9 and its "
+                "empirical loss Eq. 17; Sec. 5.3.1 'Asymptotic Setting' (two actions). Numbering of arXiv v2; the "
+                "tau values of Fig. 1 are in the figure only and could not be read"),
+        paper_value=("Sec. 5.3 / Fig. 1 (D1): DPO 'always converges to the deterministic policy for all values of "
+                     "tau'; IPO does not become greedy when the regularisation is strong (no numbers in the text). "
+                     "Sec. 5.3.1 (two actions, p*(y1 > y2) = 1, uniform pi_ref and mu): DPO's pi(y1) -> 1 for every "
+                     "tau, IPO's optimum pi*(y1) = sigmoid(0.5 / tau)"),
+        setting=(f"Azar et al.'s own: 3 actions, pi_theta = softmax(theta) from theta = 0 (uniform pi_ref), D1 = "
+                 f"{{(a, b), (b, c), (a, c)}}, minibatches of {D1_BATCH} pairs drawn uniformly with replacement, "
+                 f"Adam (learning rate {D1_LR}), {D1_STEPS:,} steps, {D1_SEEDS} seeds (quick and full alike: the "
+                 f"paper's budgets); tau (our beta) in {list(TAU_GRID)}, our grid; float32. The seeds are the "
+                 "bootstrap units"),
+        check=C.Check(f"median over seeds of pi_IPO(y_a | tau = {TAU_WEAK}) - pi_IPO(y_a | tau = {TAU_STRONG}) "
+                      f"after {D1_STEPS:,} Adam steps on D1", ">", TAU_FALL_MIN,
+                      "docs/thresholds.md#ipo-solution-follows-tau: half the fall of IPO's exact optimum on D1 "
+                      "(Eq. 17: pi(y_a) = 0.964 at tau = 0.1, 0.448 at tau = 1, a fall of 0.516); the half is chosen"),
+        control=("DPO on the same data, minibatches, optimiser, steps, seeds and tau grid, judged by the same check: "
+                 "Sec. 4.2 says its empirical optimum is at infinity for every tau (pi(y_a) -> 1), a fall near 0; it "
+                 "would pass if DPO's learned policy followed tau within the budget."),
     ),
 ])
 
