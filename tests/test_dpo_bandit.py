@@ -83,7 +83,7 @@ def test_settings_keep_quick_and_full_and_shrink_for_smoke():
     quick, full, smoke = settings("quick"), settings("full"), settings("smoke")
     assert quick == {"seeds": 4, "betas": [0.01, 0.1, 1.0], "sizes": [4, 16, 64, 256], "labels": [4, 16, 64, 256],
                      "exact_steps": 400, "exact_log_every": 20, "sampled_steps": 10000,
-                     "sampled_log_every": 500}  # papers/dpo_bandit.md
+                     "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10}  # papers/dpo_bandit.md
     assert full["seeds"] == 16 and full["exact_steps"] == 2000 and full["sampled_steps"] == 10000
     assert smoke["betas"] == quick["betas"] and smoke["seeds"] < quick["seeds"]
     for s in (quick, full, smoke):  # the overfitting check reads this size; the drift needs the midpoint logged
@@ -117,7 +117,9 @@ def _fake_stages(s, rng, scale=1.0):
     return {"overfit-dpo": stage(len(s["betas"])), "overfit-ipo": stage(len(s["betas"])),
             "overfit-dpo-many": stage(len(s["betas"])),
             "sampled-hard": stage(len(s["sizes"])), "graph-hard": stage(len(s["labels"])),
-            "graph-hard-ipo": stage(len(s["labels"])), "graph-hard-cdpo": stage(len(s["labels"]))}
+            "graph-hard-ipo": stage(len(s["labels"])), "graph-hard-cdpo": stage(len(s["labels"])),
+            "tau-d1": {"tau": np.array([0.1, 0.25, 0.5, 1.0, 2.0]), "steps": np.arange(3),
+                       **{k: rng.dirichlet(np.ones(3), (5, s["seeds"], 3)) for k in ("ipo", "dpo")}}}
 
 
 def test_every_control_is_measured_from_its_own_stage():
@@ -127,17 +129,39 @@ def test_every_control_is_measured_from_its_own_stage():
 
     s = settings("smoke")
     st = _fake_stages(s, np.random.default_rng(0))
-    control_stage = {"hard-labels-overfit": "overfit-dpo-many", "statistical-gap-shrinks": "graph-hard-cdpo"}
+    control_stage = {"hard-labels-overfit": ("overfit-dpo-many", None), "statistical-gap-shrinks": ("graph-hard-cdpo", None),
+                     "ipo-solution-follows-tau": ("tau-d1", "dpo")}  # (stage, its part the control reads)
     base = {r["id"]: r for r in claims(s, st)}
     assert list(base) == [c.id for c in CLAIMS] == list(control_stage)
-    for cid, name in control_stage.items():
-        other = {**st, name: _fake_stages(s, np.random.default_rng(1))[name]}
+    for cid, (name, part) in control_stage.items():
+        new = _fake_stages(s, np.random.default_rng(1))[name]
+        other = {**st, name: new if part is None else {**st[name], part: new[part]}}
         rec = {r["id"]: r for r in claims(s, other)}[cid]
         assert rec["control"]["value"] != base[cid]["control"]["value"], cid  # read from its stage
         assert rec["subject"] == base[cid]["subject"], cid  # and the subject is not
         assert C.recompute(rec) == (rec["verdict"], rec["control"]["verdict"])
     for r in base.values():
-        assert r["subject"]["units"] == r["control"]["units"] == s["seeds"]
+        assert r["subject"]["units"] == r["control"]["units"] == s["seeds" if r["id"] != "ipo-solution-follows-tau"
+                                                                      else "d1_seeds"]
+
+
+def test_d1_optimum_is_the_minimiser_of_eq17_and_ipo_reaches_it():
+    # IPO's empirical loss on D1 (Azar et al. Eq. 17) as least squares in the margins (x, y): x = k, y = k,
+    # x + y = k with k = 1/(2 tau); the closed form is its solution, and Adam on the suite's program ends there
+    from alignjax_experiments.dpo_bandit import D1_PAIRS, _d1_program, d1_optimum
+
+    assert D1_PAIRS.tolist() == [[0, 1], [1, 2], [0, 2]]
+    for tau in (0.1, 0.5, 2.0):
+        k = 1.0 / (2.0 * tau)
+        (x, y), *_ = np.linalg.lstsq(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), np.full(3, k), rcond=None)
+        z = np.array([x + y, y, 0.0])
+        np.testing.assert_allclose(d1_optimum(tau), np.exp(z) / np.exp(z).sum(), rtol=1e-12)
+    np.testing.assert_allclose(d1_optimum(1.0), [0.4484, 0.3213, 0.2302], atol=1e-4)
+    grid = make_grid({"beta": 1.0}, {"beta": [0.1, 1.0]}, seeds=2)
+    for loss, near in (("ipo", True), ("dpo", False)):
+        pi = np.asarray(run_sweep(_d1_program(loss), grid, num_steps=4000, log_every=4000).metrics["pi"])[..., -1, :]
+        err = np.abs(pi - d1_optimum(np.array([0.1, 1.0]))[:, None]).max()
+        assert (err < 0.02) if near else (pi[..., 0].min() > 0.99 and err > 0.5), (loss, err)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
