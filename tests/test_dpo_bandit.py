@@ -190,11 +190,11 @@ def test_suite_quick_path(tmp_path):
         assert C.recompute(r) == (r["verdict"], r["control"]["verdict"])
         assert r["verdict"] == "holds", (r["id"], r["subject"], r["measured"])
         assert r["control"]["verdict"] == "fails", (r["id"], r["control"])
-        assert r["subject"]["units"] == 4
+        assert r["subject"]["units"] == (4 if r["id"] != "ipo-solution-follows-tau" else 10)
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
     for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
                  "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
-                 "graph_hard_cdpo_metrics.csv"):
+                 "graph_hard_cdpo_metrics.csv", "ipo_tau.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
@@ -205,6 +205,7 @@ def test_suite_quick_path(tmp_path):
 CLAIM_IDS = [
     "hard-labels-overfit",
     "statistical-gap-shrinks",
+    "ipo-solution-follows-tau",
 ]
 # smoke (2 seeds): filled in from the first smoke run below
 HOLD_AT_SMOKE = {
