@@ -307,7 +307,8 @@ def _unpack(item: dict, step: int, like: Any, fingerprint: dict | None) -> tuple
         diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
         if diff:
             raise ValueError(f"the checkpoint was written by another run (it differs in {', '.join(diff)}); "
-                             "start a new run instead of resuming")
+                             "a run resumes on the number of devices it started with (alignjax show FOLDER gives it; "
+                             "--cpu-devices on a CPU host), otherwise start a new run instead of resuming")
     if len(data) != len(leaves):
         raise ValueError(f"checkpoint has {len(data)} state leaves, the program expects {len(leaves)}")
     out = []

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import signal
@@ -90,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--cpu-devices", default="auto", metavar="N|auto",
                    help="on a CPU host, split the CPU into N JAX devices, the sweep sharded over them (results do "
-                        "not depend on N); auto (default): one per usable core, unless XLA_FLAGS or "
-                        "JAX_NUM_CPU_DEVICES already set a count or several processes run the sweep")
+                        "not depend on N); auto (default): one per usable core (at most 8), with --resume the "
+                        "count the run was started with, unless XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a "
+                        "count or several processes run the sweep")
     _add_multihost(r)
     s = sub.add_parser("reproduce", help="run a reproduction suite and check its claims")
     s.add_argument("suite", help="suite name, or 'all'")
@@ -162,33 +164,41 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+MAX_CPU_DEVICES = 512
+"""The largest ``--cpu-devices`` count accepted (XLA's CPU client fails past a few thousand)."""
+AUTO_CPU_DEVICES = 8
+"""``--cpu-devices auto`` uses at most this many devices: a small sweep is padded to a multiple of the
+device count, so one device per core of a large host would multiply its work."""
+
+
 def _cpu_devices(args, entry: bool) -> None:
     """Split the host CPU into JAX devices for ``run`` (``--cpu-devices``), before JAX starts.
 
     XLA runs one device's program on one core (only large matrix products use more), so a sweep
     sharded over ``n`` CPU devices runs its rows on ``n`` cores at once; every run's numbers are
     the same for any ``n`` (the engine's device-count invariance). ``auto`` asks for one device
-    per usable core (:func:`usable_cores`) when the process was started as the ``alignjax``
-    command, no count was given by ``XLA_FLAGS`` (``--xla_force_host_platform_device_count``) or
+    per usable core (:func:`usable_cores`, at most :data:`AUTO_CPU_DEVICES`), or, with
+    ``--resume``, the count the run was started with (a checkpoint holds the rows as padded for
+    its device count) when the process was started as the ``alignjax`` command, no count was
+    given by ``XLA_FLAGS`` (``--xla_force_host_platform_device_count``) or
     ``JAX_NUM_CPU_DEVICES``, and no multi-process flag is set; otherwise it changes nothing (a
-    library call keeps its caller's JAX set-up). A count ``N >= 1`` always applies; ValueError
-    (one line) for anything else, or when JAX already started with another count.
+    library call keeps its caller's JAX set-up). A count ``1 <= N <= MAX_CPU_DEVICES`` (plain
+    digits) always applies; ValueError (one line) for anything else, or when JAX already started
+    with another count.
     """
-    value = str(args.cpu_devices).strip().lower()
-    if value == "auto":
+    value = str(args.cpu_devices).strip()
+    if value.lower() == "auto":
         multi = args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
         preset = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or \
             os.environ.get("JAX_NUM_CPU_DEVICES")
         if not entry or multi or preset:
             return
-        n = usable_cores()
+        n = (_started_devices(args) if args.resume else None) or min(usable_cores(), AUTO_CPU_DEVICES)
     else:
-        try:
-            n = int(value)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ValueError(f"--cpu-devices must be a whole number >= 1 or 'auto'; got {args.cpu_devices!r}")
+        n = int(value) if value.isascii() and value.isdigit() else 0
+        if not 1 <= n <= MAX_CPU_DEVICES:
+            raise ValueError(f"--cpu-devices must be a whole number from 1 to {MAX_CPU_DEVICES} or 'auto'; "
+                             f"got {args.cpu_devices!r}")
     import jax
     from jax._src import xla_bridge
 
@@ -198,6 +208,19 @@ def _cpu_devices(args, entry: bool) -> None:
             raise ValueError(f"--cpu-devices {n}: JAX has already started with {have} CPU device(s) in this process")
         return
     jax.config.update("jax_num_cpu_devices", n)
+
+
+def _started_devices(args) -> int | None:
+    """The CPU device count the run in ``--out`` was started with (its first session's provenance), or
+    None when there is no such record (resume then reports what is wrong)."""
+    out = Path(args.out) if args.out else Path("results") / args.experiment
+    try:
+        sessions = json.loads((out / "config.json").read_text()).get("sessions") or []
+        prov = sessions[0].get("provenance") or {}
+        n = prov.get("device_count")
+        return int(n) if prov.get("backend") == "cpu" and isinstance(n, int) and 1 <= n <= MAX_CPU_DEVICES else None
+    except (OSError, ValueError, AttributeError, IndexError, TypeError):
+        return None
 
 
 def _is_primary() -> bool:
@@ -873,6 +896,9 @@ _KINDS = {
     "numbers": (lambda v: isinstance(v, list) and all(map(_is_number, v)), "a list of numbers"),
     "strings": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "counts": (lambda v: isinstance(v, dict) and all(map(_is_number, v.values())), "an object of numbers"),
+    "seconds": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and k.isprintable() for k in v)
+                and all(_is_number(x) and not isinstance(x, bool) and math.isfinite(x) and x >= 0 for x in v.values()),
+                "an object of non-negative seconds"),
     "claim": (lambda v: _is_claim_record(v), "an object with a string id, holds, paper_value and measured (v2) or "
               "check, subject, control and verdict (v3)"),
 }
@@ -896,6 +922,7 @@ def _fields(doc: dict):
             yield f"sessions[{i}].command", sess.get("command"), "strings"
             yield f"sessions[{i}].runtime_s", sess.get("runtime_s"), "number"
             yield f"sessions[{i}].compiles", sess.get("compiles"), "counts"
+            yield f"sessions[{i}].stage_seconds", sess.get("stage_seconds"), "seconds"
     for i, claim in enumerate(doc.get("claims") if isinstance(doc.get("claims"), list) else []):
         yield f"claims[{i}]", claim, "claim"
 
@@ -1008,9 +1035,8 @@ def _show(args) -> int:
     for i, s in enumerate(sessions):
         print(f"  session {i + 1}: {s.get('start')} -> {s.get('end') or '(did not finish)'}  {_status(d, s)}  "
               f"{s.get('runtime_s')} s  {shlex.join(s.get('command') or [])}")
-        stages = s.get("stage_seconds")
-        if isinstance(stages, dict) and stages:
-            print("    stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items() if isinstance(v, (int, float))))
+        if s.get("stage_seconds"):  # checked by _check_results_doc: names and non-negative seconds
+            print("    stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["stage_seconds"].items()))
     if sessions:
         t = totals(sessions)
         print(f"  total: {t['runtime_s']} s over {t['sessions']} session(s), compiles {t['compiles']}")

@@ -255,7 +255,9 @@ def available_memory() -> dict[str, int]:
     """Bytes this process can use: ``{"host": ..., "device": ...}``.
 
     Host: ``MemAvailable`` of ``/proc/meminfo`` (else the physical memory). Device: the first
-    device's ``bytes_limit`` when it reports one (GPU/TPU), else the host figure (CPU).
+    device's ``bytes_limit`` when it reports one (GPU/TPU), else (CPU devices, which share the
+    host's memory) the host figure divided by the number of local devices, since
+    :func:`estimate_memory`'s device figure is per device.
     """
     host = None
     try:
@@ -268,12 +270,14 @@ def available_memory() -> dict[str, int]:
         import os
 
         host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    device = host
+    device = None
     try:
         stats = jax.devices()[0].memory_stats() or {}
-        device = int(stats.get("bytes_limit", host))
+        device = int(stats["bytes_limit"]) if "bytes_limit" in stats else None
     except Exception:  # backends without memory_stats
         pass
+    if device is None:  # devices that share the host's memory: each gets its share
+        device = host // max(1, jax.local_device_count())
     return {"host": int(host), "device": int(device)}
 
 

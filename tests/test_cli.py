@@ -32,8 +32,8 @@ SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_ste
     (["run", "dpo-bandit", "--seeds", "0"], "--seeds must be >= 1"),
     (["run", "dpo-bandit", "--set", "pairs=bogus"], "pairs must be"),
     (["reproduce", "nope"], "unknown suite 'nope'"),
-    (["run", "dpo-bandit", "--cpu-devices", "0"], "--cpu-devices must be a whole number >= 1"),
-    (["run", "dpo-bandit", "--cpu-devices", "many"], "--cpu-devices must be a whole number >= 1"),
+    (["run", "dpo-bandit", "--cpu-devices", "0"], "--cpu-devices must be a whole number from 1 to 512"),
+    (["run", "dpo-bandit", "--cpu-devices", "many"], "--cpu-devices must be a whole number from 1 to 512"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
     out = tmp_path / "out"

@@ -3,15 +3,18 @@ results are bit-identical whatever the split (the sweep's rows are sharded, neve
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import alignjax
-from alignjax.cli import usable_cores
+from alignjax.cli import AUTO_CPU_DEVICES, _started_devices, usable_cores
+from fault_tools import cli_process, wait_for, wait_for_handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["run", "nash-dynamics", "--set", "algorithm=egpo", "--set", "num_steps=40", "--set", "log_every=20",
@@ -31,7 +34,7 @@ def test_the_command_uses_a_device_per_core_and_results_do_not_depend_on_the_spl
     auto = _command(SWEEP, tmp_path / "auto")
     three = _command([*SWEEP, "--cpu-devices", "3"], tmp_path / "three")
     preset = _command(SWEEP, tmp_path / "preset", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    assert (auto, three, preset) == (usable_cores(), 3, 2)
+    assert (auto, three, preset) == (min(usable_cores(), AUTO_CPU_DEVICES), 3, 2)
     ref = alignjax.load(tmp_path / "auto")
     for other in ("three", "preset"):
         got = alignjax.load(tmp_path / other)
@@ -50,11 +53,58 @@ def test_a_library_call_keeps_its_callers_devices(tmp_path):
     assert prov["device_count"] == len(jax.devices())
 
 
-@pytest.mark.parametrize("flag", ["0", "-2", "two"])
+@pytest.mark.parametrize("flag", ["0", "-2", "two", "1.5", "1_0", "+2", "\u0662", "513", "10000"])
 def test_a_bad_count_is_one_line_before_any_compute(flag, tmp_path, capsys):
     from alignjax.cli import main
 
     assert main([*SWEEP, "--cpu-devices", flag, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("alignjax: error: --cpu-devices must be a whole number >= 1")
+    assert len(err) == 1 and err[0].startswith("alignjax: error: --cpu-devices must be a whole number from 1 to 512")
     assert not (tmp_path / "r").exists()
+
+
+def test_an_interrupted_run_resumes_on_the_devices_it_started_with(tmp_path):
+    # A checkpoint holds the rows as padded for its device count: ``auto`` with --resume takes the
+    # count of the run's first session, so a run started on 3 devices resumes (on 3) and ends with the
+    # numbers of an uninterrupted run on 1 device.
+    over = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=40000", "--set", "log_every=1000"]
+    args = ["run", "dpo-bandit", *over, "--sweep", "beta=0.1,0.5,1", "--seeds", "3", "--chunks", "40", "--no-progress"]
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    out = tmp_path / "run"
+    with cli_process([*args, "--cpu-devices", "3", "--out", str(out)], env=env) as proc:
+        wait_for_handlers(proc)
+        ck = out / "checkpoints"
+        wait_for(lambda: ck.is_dir() and any(p.name.isdigit() and int(p.name) >= 2 for p in ck.iterdir()), proc)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143 and "--resume" in err, err
+    assert _started_devices(SimpleNamespace(out=str(out), experiment="dpo-bandit")) == 3
+    assert _command([*args, "--resume"], out) == 3  # auto: the first session's count
+    ref = _command([*args, "--cpu-devices", "1"], tmp_path / "ref")
+    assert ref == 1
+    a, b = alignjax.load(out), alignjax.load(tmp_path / "ref")
+    for name in b.data_vars:
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
+
+
+def test_the_started_count_is_read_only_from_a_well_formed_record(tmp_path):
+    args = SimpleNamespace(out=str(tmp_path), experiment="x")
+    assert _started_devices(args) is None  # no config.json
+    for doc, want in ((["x"], None), ({"sessions": "x"}, None), ({"sessions": [{"provenance": {"backend": "gpu",
+                                                                                                   "device_count": 4}}]}, None),
+                      ({"sessions": [{"provenance": {"backend": "cpu", "device_count": "4"}}]}, None),
+                      ({"sessions": [{"provenance": {"backend": "cpu", "device_count": 4}}, {}]}, 4)):
+        (tmp_path / "config.json").write_text(json.dumps(doc))
+        assert _started_devices(args) == want, doc
+
+
+def test_cpu_devices_share_the_hosts_memory_in_the_guard():
+    # estimate_memory's device figure is per device; CPU devices share the host's RAM, so each is given
+    # its share (a guard against the whole host would let N devices use N times the memory)
+    code = ("from alignjax.sweep import available_memory; import jax; m = available_memory(); "
+            "print(len(jax.devices()), m['device'], m['host'])")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**env, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+    n, device, host = map(int, out.stdout.split())
+    assert n == 4 and device == host // 4
