@@ -76,3 +76,15 @@ def wait_for(cond, proc, limit: float = 180.0) -> None:
         assert proc.poll() is None, proc.communicate()[1]
         assert time.time() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def sigterm_after_checkpoint(args, out, step: int = 2, **kw) -> tuple[int, str]:
+    """Run ``python -m alignjax ARGS --out OUT`` (a chunked ``run``), SIGTERM it once checkpoint ``step``
+    (or a later one) is on disk; ``(exit code, stderr)``. ``kw`` goes to :func:`cli_process` (e.g. ``env``)."""
+    with cli_process([*args, "--out", str(out)], **kw) as proc:
+        wait_for_handlers(proc)
+        ck = Path(out) / "checkpoints"
+        wait_for(lambda: ck.is_dir() and any(p.name.isdigit() and int(p.name) >= step for p in ck.iterdir()), proc)
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1]
+    return proc.returncode, err

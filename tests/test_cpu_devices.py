@@ -3,7 +3,6 @@ results are bit-identical whatever the split (the sweep's rows are sharded, neve
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 import alignjax
 from alignjax.cli import AUTO_CPU_DEVICES, _started_devices, usable_cores
-from fault_tools import cli_process, wait_for, wait_for_handlers
+from fault_tools import sigterm_after_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP = ["run", "nash-dynamics", "--set", "algorithm=egpo", "--set", "num_steps=40", "--set", "log_every=20",
@@ -71,13 +70,8 @@ def test_an_interrupted_run_resumes_on_the_devices_it_started_with(tmp_path):
     args = ["run", "dpo-bandit", *over, "--sweep", "beta=0.1,0.5,1", "--seeds", "3", "--chunks", "40", "--no-progress"]
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
     out = tmp_path / "run"
-    with cli_process([*args, "--cpu-devices", "3", "--out", str(out)], env=env) as proc:
-        wait_for_handlers(proc)
-        ck = out / "checkpoints"
-        wait_for(lambda: ck.is_dir() and any(p.name.isdigit() and int(p.name) >= 2 for p in ck.iterdir()), proc)
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 143 and "--resume" in err, err
+    code, err = sigterm_after_checkpoint([*args, "--cpu-devices", "3"], out, env=env)
+    assert code == 143 and "--resume" in err, err
     assert _started_devices(SimpleNamespace(out=str(out), experiment="dpo-bandit")) == 3
     assert _command([*args, "--resume"], out) == 3  # auto: the first session's count
     ref = _command([*args, "--cpu-devices", "1"], tmp_path / "ref")

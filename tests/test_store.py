@@ -3,7 +3,6 @@ bit (a run, a killed and resumed run, a suite stage); a killed run's store is ne
 finished; metrics.csv only for small tables or with --csv."""
 
 import json
-import signal
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from alignjax.cli import main
 from alignjax.registry import EXPERIMENTS
 from alignjax.results import SuiteContext
 from alignjax.sweep import make_grid, run_sweep
-from fault_tools import cli_process, wait_for, wait_for_handlers
+from fault_tools import sigterm_after_checkpoint
 
 SMALL = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=20", "--set", "log_every=10",
          "--no-progress"]
@@ -109,13 +108,8 @@ def test_resumed_run_after_sigterm_loads_bit_identical(tmp_path):
     args = ["run", "dpo-bandit", *[a for k, v in over.items() for a in ("--set", f"{k}={v}")],
             "--sweep", "beta=0.1,1", "--seeds", "2", "--chunks", "40", "--no-progress"]
     out = tmp_path / "run"
-    with cli_process([*args, "--out", str(out)]) as proc:
-        wait_for_handlers(proc)
-        ck = out / "checkpoints"
-        wait_for(lambda: ck.is_dir() and any(p.name.isdigit() and int(p.name) >= 2 for p in ck.iterdir()), proc)
-        proc.send_signal(signal.SIGTERM)
-        err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 143 and "--resume" in err, err
+    code, err = sigterm_after_checkpoint(args, out)
+    assert code == 143 and "--resume" in err, err
     with pytest.raises(ValueError, match="unfinished"):
         store.load(out)
     assert main(["plot", str(out)]) == 2  # not a finished folder
