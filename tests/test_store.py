@@ -106,7 +106,8 @@ def test_resumed_run_after_sigterm_loads_bit_identical(tmp_path):
     equals an uninterrupted in-memory sweep; before the resume, load refuses the partial store."""
     over = {"num_prompts": 2, "num_responses": 3, "num_steps": 40000, "log_every": 1000}
     args = ["run", "dpo-bandit", *[a for k, v in over.items() for a in ("--set", f"{k}={v}")],
-            "--sweep", "beta=0.1,1", "--seeds", "2", "--chunks", "40", "--no-progress"]
+            "--sweep", "beta=0.1,1", "--seeds", "2", "--chunks", "40", "--no-progress",
+            "--cpu-devices", "1"]  # the in-process resume below runs on this process's one device
     out = tmp_path / "run"
     code, err = sigterm_after_checkpoint(args, out)
     assert code == 143 and "--resume" in err, err
