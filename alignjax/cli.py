@@ -89,11 +89,11 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"also write metrics.csv and arrays.npz for a large sweep (always written up to "
                         f"{CSV_MAX_ROWS:,} table rows; the results are in results.zarr either way)")
     r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--cpu-devices", default="auto", metavar="N|auto",
+    r.add_argument("--cpu-devices", default=None, metavar="N|auto",
                    help="on a CPU host, split the CPU into N JAX devices, the sweep sharded over them (results do "
-                        "not depend on N); auto (default): one per usable core (at most 8), with --resume the "
-                        "count the run was started with, unless XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a "
-                        "count or several processes run the sweep")
+                        "not depend on N); auto: one per usable core (at most 8), with --resume the count the run "
+                        "was started with, unless XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a count or several "
+                        "processes run the sweep (default auto; $ALIGNJAX_CPU_DEVICES replaces auto's count)")
     _add_multihost(r)
     s = sub.add_parser("reproduce", help="run a reproduction suite and check its claims")
     s.add_argument("suite", help="suite name, or 'all'")
@@ -182,23 +182,24 @@ def _cpu_devices(args, entry: bool) -> None:
     its device count) when the process was started as the ``alignjax`` command, no count was
     given by ``XLA_FLAGS`` (``--xla_force_host_platform_device_count``) or
     ``JAX_NUM_CPU_DEVICES``, and no multi-process flag is set; otherwise it changes nothing (a
-    library call keeps its caller's JAX set-up). A count ``1 <= N <= MAX_CPU_DEVICES`` (plain
-    digits) always applies; ValueError (one line) for anything else, or when JAX already started
-    with another count.
+    library call keeps its caller's JAX set-up). ``$ALIGNJAX_CPU_DEVICES`` (a count) replaces
+    ``auto``'s count of cores, under the same conditions. A count ``1 <= N <= MAX_CPU_DEVICES``
+    (plain digits) given with the flag always applies; ValueError (one line) for anything else,
+    or when JAX already started with another count.
     """
-    value = str(args.cpu_devices).strip()
+    value = "auto" if args.cpu_devices is None else str(args.cpu_devices).strip()
     if value.lower() == "auto":
+        env = os.environ.get("ALIGNJAX_CPU_DEVICES")
+        default = _device_count(env, "ALIGNJAX_CPU_DEVICES") if env is not None and env.strip().lower() != "auto" \
+            else None  # checked even where it is not used
         multi = args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
         preset = "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or \
             os.environ.get("JAX_NUM_CPU_DEVICES")
         if not entry or multi or preset:
             return
-        n = (_started_devices(args) if args.resume else None) or min(usable_cores(), AUTO_CPU_DEVICES)
+        n = (_started_devices(args) if args.resume else None) or default or min(usable_cores(), AUTO_CPU_DEVICES)
     else:
-        n = int(value) if value.isascii() and value.isdigit() else 0
-        if not 1 <= n <= MAX_CPU_DEVICES:
-            raise ValueError(f"--cpu-devices must be a whole number from 1 to {MAX_CPU_DEVICES} or 'auto'; "
-                             f"got {args.cpu_devices!r}")
+        n = _device_count(value, "--cpu-devices")
     import jax
     from jax._src import xla_bridge
 
@@ -208,6 +209,15 @@ def _cpu_devices(args, entry: bool) -> None:
             raise ValueError(f"--cpu-devices {n}: JAX has already started with {have} CPU device(s) in this process")
         return
     jax.config.update("jax_num_cpu_devices", n)
+
+
+def _device_count(value: str, name: str) -> int:
+    """``value`` as a device count: plain digits from 1 to :data:`MAX_CPU_DEVICES`; ValueError naming ``name``."""
+    v = str(value).strip()
+    n = int(v) if v.isascii() and v.isdigit() else 0
+    if not 1 <= n <= MAX_CPU_DEVICES:
+        raise ValueError(f"{name} must be a whole number from 1 to {MAX_CPU_DEVICES} or 'auto'; got {value!r}")
+    return n
 
 
 def _started_devices(args) -> int | None:

@@ -793,7 +793,8 @@ def reproduce(ctx) -> list:
 SUITES.register(
     "dpo-bandit", reproduce,
     meta={"description": "hard-label overfitting (DPO on few vs many pairs, every beta); the statistical data-size "
-                         "gap at the maximum-likelihood rate (DPO vs cDPO)",
+                         "gap at the maximum-likelihood rate (DPO vs cDPO); IPO's solution follows tau on Azar et "
+                         "al.'s three-action example, DPO's does not",
           "claims": CLAIMS, "quick_seconds": 160})  # cold-cache seconds, a scheduling hint
 
 

@@ -6,6 +6,11 @@ persistent compilation cache (see alignjax.compile_cache) makes a second run com
 files are named in ``ALIGNJAX_PLUGINS`` (imported by ``alignjax.registry.load_plugins`` at the
 first registry lookup, i.e. before collection), which subprocesses started by tests inherit, so
 they register them too, whatever their ``PYTHONPATH``.
+
+The ``alignjax`` commands that tests start run on one CPU device (``ALIGNJAX_CPU_DEVICES=1``, the
+count ``--cpu-devices auto`` takes): two pytest workers already fill the cores, and the
+invariance over device counts has tests of its own (``tests/test_cpu_devices.py``, the 4-device
+runs, whose ``XLA_FLAGS`` take precedence).
 """
 
 import os
@@ -31,5 +36,6 @@ if TESTS not in sys.path:
 if os.environ.get("ALIGNJAX_FORK_FIXTURES", "") not in ("", "0"):
     _with_fork_fixtures()
 
+os.environ.setdefault("ALIGNJAX_CPU_DEVICES", "1")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 enable()

@@ -22,7 +22,7 @@ SWEEP = ["run", "nash-dynamics", "--set", "algorithm=egpo", "--set", "num_steps=
 
 def _command(args, out, **env):
     """``python -m alignjax ...`` as a user types it (no XLA_FLAGS or JAX_NUM_CPU_DEVICES unless given)."""
-    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "ALIGNJAX_CPU_DEVICES")}
     proc = subprocess.run([sys.executable, "-m", "alignjax", *args, "--out", str(out)], capture_output=True,
                           text=True, cwd=ROOT, env={**base, "JAX_PLATFORMS": "cpu", **env}, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -33,9 +33,10 @@ def test_the_command_uses_a_device_per_core_and_results_do_not_depend_on_the_spl
     auto = _command(SWEEP, tmp_path / "auto")
     three = _command([*SWEEP, "--cpu-devices", "3"], tmp_path / "three")
     preset = _command(SWEEP, tmp_path / "preset", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    assert (auto, three, preset) == (min(usable_cores(), AUTO_CPU_DEVICES), 3, 2)
+    env = _command(SWEEP, tmp_path / "env", ALIGNJAX_CPU_DEVICES="5")  # auto's count, from the environment
+    assert (auto, three, preset, env) == (min(usable_cores(), AUTO_CPU_DEVICES), 3, 2, 5)
     ref = alignjax.load(tmp_path / "auto")
-    for other in ("three", "preset"):
+    for other in ("three", "preset", "env"):
         got = alignjax.load(tmp_path / other)
         for name in ref.data_vars:
             np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=f"{other}: {name}")
@@ -62,13 +63,24 @@ def test_a_bad_count_is_one_line_before_any_compute(flag, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("value", ["0", "x", "1.5"])
+def test_a_bad_count_in_the_environment_is_one_line(value, tmp_path, capsys, monkeypatch):
+    from alignjax.cli import main
+
+    monkeypatch.setenv("ALIGNJAX_CPU_DEVICES", value)
+    assert main([*SWEEP, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"alignjax: error: ALIGNJAX_CPU_DEVICES must be a whole number from 1 to 512 or 'auto'; got {value!r}"]
+    assert not (tmp_path / "r").exists()
+
+
 def test_an_interrupted_run_resumes_on_the_devices_it_started_with(tmp_path):
     # A checkpoint holds the rows as padded for its device count: ``auto`` with --resume takes the
     # count of the run's first session, so a run started on 3 devices resumes (on 3) and ends with the
     # numbers of an uninterrupted run on 1 device.
     over = ["--set", "num_prompts=2", "--set", "num_responses=3", "--set", "num_steps=40000", "--set", "log_every=1000"]
     args = ["run", "dpo-bandit", *over, "--sweep", "beta=0.1,0.5,1", "--seeds", "3", "--chunks", "40", "--no-progress"]
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "ALIGNJAX_CPU_DEVICES")}
     out = tmp_path / "run"
     code, err = sigterm_after_checkpoint([*args, "--cpu-devices", "3"], out, env=env)
     assert code == 143 and "--resume" in err, err
