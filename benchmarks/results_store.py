@@ -62,8 +62,10 @@ def child(out: str, argv: list[str], timings_path: str) -> None:
     store.StoreWriter.write = timed_write
     sweep.run_sweep = timed_run
     t_start = time.perf_counter()
-    # as the command does (``--cpu-devices auto``: one device per usable core), which an in-process call does not
-    code = cli.main([*argv, "--out", out, "--no-progress", "--cpu-devices", str(cli.usable_cores())])
+    # as the command does (``--cpu-devices auto``: one device per usable core, at most AUTO_CPU_DEVICES), which an
+    # in-process call does not
+    n = min(cli.usable_cores(), cli.AUTO_CPU_DEVICES)
+    code = cli.main([*argv, "--out", out, "--no-progress", "--cpu-devices", str(n)])
     t_end = time.perf_counter()
     Path(timings_path).write_text(json.dumps({
         "code": code, "command": t_end - t_start, "compute": t["sweep"] - t["store"], "store": t["store"],
