@@ -74,6 +74,7 @@ def test_a_bad_count_in_the_environment_is_one_line(value, tmp_path, capsys, mon
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow  # three commands and a SIGTERM (~30 s); the count it reads is unit-tested below in the default run
 def test_an_interrupted_run_resumes_on_the_devices_it_started_with(tmp_path):
     # A checkpoint holds the rows as padded for its device count: ``auto`` with --resume takes the
     # count of the run's first session, so a run started on 3 devices resumes (on 3) and ends with the
