@@ -223,9 +223,11 @@ def _device_count(value: str, name: str) -> int:
 def _started_devices(args) -> int | None:
     """The CPU device count the run in ``--out`` was started with (its first session's provenance), or
     None when there is no such record (resume then reports what is wrong)."""
+    from alignjax.safe_read import read_json_or_none
+
     out = Path(args.out) if args.out else Path("results") / args.experiment
-    try:
-        sessions = json.loads((out / "config.json").read_text()).get("sessions") or []
+    try:  # a small regular file only (a FIFO or a huge file named config.json is not waited on)
+        sessions = read_json_or_none(out / "config.json").get("sessions") or []
         prov = sessions[0].get("provenance") or {}
         n = prov.get("device_count")
         return int(n) if prov.get("backend") == "cpu" and isinstance(n, int) and 1 <= n <= MAX_CPU_DEVICES else None

@@ -103,6 +103,9 @@ def test_the_started_count_is_read_only_from_a_well_formed_record(tmp_path):
                       ({"sessions": [{"provenance": {"backend": "cpu", "device_count": 4}}, {}]}, 4)):
         (tmp_path / "config.json").write_text(json.dumps(doc))
         assert _started_devices(args) == want, doc
+    (tmp_path / "config.json").unlink()
+    os.mkfifo(tmp_path / "config.json")  # never opened for a blocking read
+    assert _started_devices(args) is None
 
 
 def test_cpu_devices_share_the_hosts_memory_in_the_guard():
