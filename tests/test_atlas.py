@@ -302,11 +302,21 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("atlas") / "atlas"
     ctx = SuiteContext(out_dir=out, smoke=True, progress=False)
     claims = A.reproduce(ctx)
-    return out, claims
+    return out, claims, ctx
+
+
+def test_the_smoke_run_meets_every_suite_check(smoke_run):
+    """The generic smoke checks of every suite (test_suites_smoke.check_smoke_run), on this file's one smoke run
+    of the atlas (test_suites_smoke does not run the atlas a second time)."""
+    from test_suites_smoke import RUN_ELSEWHERE, check_smoke_run
+
+    out, claims, ctx = smoke_run
+    assert RUN_ELSEWHERE["atlas"].endswith(test_the_smoke_run_meets_every_suite_check.__name__)
+    check_smoke_run("atlas", ctx, out, claims)
 
 
 def test_report_names_commit_date_and_every_algorithm(smoke_run):
-    out, claims = smoke_run
+    out, claims, _ = smoke_run
     md = (out / "atlas.md").read_text()
     assert "at commit `" in md and " on 20" in md  # the commit and the ISO date of the run
     for fam in A.FAMILIES:
@@ -324,7 +334,7 @@ def test_report_names_commit_date_and_every_algorithm(smoke_run):
 def test_paper_page_has_the_run_and_both_verdicts(smoke_run, tmp_path):
     from alignjax.results import summary_dict, write_json
 
-    out, claims = smoke_run
+    out, claims, _ = smoke_run
     write_json(out / "summary.json", summary_dict("atlas", {}, 1.0, claims))
     page = A.paper(out, out)
     assert page.startswith("# The atlas") and "make atlas-paper" in page
@@ -451,7 +461,7 @@ def test_the_fork_fixtures_leave_the_atlas_claims_unchanged(smoke_run, tmp_path)
 
     from fork_fixtures import GOOD, fixture_file
 
-    _, here = smoke_run
+    _, here, _ = smoke_run
     files = [fixture_file(m) for m in GOOD]
     named = [p for p in os.environ.get("ALIGNJAX_PLUGINS", "").split(",") if p.strip()]
     with_fixtures = not set(files) <= set(named)  # the subprocess gets the other state

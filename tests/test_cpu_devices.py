@@ -33,13 +33,38 @@ def test_the_command_uses_a_device_per_core_and_results_do_not_depend_on_the_spl
     auto = _command(SWEEP, tmp_path / "auto")
     three = _command([*SWEEP, "--cpu-devices", "3"], tmp_path / "three")
     preset = _command(SWEEP, tmp_path / "preset", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    env = _command(SWEEP, tmp_path / "env", ALIGNJAX_CPU_DEVICES="5")  # auto's count, from the environment
-    assert (auto, three, preset, env) == (min(usable_cores(), AUTO_CPU_DEVICES), 3, 2, 5)
+    assert (auto, three, preset) == (min(usable_cores(), AUTO_CPU_DEVICES), 3, 2)
     ref = alignjax.load(tmp_path / "auto")
-    for other in ("three", "preset", "env"):
+    for other in ("three", "preset"):
         got = alignjax.load(tmp_path / other)
         for name in ref.data_vars:
             np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=f"{other}: {name}")
+
+
+@pytest.mark.parametrize("entry, env, count", [
+    (True, {"ALIGNJAX_CPU_DEVICES": "5"}, 5),  # auto's count, from the environment
+    (True, {}, min(usable_cores(), AUTO_CPU_DEVICES)),  # auto: a device per usable core
+    (True, {"ALIGNJAX_CPU_DEVICES": "5", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, None),  # preset
+    (True, {"ALIGNJAX_CPU_DEVICES": "5", "JAX_NUM_CPU_DEVICES": "2"}, None),
+    (False, {"ALIGNJAX_CPU_DEVICES": "5"}, None),  # a library call: its caller's set-up
+])
+def test_the_count_auto_asks_jax_for(entry, env, count, monkeypatch):
+    import jax
+    from jax._src import xla_bridge
+
+    from alignjax.cli import _cpu_devices
+
+    for k in ("ALIGNJAX_CPU_DEVICES", "XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    asked = []
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)  # as before JAX starts
+    monkeypatch.setattr(jax.config, "update", lambda k, v: asked.append((k, v)))
+    args = SimpleNamespace(cpu_devices=None, distributed=False, coordinator=None, num_processes=None,
+                           process_id=None, resume=False, out=None, experiment="nash-dynamics")
+    _cpu_devices(args, entry=entry)
+    assert asked == ([] if count is None else [("jax_num_cpu_devices", count)])
 
 
 def test_a_library_call_keeps_its_callers_devices(tmp_path):

@@ -38,6 +38,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pathlib import Path
 
 from alignjax.experiment import Component, Experiment, Program
 from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS, Entry, Registry
@@ -551,15 +552,20 @@ def test_exact_dynamics_agree_on_one_and_four_devices():
     import sys
 
     script = (
-        "import hashlib, numpy as np, jax\n"
+        "import hashlib, importlib, sys, numpy as np, jax\n"
+        "jax.config.update('jax_disable_most_optimizations', True)  # compile-bound: the same in both processes\n"
         "from alignjax import prefs\n"
         "from alignjax.dynamics import exact_names, simulate\n"
         "from alignjax.registry import DYNAMICS\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "if 'my-optimistic' not in DYNAMICS:  # issue 27's fork dynamic, a hyperparameter of its own, in the loop\n"
+        "    importlib.import_module('fork_fixtures.my_optimistic')\n"
         "P = np.stack([np.asarray(prefs.random_game(jax.random.key(i), 4)) for i in range(3)])\n"
         "ref = np.full((3, 4), 0.25)\n"
         "for name in exact_names():\n"
         "    hp = {k: np.array([v, 0.5 * v])[:, None] for k, v in DYNAMICS.entry(name).hparams.items()}\n"
         "    out = np.asarray(simulate(name, P, ref, hparams=hp, num_steps=6, log_every=3))\n"
+        "    assert np.isfinite(out).all() and np.allclose(out.sum(-1), 1, atol=1e-5), name  # finite, normalised\n"
         "    print(name, out.shape, hashlib.sha256(out.tobytes()).hexdigest())\n"
         "    one = np.asarray(simulate(name, P[0], ref[0], hparams=hp, num_steps=6, log_every=3))  # a shared game\n"
         "    print(name, one.shape, hashlib.sha256(one.tobytes()).hexdigest())\n")
@@ -569,7 +575,7 @@ def test_exact_dynamics_agree_on_one_and_four_devices():
         proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(proc.stdout)
-    assert outs[0] == outs[1] and outs[0].count("\n") >= 16, outs
+    assert outs[0] == outs[1] and outs[0].count("\n") >= 16 and "my-optimistic " in outs[0], outs
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS.names() or ["(none registered)"])
