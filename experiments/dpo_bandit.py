@@ -62,6 +62,7 @@ from alignjax.metrics import expected_reward, optimal_policy, reverse_kl
 from alignjax.metrics.bandit import comparison_reach, coverage_limit, implicit_reward_mse, ipo_optimum
 from alignjax.experiment import Experiment, Program, check_representable, namespaced
 from alignjax.registry import EXPERIMENTS, LOSSES, SUITES
+from alignjax_experiments import _kto_imbalance as KTO
 
 # ---------------------------------------------------------------------------------------------
 # The suite's claims, declared before any measurement (claims contract v3). Where the thresholds come
@@ -195,6 +196,7 @@ CLAIMS = C.declared([
                  "Sec. 4.2 says its empirical optimum is at infinity for every tau (pi(y_a) -> 1), a fall near 0; it "
                  "would pass if DPO's learned policy followed tau within the budget."),
     ),
+    KTO.SPEC,  # kto-imbalanced-matches-dpo (Ethayarajh et al. 2024): experiments/_kto_imbalance.py
 ])
 
 
@@ -367,7 +369,8 @@ def settings(scale: str) -> dict:
     400 or 2,000 steps on the complete graph, both past convergence); full has more seeds, sizes
     and vote counts. Smoke (tests only) is quick with 2 seeds, 3 sizes and fewer steps (2,000 sampled).
     ``d1_steps`` / ``d1_seeds``: Azar et al.'s D1 runs (:func:`d1_stage`), the paper's budget at quick
-    and full (smoke: 200 steps, 2 seeds).
+    and full (smoke: 200 steps, 2 seeds). ``kto_steps`` / ``kto_seeds``: the KTO imbalance runs
+    (:func:`alignjax_experiments._kto_imbalance.kto_stage`), the same at quick and full (smoke: 200, 2).
     """
     if scale not in ("full", "quick", "smoke"):
         raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
@@ -377,10 +380,10 @@ def settings(scale: str) -> dict:
          "labels": [4, 16, 64, 256] if quick else [4, 8, 16, 32, 64, 128, 256, 512],
          "exact_steps": 400 if quick else 2000, "exact_log_every": 20,
          "sampled_steps": 10000, "sampled_log_every": 500,
-         "d1_steps": D1_STEPS, "d1_seeds": D1_SEEDS}
+         "d1_steps": D1_STEPS, "d1_seeds": D1_SEEDS, "kto_steps": KTO.STEPS, "kto_seeds": 16}
     if scale == "smoke":
         s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200, sampled_steps=2000, sampled_log_every=100,
-                 d1_steps=200, d1_seeds=2)
+                 d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2)
     return s
 
 
@@ -681,7 +684,7 @@ def monotone_rate_error(labels):
 
 def claims(s, st) -> list:
     """The suite's claim records (:data:`CLAIMS`, in order) from the stage outputs ``st``."""
-    return [overfit_claim(s, st), rate_claim(s, st), d1_claim(st)]
+    return [overfit_claim(s, st), rate_claim(s, st), d1_claim(st), KTO.kto_claim(st)]
 
 
 def plots(ctx, s, st) -> None:
@@ -713,6 +716,7 @@ def plots(ctx, s, st) -> None:
     fig.tight_layout()
     ctx.savefig(fig, "dpo_bandit.png")
     d1_plot(ctx, st["tau-d1"])
+    KTO.kto_plot(ctx, st["kto-imbalance"])
 
 
 def d1_plot(ctx, d) -> None:
@@ -741,7 +745,8 @@ def reproduce(ctx) -> list:
     per beta), ``overfit-dpo-many`` (DPO on ``CONTROL_PAIRS`` pairs: the overfitting control),
     ``sampled-hard`` (DPO per data size, beta = 0.1), ``graph-hard`` / ``graph-hard-cdpo`` /
     ``graph-hard-ipo`` (every pair, ``k`` votes per pair, DPO / cDPO (the rate control) / IPO),
-    ``tau-d1`` (Azar et al.'s D1 with Adam, IPO and DPO per tau).
+    ``tau-d1`` (Azar et al.'s D1 with Adam, IPO and DPO per tau), ``kto-imbalance`` (KTO with 90% of
+    the desirable examples discarded against DPO, :mod:`alignjax_experiments._kto_imbalance`).
 
     **Thresholds**: ``docs/thresholds.md#dpo-bandit`` (one section per claim: the derivation, what
     is a convention, when the value was fixed).
@@ -764,6 +769,9 @@ def reproduce(ctx) -> list:
     * IPO follows tau, ``fall > TAU_FALL_MIN = 0.25``: half the fall of IPO's exact D1 optimum from
       ``tau = 0.1`` to ``tau = 1`` (0.964 -> 0.448, :func:`d1_optimum`); the control is DPO on the same
       data (its empirical optimum is at infinity for every tau). Declared before its first run.
+    * KTO with 10% of the desirable examples beats DPO, ``W(KTO) - W(DPO) > 0``: Ethayarajh et al.'s
+      Fig. 6 caption ("still outperforms its DPO counterpart"); the control is KTO on the same
+      examples without the reweighting. Declared before its first run.
     """
     s = settings(ctx.scale)
     ctx.config.update({"scale": ctx.scale, "seeds": s["seeds"], "betas": s["betas"], "pairs_per_prompt": s["sizes"],
@@ -775,6 +783,9 @@ def reproduce(ctx) -> list:
                        "dpo_sampled_lr": DPO_SAMPLED_LR,
                        "d1": {"taus": list(TAU_GRID), "steps": s["d1_steps"], "seeds": s["d1_seeds"], "batch": D1_BATCH,
                               "adam_learning_rate": D1_LR},
+                       "kto": {"steps": s["kto_steps"], "seeds": s["kto_seeds"], "pairs_per_prompt": KTO.PAIRS,
+                               "keep_desirable": KTO.KEEP, "lambda_d": KTO.LAMBDA_D_IMBALANCED, "beta": KTO.BETA,
+                               "step": KTO.ETA},
                        "base": dict(DPO_BANDIT.config), "hparams": DPO_BANDIT.hparams_for()})
     st = {
         "overfit-dpo": ctx.stage("overfit-dpo", lambda: overfit_stage(ctx, s, "dpo")),
@@ -785,6 +796,7 @@ def reproduce(ctx) -> list:
         "graph-hard-ipo": ctx.stage("graph-hard-ipo", lambda: graph_stage(ctx, s, "ipo")),
         "graph-hard-cdpo": ctx.stage("graph-hard-cdpo", lambda: graph_stage(ctx, s, "cdpo")),
         "tau-d1": ctx.stage("tau-d1", lambda: d1_stage(s)),
+        "kto-imbalance": ctx.stage("kto-imbalance", lambda: KTO.kto_stage(s)),
     }
     plots(ctx, s, st)
     return claims(s, st)
@@ -794,7 +806,8 @@ SUITES.register(
     "dpo-bandit", reproduce,
     meta={"description": "hard-label overfitting (DPO on few vs many pairs, every beta); the statistical data-size "
                          "gap at the maximum-likelihood rate (DPO vs cDPO); IPO's solution follows tau on Azar et "
-                         "al.'s three-action example, DPO's does not",
+                         "al.'s three-action example, DPO's does not; KTO with 90% of the desirable examples discarded "
+                         "against DPO (Ethayarajh et al.)",
           "claims": CLAIMS, "quick_seconds": 160})  # cold-cache seconds, a scheduling hint
 
 

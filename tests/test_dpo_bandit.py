@@ -83,7 +83,8 @@ def test_settings_keep_quick_and_full_and_shrink_for_smoke():
     quick, full, smoke = settings("quick"), settings("full"), settings("smoke")
     assert quick == {"seeds": 4, "betas": [0.01, 0.1, 1.0], "sizes": [4, 16, 64, 256], "labels": [4, 16, 64, 256],
                      "exact_steps": 400, "exact_log_every": 20, "sampled_steps": 10000,
-                     "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10}  # papers/dpo_bandit.md
+                     "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10,
+                     "kto_steps": 4000, "kto_seeds": 16}  # papers/dpo_bandit.md
     assert full["seeds"] == 16 and full["exact_steps"] == 2000 and full["sampled_steps"] == 10000
     assert smoke["betas"] == quick["betas"] and smoke["seeds"] < quick["seeds"]
     for s in (quick, full, smoke):  # the overfitting check reads this size; the drift needs the midpoint logged
@@ -119,7 +120,10 @@ def _fake_stages(s, rng, scale=1.0):
             "sampled-hard": stage(len(s["sizes"])), "graph-hard": stage(len(s["labels"])),
             "graph-hard-ipo": stage(len(s["labels"])), "graph-hard-cdpo": stage(len(s["labels"])),
             "tau-d1": {"tau": np.array([0.1, 0.25, 0.5, 1.0, 2.0]), "steps": np.arange(3),
-                       **{k: rng.dirichlet(np.ones(3), (5, s["seeds"], 3)) for k in ("ipo", "dpo")}}}
+                       **{k: rng.dirichlet(np.ones(3), (5, s["seeds"], 3)) for k in ("ipo", "dpo")}},
+            "kto-imbalance": {"steps": np.arange(3), "winrate": rng.uniform(0.4, 0.9, (s["kto_seeds"], 3, 4)),
+                              "kl": rng.uniform(0, 1, (s["kto_seeds"], 3, 4)),
+                              "desirable_share": rng.uniform(0.08, 0.12, (s["kto_seeds"], 3))}}
 
 
 def test_every_control_is_measured_from_its_own_stage():
@@ -130,19 +134,23 @@ def test_every_control_is_measured_from_its_own_stage():
     s = settings("smoke")
     st = _fake_stages(s, np.random.default_rng(0))
     control_stage = {"hard-labels-overfit": ("overfit-dpo-many", None), "statistical-gap-shrinks": ("graph-hard-cdpo", None),
-                     "ipo-solution-follows-tau": ("tau-d1", "dpo")}  # (stage, its part the control reads)
+                     "ipo-solution-follows-tau": ("tau-d1", "dpo"),  # (stage, its part the control reads)
+                     "kto-imbalanced-matches-dpo": ("kto-imbalance", "winrate[..., 2]")}  # the unweighted arm
     base = {r["id"]: r for r in claims(s, st)}
     assert list(base) == [c.id for c in CLAIMS] == list(control_stage)
     for cid, (name, part) in control_stage.items():
         new = _fake_stages(s, np.random.default_rng(1))[name]
+        if part == "winrate[..., 2]":  # only the control's arm changes
+            part, new = "winrate", {"winrate": st[name]["winrate"].copy()}
+            new["winrate"][..., 2] = _fake_stages(s, np.random.default_rng(1))[name]["winrate"][..., 2]
         other = {**st, name: new if part is None else {**st[name], part: new[part]}}
         rec = {r["id"]: r for r in claims(s, other)}[cid]
         assert rec["control"]["value"] != base[cid]["control"]["value"], cid  # read from its stage
         assert rec["subject"] == base[cid]["subject"], cid  # and the subject is not
         assert C.recompute(rec) == (rec["verdict"], rec["control"]["verdict"])
     for r in base.values():
-        assert r["subject"]["units"] == r["control"]["units"] == s["seeds" if r["id"] != "ipo-solution-follows-tau"
-                                                                      else "d1_seeds"]
+        units = {"ipo-solution-follows-tau": "d1_seeds", "kto-imbalanced-matches-dpo": "kto_seeds"}.get(r["id"], "seeds")
+        assert r["subject"]["units"] == r["control"]["units"] == s[units]
 
 
 def test_d1_optimum_is_the_minimiser_of_eq17_and_ipo_reaches_it():
@@ -190,11 +198,11 @@ def test_suite_quick_path(tmp_path):
         assert C.recompute(r) == (r["verdict"], r["control"]["verdict"])
         assert r["verdict"] == "holds", (r["id"], r["subject"], r["measured"])
         assert r["control"]["verdict"] == "fails", (r["id"], r["control"])
-        assert r["subject"]["units"] == (4 if r["id"] != "ipo-solution-follows-tau" else 10)
+        assert r["subject"]["units"] == {"ipo-solution-follows-tau": 10, "kto-imbalanced-matches-dpo": 16}.get(r["id"], 4)
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
     for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
                  "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
-                 "graph_hard_cdpo_metrics.csv", "ipo_tau.png"):
+                 "graph_hard_cdpo_metrics.csv", "ipo_tau.png", "kto_imbalance.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
@@ -206,6 +214,7 @@ CLAIM_IDS = [
     "hard-labels-overfit",
     "statistical-gap-shrinks",
     "ipo-solution-follows-tau",
+    "kto-imbalanced-matches-dpo",
 ]
 # smoke (2 seeds): filled in from the first smoke run below
 HOLD_AT_SMOKE = {
@@ -213,3 +222,48 @@ HOLD_AT_SMOKE = {
     "statistical-gap-shrinks",
 }
 MEETS_CLAIMS_CONTRACT = True
+
+
+def test_kto_program_step_is_the_numpy_gradient_of_each_arms_loss_float64():
+    """One step of the KTO-imbalance program (every arm) against a float64 numpy oracle: DPO's mean logistic loss
+    on the pairs, KTO's weighted mean over the kept examples with z0 = max(0, mean KL) held fixed, central
+    differences; and the observed win rate against the reference, by enumeration."""
+    from alignjax_experiments import _kto_imbalance as K
+
+    prog = K.kto_program()
+    with jax.enable_x64(True):
+        h = {"beta": np.float64(K.BETA)}
+        s0 = prog.init(h, jax.random.key(3))
+        s1 = prog.step(s0, h)
+        obs = prog.observe(s0, h)
+    d = {k: np.asarray(v, np.float64) if k in ("r", "log_ref", "masks") else np.asarray(v) for k, v in s0["data"].items()}
+    ref, beta = d["log_ref"], K.BETA
+    rows = np.arange(K.PROMPTS)[:, None]
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+
+    def loss(theta, arm, z0):
+        lp = theta - np.log(np.exp(theta).sum(-1, keepdims=True))
+        hw, hl = (lp - ref)[rows, d["w"]], (lp - ref)[rows, d["l"]]
+        if arm == 0:
+            return np.mean(np.log1p(np.exp(-beta * (hw - hl))))
+        lam_d = K.LAMBDA_D_IMBALANCED if arm == 1 else 1.0
+        m = d["masks"][arm]
+        return (np.sum(m * lam_d * sig(beta * (z0 - hw))) + np.sum(sig(beta * (hl - z0)))) / (m.sum() + hl.size)
+
+    theta0 = np.asarray(s0["theta"], np.float64)
+    for arm in range(4):
+        t = theta0[arm]
+        lp = t - np.log(np.exp(t).sum(-1, keepdims=True))
+        z0 = max(0.0, float(np.mean(np.sum(np.exp(lp) * (lp - ref), -1))))
+        g, eps = np.zeros_like(t), 1e-6
+        for idx in np.ndindex(t.shape):
+            e = np.zeros_like(t)
+            e[idx] = eps
+            g[idx] = (loss(t + e, arm, z0) - loss(t - e, arm, z0)) / (2 * eps)
+        np.testing.assert_allclose(np.asarray(s1["theta"])[arm], t - K.ETA / beta ** 2 * g, rtol=0, atol=1e-7,
+                                   err_msg=K.ARMS[arm])
+    pi_ref = np.exp(ref)
+    win = np.mean([pi_ref[x] @ sig(d["r"][x][:, None] - d["r"][x][None, :]) @ pi_ref[x] for x in range(K.PROMPTS)])
+    np.testing.assert_allclose(np.asarray(obs["winrate"]), win, rtol=1e-12)  # every arm starts at pi_ref
+    assert np.asarray(d["masks"][0]).all() and 0 < np.asarray(d["masks"][1]).mean() < 0.3
+    np.testing.assert_array_equal(d["masks"][1], d["masks"][2])  # the control sees the subject's examples
