@@ -32,13 +32,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+from pathlib import Path
 
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pathlib import Path
 
 from alignjax.experiment import Component, Experiment, Program
 from alignjax.registry import DYNAMICS, EXPERIMENTS, LOSSES, SUITES, TRAINERS, Entry, Registry
