@@ -282,6 +282,7 @@ def _fake_evaluate_stage(rng, n=301, runs=3, T=5):
                                 "loss_id": np.repeat([ra.IPO, ra.CDPO], 3)},
                     "pearson_near": u(), "pearson_far": u()},
         "per_pair": {"R": b(nb, n), "R_len": b(nb, n), "R_star": b(nb, n), "R_len_star": b(nb, n),
+                     "R_len_reference": b(n, p=0.5), "simpo_R_len": b(no, n, p=0.7),
                      "tabular_R": b(nb, n, p=0.8), "tabular_R_len": b(nb, n, p=0.8),
                      "panel_R_star_eq3": b(2, nb, n, p=rng.uniform(0.3, 0.6)),
                      "panel_R_star_code": b(2, nb, n, p=0.9), "other_gap": u(4, no, n) - 0.5,
@@ -307,6 +308,11 @@ def test_every_control_is_measured_from_its_own_run():
     assert a["table1-rstar-is-the-code-variant"]["control"]["value"] == pytest.approx(want)
     mis = ev["flips"]["difficulty"] > 0
     assert a["few-misranked-pairs-flip"]["control"]["value"] == pytest.approx(ev["flips"]["simpo_correct_best"][mis].mean())
+    ref = pp["R_len_reference"].astype(float)
+    want = np.median(np.abs((pp["simpo_R_len"] - ref).mean(-1)))
+    assert a["ranking-accuracy-barely-moves"]["control"]["value"] == pytest.approx(want)
+    want = np.median(np.abs((pp["R_len"] - ref).mean(-1)))
+    assert a["ranking-accuracy-barely-moves"]["subject"]["value"] == pytest.approx(want)
     c = ev["winrate"]["control"]
     for cid, method, side in (("winrate-ranking-correlation-near", ra.IPO, np.less_equal),
                               ("winrate-ranking-correlation", ra.CDPO, np.greater)):
@@ -324,6 +330,17 @@ def test_the_flip_control_reads_the_simpo_row_nearest_beta_01_at_its_best_checkp
     pc = np.arange(15.0).reshape(5, 3) % 4
     pr = np.full((5, 3), 1.5)
     np.testing.assert_array_equal(ra._correct_best_of(ra.SIMPO, loss_id, betas, pc, pr), pc[2] > 1.5)
+
+
+def test_the_barely_moves_control_reads_each_simpo_row_at_its_own_best_checkpoint():
+    loss_id = np.array([ra.DPO, ra.SIMPO, ra.SIMPO, ra.RPO])
+    betas = [0.1, 10.0, 0.1, 0.1]
+    best = np.array([0, 2, 1, 0])
+    pc = np.arange(24.0).reshape(4, 3, 2) % 5 - 4.0    # (rows, T, n) log-probs
+    pr = np.full((4, 3, 2), -2.0)
+    nc, nr = np.array([1.0, 2.0]), np.array([1.0, 1.0])
+    got = ra._len_correct_best_of(ra.SIMPO, [0.1, 10.0], loss_id, betas, best, pc, pr, nc, nr)
+    np.testing.assert_array_equal(got, np.stack([pc[2, 1] / nc > -2.0, pc[1, 2] / nc > -2.0]))
 
 
 def test_five_rater_panel_reorders_pairs_by_its_majority():
@@ -390,6 +407,7 @@ CLAIM_IDS = [
     "alignment-gap-unnormalised",
     "table1-rstar-is-the-code-variant",
     "few-misranked-pairs-flip",
+    "ranking-accuracy-barely-moves",
     "winrate-ranking-correlation-near",
     "winrate-ranking-correlation",
     "alignment-gap-other-methods",
