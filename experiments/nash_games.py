@@ -61,6 +61,7 @@ from alignjax import games, prefs
 from alignjax.dynamics import simulate
 from alignjax.registry import DYNAMICS, SUITES
 from alignjax.results import SuiteContext, scale_name
+from alignjax_experiments import _inpo_regime as INPO
 from alignjax_experiments import _nash_sampled
 
 NLHF = "Munos et al. 2023, NLHF (arXiv 2312.00886)"
@@ -327,6 +328,8 @@ PART_A = [
             commit="v2", easier=False),)),
 ]
 
+PART_A.append(INPO.SPEC)  # inpo-last-iterate-paper-regime (Zhang et al. 2024): experiments/_inpo_regime.py
+
 CLAIMS = C.declared(PART_A + list(_nash_sampled.SAMPLED_CLAIMS))
 
 
@@ -359,6 +362,7 @@ def _settings(scale) -> dict:
         control_nash_md_steps=10_000,
         random_policies=1000,
         three_rater_e=np.round(np.linspace(-0.3, 0.3, 61), 4).tolist(), three_rater_delta=0.01,
+        inpo_steps=1_000_000, inpo_log_every=10_000,
     )
     if scale == "smoke":
         s.update(num_games=3, configs=[(0.1, 200, 0.1), (0.01, 400, 0.02), (0.001, 400, 2e-4)],
@@ -366,7 +370,8 @@ def _settings(scale) -> dict:
                  mpo_reset_sweep=[10, 100], mpo_reset_every=100, small_steps=2000, small_log_every=20,
                  small_betas=[0.1, 0.03, 0.01],
                  mixture_games=100, random_policies=50,
-                 three_rater_e=np.round(np.linspace(-0.3, 0.3, 13), 4).tolist(), three_rater_delta=0.05)
+                 three_rater_e=np.round(np.linspace(-0.3, 0.3, 13), 4).tolist(), three_rater_delta=0.05,
+                 inpo_steps=2000, inpo_log_every=20)
     return s
 
 
@@ -1087,6 +1092,10 @@ def reproduce(ctx: SuiteContext) -> list[dict]:
     r = ctx.stage("why-nlhf", lambda: why_nlhf(s))
     why_nlhf_plots(ctx, s, r)
     claims += why_nlhf_claims(s, r)
+    r = ctx.stage("inpo-regime", lambda: INPO.inpo_stage(s, *egpo_games(jax.random.key(s["seed"]), s["num_games"],
+                                                                        s["num_responses"])))
+    INPO.inpo_plot(ctx, s, r)
+    claims.append(INPO.inpo_claim(r))
     return claims + _nash_sampled.sampled_claims(ctx)
 
 

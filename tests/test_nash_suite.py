@@ -12,7 +12,7 @@ PART_A_IDS = {
     "egpo-regularized-linear-rate", "nash-md-constant-step-plateaus", "nash-md-rate-order",
     "mwu-last-iterate-cycles-average-converges", "omwu-extragradient-last-iterate-beta0",
     "mpo-fixed-magnet-linear-rate", "mpo-magnet-updates-converge-original", "egpo-original-game-small-beta",
-    "bt-rlhf-exploitable-on-mixtures", "bt-rlhf-depends-on-sampling-distribution",
+    "bt-rlhf-exploitable-on-mixtures", "bt-rlhf-depends-on-sampling-distribution", "inpo-last-iterate-paper-regime",
 }
 
 
@@ -192,6 +192,36 @@ def test_sampled_rows_draw_from_their_own_key():
     np.testing.assert_array_equal(g[0, 0], g[0, 1])
 
 
+def test_inpo_schedule_run_is_omd_with_theorem_4s_step_and_meets_its_bound():
+    """The control of inpo-last-iterate-paper-regime: exact OMD with e_t = 2/(b (t+2)) (INPO's Theorem 4 schedule
+    eta_t = tau (t+2)/2, inverted), checked step by step against a float64 numpy oracle, and its float64 last
+    iterate within Theorem 4's bound 32 C^2/(tau^2 (T+1)), C = max(B tau, 1), B = max |log pi_t/pi_ref|."""
+    import jax
+    import numpy as np
+
+    from alignjax import games
+    from alignjax_experiments import _inpo_regime as I
+    from alignjax_experiments import nash_games as ng
+
+    with jax.enable_x64():
+        P, ref = (np.asarray(a, np.float64) for a in ng.egpo_games(jax.random.key(3), 2, 6))
+        ref = ref / ref.sum(-1, keepdims=True)
+        beta, T = 0.2, 400
+        got = np.asarray(I.omd_schedule_run(P, ref, np.float64(beta), T, 1))                   # (G, T+1, N)
+        lp = np.log(ref)
+        A = (P - np.swapaxes(P, -1, -2)) / 2
+        for t in range(T):
+            e = 2.0 / (beta * (t + 2))
+            z = (1 - e * beta) * lp + e * beta * np.log(ref) + e * np.einsum("gij,gj->gi", A, np.exp(lp))
+            lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+            np.testing.assert_allclose(got[:, t + 1], lp, atol=1e-9)
+        star = np.asarray(games.regularized_nash(P, ref, beta).pi)
+        kl = np.sum(star * (np.log(star) - got[:, -1]), -1)
+        B = np.max(np.abs(got - np.log(ref)[:, None]), axis=(1, 2))
+        assert np.all(kl <= 32 * np.maximum(B * beta, 1) ** 2 / (beta ** 2 * (T + 1)))
+        assert np.all(kl < 1e-2)   # and it converges (the bound itself is loose)
+
+
 # ---- controls are runs: each control is a statistic of its own stage arrays
 def _smoke_stages(tmp_path_factory):
     from alignjax_experiments import _nash_sampled as nb
@@ -203,7 +233,8 @@ def _smoke_stages(tmp_path_factory):
     read = SuiteContext(out_dir=out, smoke=True, progress=False, resume=True)
     stages = {name: read.stage(name, None) for name in ("egpo-simulation", "theorem", "beta0", "mpo", "small-beta",
                                                         "why-nlhf", "sampled", "sampled-floor", "nash-md-pg-mixture",
-                                                        "inpo-bernoulli", "neural", "lowest-gap-control")}
+                                                        "inpo-bernoulli", "neural", "lowest-gap-control",
+                                                        "inpo-regime")}
     return recs, stages, ng._settings("smoke"), nb._settings("smoke")
 
 
@@ -214,6 +245,7 @@ def _records(stages, s, sb):
     g = stages
     recs = (ng.egpo_claims(s, g["egpo-simulation"]) + ng.theorem_claims(s, g["theorem"]) + ng.beta0_claims(s, g["beta0"])
             + ng.mpo_claims(s, g["mpo"], g["beta0"]) + ng.small_beta_claims(s, g["small-beta"]) + ng.why_nlhf_claims(s, g["why-nlhf"])
+            + [ng.INPO.inpo_claim(g["inpo-regime"])]
             + nb.claims(sb, g["sampled"], g["sampled-floor"], g["neural"], g["inpo-bernoulli"], g["nash-md-pg-mixture"],
                        g["lowest-gap-control"]))
     return {r["id"]: r for r in recs}
@@ -295,7 +327,7 @@ def test_quick_suite_end_to_end(quick_run):
     for name in ("egpo_exact_gap.png", "nash_md_theorem.png", "last_vs_average.png", "mpo_stages.png",
                  "egpo_small_beta.png", "why_nlhf.png", "egpo_exact_final.csv", "three_rater.csv", "mpo_reset_sweep.csv",
                  "sampled_tabular.png", "sampled_inpo_bernoulli.png", "sampled_neural.png",
-                 "sampled_nash_md_pg_mixture.png"):
+                 "sampled_nash_md_pg_mixture.png", "inpo_regime.png"):
         assert (out / name).stat().st_size > 0
     assert "eta_mapping" in summary["config"] and summary["config"]["scale"] == "quick"
 
@@ -315,6 +347,7 @@ CLAIM_IDS = [
     "egpo-original-game-small-beta",
     "bt-rlhf-exploitable-on-mixtures",
     "bt-rlhf-depends-on-sampling-distribution",
+    "inpo-last-iterate-paper-regime",
     "sampled-egpo-noise-floor-shrinks",
     "online-ipo2-nash-md-pg-stall-small-beta",
     "egpo-lowest-gap-every-beta",
