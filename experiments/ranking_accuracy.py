@@ -1403,8 +1403,8 @@ def claims_tables(quick_dir, full_dir=None) -> str:
     table "claims restated in v3"."""
     from alignjax_experiments import _claims_page as page
 
-    quick = page.load_summary(quick_dir)
-    full = page.load_summary(full_dir) if full_dir else None
+    quick = page.escaped(page.load_summary(quick_dir))   # a bare | in a check's text would split a table cell
+    full = page.escaped(page.load_summary(full_dir)) if full_dir else None
     lines = []
     if full:
         lines += [*page.verdict_table(quick, full), "", page.agreement_text(quick, full)]

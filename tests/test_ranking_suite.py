@@ -363,9 +363,10 @@ QUICK_VERDICTS = {
     "alignment-gap": ("holds", "holds"),
     "alignment-gap-unnormalised": ("fails", "holds"),
     "table1-rstar-is-the-code-variant": ("inconclusive", "fails"),
-    "few-misranked-pairs-flip": ("holds", "fails"),
-    "winrate-ranking-correlation-near": ("holds", "inconclusive"),
-    "winrate-ranking-correlation": ("inconclusive", "holds"),
+    "few-misranked-pairs-flip": ("holds", "holds"),
+    "ranking-accuracy-barely-moves": ("holds", "inconclusive"),
+    "winrate-ranking-correlation-near": ("holds", "holds"),
+    "winrate-ranking-correlation": ("inconclusive", "fails"),
     "alignment-gap-other-methods": ("fails", "fails"),
 }
 """The quick run's (subject, control) verdicts (papers/ranking_accuracy.md)."""
