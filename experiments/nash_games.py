@@ -1197,7 +1197,7 @@ def claims_tables(full_dir, quick_dir) -> str:
     restated in v3"."""
     from alignjax_experiments import _claims_page as page
 
-    full, quick = page.load_summary(full_dir), page.load_summary(quick_dir)
+    full, quick = page.escaped(page.load_summary(full_dir)), page.escaped(page.load_summary(quick_dir))
     lines = [*page.verdict_table(quick, full), "", page.agreement_text(quick, full), "", *page.history_lines(full), "",
              "### Claims restated in v3", "", *page.restated_table(RESTATED, quick, full)]
     return "\n".join(lines) + "\n"
