@@ -290,6 +290,7 @@ QUICK_VERDICTS = {
     "egpo-original-game-small-beta": "fails",
     "bt-rlhf-exploitable-on-mixtures": "holds",
     "bt-rlhf-depends-on-sampling-distribution": "fails",
+    "inpo-last-iterate-paper-regime": "fails",
     "sampled-egpo-noise-floor-shrinks": "holds",
     "online-ipo2-nash-md-pg-stall-small-beta": "holds",
     "egpo-lowest-gap-every-beta": "holds",
