@@ -87,10 +87,13 @@ TABLE1_PER_MODEL = {"Zephyr-7B-DPO": (0.90, 0.99, 1.00), "Tulu-2-DPO-7B": (0.91,
 """Table 1 (p. 6), column R*: min / median / max over beta in {0.01, 0.1, 1, 5, 10}, per released model."""
 FLIP_THRESHOLD = 0.10
 """Sec. 4.1: fewer than 10% of the misranked pairs are flipped."""
-MOVE_THRESHOLD = 0.016
-"""The largest change of length-normalised ranking accuracy between a model's SFT and DPO checkpoints in the
-paper's App. C.3 Tables 2-5 (Zephyr-7B-SFT -> Zephyr-7B-DPO, AlpacaFarm with ties: 1.6 points; our arithmetic
-on the printed numbers, June-2024 draft)."""
+MOVE_THRESHOLD = 0.014
+"""The largest change of length-normalised ranking accuracy between a model's SFT and DPO checkpoints over the
+splits of the paper's App. C.3 Tables 2-5 that measure what we measure (two responses, ties dropped): Zephyr-7B-SFT
+-> Zephyr-7B-DPO, HH-RLHF test +1.4 and SHP test -1.4 points (our arithmetic on the printed numbers, June-2024
+draft). Declared first as 0.016, from a row that counts ties (see the claim's history)."""
+MOVE_THRESHOLD_V1 = 0.016
+"""The first declaration's threshold (f022beb): Zephyr's AlpacaFarm row with ties included (Table 5, 43.9 -> 42.3)."""
 THM31_TOL = 1e-3
 """Thm 3.1's check: relative error ``|h - h*| / (1 + |h*|) <= 1e-3`` (fixed in v2 before its first run)."""
 RATER_PANELS = (4, 5)
@@ -173,22 +176,31 @@ CLAIMS = claims.declared([
         id="ranking-accuracy-barely-moves",
         statement="Preference tuning barely moves ranking accuracy away from the reference model's: at DPO's "
                   "best-validation checkpoint, the median over beta of |R~ - R~(pi_ref)| on the training pairs is "
-                  f"at most {MOVE_THRESHOLD:.3f} (1.6 points).",
+                  f"at most {MOVE_THRESHOLD:.3f} (1.4 points).",
         source=f"{SOURCE}, Sec. 1 (contribution 3: 'the rankings are rarely flipped (Fig. 2) and the reference "
                "model likelihoods generally determine the ranking accuracy (Fig. 3)'), Sec. 7 ('the modest gain in "
                "ranking accuracy (Fig. 9a)') and App. C.3 Tables 2-5 (the SFT and DPO checkpoints of Zephyr-7B and "
                "Tulu-2-7B); read in the authors' June-2024 draft, places not verified in arXiv v4",
-        paper_value="Tables 2-5, SFT -> DPO, over nine dataset splits: Zephyr-7B |change of R~| <= 1.6 points, "
-                    "Tulu-2-7B <= 0.9 (our arithmetic on the printed numbers)",
+        paper_value="Tables 2-5, SFT -> DPO, over the six pairwise splits without ties: Zephyr-7B |change of R~| <= "
+                    "1.4 points, Tulu-2-7B <= 0.9; unnormalised R: <= 0.7 and <= 0.6 (our arithmetic on the printed "
+                    "numbers)",
         setting=_REGIME + "; the change is signed per pair (+1 a pair the reference misranks and the checkpoint "
                           "ranks right, -1 the reverse), averaged, then its size taken per beta",
         check=claims.Check(_MOVE, "<=", MOVE_THRESHOLD, "docs/thresholds.md#ranking-accuracy-barely-moves: the "
-                                                        "largest SFT -> DPO change in App. C.3 Tables 2-5 (Zephyr, "
-                                                        "1.6 points)"),
+                                                        "largest SFT -> DPO change in App. C.3 Tables 2-5 over the "
+                                                        "pairwise splits without ties (Zephyr, 1.4 points)"),
         control="SimPO (no reference model in its loss) on the common beta grid {0.1, 1, 10}, same pairs, budget "
                 "and learning rate, each run at its own best-validation checkpoint, against the same pi_ref: "
                 "another offline method through the same pipeline, whose ranking accuracy could move as little (or "
-                "as much)."),
+                "as much).",
+        history=(claims.CheckChange(
+            claims.Check(_MOVE, "<=", MOVE_THRESHOLD_V1, "the largest SFT -> DPO change in App. C.3 Tables 2-5 "
+                                                         "(Zephyr, AlpacaFarm with ties, 1.6 points)"),
+            "the first threshold came from a row that is not our metric: Table 5 counts ties (a model tie within "
+            "eps counts as correct, Def. C.1) and two other splits rank more than two responses (Def. A.8); our R~ "
+            "drops tied pairs. Over the comparable splits the largest change is 1.4 points. Found by the review "
+            "after the first quick and full runs (both held at 0.016); the new check is harder.", "f022beb",
+            easier=False),)),
     claims.ClaimSpec(
         id="winrate-ranking-correlation-near",
         statement="Close to the reference, ranking accuracy and win rate rise together: over the checkpoints of the "
@@ -1130,6 +1142,12 @@ def claim_records(cfg, ev) -> list:
 
     ref_len = np.asarray(pp["R_len_reference"], np.float64)
     moved, moved_simpo = (pairs_first(np.asarray(pp[k], np.float64) - ref_len) for k in ("R_len", "simpo_R_len"))
+    ref_raw = (np.asarray(fl["difficulty"]) < 0).astype(np.float64)         # c = log pi_ref(y_l) - log pi_ref(y_w)
+    sens = {"unnormalised R (the same statistic; not the check)":
+                claims.measure(pairs_first(np.asarray(pp["R"], np.float64) - ref_raw), _median_over_beta_of_size),
+            "the tabular optimum's R~ (Thm 3.1; alignment-gap's control run)":
+                claims.measure(pairs_first(np.asarray(pp["tabular_R_len"], np.float64) - ref_len),
+                               _median_over_beta_of_size)}
     change = lambda v: dict(zip(map(str, cfg["betas"]), np.round(np.asarray(v, float) - ref_len.mean(), 4).tolist()))
     out.append(claims.evaluate(
         spec("ranking-accuracy-barely-moves"), claims.measure(moved, _median_over_beta_of_size),
@@ -1144,7 +1162,11 @@ def claim_records(cfg, ev) -> list:
                   "pairs_moved_up_per_beta": dict(zip(map(str, cfg["betas"]), np.sum(
                       np.asarray(pp["R_len"]) & ~np.asarray(pp["R_len_reference"], bool), -1).tolist())),
                   "pairs_moved_down_per_beta": dict(zip(map(str, cfg["betas"]), np.sum(
-                      ~np.asarray(pp["R_len"]) & np.asarray(pp["R_len_reference"], bool), -1).tolist()))},
+                      ~np.asarray(pp["R_len"]) & np.asarray(pp["R_len_reference"], bool), -1).tolist())),
+                  "same statistic, other runs and metrics": {k: m.as_dict() for k, m in sens.items()},
+                  "best-validation checkpoint index per beta (0 = pi_ref itself)": (
+                      dict(zip(map(str, cfg["betas"]), np.asarray(ev["fig2"]["best_index"]).tolist()))
+                      if "fig2" in ev else None)},
         note="declared (v3, session 8) after earlier runs had printed R~ per beta and R~(pi_ref) in "
              "alignment-gap's measured fields; the threshold is the paper's number (Tables 2-5), not ours"))
 

@@ -364,7 +364,7 @@ QUICK_VERDICTS = {
     "alignment-gap-unnormalised": ("fails", "holds"),
     "table1-rstar-is-the-code-variant": ("inconclusive", "fails"),
     "few-misranked-pairs-flip": ("holds", "holds"),
-    "ranking-accuracy-barely-moves": ("holds", "inconclusive"),
+    "ranking-accuracy-barely-moves": ("inconclusive", "inconclusive"),
     "winrate-ranking-correlation-near": ("holds", "holds"),
     "winrate-ranking-correlation": ("inconclusive", "fails"),
     "alignment-gap-other-methods": ("fails", "fails"),
