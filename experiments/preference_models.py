@@ -144,12 +144,12 @@ CLAIMS = claims.declared([
         statement="Preference embeddings with a skew-symmetric operator represent cyclic (intransitive) "
                   "preferences that any Bradley-Terry reward cannot: on a cyclic preference the GPM's expected "
                   f"accuracy on a fresh labelled pair reaches the Bayes rate within {GPM_TOL:g} (mean over seeds).",
-        source=f"{GPM_SRC}: the cyclic-preference experiment (Sec. 6, its table of accuracies on the 'Cyclic No. "
-               "1' and 'Cyclic No. 3' datasets; table number not re-checked; the numbers are also on the authors' "
-               "project page, general-preference/general-preference-model index.html:271-274) and the "
-               "expressiveness of the skew-symmetric preference score (Sec. 4)",
-        paper_value="Cyclic No. 1: BT RM 62.4%, GPM 100.0%; Cyclic No. 3: BT RM 50.0%, GPM 100.0% (random guess "
-                    "50.0%)",
+        source=f"{GPM_SRC}: the cyclic-preference experiment (Sec. 6.2, Table 1: accuracies on the 'Cyclic No. "
+               "1'-'Cyclic No. 4' datasets; read in the arXiv v3 text, session 8; the numbers are also on the "
+               "authors' project page, general-preference/general-preference-model index.html:271-274) and the "
+               "expressiveness of the skew-symmetric preference score (Sec. 4, Theorem 4.4)",
+        paper_value="Table 1: BT RM 62.4 / 61.6 / 50.0 / 62.9% on Cyclic No. 1-4, GPM 100.0% on each (random guess "
+                    "50.0%; measured on the training prompts with other comparison pairs, Sec. 6.2)",
         setting="8 prompts x 5 responses, each beating the next two (mod 5) with probability 0.9 (a regular "
                 "tournament, relabelled per prompt); 64 training pairs per prompt, one label each; tabular GPM "
                 "(2k = 4) and tabular BT, 2000 full-batch Adam steps; 8 (quick) / 32 (full) seeds. The paper "
