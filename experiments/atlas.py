@@ -1100,6 +1100,39 @@ SUITES.register("atlas", reproduce, meta={"description": "every registered algor
                                           "claims": CLAIMS, "quick_seconds": 75})  # cold-cache seconds, scheduling hint
 
 
+UNCLAIMED = """## Shipped algorithms without a claim yet: what their papers state, and whether a toy can test it
+
+Issue 26 asks for one claim per shipped algorithm, or a statement of why a toy cannot test the paper's
+headline. These four have none yet. What was read (session 8, by helpers; quotes are the papers') and
+what a toy could test:
+
+- **ORPO** (Hong et al. 2024, arXiv 2403.07691; read in full, the ar5iv render of v2). Sec. 3: with SFT
+  alone "the log probabilities of the tokens in the rejected responses increase along with the chosen
+  responses" (Fig. 3). App. E.1: with lambda = 0.1 the rejected responses' log-probabilities "do not
+  decrease, but rather, the log probabilities of the chosen responses increase"; with lambda = 1.0 "the
+  chosen responses diminish along with the rejected responses while enlarging the margin". A toy can test
+  both, but only with shared parameters (the log-linear or the sequence policy): in a tabular softmax, NLL
+  on the chosen response lowers every other response, so Sec. 3's effect cannot appear there.
+- **Online DPO** (Guo et al. 2024, arXiv 2402.04792; the abstract and the opening of Sec. 1 read). Each
+  iteration samples two responses from the current model and has them labelled online; offline methods
+  "train on the distribution induced by rho but evaluate on the distribution induced by pi_theta". A
+  bandit whose data come from a rho other than pi_ref can test "online beats offline" qualitatively; the
+  paper's numbers are LLM win rates, which no toy can test.
+- **XPO** (Xie et al. 2024, arXiv 2405.21046; the abstract only). "XPO is provably sample-efficient and
+  converges to a near-optimal language model policy under natural exploration conditions, irrespective of
+  whether the initial model has good coverage", and it is "more sample-efficient than non-exploratory DPO
+  variants". A bandit where pi_ref puts about 1e-3 on the best response can test the qualitative statement
+  (preference queries to near-optimal, XPO against online DPO); the rate and its constants cannot be taken
+  from the paper until its theorem is read.
+- **VPO** (Cen et al. 2024, arXiv 2405.19320; the abstract only). It "regularizes the maximum-likelihood
+  estimate of the reward function with the corresponding value function, modulated by a sign to indicate
+  whether the optimism or pessimism is chosen", with guarantees "matching the rates of their standard RL
+  counterparts". Online (optimistic) regret against online DPO and offline (pessimistic) behaviour on a
+  poorly covered response are testable qualitatively; no rate is quoted until the theorems are read.
+"""
+"""The page's section on the shipped algorithms that have no claim yet (:func:`paper` appends it)."""
+
+
 def paper(full_dir, quick_dir) -> str:
     """``papers/atlas.md``: the full run's ``atlas.md``, then the quick and full verdicts of every claim and
     its control (value and interval), the checks and settings changed after a run, and the table "claims
@@ -1129,7 +1162,7 @@ def paper(full_dir, quick_dir) -> str:
              "after the claim failed (commit 7083722: Adam policy steps at learning rate 0.05 hovered at gap "
              "0.15-0.3; now SGD with learning rate 1). The earlier optimiser is run beside it: "
              + _gpo_before_text(runs["full"]), "", "## Claims restated in v3", "",
-             *page.restated_table(RESTATED, runs["quick"], runs["full"])]
+             *page.restated_table(RESTATED, runs["quick"], runs["full"]), "", UNCLAIMED.rstrip("\n")]
     return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
 
 
