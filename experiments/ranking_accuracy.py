@@ -68,6 +68,7 @@ from alignjax.results import SuiteContext
 from alignjax.sft import (bucketed_sequence_logps, length_buckets, logged_step_keys, online_ipo_step,
                           preference_step, sft_step)
 from alignjax.sweep import Grid, run_sweep
+from alignjax_experiments import _orpo_lambda as ORPO
 
 # ============================================================================ settings
 SOURCE = "Chen et al. 2024 (arXiv 2405.19534)"
@@ -246,6 +247,7 @@ CLAIMS = claims.declared([
         check=claims.Check(_OTHER, ">=", GAP_THRESHOLD, "docs/thresholds.md#alignment-gap-other-methods: DPO's "
                                                         "threshold borrowed (no paper number for these methods)"),
         control="The reference policy itself (no training) against each method's own idealized accuracy, same pairs."),
+    *ORPO.SPECS,  # orpo-sft-raises-rejected, orpo-large-lambda-lowers-chosen: experiments/_orpo_lambda.py
 ])
 
 
@@ -325,7 +327,7 @@ def _keys(cfg):
     named = {n: next(k) for n in ("language", "raters", "sft_prompts", "sft_responses", "policy_init", "sft")}
     for split in ("train", "val"):
         named[split] = {n: next(k) for n in ("prompts", "y1", "y2", "votes")}
-    named.update({n: next(k) for n in ("offline", "online", "winrate_reference", "winrate_policy", "votes5")})
+    named.update({n: next(k) for n in ("offline", "online", "winrate_reference", "winrate_policy", "votes5", "orpo")})
     return named
 
 
@@ -1322,7 +1324,8 @@ def reproduce(ctx: SuiteContext):
     train = ctx.stage("train", lambda: run_training(cfg, sft, pairs, p))
     ev = ctx.stage("evaluate", lambda: evaluate(cfg, sft, pairs, tabular, train, p))
     report(ctx, cfg, train, ev)
-    return claim_records(cfg, ev)
+    orpo = ctx.stage("orpo", lambda: ORPO.orpo_stage(cfg, sft, pairs, p))
+    return claim_records(cfg, ev) + ORPO.orpo_claims(orpo)
 
 
 SUITES.register("ranking-accuracy", reproduce,

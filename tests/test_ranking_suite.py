@@ -10,6 +10,7 @@ from alignjax import losses as L
 from alignjax.metrics import ranking as rk
 from alignjax.registry import SUITES
 from alignjax.results import SuiteContext
+from alignjax_experiments import _orpo_lambda as ORPO
 from alignjax_experiments import ranking_accuracy as ra
 from claims_tools import assert_controls_are_runs
 
@@ -293,8 +294,10 @@ def test_every_control_is_measured_from_its_own_run():
     """Each control is a statistic of stage arrays (not a constant, not the subject's numbers): two
     ``evaluate`` stages with different data give different controls, each different from its subject, and
     each equal to the declared statistic of the control's own arrays."""
-    a = {r["id"]: r for r in ra.claim_records(*_fake_evaluate_stage(np.random.default_rng(0)))}
-    b = {r["id"]: r for r in ra.claim_records(*_fake_evaluate_stage(np.random.default_rng(1)))}
+    a = {r["id"]: r for r in ra.claim_records(*_fake_evaluate_stage(np.random.default_rng(0)))
+         + ORPO.orpo_claims(_fake_orpo_stage(np.random.default_rng(0)))}
+    b = {r["id"]: r for r in ra.claim_records(*_fake_evaluate_stage(np.random.default_rng(1)))
+         + ORPO.orpo_claims(_fake_orpo_stage(np.random.default_rng(1)))}
     assert list(a) == CLAIM_IDS == [s.id for s in ra.CLAIMS]
     assert_controls_are_runs(a, b, CLAIM_IDS)
     cfg, ev = _fake_evaluate_stage(np.random.default_rng(0))
@@ -322,6 +325,35 @@ def test_every_control_is_measured_from_its_own_run():
         assert a[cid]["control"]["value"] == pytest.approx(want)
     want = np.min(np.median(pp["other_gap_reference"].mean(-1), -1))
     assert a["alignment-gap-other-methods"]["control"]["value"] == pytest.approx(want)
+
+
+def _fake_orpo_stage(rng, n=97):
+    """An ``orpo`` stage output with random log-probs (lambdas 0, 0.1, 1; steps 0 and last)."""
+    lens = lambda: rng.integers(5, 60, size=n).astype(float)  # noqa: E731
+    return {"chosen": -rng.uniform(10, 100, size=(3, 2, n)), "rejected": -rng.uniform(10, 100, size=(3, 2, n)),
+            "lambdas": np.array(ORPO.LAMBDAS, np.float32), "chosen_len": lens(), "rejected_len": lens()}
+
+
+def test_orpo_claims_read_the_declared_runs_and_sides():
+    """Each ORPO claim's subject and control are the mean change of the length-averaged log-likelihood of the
+    declared side at the declared lambdas (0 vs 1 for the rejected side, 1 vs 0.1 for the chosen side)."""
+    st = _fake_orpo_stage(np.random.default_rng(3))
+    lam = list(np.asarray(st["lambdas"], float))
+    ch = {s: (st[s][:, -1] - st[s][:, 0]) / st[f"{s}_len"] for s in ("chosen", "rejected")}
+    recs = {r["id"]: r for r in ORPO.orpo_claims(st)}
+    r0 = recs["orpo-sft-raises-rejected"]
+    assert r0["subject"]["value"] == pytest.approx(ch["rejected"][lam.index(0.0)].mean())
+    assert r0["control"]["value"] == pytest.approx(ch["rejected"][lam.index(1.0)].mean())
+    r1 = recs["orpo-large-lambda-lowers-chosen"]
+    assert r1["subject"]["value"] == pytest.approx(ch["chosen"][lam.index(1.0)].mean())
+    assert r1["control"]["value"] == pytest.approx(ch["chosen"][lam.index(np.float32(0.1))].mean())
+
+
+def test_orpo_loss_at_lambda_0_is_the_chosen_responses_token_averaged_nll():
+    pc, pr, nc, nr = jnp.array([-30.0, -12.0]), jnp.array([-20.0, -50.0]), jnp.array([10.0, 4.0]), jnp.array([5.0, 25.0])
+    got = ORPO._orpo_loss(pc, pr, None, None, nc, nr, {"lambda": jnp.float32(0.0)})
+    np.testing.assert_allclose(got, -pc / nc, rtol=1e-6)
+    assert np.all(np.asarray(ORPO._orpo_loss(pc, pr, None, None, nc, nr, {"lambda": jnp.float32(1.0)})) > -pc / nc)
 
 
 def test_the_flip_control_reads_the_simpo_row_nearest_beta_01_at_its_best_checkpoint():
@@ -412,6 +444,8 @@ CLAIM_IDS = [
     "winrate-ranking-correlation-near",
     "winrate-ranking-correlation",
     "alignment-gap-other-methods",
+    "orpo-sft-raises-rejected",
+    "orpo-large-lambda-lowers-chosen",
 ]
 # none: every claim needs the quick budgets (Thm 3.1 on tabular policies is a unit test since v3)
 HOLD_AT_SMOKE: set = set()
