@@ -92,9 +92,9 @@ def test_keys_are_one_split_of_the_seed_in_order():
     flat = jax.tree.leaves(named, is_leaf=lambda x: isinstance(x, jax.Array))
     order = [named[n] for n in ("language", "raters", "sft_prompts", "sft_responses", "policy_init", "sft")]
     order += [named[s][n] for s in ("train", "val") for n in ("prompts", "y1", "y2", "votes")]
-    order += [named[n] for n in ("offline", "online", "winrate_reference", "winrate_policy", "votes5")]
-    assert len(flat) == len(order) == 19
-    want = jax.random.key_data(jax.random.split(jax.random.key(3), 32)[:19])
+    order += [named[n] for n in ("offline", "online", "winrate_reference", "winrate_policy", "votes5", "orpo")]
+    assert len(flat) == len(order) == 20   # a new key is appended: every earlier key keeps its value
+    want = jax.random.key_data(jax.random.split(jax.random.key(3), 32)[:20])
     np.testing.assert_array_equal(jax.random.key_data(jnp.stack(order)), want)
 
 
