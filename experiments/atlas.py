@@ -1103,16 +1103,15 @@ SUITES.register("atlas", reproduce, meta={"description": "every registered algor
 UNCLAIMED = """## Shipped algorithms without a claim yet: what their papers state, and whether a toy can test it
 
 Issue 26 asks for one claim per shipped algorithm, or a statement of why a toy cannot test the paper's
-headline. These four have none yet. What was read (session 8, by helpers; quotes are the papers') and
+headline. Online DPO, XPO and VPO have none yet; ORPO got two in session 8. What was read (session 8, by helpers; quotes are the papers') and
 what a toy could test:
 
-- **ORPO** (Hong et al. 2024, arXiv 2403.07691; read in full, the ar5iv render of v2). Sec. 3: with SFT
-  alone "the log probabilities of the tokens in the rejected responses increase along with the chosen
-  responses" (Fig. 3). App. E.1: with lambda = 0.1 the rejected responses' log-probabilities "do not
-  decrease, but rather, the log probabilities of the chosen responses increase"; with lambda = 1.0 "the
-  chosen responses diminish along with the rejected responses while enlarging the margin". A toy can test
-  both, but only with shared parameters (the log-linear or the sequence policy): in a tabular softmax, NLL
-  on the chosen response lowers every other response, so Sec. 3's effect cannot appear there.
+- **ORPO** (Hong et al. 2024, arXiv 2403.07691; read in full, the ar5iv render of v2) has two claims
+  since session 8, in the ranking-accuracy suite (they need shared parameters: in a tabular softmax, NLL
+  on the chosen response lowers every other response): `orpo-sft-raises-rejected` (Sec. 3, Fig. 3: SFT
+  alone raises the rejected responses too; holds) and `orpo-large-lambda-lowers-chosen` (App. E.1: at
+  lambda = 1 the chosen responses fall; fails within the suite's budget). See
+  `papers/ranking_accuracy.md`.
 - **Online DPO** (Guo et al. 2024, arXiv 2402.04792; the abstract and the opening of Sec. 1 read). Each
   iteration samples two responses from the current model and has them labelled online; offline methods
   "train on the distribution induced by rho but evaluate on the distribution induced by pi_theta". A

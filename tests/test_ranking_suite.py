@@ -400,6 +400,8 @@ QUICK_VERDICTS = {
     "winrate-ranking-correlation-near": ("holds", "holds"),
     "winrate-ranking-correlation": ("inconclusive", "fails"),
     "alignment-gap-other-methods": ("fails", "fails"),
+    "orpo-sft-raises-rejected": ("holds", "inconclusive"),
+    "orpo-large-lambda-lowers-chosen": ("fails", "fails"),
 }
 """The quick run's (subject, control) verdicts (papers/ranking_accuracy.md)."""
 
