@@ -13,7 +13,8 @@ log odds(y_l))`` on length-averaged log-likelihoods (Eqs. 3-4), no reference mod
   enlarging the margin".
 
 The toy: the suite's tiny causal LM (shared token parameters, so training on one response moves
-others), started at ``pi_ref`` (the model before preference tuning, as the paper's pre-trained model),
+others), started at ``pi_ref`` (the model before preference tuning; unlike the paper's pre-trained
+model it is already fine-tuned on the hidden language, and the pairs are its own samples),
 trained on the suite's training pairs with the suite's offline budget and optimiser (RMSProp, learning
 rate 1e-4, batch 32, 2 epochs) at ``lambda in {0, 0.1, 1}`` (``lambda = 0`` is SFT on the chosen
 responses alone). Measured per pair: the change from step 0 to the last step of the length-averaged
