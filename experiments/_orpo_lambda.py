@@ -82,27 +82,13 @@ def orpo_stage(cfg, sft, pairs, progress=False) -> dict:
     """Stage ``orpo``: ORPO from ``pi_ref`` at each of :data:`LAMBDAS` (one engine sweep), the log-probs of the
     training pairs at step 0 and at the last step: ``{"chosen", "rejected": (lambdas, 2, n)}`` (summed
     log-probs), ``"chosen_len", "rejected_len": (n,)``, ``"lambdas"``."""
-    from alignjax.experiment import Program
-    from alignjax.sft import preference_step
     from alignjax_experiments import ranking_accuracy as ra
 
     policy = ra._policy(cfg)
     ref_params = ra._unnamed(policy, sft["ref_params"])
     data = ra._pair_data(pairs["train"])
     num_steps, _ = ra._schedule(cfg)
-
-    def init(h, _):
-        ref = ra._unnamed(policy, ra._group(h, "ref"))
-        perm_key, _ = jax.random.split(jax.random.wrap_key_data(h["key"]))
-        return {"params": ref, "opt": ra._rmsprop(h).init(ref), "t": jnp.int32(0), "perm_key": perm_key}
-
-    def step(s, h):
-        params, opt = preference_step(policy, _orpo_loss, ra._rmsprop(h), s["params"], s["opt"], s["t"], h,
-                                      ra._group(h, "data"), s["perm_key"], batch_size=cfg["batch_size"],
-                                      chunk=ra._chunk(cfg["batch_size"], ra.TRAIN_CHUNK))
-        return {**s, "params": params, "opt": opt, "t": s["t"] + 1}
-
-    program = Program(init, step, lambda s, h: ra._observe_params(policy, s["params"]))
+    program = ra._offline_program(policy, batch_size=cfg["batch_size"], loss=_orpo_loss)
     lam = np.asarray(LAMBDAS, np.float32)
     keys = jax.random.split(ra._keys(cfg)["orpo"], len(lam))
     out = ra._run(program, {"lambda": lam, "learning_rate": np.full(len(lam), cfg["learning_rate"], np.float32),

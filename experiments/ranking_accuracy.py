@@ -558,8 +558,9 @@ def _sft_program(policy, *, num_steps, batch_size) -> Program:
     return Program(init, step, lambda s, h: {"loss": s["loss"], **_observe_params(policy, s["params"])})
 
 
-def _offline_program(policy, *, batch_size) -> Program:
-    """Offline preference fine-tuning of ``pi_ref`` with :func:`_combined_loss` (the row's ``loss_id``).
+def _offline_program(policy, *, batch_size, loss=None) -> Program:
+    """Offline preference fine-tuning of ``pi_ref`` with :func:`_combined_loss` (the row's ``loss_id``), or with
+    ``loss`` (a per-pair loss ``loss(pc, pr, rc, rr, nc, nr, h)``, e.g. ORPO's in ``_orpo_lambda``).
 
     Hyperparameters: those of :func:`_rows` and ``key`` (key data; its first half orders the
     epochs, as :func:`~alignjax.sft.make_preference_train`); shared data (:func:`_offline_shared`):
@@ -572,7 +573,7 @@ def _offline_program(policy, *, batch_size) -> Program:
         return {"params": ref, "opt": _rmsprop(h).init(ref), "t": jnp.int32(0), "perm_key": perm_key}
 
     def step(s, h):
-        params, opt = preference_step(policy, _combined_loss, _rmsprop(h), s["params"], s["opt"], s["t"], h,
+        params, opt = preference_step(policy, loss or _combined_loss, _rmsprop(h), s["params"], s["opt"], s["t"], h,
                                       _group(h, "data"), s["perm_key"], batch_size=batch_size,
                                       chunk=_chunk(batch_size, TRAIN_CHUNK))
         return {**s, "params": params, "opt": opt, "t": s["t"] + 1}
