@@ -62,6 +62,7 @@ from alignjax.metrics import expected_reward, optimal_policy, reverse_kl
 from alignjax.metrics.bandit import comparison_reach, coverage_limit, implicit_reward_mse, ipo_optimum
 from alignjax.experiment import Experiment, Program, check_representable, namespaced
 from alignjax.registry import EXPERIMENTS, LOSSES, SUITES
+from alignjax_experiments import _fdpo_divergence as FDPO
 from alignjax_experiments import _kto_imbalance as KTO
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +198,7 @@ CLAIMS = C.declared([
                  "would pass if DPO's learned policy followed tau within the budget."),
     ),
     KTO.SPEC,  # kto-imbalanced-matches-dpo (Ethayarajh et al. 2024): experiments/_kto_imbalance.py
+    FDPO.SPEC,  # fdpo-divergence-trades-reward-for-diversity (Wang et al., f-DPO): experiments/_fdpo_divergence.py
 ])
 
 
@@ -371,6 +373,8 @@ def settings(scale: str) -> dict:
     ``d1_steps`` / ``d1_seeds``: Azar et al.'s D1 runs (:func:`d1_stage`), the paper's budget at quick
     and full (smoke: 200 steps, 2 seeds). ``kto_steps`` / ``kto_seeds``: the KTO imbalance runs
     (:func:`alignjax_experiments._kto_imbalance.kto_stage`), the same at quick and full (smoke: 200, 2).
+    ``fdpo_seeds``: the f-DPO divergence instances (:func:`alignjax_experiments._fdpo_divergence.fdpo_stage`,
+    exact optima, no training): 16 at quick, 64 at full (smoke: 2).
     """
     if scale not in ("full", "quick", "smoke"):
         raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
@@ -380,10 +384,11 @@ def settings(scale: str) -> dict:
          "labels": [4, 16, 64, 256] if quick else [4, 8, 16, 32, 64, 128, 256, 512],
          "exact_steps": 400 if quick else 2000, "exact_log_every": 20,
          "sampled_steps": 10000, "sampled_log_every": 500,
-         "d1_steps": D1_STEPS, "d1_seeds": D1_SEEDS, "kto_steps": KTO.STEPS, "kto_seeds": 16}
+         "d1_steps": D1_STEPS, "d1_seeds": D1_SEEDS, "kto_steps": KTO.STEPS, "kto_seeds": 16,
+         "fdpo_seeds": 16 if quick else 64}
     if scale == "smoke":
         s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200, sampled_steps=2000, sampled_log_every=100,
-                 d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2)
+                 d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2, fdpo_seeds=2)
     return s
 
 
@@ -684,7 +689,7 @@ def monotone_rate_error(labels):
 
 def claims(s, st) -> list:
     """The suite's claim records (:data:`CLAIMS`, in order) from the stage outputs ``st``."""
-    return [overfit_claim(s, st), rate_claim(s, st), d1_claim(st), KTO.kto_claim(st)]
+    return [overfit_claim(s, st), rate_claim(s, st), d1_claim(st), KTO.kto_claim(st), FDPO.fdpo_claim(st)]
 
 
 def plots(ctx, s, st) -> None:
@@ -717,6 +722,7 @@ def plots(ctx, s, st) -> None:
     ctx.savefig(fig, "dpo_bandit.png")
     d1_plot(ctx, st["tau-d1"])
     KTO.kto_plot(ctx, st["kto-imbalance"])
+    FDPO.fdpo_plot(ctx, st["fdpo-divergence"])
 
 
 def d1_plot(ctx, d) -> None:
@@ -746,7 +752,9 @@ def reproduce(ctx) -> list:
     ``sampled-hard`` (DPO per data size, beta = 0.1), ``graph-hard`` / ``graph-hard-cdpo`` /
     ``graph-hard-ipo`` (every pair, ``k`` votes per pair, DPO / cDPO (the rate control) / IPO),
     ``tau-d1`` (Azar et al.'s D1 with Adam, IPO and DPO per tau), ``kto-imbalance`` (KTO with 90% of
-    the desirable examples discarded against DPO, :mod:`alignjax_experiments._kto_imbalance`).
+    the desirable examples discarded against DPO, :mod:`alignjax_experiments._kto_imbalance`),
+    ``fdpo-divergence`` (the optima of f-DPO's alpha-divergences and Jensen-Shannon on the population loss, true
+    and permuted labels, :mod:`alignjax_experiments._fdpo_divergence`).
 
     **Thresholds**: ``docs/thresholds.md#dpo-bandit`` (one section per claim: the derivation, what
     is a convention, when the value was fixed).
@@ -772,6 +780,9 @@ def reproduce(ctx) -> list:
     * KTO with 10% of the desirable examples beats DPO, ``W(KTO) - W(DPO) > 0``: Ethayarajh et al.'s
       Fig. 6 caption ("still outperforms its DPO counterpart"); the control is KTO on the same
       examples without the reweighting. Declared before its first run.
+    * f-DPO's divergence trades reward for diversity, smallest step ``> 0``: the ordering the paper reports
+      (reverse KL highest reward and lowest entropy, forward KL the opposite); the control is the same arms on
+      labels from a permuted reward. Declared before its first run.
     """
     s = settings(ctx.scale)
     ctx.config.update({"scale": ctx.scale, "seeds": s["seeds"], "betas": s["betas"], "pairs_per_prompt": s["sizes"],
@@ -786,6 +797,8 @@ def reproduce(ctx) -> list:
                        "kto": {"steps": s["kto_steps"], "seeds": s["kto_seeds"], "pairs_per_prompt": KTO.PAIRS,
                                "keep_desirable": KTO.KEEP, "lambda_d": KTO.LAMBDA_D_IMBALANCED, "beta": KTO.BETA,
                                "step": KTO.ETA},
+                       "fdpo": {"seeds": s["fdpo_seeds"], "alphas": list(FDPO.ALPHAS), "betas": list(FDPO.BETAS),
+                                "arms": list(FDPO.ARMS)},
                        "base": dict(DPO_BANDIT.config), "hparams": DPO_BANDIT.hparams_for()})
     st = {
         "overfit-dpo": ctx.stage("overfit-dpo", lambda: overfit_stage(ctx, s, "dpo")),
@@ -797,6 +810,7 @@ def reproduce(ctx) -> list:
         "graph-hard-cdpo": ctx.stage("graph-hard-cdpo", lambda: graph_stage(ctx, s, "cdpo")),
         "tau-d1": ctx.stage("tau-d1", lambda: d1_stage(s)),
         "kto-imbalance": ctx.stage("kto-imbalance", lambda: KTO.kto_stage(s)),
+        "fdpo-divergence": ctx.stage("fdpo-divergence", lambda: FDPO.fdpo_stage(s)),
     }
     plots(ctx, s, st)
     return claims(s, st)
@@ -807,7 +821,7 @@ SUITES.register(
     meta={"description": "hard-label overfitting (DPO on few vs many pairs, every beta); the statistical data-size "
                          "gap at the maximum-likelihood rate (DPO vs cDPO); IPO's solution follows tau on Azar et "
                          "al.'s three-action example, DPO's does not; KTO with 90% of the desirable examples discarded "
-                         "against DPO (Ethayarajh et al.)",
+                         "against DPO (Ethayarajh et al.); f-DPO's divergence trades reward for diversity (Wang et al.)",
           "claims": CLAIMS, "quick_seconds": 160})  # cold-cache seconds, a scheduling hint
 
 

@@ -1,6 +1,7 @@
 """The dpo-bandit experiment: closed form (DPO vs IPO), hard-label overfitting, coverage and statistical gaps."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -84,8 +85,9 @@ def test_settings_keep_quick_and_full_and_shrink_for_smoke():
     assert quick == {"seeds": 4, "betas": [0.01, 0.1, 1.0], "sizes": [4, 16, 64, 256], "labels": [4, 16, 64, 256],
                      "exact_steps": 400, "exact_log_every": 20, "sampled_steps": 10000,
                      "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10,
-                     "kto_steps": 4000, "kto_seeds": 16}  # papers/dpo_bandit.md
+                     "kto_steps": 4000, "kto_seeds": 16, "fdpo_seeds": 16}  # papers/dpo_bandit.md
     assert full["seeds"] == 16 and full["exact_steps"] == 2000 and full["sampled_steps"] == 10000
+    assert full["fdpo_seeds"] == 64 and smoke["fdpo_seeds"] == 2
     assert smoke["betas"] == quick["betas"] and smoke["seeds"] < quick["seeds"]
     for s in (quick, full, smoke):  # the overfitting check reads this size; the drift needs the midpoint logged
         assert 4 in s["sizes"] and (s["sampled_steps"] // 2) % s["sampled_log_every"] == 0
@@ -123,7 +125,8 @@ def _fake_stages(s, rng, scale=1.0):
                        **{k: rng.dirichlet(np.ones(3), (5, s["seeds"], 3)) for k in ("ipo", "dpo")}},
             "kto-imbalance": {"steps": np.arange(3), "winrate": rng.uniform(0.4, 0.9, (s["kto_seeds"], 3, 4)),
                               "kl": rng.uniform(0, 1, (s["kto_seeds"], 3, 4)),
-                              "desirable_share": rng.uniform(0.08, 0.12, (s["kto_seeds"], 3))}}
+                              "desirable_share": rng.uniform(0.08, 0.12, (s["kto_seeds"], 3))},
+            "fdpo-divergence": {k: rng.uniform(0, 2, (3, s["fdpo_seeds"], 2, 6)) for k in ("reward", "entropy", "kl")}}
 
 
 def test_every_control_is_measured_from_its_own_stage():
@@ -135,7 +138,8 @@ def test_every_control_is_measured_from_its_own_stage():
     st = _fake_stages(s, np.random.default_rng(0))
     control_stage = {"hard-labels-overfit": ("overfit-dpo-many", None), "statistical-gap-shrinks": ("graph-hard-cdpo", None),
                      "ipo-solution-follows-tau": ("tau-d1", "dpo"),  # (stage, its part the control reads)
-                     "kto-imbalanced-matches-dpo": ("kto-imbalance", "winrate[..., 2]")}  # the unweighted arm
+                     "kto-imbalanced-matches-dpo": ("kto-imbalance", "winrate[..., 2]"),  # the unweighted arm
+                     "fdpo-divergence-trades-reward-for-diversity": ("fdpo-divergence", "[:, :, 1]")}  # permuted labels
     base = {r["id"]: r for r in claims(s, st)}
     assert list(base) == [c.id for c in CLAIMS] == list(control_stage)
     for cid, (name, part) in control_stage.items():
@@ -143,13 +147,20 @@ def test_every_control_is_measured_from_its_own_stage():
         if part == "winrate[..., 2]":  # only the control's arm changes
             part, new = "winrate", {"winrate": st[name]["winrate"].copy()}
             new["winrate"][..., 2] = _fake_stages(s, np.random.default_rng(1))[name]["winrate"][..., 2]
+        if part == "[:, :, 1]":  # only the control's label set changes
+            fresh = _fake_stages(s, np.random.default_rng(1))[name]
+            new = {k: st[name][k].copy() for k in fresh}
+            for k in new:
+                new[k][:, :, 1] = fresh[k][:, :, 1]
+            part = None
         other = {**st, name: new if part is None else {**st[name], part: new[part]}}
         rec = {r["id"]: r for r in claims(s, other)}[cid]
         assert rec["control"]["value"] != base[cid]["control"]["value"], cid  # read from its stage
         assert rec["subject"] == base[cid]["subject"], cid  # and the subject is not
         assert C.recompute(rec) == (rec["verdict"], rec["control"]["verdict"])
     for r in base.values():
-        units = {"ipo-solution-follows-tau": "d1_seeds", "kto-imbalanced-matches-dpo": "kto_seeds"}.get(r["id"], "seeds")
+        units = {"ipo-solution-follows-tau": "d1_seeds", "kto-imbalanced-matches-dpo": "kto_seeds",
+                 "fdpo-divergence-trades-reward-for-diversity": "fdpo_seeds"}.get(r["id"], "seeds")
         assert r["subject"]["units"] == r["control"]["units"] == s[units]
 
 
@@ -203,7 +214,7 @@ def test_suite_quick_path(tmp_path):
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
     for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
                  "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
-                 "graph_hard_cdpo_metrics.csv", "ipo_tau.png", "kto_imbalance.png"):
+                 "graph_hard_cdpo_metrics.csv", "ipo_tau.png", "kto_imbalance.png", "fdpo_tradeoff.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
@@ -216,6 +227,7 @@ CLAIM_IDS = [
     "statistical-gap-shrinks",
     "ipo-solution-follows-tau",
     "kto-imbalanced-matches-dpo",
+    "fdpo-divergence-trades-reward-for-diversity",
 ]
 # smoke (2 seeds): filled in from the first smoke run below
 HOLD_AT_SMOKE = {
@@ -279,3 +291,34 @@ def test_kto_program_step_is_the_numpy_gradient_of_each_arms_loss_float64():
         np.testing.assert_allclose(np.asarray(obs_far["winrate"])[arm], w_arm, rtol=1e-12, err_msg=K.ARMS[arm])
     assert np.asarray(d["masks"][0]).all() and 0 < np.asarray(d["masks"][1]).mean() < 0.3
     np.testing.assert_array_equal(d["masks"][1], d["masks"][2])  # the control sees the subject's examples
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.9])
+def test_fdpo_optimum_is_where_each_population_loss_is_stationary_float64(beta):
+    """Each arm's closed-form optimum pi_ref g((r + c)/beta) is normalised, and the gradient of the arm's
+    population f-DPO loss (the library's loss functions, every ordered pair with its BT soft label) in the
+    logits vanishes there (float64), while it does not at pi_ref; the reverse-KL arm is Eq. 4's pi*."""
+    from alignjax_experiments import _fdpo_divergence as F
+
+    r, log_ref, r_perm = F.instances(2)
+    for labels in (r, r_perm):
+        opt = np.stack([F.optimum(labels[0], log_ref[0], beta, a) for a in range(len(F.ARMS))])
+        np.testing.assert_allclose(np.exp(opt).sum(-1), 1.0, rtol=1e-12)
+        z = log_ref[0] + labels[0] / beta
+        np.testing.assert_allclose(opt[0], z - np.logaddexp.reduce(z, -1, keepdims=True), atol=1e-12)
+        with jax.enable_x64(True):
+            grad = lambda th: jax.grad(  # noqa: E731
+                lambda t: jnp.sum(F.arm_losses(jax.nn.log_softmax(t, -1), log_ref[0], labels[0], beta)))(th)
+            g_opt = np.asarray(grad(jnp.asarray(opt)))
+            g_ref = np.asarray(grad(jnp.broadcast_to(jnp.asarray(log_ref[0]), opt.shape)))
+        assert np.abs(g_opt).max() < 1e-9, np.abs(g_opt).max(axis=(1, 2))
+        assert np.abs(g_ref).max(axis=(1, 2)).min() > 1e-3  # pi_ref is not stationary for any arm
+
+
+def test_fdpo_trade_off_step_by_hand():
+    from alignjax_experiments._fdpo_divergence import trade_off_step
+
+    r = np.array([[[3.0, 2.0, 1.5]]])  # (betas, seeds, alphas): rewards fall
+    h = np.array([[[0.1, 0.4, 0.5]]])  # entropies rise
+    assert trade_off_step(r, h).tolist() == [pytest.approx(0.1)]  # min(1, 0.5, 0.3, 0.1)
+    assert trade_off_step(r, h[..., ::-1]).tolist() == [pytest.approx(-0.3)]
