@@ -401,8 +401,11 @@ def fdpo_alpha(policy_chosen_logps, policy_rejected_logps, reference_chosen_logp
     loss is finite in float32 only while
     ``beta |psi_w - psi_l|`` stays below float32's maximum, which holds for ``alpha (-l) <= 60`` on
     both responses with ``beta <= 1e3`` and ``|h| <= 1e4`` (``tests/test_losses.py`` checks this
-    domain, and that the value overflows beyond it). TRL's ``alpha_divergence`` writes the same
-    score as ``(t^{a - 1} - 1)/(a - 1)`` with its coefficient ``a = 1 - alpha``. ``alpha`` is
+    domain, and that the value overflows beyond it). TRL's ``alpha_divergence`` has used both
+    orientations: newer versions write the score as ``(t^{a - 1} - 1)/(a - 1)`` with the coefficient
+    ``a = 1 - alpha`` (``a = 1`` the reverse KL), older ones ``(e^{-a l_l} - e^{-a l_w})/a`` with
+    ``a = alpha`` (``a = 1``, their default, the forward KL); the f-DPO authors' code
+    (``alpha_dpo_loss``, score ``-u^{-alpha}/alpha``) is oriented as here. ``alpha`` is
     broadcastable to ``(...)``; shapes as :func:`dpo`.
 
     Example:

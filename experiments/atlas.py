@@ -1103,9 +1103,28 @@ SUITES.register("atlas", reproduce, meta={"description": "every registered algor
 UNCLAIMED = """## Shipped algorithms without a claim yet: what their papers state, and whether a toy can test it
 
 Issue 26 asks for one claim per shipped algorithm, or a statement of why a toy cannot test the paper's
-headline. Online DPO, XPO and VPO have none yet; ORPO got two in session 8. What was read (session 8, by helpers; quotes are the papers') and
-what a toy could test:
+headline. Of the eight it names, KTO (session 7), ORPO (session 8) and f-DPO (session 9) have claims in the
+dpo-bandit and ranking-accuracy suites; SPO, the GPO family, online DPO, XPO and VPO do not yet. What was read
+(sessions 8 and 9, by helpers; quotes are the papers') and what a toy could test:
 
+- **f-DPO** (Wang et al. 2023, arXiv 2309.16240; the abstract, the ICLR 2024 reviews and the authors' code read,
+  the body not) has one claim since session 9, `fdpo-divergence-trades-reward-for-diversity` in the dpo-bandit
+  suite: at the exact optima and a fixed beta the divergences do not order reward and entropy as the paper
+  reports (fails); see `papers/dpo_bandit.md`.
+- **SPO** (Swamy et al. 2024, arXiv 2401.04056; the abstract read, the body not): self-play with each sample
+  rewarded by its win rate against the policy's other samples "provably handles non-Markovian, intransitive, and
+  stochastic preferences" by "a single agent play[ing] against itself while maintaining strong convergence
+  guarantees". The guarantee (as other papers describe it; its theorem was not read) is on the average of the
+  iterates, through a reduction to no-regret learning. In self-play with `A = P - 1/2`, the average iterate's
+  exploitability equals twice the learner's average regret, an identity; a claim needs the regret bound of the
+  update we ship (a policy-gradient step on the logits, not Hedge), which is not derived yet. The exact form
+  (MWU) is claimed in nash-games (`mwu-last-iterate-cycles-average-converges`).
+- **GPO family** (Tang et al. 2024, arXiv 2402.05749, ICML 2024; the abstract read, the body not): "The GPO
+  framework also sheds light on how offline algorithms enforce regularization, through the design of the convex
+  function that defines the loss", and "different GPO variants achieve similar trade-offs between regularization
+  and performance, though the optimal values of hyper-parameter might differ as predicted by theory". Testable on
+  the bandit (each member's reward against its KL from pi_ref along beta: one frontier, at member-specific betas),
+  but "similar" has no number in what was read, so no check is declared yet.
 - **ORPO** (Hong et al. 2024, arXiv 2403.07691; read in full, the ar5iv render of v2) has two claims
   since session 8, in the ranking-accuracy suite (they need shared parameters: in a tabular softmax, NLL
   on the chosen response lowers every other response): `orpo-sft-raises-rejected` (Sec. 3, Fig. 3: SFT

@@ -207,10 +207,12 @@ def test_suite_quick_path(tmp_path):
     assert [r["id"] for r in records] == CLAIM_IDS
     for r in records:
         assert C.recompute(r) == (r["verdict"], r["control"]["verdict"])
-        expected = "fails" if r["id"] == "kto-imbalanced-matches-dpo" else "holds"  # measured (papers/dpo_bandit.md)
+        expected = "fails" if r["id"] in ("kto-imbalanced-matches-dpo", "fdpo-divergence-trades-reward-for-diversity") \
+            else "holds"  # measured (papers/dpo_bandit.md)
         assert r["verdict"] == expected, (r["id"], r["subject"], r["measured"])
         assert r["control"]["verdict"] == "fails", (r["id"], r["control"])
-        assert r["subject"]["units"] == {"ipo-solution-follows-tau": 10, "kto-imbalanced-matches-dpo": 16}.get(r["id"], 4)
+        assert r["subject"]["units"] == {"ipo-solution-follows-tau": 10, "kto-imbalanced-matches-dpo": 16,
+                                         "fdpo-divergence-trades-reward-for-diversity": 16}.get(r["id"], 4)
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
     for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
                  "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
