@@ -85,7 +85,8 @@ def test_settings_keep_quick_and_full_and_shrink_for_smoke():
     assert quick == {"seeds": 4, "betas": [0.01, 0.1, 1.0], "sizes": [4, 16, 64, 256], "labels": [4, 16, 64, 256],
                      "exact_steps": 400, "exact_log_every": 20, "sampled_steps": 10000,
                      "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10,
-                     "kto_steps": 4000, "kto_seeds": 16, "fdpo_seeds": 16}  # papers/dpo_bandit.md
+                     "kto_steps": 4000, "kto_seeds": 16, "fdpo_seeds": 16,
+                     "online_steps": 2000, "online_seeds": 16}  # papers/dpo_bandit.md
     assert full["seeds"] == 16 and full["exact_steps"] == 2000 and full["sampled_steps"] == 10000
     assert full["fdpo_seeds"] == 64 and smoke["fdpo_seeds"] == 2
     assert smoke["betas"] == quick["betas"] and smoke["seeds"] < quick["seeds"]
@@ -126,7 +127,10 @@ def _fake_stages(s, rng, scale=1.0):
             "kto-imbalance": {"steps": np.arange(3), "winrate": rng.uniform(0.4, 0.9, (s["kto_seeds"], 3, 4)),
                               "kl": rng.uniform(0, 1, (s["kto_seeds"], 3, 4)),
                               "desirable_share": rng.uniform(0.08, 0.12, (s["kto_seeds"], 3))},
-            "fdpo-divergence": {k: rng.uniform(0, 2, (3, s["fdpo_seeds"], 2, 6)) for k in ("reward", "entropy", "kl")}}
+            "fdpo-divergence": {k: rng.uniform(0, 2, (3, s["fdpo_seeds"], 2, 6)) for k in ("reward", "entropy", "kl")},
+            "online-dpo": {"steps": np.arange(3), "winrate": rng.uniform(0.4, 0.9, (s["online_seeds"], 3, 3)),
+                           **{k: rng.uniform(0, 2, (s["online_seeds"], 3, 3)) for k in ("kl_opt", "kl_ref")},
+                           "winrate_opt": rng.uniform(0.8, 0.9, (s["online_seeds"], 3))}}
 
 
 def test_every_control_is_measured_from_its_own_stage():
@@ -139,7 +143,8 @@ def test_every_control_is_measured_from_its_own_stage():
     control_stage = {"hard-labels-overfit": ("overfit-dpo-many", None), "statistical-gap-shrinks": ("graph-hard-cdpo", None),
                      "ipo-solution-follows-tau": ("tau-d1", "dpo"),  # (stage, its part the control reads)
                      "kto-imbalanced-matches-dpo": ("kto-imbalance", "winrate[..., 2]"),  # the unweighted arm
-                     "fdpo-divergence-trades-reward-for-diversity": ("fdpo-divergence", "[:, :, 1]")}  # permuted labels
+                     "fdpo-divergence-trades-reward-for-diversity": ("fdpo-divergence", "[:, :, 1]"),  # permuted labels
+                     "online-dpo-beats-offline": ("online-dpo", "winrate[..., 2]")}  # the fresh-offline arm
     base = {r["id"]: r for r in claims(s, st)}
     assert list(base) == [c.id for c in CLAIMS] == list(control_stage)
     for cid, (name, part) in control_stage.items():
@@ -160,7 +165,8 @@ def test_every_control_is_measured_from_its_own_stage():
         assert C.recompute(rec) == (rec["verdict"], rec["control"]["verdict"])
     for r in base.values():
         units = {"ipo-solution-follows-tau": "d1_seeds", "kto-imbalanced-matches-dpo": "kto_seeds",
-                 "fdpo-divergence-trades-reward-for-diversity": "fdpo_seeds"}.get(r["id"], "seeds")
+                 "fdpo-divergence-trades-reward-for-diversity": "fdpo_seeds",
+                 "online-dpo-beats-offline": "online_seeds"}.get(r["id"], "seeds")
         assert r["subject"]["units"] == r["control"]["units"] == s[units]
 
 
@@ -230,6 +236,7 @@ CLAIM_IDS = [
     "ipo-solution-follows-tau",
     "kto-imbalanced-matches-dpo",
     "fdpo-divergence-trades-reward-for-diversity",
+    "online-dpo-beats-offline",
 ]
 # smoke (2 seeds): filled in from the first smoke run below
 HOLD_AT_SMOKE = {
@@ -324,3 +331,48 @@ def test_fdpo_trade_off_step_by_hand():
     h = np.array([[[0.1, 0.4, 0.5]]])  # entropies rise
     assert trade_off_step(r, h).tolist() == [pytest.approx(0.1)]  # min(1, 0.5, 0.3, 0.1)
     assert trade_off_step(r, h[..., ::-1]).tolist() == [pytest.approx(-0.3)]
+
+
+def test_online_dpo_loss_gradient_and_win_rate_float64():
+    """The online-vs-offline arms' loss (mean DPO over given pairs) against a float64 numpy gradient by central
+    differences; its gradient in each prompt's logits sums to 0 (a function of logit differences); the win rate
+    by enumeration; one program step moves every arm, keeps the logits finite and does not touch pi_ref."""
+    from alignjax_experiments import _online_dpo as O
+
+    rng = np.random.default_rng(0)
+    X, N, B, beta = 3, 5, 4, 0.3
+    theta, log_ref = rng.normal(size=(X, N)), np.log(rng.dirichlet(np.ones(N), X))
+    w, lo = rng.integers(0, N, (X, B)), rng.integers(0, N, (X, B))
+
+    def np_loss(t):
+        lp = t - np.log(np.exp(t).sum(-1, keepdims=True)) - log_ref
+        hw, hl = np.take_along_axis(lp, w, -1), np.take_along_axis(lp, lo, -1)
+        return np.mean(np.log1p(np.exp(-beta * (hw - hl))))
+
+    with jax.enable_x64(True):
+        g = np.asarray(jax.grad(O.pairs_loss)(jnp.asarray(theta), jnp.asarray(w), jnp.asarray(lo), jnp.asarray(log_ref),
+                                               beta))
+    num = np.zeros_like(theta)
+    for idx in np.ndindex(theta.shape):
+        e = np.zeros_like(theta)
+        e[idx] = 1e-6
+        num[idx] = (np_loss(theta + e) - np_loss(theta - e)) / 2e-6
+    np.testing.assert_allclose(g, num, atol=1e-9)
+    np.testing.assert_allclose(g.sum(-1), 0.0, atol=1e-15)
+    r = rng.normal(size=(X, N))
+    sig = 1 / (1 + np.exp(-(r[:, :, None] - r[:, None, :])))
+    pi = np.exp(theta) / np.exp(theta).sum(-1, keepdims=True)
+    want = np.mean([pi[x] @ sig[x] @ np.exp(log_ref[x]) for x in range(X)])
+    with jax.enable_x64(True):
+        got = float(O.win_rate(jnp.log(jnp.asarray(pi)), jnp.asarray(r), jnp.asarray(log_ref)))
+    assert got == pytest.approx(want, rel=1e-12)
+    prog = O.online_program()
+    h = {"beta": np.float32(O.BETA)}
+    s0 = prog.init(h, jax.random.key(1))
+    s1 = prog.step(s0, h)
+    moved = np.abs(np.asarray(s1["theta"]) - np.asarray(s0["theta"])).max(axis=(1, 2))
+    assert np.all(moved > 0) and np.isfinite(np.asarray(s1["theta"])).all()
+    np.testing.assert_array_equal(np.asarray(s1["inst"]["log_ref"]), np.asarray(s0["inst"]["log_ref"]))
+    assert not np.array_equal(jax.random.key_data(s1["key"]), jax.random.key_data(s0["key"]))  # a new key each step
+    d = {k: np.asarray(v) for k, v in s0["inst"].items()}
+    assert d["w"].shape == d["l"].shape == (O.PROMPTS, O.DATASET)
