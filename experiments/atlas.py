@@ -1103,8 +1103,8 @@ SUITES.register("atlas", reproduce, meta={"description": "every registered algor
 UNCLAIMED = """## Shipped algorithms without a claim yet: what their papers state, and whether a toy can test it
 
 Issue 26 asks for one claim per shipped algorithm, or a statement of why a toy cannot test the paper's
-headline. Of the eight it names, KTO (session 7), ORPO (session 8) and f-DPO (session 9) have claims in the
-dpo-bandit and ranking-accuracy suites; SPO, the GPO family, online DPO, XPO and VPO do not yet. What was read
+headline. Of the eight it names, KTO (session 7), ORPO (session 8), f-DPO and online DPO (session 9) have claims
+in the dpo-bandit and ranking-accuracy suites; SPO, the GPO family, XPO and VPO do not yet. What was read
 (sessions 8 and 9, by helpers; quotes are the papers') and what a toy could test:
 
 - **f-DPO** (Wang et al. 2023, arXiv 2309.16240; the abstract, the ICLR 2024 reviews and the authors' code read,
@@ -1131,11 +1131,11 @@ dpo-bandit and ranking-accuracy suites; SPO, the GPO family, online DPO, XPO and
   alone raises the rejected responses too; holds) and `orpo-large-lambda-lowers-chosen` (App. E.1: at
   lambda = 1 the chosen responses fall; fails within the suite's budget). See
   `papers/ranking_accuracy.md`.
-- **Online DPO** (Guo et al. 2024, arXiv 2402.04792; the abstract and the opening of Sec. 1 read). Each
-  iteration samples two responses from the current model and has them labelled online; offline methods
-  "train on the distribution induced by rho but evaluate on the distribution induced by pi_theta". A
-  bandit whose data come from a rho other than pi_ref can test "online beats offline" qualitatively; the
-  paper's numbers are LLM win rates, which no toy can test.
+- **Online DPO** (Guo et al. 2024, arXiv 2402.04792; the abstract and the opening of Sec. 1 read) has one
+  claim since session 9, `online-dpo-beats-offline` in the dpo-bandit suite: with the same steps and batch,
+  DPO on pairs sampled from its current policy and labelled on the spot beats DPO on a fixed dataset from a
+  distinct model (holds), but so does DPO on fresh pairs from that model (the control holds too): most of the
+  lead is fresh labels, and the on-policy part is speed. See `papers/dpo_bandit.md`.
 - **XPO** (Xie et al. 2024, arXiv 2405.21046; the abstract only). "XPO is provably sample-efficient and
   converges to a near-optimal language model policy under natural exploration conditions, irrespective of
   whether the initial model has good coverage", and it is "more sample-efficient than non-exploratory DPO

@@ -216,13 +216,16 @@ def test_suite_quick_path(tmp_path):
         expected = "fails" if r["id"] in ("kto-imbalanced-matches-dpo", "fdpo-divergence-trades-reward-for-diversity") \
             else "holds"  # measured (papers/dpo_bandit.md)
         assert r["verdict"] == expected, (r["id"], r["subject"], r["measured"])
-        assert r["control"]["verdict"] == "fails", (r["id"], r["control"])
+        want_control = "holds" if r["id"] == "online-dpo-beats-offline" else "fails"  # measured
+        assert r["control"]["verdict"] == want_control, (r["id"], r["control"])
         assert r["subject"]["units"] == {"ipo-solution-follows-tau": 10, "kto-imbalanced-matches-dpo": 16,
-                                         "fdpo-divergence-trades-reward-for-diversity": 16}.get(r["id"], 4)
+                                         "fdpo-divergence-trades-reward-for-diversity": 16,
+                                         "online-dpo-beats-offline": 16}.get(r["id"], 4)
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
     for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
                  "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
-                 "graph_hard_cdpo_metrics.csv", "ipo_tau.png", "kto_imbalance.png", "fdpo_tradeoff.png"):
+                 "graph_hard_cdpo_metrics.csv", "ipo_tau.png", "kto_imbalance.png", "fdpo_tradeoff.png",
+                 "online_dpo.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
@@ -376,3 +379,12 @@ def test_online_dpo_loss_gradient_and_win_rate_float64():
     assert not np.array_equal(jax.random.key_data(s1["key"]), jax.random.key_data(s0["key"]))  # a new key each step
     d = {k: np.asarray(v) for k, v in s0["inst"].items()}
     assert d["w"].shape == d["l"].shape == (O.PROMPTS, O.DATASET)
+    for k in ("w", "l", "r", "log_rho"):  # the offline dataset and the instance stay fixed
+        np.testing.assert_array_equal(np.asarray(s1["inst"][k]), d[k])
+    # the online arm samples from its own policy: put all its mass on response 0, so every pair is (0, 0),
+    # whose DPO gradient is 0; the other arms (pairs from rho and from the dataset) still move
+    peaked = {**s0, "theta": s0["theta"].at[1].set(jnp.where(jnp.arange(O.RESPONSES) == 0, 0.0, -200.0))}
+    s2 = prog.step(peaked, h)
+    np.testing.assert_array_equal(np.asarray(s2["theta"][1]), np.asarray(peaked["theta"][1]))
+    assert np.abs(np.asarray(s2["theta"][0]) - np.asarray(peaked["theta"][0])).max() > 0
+    assert np.abs(np.asarray(s2["theta"][2]) - np.asarray(peaked["theta"][2])).max() > 0
