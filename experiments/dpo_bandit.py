@@ -65,6 +65,7 @@ from alignjax.registry import EXPERIMENTS, LOSSES, SUITES
 from alignjax_experiments import _fdpo_divergence as FDPO
 from alignjax_experiments import _kto_imbalance as KTO
 from alignjax_experiments import _online_dpo as OAIF
+from alignjax_experiments import _xpo_exploration as XPO
 
 # ---------------------------------------------------------------------------------------------
 # The suite's claims, declared before any measurement (claims contract v3). Where the thresholds come
@@ -201,6 +202,7 @@ CLAIMS = C.declared([
     KTO.SPEC,  # kto-imbalanced-matches-dpo (Ethayarajh et al. 2024): experiments/_kto_imbalance.py
     FDPO.SPEC,  # fdpo-divergence-trades-reward-for-diversity (Wang et al., f-DPO): experiments/_fdpo_divergence.py
     OAIF.SPEC,  # online-dpo-beats-offline (Guo et al. 2024, OAIF): experiments/_online_dpo.py
+    XPO.SPEC,  # xpo-explores-past-poor-coverage (Xie et al. 2024, XPO): experiments/_xpo_exploration.py
 ])
 
 
@@ -378,7 +380,8 @@ def settings(scale: str) -> dict:
     ``fdpo_seeds``: the f-DPO divergence instances (:func:`alignjax_experiments._fdpo_divergence.fdpo_stage`,
     exact optima, no training): 16 at quick, 64 at full (smoke: 2). ``online_steps`` / ``online_seeds``: the
     online-vs-offline DPO runs (:func:`alignjax_experiments._online_dpo.online_stage`), the same at quick and full
-    (smoke: 200, 2).
+    (smoke: 200, 2). ``xpo_steps`` / ``xpo_seeds``: the XPO runs
+    (:func:`alignjax_experiments._xpo_exploration.xpo_stage`), the same at quick and full (smoke: 200, 2).
     """
     if scale not in ("full", "quick", "smoke"):
         raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
@@ -390,10 +393,12 @@ def settings(scale: str) -> dict:
          "sampled_steps": 10000, "sampled_log_every": 500,
          "d1_steps": D1_STEPS, "d1_seeds": D1_SEEDS, "kto_steps": KTO.STEPS, "kto_seeds": 16,
          "fdpo_seeds": 16 if quick else 64,
-         "online_steps": OAIF.STEPS, "online_seeds": 16}
+         "online_steps": OAIF.STEPS, "online_seeds": 16,
+         "xpo_steps": XPO.STEPS, "xpo_seeds": 16}
     if scale == "smoke":
         s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200, sampled_steps=2000, sampled_log_every=100,
-                 d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2, fdpo_seeds=2, online_steps=200, online_seeds=2)
+                 d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2, fdpo_seeds=2, online_steps=200, online_seeds=2, xpo_steps=200,
+                 xpo_seeds=2)
     return s
 
 
@@ -695,7 +700,7 @@ def monotone_rate_error(labels):
 def claims(s, st) -> list:
     """The suite's claim records (:data:`CLAIMS`, in order) from the stage outputs ``st``."""
     return [overfit_claim(s, st), rate_claim(s, st), d1_claim(st), KTO.kto_claim(st), FDPO.fdpo_claim(st),
-            OAIF.online_claim(st)]
+            OAIF.online_claim(st), XPO.xpo_claim(st)]
 
 
 def plots(ctx, s, st) -> None:
@@ -730,6 +735,7 @@ def plots(ctx, s, st) -> None:
     KTO.kto_plot(ctx, st["kto-imbalance"])
     FDPO.fdpo_plot(ctx, st["fdpo-divergence"])
     OAIF.online_plot(ctx, st["online-dpo"])
+    XPO.xpo_plot(ctx, st["xpo-exploration"])
 
 
 def d1_plot(ctx, d) -> None:
@@ -763,7 +769,8 @@ def reproduce(ctx) -> list:
     ``fdpo-divergence`` (the optima of f-DPO's alpha-divergences and Jensen-Shannon on the population loss, true
     and permuted labels, :mod:`alignjax_experiments._fdpo_divergence`), ``online-dpo`` (DPO on a fixed offline
     dataset, online on the policy's own pairs, and on fresh pairs from the data's model,
-    :mod:`alignjax_experiments._online_dpo`).
+    :mod:`alignjax_experiments._online_dpo`), ``xpo-exploration`` (online DPO, XPO and XPO without its bonus
+    from a reference that covers the best response poorly, :mod:`alignjax_experiments._xpo_exploration`).
 
     **Thresholds**: ``docs/thresholds.md#dpo-bandit`` (one section per claim: the derivation, what
     is a convention, when the value was fixed).
@@ -795,6 +802,8 @@ def reproduce(ctx) -> list:
     * Online DPO beats offline DPO, ``W(online) - W(offline) > 0``: the OAIF abstract's comparison ("OAIF
       outperforms ... offline DAP"); the control is DPO on fresh pairs from the offline data's model. Declared
       before its first run.
+    * XPO beats online DPO under poor coverage, ``J(XPO) - J(online DPO) > 0``: the XPO abstract's comparison
+      with non-exploratory DPO; the control is XPO without its bonus. Declared before its first run.
     """
     s = settings(ctx.scale)
     ctx.config.update({"scale": ctx.scale, "seeds": s["seeds"], "betas": s["betas"], "pairs_per_prompt": s["sizes"],
@@ -814,6 +823,9 @@ def reproduce(ctx) -> list:
                        "online_dpo": {"steps": s["online_steps"], "seeds": s["online_seeds"], "beta": OAIF.BETA,
                                       "dataset_pairs_per_prompt": OAIF.DATASET, "pairs_per_step": OAIF.BATCH,
                                       "step": OAIF.ETA, "arms": list(OAIF.ARMS)},
+                       "xpo": {"steps": s["xpo_steps"], "seeds": s["xpo_seeds"], "beta": XPO.BETA, "alpha": XPO.ALPHA,
+                               "pi_ref_best": XPO.COVER, "pairs_per_step": XPO.BATCH, "step": XPO.ETA,
+                               "arms": list(XPO.ARMS)},
                        "base": dict(DPO_BANDIT.config), "hparams": DPO_BANDIT.hparams_for()})
     st = {
         "overfit-dpo": ctx.stage("overfit-dpo", lambda: overfit_stage(ctx, s, "dpo")),
@@ -827,6 +839,7 @@ def reproduce(ctx) -> list:
         "kto-imbalance": ctx.stage("kto-imbalance", lambda: KTO.kto_stage(s)),
         "fdpo-divergence": ctx.stage("fdpo-divergence", lambda: FDPO.fdpo_stage(s)),
         "online-dpo": ctx.stage("online-dpo", lambda: OAIF.online_stage(s)),
+        "xpo-exploration": ctx.stage("xpo-exploration", lambda: XPO.xpo_stage(s)),
     }
     plots(ctx, s, st)
     return claims(s, st)
@@ -837,7 +850,7 @@ SUITES.register(
     meta={"description": "hard-label overfitting (DPO on few vs many pairs, every beta); the statistical data-size "
                          "gap at the maximum-likelihood rate (DPO vs cDPO); IPO's solution follows tau on Azar et "
                          "al.'s three-action example, DPO's does not; KTO with 90% of the desirable examples discarded "
-                         "against DPO (Ethayarajh et al.); f-DPO's divergence trades reward for diversity (Wang et al.); online DPO against a fixed offline dataset (Guo et al.)",
+                         "against DPO (Ethayarajh et al.); f-DPO's divergence trades reward for diversity (Wang et al.); online DPO against a fixed offline dataset (Guo et al.); XPO's exploration under poor coverage (Xie et al.)",
           "claims": CLAIMS, "quick_seconds": 160})  # cold-cache seconds, a scheduling hint
 
 

@@ -86,7 +86,7 @@ def test_settings_keep_quick_and_full_and_shrink_for_smoke():
                      "exact_steps": 400, "exact_log_every": 20, "sampled_steps": 10000,
                      "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10,
                      "kto_steps": 4000, "kto_seeds": 16, "fdpo_seeds": 16,
-                     "online_steps": 2000, "online_seeds": 16}  # papers/dpo_bandit.md
+                     "online_steps": 2000, "online_seeds": 16, "xpo_steps": 2000, "xpo_seeds": 16}  # papers/dpo_bandit.md
     assert full["seeds"] == 16 and full["exact_steps"] == 2000 and full["sampled_steps"] == 10000
     assert full["fdpo_seeds"] == 64 and smoke["fdpo_seeds"] == 2
     assert smoke["betas"] == quick["betas"] and smoke["seeds"] < quick["seeds"]
@@ -130,7 +130,10 @@ def _fake_stages(s, rng, scale=1.0):
             "fdpo-divergence": {k: rng.uniform(0, 2, (3, s["fdpo_seeds"], 2, 6)) for k in ("reward", "entropy", "kl")},
             "online-dpo": {"steps": np.arange(3), "winrate": rng.uniform(0.4, 0.9, (s["online_seeds"], 3, 3)),
                            **{k: rng.uniform(0, 2, (s["online_seeds"], 3, 3)) for k in ("kl_opt", "kl_ref")},
-                           "winrate_opt": rng.uniform(0.8, 0.9, (s["online_seeds"], 3))}}
+                           "winrate_opt": rng.uniform(0.8, 0.9, (s["online_seeds"], 3))},
+            "xpo-exploration": {"steps": np.arange(3), **{k: rng.uniform(0, 1, (s["xpo_seeds"], 3, 3))
+                                                          for k in ("value", "p_best", "kl_ref")},
+                                "value_opt": rng.uniform(1, 2, (s["xpo_seeds"], 3))}}
 
 
 def test_every_control_is_measured_from_its_own_stage():
@@ -144,14 +147,16 @@ def test_every_control_is_measured_from_its_own_stage():
                      "ipo-solution-follows-tau": ("tau-d1", "dpo"),  # (stage, its part the control reads)
                      "kto-imbalanced-matches-dpo": ("kto-imbalance", "winrate[..., 2]"),  # the unweighted arm
                      "fdpo-divergence-trades-reward-for-diversity": ("fdpo-divergence", "[:, :, 1]"),  # permuted labels
-                     "online-dpo-beats-offline": ("online-dpo", "winrate[..., 2]")}  # the fresh-offline arm
+                     "online-dpo-beats-offline": ("online-dpo", "winrate[..., 2]"),  # the fresh-offline arm
+                     "xpo-explores-past-poor-coverage": ("xpo-exploration", "value[..., 2]")}  # no bonus
     base = {r["id"]: r for r in claims(s, st)}
     assert list(base) == [c.id for c in CLAIMS] == list(control_stage)
     for cid, (name, part) in control_stage.items():
         new = _fake_stages(s, np.random.default_rng(1))[name]
-        if part == "winrate[..., 2]":  # only the control's arm changes
-            part, new = "winrate", {"winrate": st[name]["winrate"].copy()}
-            new["winrate"][..., 2] = _fake_stages(s, np.random.default_rng(1))[name]["winrate"][..., 2]
+        if part in ("winrate[..., 2]", "value[..., 2]"):  # only the control's arm changes
+            k = part.split("[")[0]
+            part, new = k, {k: st[name][k].copy()}
+            new[k][..., 2] = _fake_stages(s, np.random.default_rng(1))[name][k][..., 2]
         if part == "[:, :, 1]":  # only the control's label set changes
             fresh = _fake_stages(s, np.random.default_rng(1))[name]
             new = {k: st[name][k].copy() for k in fresh}
@@ -166,7 +171,8 @@ def test_every_control_is_measured_from_its_own_stage():
     for r in base.values():
         units = {"ipo-solution-follows-tau": "d1_seeds", "kto-imbalanced-matches-dpo": "kto_seeds",
                  "fdpo-divergence-trades-reward-for-diversity": "fdpo_seeds",
-                 "online-dpo-beats-offline": "online_seeds"}.get(r["id"], "seeds")
+                 "online-dpo-beats-offline": "online_seeds",
+                 "xpo-explores-past-poor-coverage": "xpo_seeds"}.get(r["id"], "seeds")
         assert r["subject"]["units"] == r["control"]["units"] == s[units]
 
 
@@ -240,6 +246,7 @@ CLAIM_IDS = [
     "kto-imbalanced-matches-dpo",
     "fdpo-divergence-trades-reward-for-diversity",
     "online-dpo-beats-offline",
+    "xpo-explores-past-poor-coverage",
 ]
 # smoke (2 seeds): filled in from the first smoke run below
 HOLD_AT_SMOKE = {
@@ -388,3 +395,50 @@ def test_online_dpo_loss_gradient_and_win_rate_float64():
     np.testing.assert_array_equal(np.asarray(s2["theta"][1]), np.asarray(peaked["theta"][1]))
     assert np.abs(np.asarray(s2["theta"][0]) - np.asarray(peaked["theta"][0])).max() > 0
     assert np.abs(np.asarray(s2["theta"][2]) - np.asarray(peaked["theta"][2])).max() > 0
+
+
+def test_xpo_loss_gradient_instance_and_arms_float64():
+    """XPO's arm loss against a float64 numpy gradient (DPO on (y, yt) by the vote plus alpha log pi(yt));
+    the instance gives pi_ref(best) = COVER; one step: online DPO with all its mass on one response does not
+    move (its pairs are (y, y)), XPO's bonus still moves its arm from the same start, and J is the
+    KL-regularised value."""
+    from alignjax_experiments import _xpo_exploration as X
+
+    rng = np.random.default_rng(0)
+    Xn, N, B, beta, alpha = 3, 5, 4, 0.3, 0.05
+    theta, log_ref = rng.normal(size=(Xn, N)), np.log(rng.dirichlet(np.ones(N), Xn))
+    y, yt = rng.integers(0, N, (Xn, B)), rng.integers(0, N, (Xn, B))
+    o = rng.integers(0, 2, (Xn, B)).astype(float)
+
+    def np_loss(t):
+        lp = t - np.log(np.exp(t).sum(-1, keepdims=True))
+        h = lp - log_ref
+        m = beta * (np.take_along_axis(h, y, -1) - np.take_along_axis(h, yt, -1))
+        dpo = o * np.log1p(np.exp(-m)) + (1 - o) * np.log1p(np.exp(m))
+        return np.mean(dpo + alpha * np.take_along_axis(lp, yt, -1))
+
+    with jax.enable_x64(True):
+        g = np.asarray(jax.grad(X.xpo_loss)(jnp.asarray(theta), jnp.asarray(y), jnp.asarray(yt), jnp.asarray(o),
+                                             jnp.asarray(log_ref), beta, alpha))
+    num = np.zeros_like(theta)
+    for idx in np.ndindex(theta.shape):
+        e = np.zeros_like(theta)
+        e[idx] = 1e-6
+        num[idx] = (np_loss(theta + e) - np_loss(theta - e)) / 2e-6
+    np.testing.assert_allclose(g, num, atol=1e-9)
+    r, lref = (np.asarray(v) for v in X._instance(jax.random.key(2)))
+    np.testing.assert_allclose(np.exp(lref)[np.arange(X.PROMPTS), r.argmax(-1)], X.COVER, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(lref).sum(-1), 1.0, rtol=1e-5)
+    pi = np.exp(theta) / np.exp(theta).sum(-1, keepdims=True)
+    rr = rng.normal(size=(Xn, N))
+    want = np.mean(np.sum(pi * (rr - beta * (np.log(pi) - log_ref)), -1))
+    with jax.enable_x64(True):
+        assert float(X.value(jnp.log(jnp.asarray(pi)), jnp.asarray(rr), jnp.asarray(log_ref), beta)) == pytest.approx(want)
+    prog = X.xpo_program()
+    h = {"beta": np.float32(X.BETA)}
+    s0 = prog.init(h, jax.random.key(1))
+    one = jnp.where(jnp.arange(X.RESPONSES) == 0, 0.0, -200.0)
+    peaked = {**s0, "theta": s0["theta"].at[0].set(one).at[1].set(one)}
+    s1 = prog.step(peaked, h)
+    np.testing.assert_array_equal(np.asarray(s1["theta"][0]), np.asarray(peaked["theta"][0]))  # online DPO: (0, 0)
+    assert np.abs(np.asarray(s1["theta"][1]) - np.asarray(peaked["theta"][1])).max() > 0  # XPO: yt ~ pi_ref, bonus
