@@ -1103,8 +1103,8 @@ SUITES.register("atlas", reproduce, meta={"description": "every registered algor
 UNCLAIMED = """## Shipped algorithms without a claim yet: what their papers state, and whether a toy can test it
 
 Issue 26 asks for one claim per shipped algorithm, or a statement of why a toy cannot test the paper's
-headline. Of the eight it names, KTO (session 7), ORPO (session 8), f-DPO and online DPO (session 9) have claims
-in the dpo-bandit and ranking-accuracy suites; SPO, the GPO family, XPO and VPO do not yet. What was read
+headline. Of the eight it names, KTO (session 7), ORPO (session 8), f-DPO, online DPO and XPO (session 9) have
+claims in the dpo-bandit and ranking-accuracy suites; SPO, the GPO family and VPO do not yet. What was read
 (sessions 8 and 9, by helpers; quotes are the papers') and what a toy could test:
 
 - **f-DPO** (Wang et al. 2023, arXiv 2309.16240; the abstract, the ICLR 2024 reviews and the authors' code read,
@@ -1136,12 +1136,9 @@ in the dpo-bandit and ranking-accuracy suites; SPO, the GPO family, XPO and VPO 
   DPO on pairs sampled from its current policy and labelled on the spot beats DPO on a fixed dataset from a
   distinct model (holds), but so does DPO on fresh pairs from that model (the control holds too): most of the
   lead is fresh labels, and the on-policy part is speed. See `papers/dpo_bandit.md`.
-- **XPO** (Xie et al. 2024, arXiv 2405.21046; the abstract only). "XPO is provably sample-efficient and
-  converges to a near-optimal language model policy under natural exploration conditions, irrespective of
-  whether the initial model has good coverage", and it is "more sample-efficient than non-exploratory DPO
-  variants". A bandit where pi_ref puts about 1e-3 on the best response can test the qualitative statement
-  (preference queries to near-optimal, XPO against online DPO); the rate and its constants cannot be taken
-  from the paper until its theorem is read.
+- **XPO** (Xie et al. 2024, arXiv 2405.21046, ICLR 2025; the abstract read) has one claim since session 9,
+  `xpo-explores-past-poor-coverage` in the dpo-bandit suite: with `pi_ref(best) = 1e-3`, XPO does not beat online
+  DPO in the tabular toy (fails); see `papers/dpo_bandit.md`.
 - **VPO** (Cen et al. 2024, arXiv 2405.19320; the abstract only). It "regularizes the maximum-likelihood
   estimate of the reward function with the corresponding value function, modulated by a sign to indicate
   whether the optimism or pessimism is chosen", with guarantees "matching the rates of their standard RL

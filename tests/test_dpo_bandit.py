@@ -219,19 +219,20 @@ def test_suite_quick_path(tmp_path):
     assert [r["id"] for r in records] == CLAIM_IDS
     for r in records:
         assert C.recompute(r) == (r["verdict"], r["control"]["verdict"])
-        expected = "fails" if r["id"] in ("kto-imbalanced-matches-dpo", "fdpo-divergence-trades-reward-for-diversity") \
-            else "holds"  # measured (papers/dpo_bandit.md)
+        expected = "fails" if r["id"] in ("kto-imbalanced-matches-dpo", "fdpo-divergence-trades-reward-for-diversity",
+                                          "xpo-explores-past-poor-coverage") else "holds"  # measured (papers/dpo_bandit.md)
         assert r["verdict"] == expected, (r["id"], r["subject"], r["measured"])
         want_control = "holds" if r["id"] == "online-dpo-beats-offline" else "fails"  # measured
         assert r["control"]["verdict"] == want_control, (r["id"], r["control"])
         assert r["subject"]["units"] == {"ipo-solution-follows-tau": 10, "kto-imbalanced-matches-dpo": 16,
                                          "fdpo-divergence-trades-reward-for-diversity": 16,
-                                         "online-dpo-beats-offline": 16}.get(r["id"], 4)
+                                         "online-dpo-beats-offline": 16,
+                                         "xpo-explores-past-poor-coverage": 16}.get(r["id"], 4)
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
     for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
                  "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
                  "graph_hard_cdpo_metrics.csv", "ipo_tau.png", "kto_imbalance.png", "fdpo_tradeoff.png",
-                 "online_dpo.png"):
+                 "online_dpo.png", "xpo_exploration.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 

@@ -355,7 +355,10 @@ def _xpo_population(logp, g, hp):
     XPO (Xie et al. 2024, arXiv 2405.21046, Alg. 1): online DPO on the pair (a response of
     the current policy, a response of ``pi_ref``) plus the optimism (exploration) term
     ``alpha E_{yt~pi_ref}[log pi(yt)]``: minimising it lowers the probability of what
-    ``pi_ref`` says and so moves mass towards responses ``pi_ref`` rarely tries.
+    ``pi_ref`` says. Its gradient in tabular logits is ``alpha (pi_ref - pi)``, so a gradient step
+    raises the responses the policy already weighs above ``pi_ref`` and lowers the others (``pi =
+    pi_ref`` is an unstable fixed point); mass reaches responses no pair has shown only where the
+    DPO term leaves them unconstrained, as in Alg. 1's argmin over the accumulated data.
     Gradient in ``Delta``: ``beta [pi_now * ((S - P) @ pi_ref) + pi_ref * ((S - P) @ pi_now)] + alpha pi_ref``.
     """
     w, rho = jnp.exp(g.logp_now), jnp.exp(g.logp_ref)
