@@ -344,6 +344,16 @@ def test_fdpo_trade_off_step_by_hand():
     assert trade_off_step(r, h[..., ::-1]).tolist() == [pytest.approx(-0.3)]
 
 
+def _central_difference(f, x, eps=1e-6):
+    """The float64 numpy gradient of a scalar ``f`` at ``x`` by central differences, entry by entry."""
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = eps
+        g[idx] = (f(x + e) - f(x - e)) / (2 * eps)
+    return g
+
+
 def test_online_dpo_loss_gradient_and_win_rate_float64():
     """The online-vs-offline arms' loss (mean DPO over given pairs) against a float64 numpy gradient by central
     differences; its gradient in each prompt's logits sums to 0 (a function of logit differences); the win rate
@@ -363,11 +373,7 @@ def test_online_dpo_loss_gradient_and_win_rate_float64():
     with jax.enable_x64(True):
         g = np.asarray(jax.grad(O.pairs_loss)(jnp.asarray(theta), jnp.asarray(w), jnp.asarray(lo), jnp.asarray(log_ref),
                                                beta))
-    num = np.zeros_like(theta)
-    for idx in np.ndindex(theta.shape):
-        e = np.zeros_like(theta)
-        e[idx] = 1e-6
-        num[idx] = (np_loss(theta + e) - np_loss(theta - e)) / 2e-6
+    num = _central_difference(np_loss, theta)
     np.testing.assert_allclose(g, num, atol=1e-9)
     np.testing.assert_allclose(g.sum(-1), 0.0, atol=1e-15)
     r = rng.normal(size=(X, N))
@@ -421,11 +427,7 @@ def test_xpo_loss_gradient_instance_and_arms_float64():
     with jax.enable_x64(True):
         g = np.asarray(jax.grad(X.xpo_loss)(jnp.asarray(theta), jnp.asarray(y), jnp.asarray(yt), jnp.asarray(o),
                                              jnp.asarray(log_ref), beta, alpha))
-    num = np.zeros_like(theta)
-    for idx in np.ndindex(theta.shape):
-        e = np.zeros_like(theta)
-        e[idx] = 1e-6
-        num[idx] = (np_loss(theta + e) - np_loss(theta - e)) / 2e-6
+    num = _central_difference(np_loss, theta)
     np.testing.assert_allclose(g, num, atol=1e-9)
     r, lref = (np.asarray(v) for v in X._instance(jax.random.key(2)))
     np.testing.assert_allclose(np.exp(lref)[np.arange(X.PROMPTS), r.argmax(-1)], X.COVER, rtol=1e-5)
