@@ -1143,7 +1143,12 @@ claims in the dpo-bandit and ranking-accuracy suites; SPO, the GPO family and VP
   estimate of the reward function with the corresponding value function, modulated by a sign to indicate
   whether the optimism or pessimism is chosen", with guarantees "matching the rates of their standard RL
   counterparts". Online (optimistic) regret against online DPO and offline (pessimistic) behaviour on a
-  poorly covered response are testable qualitatively; no rate is quoted until the theorems are read.
+  poorly covered response are testable qualitatively; no rate is quoted until the theorems are read. The
+  online form we ship (`sampled-vpo`, pairs from the policy, `pi_cal = pi_ref`) adds XPO's bonus with
+  `alpha_XPO = alpha beta` (its expected gradient in the logits is `alpha beta (pi_ref - pi)`), so the XPO
+  claim's toy and its reading (`papers/dpo_bandit.md`: the bonus amplifies deviations from `pi_ref` and does
+  not find a poorly covered best response) apply to it as they stand; only the offline (pessimistic) sign
+  would test something new, and alignjax does not ship an offline VPO loss.
 """
 """The page's section on the shipped algorithms that have no claim yet (:func:`paper` appends it)."""
 
