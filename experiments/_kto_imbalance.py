@@ -157,13 +157,9 @@ def kto_stage(s) -> dict:
     """Stage ``kto-imbalance``: :func:`kto_program` at ``beta = BETA`` for ``s["kto_seeds"]`` seeds and
     ``s["kto_steps"]`` steps: ``{"steps", "winrate": (seeds, logs, arms), "kl": ..., "desirable_share"}``.
     The rows form one ``vmap`` block (the numbers do not depend on the device count)."""
-    from alignjax.sweep import make_grid, run_sweep
+    from alignjax_experiments._arm_runs import seeds_run
 
-    T = s["kto_steps"]
-    grid = make_grid({"beta": BETA}, seeds=s["kto_seeds"])
-    res = run_sweep(kto_program(), grid, num_steps=T, log_every=T // 10, block_size=grid.size)
-    m = {k: np.asarray(v)[0] for k, v in res.metrics.items()}  # one config
-    return {"steps": np.asarray(res.steps), **m}
+    return seeds_run(kto_program(), BETA, s["kto_seeds"], s["kto_steps"])
 
 
 def kto_claim(st) -> dict:
@@ -203,11 +199,10 @@ def kto_plot(ctx, d) -> None:
     """``kto_imbalance.png``: each arm's win rate against the reference along training (median and range over seeds)."""
     import matplotlib.pyplot as plt
 
+    from alignjax_experiments._arm_runs import plot_arms
+
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps, w = np.asarray(d["steps"]), np.asarray(d["winrate"])  # (seeds, logs, arms)
-    for i, a in enumerate(ARMS):
-        ax.fill_between(steps, w[:, :, i].min(0), w[:, :, i].max(0), color=f"C{i}", alpha=0.15)
-        ax.plot(steps, np.median(w[:, :, i], 0), "o-", ms=3, color=f"C{i}", label=a)
+    plot_arms(ax, d["steps"], d["winrate"], ARMS)
     ax.set(xlabel="gradient step", ylabel="win rate against pi_ref (true preferences)",
            title=f"KTO with {KEEP:.0%} of the desirable examples vs DPO")
     ax.legend(fontsize=8)

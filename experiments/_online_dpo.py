@@ -174,12 +174,9 @@ def online_stage(s) -> dict:
     """Stage ``online-dpo``: :func:`online_program` at ``beta = BETA`` for ``s["online_seeds"]`` seeds and
     ``s["online_steps"]`` steps: ``{"steps", "winrate": (seeds, logs, arms), "kl_opt", "kl_ref", "winrate_opt":
     (seeds, logs)}``. The rows form one ``vmap`` block (the numbers do not depend on the device count)."""
-    from alignjax.sweep import make_grid, run_sweep
+    from alignjax_experiments._arm_runs import seeds_run
 
-    T = s["online_steps"]
-    grid = make_grid({"beta": BETA}, seeds=s["online_seeds"])
-    res = run_sweep(online_program(), grid, num_steps=T, log_every=T // 10, block_size=grid.size)
-    return {"steps": np.asarray(res.steps), **{k: np.asarray(v)[0] for k, v in res.metrics.items()}}
+    return seeds_run(online_program(), BETA, s["online_seeds"], s["online_steps"])
 
 
 def online_claim(st) -> dict:
@@ -221,12 +218,11 @@ def online_plot(ctx, d) -> None:
     seeds), with pi*'s."""
     import matplotlib.pyplot as plt
 
+    from alignjax_experiments._arm_runs import plot_arms
+
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps, w = np.asarray(d["steps"]), np.asarray(d["winrate"])  # (seeds, logs, arms)
-    for i, a in enumerate(ARMS):
-        ax.fill_between(steps, w[:, :, i].min(0), w[:, :, i].max(0), color=f"C{i}", alpha=0.15)
-        ax.plot(steps, np.median(w[:, :, i], 0), "o-", ms=3, color=f"C{i}", label=a)
-    ax.plot(steps, np.median(np.asarray(d["winrate_opt"]), 0), "k:", lw=1, label="pi* (median)")
+    plot_arms(ax, d["steps"], d["winrate"], ARMS)
+    ax.plot(np.asarray(d["steps"]), np.median(np.asarray(d["winrate_opt"]), 0), "k:", lw=1, label="pi* (median)")
     ax.set(xlabel="step", ylabel="win rate against pi_ref (true preferences)",
            title=f"DPO: online (OAIF) vs a fixed offline dataset, beta = {BETA}")
     ax.legend(fontsize=8)

@@ -165,12 +165,9 @@ def xpo_stage(s) -> dict:
     """Stage ``xpo-exploration``: :func:`xpo_program` at ``beta = BETA`` for ``s["xpo_seeds"]`` seeds and
     ``s["xpo_steps"]`` steps: ``{"steps", "value", "p_best", "kl_ref": (seeds, logs, arms), "value_opt":
     (seeds, logs)}``. One ``vmap`` block."""
-    from alignjax.sweep import make_grid, run_sweep
+    from alignjax_experiments._arm_runs import seeds_run
 
-    T = s["xpo_steps"]
-    grid = make_grid({"beta": BETA}, seeds=s["xpo_seeds"])
-    res = run_sweep(xpo_program(), grid, num_steps=T, log_every=T // 10, block_size=grid.size)
-    return {"steps": np.asarray(res.steps), **{k: np.asarray(v)[0] for k, v in res.metrics.items()}}
+    return seeds_run(xpo_program(), BETA, s["xpo_seeds"], s["xpo_steps"])
 
 
 def xpo_claim(st) -> dict:
@@ -208,13 +205,12 @@ def xpo_plot(ctx, d) -> None:
     """``xpo_exploration.png``: each arm's J and pi(best) along training (median and range over seeds)."""
     import matplotlib.pyplot as plt
 
+    from alignjax_experiments._arm_runs import plot_arms
+
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     steps = np.asarray(d["steps"])
     for k, a_ in (("value", ax[0]), ("p_best", ax[1])):
-        m = np.asarray(d[k])  # (seeds, logs, arms)
-        for i, a in enumerate(ARMS):
-            a_.fill_between(steps, m[:, :, i].min(0), m[:, :, i].max(0), color=f"C{i}", alpha=0.15)
-            a_.plot(steps, np.median(m[:, :, i], 0), "o-", ms=3, color=f"C{i}", label=a)
+        plot_arms(a_, steps, d[k], ARMS)
     ax[0].plot(steps, np.median(np.asarray(d["value_opt"]), 0), "k:", lw=1, label="J(pi*)")
     ax[0].set(xlabel="step", ylabel="J = E r - beta KL(pi || pi_ref)", title=f"pi_ref(best) = {COVER:g}, beta = {BETA}")
     ax[1].set(xlabel="step", ylabel="mean_x pi(best | x)", yscale="log", title="mass on the best response")
