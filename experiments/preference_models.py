@@ -67,6 +67,7 @@ from alignjax.results import scale_name
 from alignjax.reward_model import bt_loss, make_optimizer, reward_fitter, tabular_reward, with_hparams
 from alignjax.rlhf import TRAINERS, Problem
 from alignjax.sweep import Grid, run_sweep
+from alignjax_experiments import _maxmin_gap as GAP
 
 MAXMIN_SRC = "Chakraborty et al. 2024, MaxMin-RLHF (arXiv 2402.08925, ICML 2024)"
 GPM_SRC = "Zhang et al. 2024, Beyond Bradley-Terry Models: A General Preference Model (arXiv 2410.02197, ICML 2025)"
@@ -159,6 +160,7 @@ CLAIMS = claims.declared([
         control="The same GPM fit on the same pairs with the votes permuted over the pairs (shuffled labels: "
                 "they carry no information about the preference); the same metric. It passes if the pipeline "
                 "leaks the true preference to the fit other than through the labels."),
+    *GAP.SPECS,  # single-reward-gap-grows-as-minority-shrinks, -with-diversity: experiments/_maxmin_gap.py
 ])
 
 
