@@ -594,16 +594,20 @@ def plots(ctx, st, tr, gs):
 
 
 def reproduce(ctx) -> list:
-    """Suite ``preference-models``: stages ``maxmin``, ``maxmin-trainer``, ``gpm``; the claims of :data:`CLAIMS`."""
+    """Suite ``preference-models``: stages ``maxmin``, ``maxmin-trainer``, ``gpm``, ``minority-gap``; the claims
+    of :data:`CLAIMS`."""
     cfg = settings(ctx.scale)
     ctx.config.update({"scale": ctx.scale, **cfg, "thresholds": {"gpm_tol": GPM_TOL, "maxmin_floor": MAXMIN_FLOOR,
                                                             "majority_tol": MAJORITY_TOL, "agree_rho": AGREE_RHO}})
     st = ctx.stage("maxmin", lambda: maxmin_stage(cfg, ctx.progress))
     tr = ctx.stage("maxmin-trainer", lambda: maxmin_trainer_stage(cfg, ctx.progress))
     gs = ctx.stage("gpm", lambda: gpm_stage(cfg, ctx.progress))
+    mg = ctx.stage("minority-gap", lambda: GAP.gap_stage(cfg, _sweep, ctx.progress))
     tables(ctx, st, tr, gs)
+    GAP.write_outputs(ctx, mg)
     plots(ctx, st, tr, gs)
-    return [claim_maxmin_minority(cfg, st, tr), claim_maxmin_majority(cfg, st, tr), claim_gpm(cfg, gs)]
+    return [claim_maxmin_minority(cfg, st, tr), claim_maxmin_majority(cfg, st, tr), claim_gpm(cfg, gs),
+            *GAP.claim_records(mg)]
 
 
 SUITES.register("preference-models", reproduce,

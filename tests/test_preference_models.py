@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+import alignjax_experiments._maxmin_gap as gap
 import alignjax_experiments.preference_models as pm
 from alignjax import maxmin as mm
 from alignjax import preference_model as gp
@@ -82,8 +83,8 @@ def test_every_control_is_measured_from_its_own_run():
 
     a, st, gs = records(0)
     b, _, _ = records(1)
-    assert list(a) == CLAIM_IDS
-    assert_controls_are_runs(a, b, CLAIM_IDS)
+    assert list(a) == CLAIM_IDS[:3]
+    assert_controls_are_runs(a, b, CLAIM_IDS[:3])
     fin, agree = pm.final_values(st), pm.final_values(st["agree"])
     assert a["maxmin-serves-minority"]["control"]["value"] == pytest.approx(fin["F_single"].min(-1).mean())
     want = (fin["win_minority_only"][:, 0] - fin["win_single"][:, 0]).mean()
@@ -92,6 +93,92 @@ def test_every_control_is_measured_from_its_own_run():
     assert reported["MaxMin-RLHF"]["majority"] == pytest.approx(agree["win_maxmin"][:, 0].mean())
     bayes, gpm = np.asarray(gs["bayes"])[2, :, -1], np.asarray(gs["acc_gpm"])[2, :, -1]
     assert a["gpm-fits-cycles"]["control"]["value"] == pytest.approx((bayes - gpm).mean())
+
+
+# ---- the minority-gap claims (experiments/_maxmin_gap.py)
+def test_share_instance_puts_round_share_h_annotators_in_the_minority_with_common_draws():
+    """The first round(share H) annotators are the minority; the rewards are centred; another share relabels only
+    the annotators whose group changed (same prompts, pairs and uniforms), and rho = 1 makes the groups equal."""
+    cfg = pm.settings("quick")
+    inst = jax.jit(lambda k, s, rho: gap.share_instance(k, cfg, s, rho))
+    key = jax.random.key(3)
+    for share in gap.SHARES:
+        r, log_ref, pairs, group = inst(key, share, -0.5)
+        assert group.tolist() == [1] * round(share * gap.ANNOTATORS) + [0] * (gap.ANNOTATORS - round(share * gap.ANNOTATORS))
+        np.testing.assert_allclose(mm.group_objectives(log_ref, log_ref, r, 0.5), 0.0, atol=1e-6)
+    _, _, p1, g1 = inst(key, 0.1, -0.5)
+    _, _, p2, g2 = inst(key, 0.3, -0.5)
+    same_group = np.asarray(g1 == g2)[np.asarray(p1.annotator)]
+    assert 0 < same_group.mean() < 1
+    np.testing.assert_array_equal(np.asarray(p1.y_w)[same_group], np.asarray(p2.y_w)[same_group])
+    np.testing.assert_array_equal(np.asarray(p1.x), np.asarray(p2.x))
+    r, log_ref, _, _ = inst(key, 0.1, 1.0)
+    np.testing.assert_allclose(r[0], r[1], atol=1e-6)
+    assert float(gap.preference_tv(r, log_ref)) < 1e-6
+    r, log_ref, _, _ = inst(key, 0.1, -1.0)
+    np.testing.assert_allclose(r[0], -r[1], atol=1e-5)
+
+
+def test_minority_only_keeps_the_minority_labels_alone():
+    cfg = pm.settings("smoke")
+    _, _, pairs, group = gap.share_instance(jax.random.key(0), cfg, 0.2, -0.5)
+    w = np.asarray(gap.minority_only(pairs, group).weight)
+    mine = np.asarray(group)[np.asarray(pairs.annotator)] == 1
+    assert (w[~mine] == 0).all() and w[mine].sum() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_preference_tv_against_a_float64_oracle():
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(2, 3, 4))
+    lr = rng.normal(size=(3, 4))
+    lr = lr - np.log(np.exp(lr).sum(-1, keepdims=True))
+    s = lambda d: 1 / (1 + np.exp(-d))  # noqa: E731
+    want = np.mean([sum(np.exp(lr[x, a] + lr[x, b]) * abs(s(r[0, x, a] - r[0, x, b]) - s(r[1, x, a] - r[1, x, b]))
+                        for a in range(4) for b in range(4)) for x in range(3)])
+    assert float(gap.preference_tv(r.astype(np.float32), lr.astype(np.float32))) == pytest.approx(want, rel=1e-5)
+
+
+def test_regret_is_beta_kl_to_the_groups_optimum():
+    """G_u(pi) = F_u(pi*_u) - F_u(pi) = beta KL(pi || pi*_u) (Gibbs' variational identity), the gap both claims use."""
+    from alignjax.metrics import reverse_kl
+    from alignjax.metrics.coverage import optimal_policy
+
+    rng = np.random.default_rng(1)
+    log_ref = jax.nn.log_softmax(rng.normal(size=(3, 5)))
+    r = mm.center_rewards(rng.normal(size=(2, 3, 5)), log_ref)
+    lp = jax.nn.log_softmax(rng.normal(size=(3, 5)))
+    beta = 0.5
+    star = optimal_policy(log_ref, r[1], beta)
+    regret = mm.group_objectives(star, log_ref, r, beta)[1] - mm.group_objectives(lp, log_ref, r, beta)[1]
+    np.testing.assert_allclose(regret, beta * np.mean(reverse_kl(lp, star)), rtol=1e-4)
+
+
+def test_smallest_step_is_the_worst_rise():
+    g = np.array([[0.0, 1.0, 3.0, 3.5], [0.0, 2.0, 1.0, 4.0]])
+    np.testing.assert_allclose(gap.smallest_step(g), [0.5, -1.0])
+
+
+def _fake_gap_stage(rng, seeds=6):
+    n = len(gap.SHARES) + len(gap.RHOS)
+    return {"steps": np.array([1]), "tv": rng.uniform(size=(n, seeds, 1)),
+            **{f"regret_{p}": rng.uniform(size=(n, seeds, 1, 2)) for p in ("single", "minority_only")}}
+
+
+def test_gap_claims_measure_their_own_runs():
+    """Subject and control are the median over seeds of the smallest step of each policy's minority regret along
+    its axis (the share axis first, then rho); another stage gives other values."""
+    st = _fake_gap_stage(np.random.default_rng(0))
+    a = {r["id"]: r for r in gap.claim_records(st)}
+    b = {r["id"]: r for r in gap.claim_records(_fake_gap_stage(np.random.default_rng(1)))}
+    assert list(a) == CLAIM_IDS[3:]
+    assert_controls_are_runs(a, b, CLAIM_IDS[3:])
+    k = len(gap.SHARES)
+    for cid, sl in (("single-reward-gap-grows-as-minority-shrinks", slice(0, k)),
+                    ("single-reward-gap-grows-with-diversity", slice(k, None))):
+        for side, pol in (("subject", "single"), ("control", "minority_only")):
+            g = np.asarray(st[f"regret_{pol}"])[sl, :, -1, 1].T                      # (seeds, points)
+            got = a[cid]["subject"]["value"] if side == "subject" else a[cid]["control"]["value"]
+            assert got == pytest.approx(np.median(np.min(np.diff(g, axis=1), axis=1)))
 
 
 # ---- the quick setting (the numbers of papers/preference_models.md), run once for the tests below
@@ -107,15 +194,18 @@ def quick_run(tmp_path_factory):
 def test_quick_suite_end_to_end(quick_run):
     """The quick verdicts of papers/preference_models.md: MaxMin serves the minority (its control, single-reward
     RLHF, fails), it does not keep the majority (its control, minority-only RLHF, fails too), the GPM fits the cycle
-    (its control, the GPM on shuffled labels, fails)."""
+    (its control, the GPM on shuffled labels, fails); the minority gap grows as the share shrinks (its control,
+    minority-only RLHF, inconclusive) and as rho falls (its control fails)."""
     ctx, by_id, ids, out = quick_run
     assert ids == CLAIM_IDS
     want = {"maxmin-serves-minority": ("holds", "fails"), "maxmin-keeps-majority": ("fails", "fails"),
-            "gpm-fits-cycles": ("holds", "fails")}
+            "gpm-fits-cycles": ("holds", "fails"),
+            "single-reward-gap-grows-as-minority-shrinks": ("holds", "inconclusive"),
+            "single-reward-gap-grows-with-diversity": ("holds", "fails")}
     assert {i: (c["verdict"], c["control"]["verdict"]) for i, c in by_id.items()} == want
-    for f in ("maxmin.csv", "gpm.csv", "preference_models.png"):
+    for f in ("maxmin.csv", "gpm.csv", "preference_models.png", "minority_gap.csv", "minority_gap.png"):
         assert (out / f).exists(), f
-    assert sorted(p.stem for p in (out / "stages").glob("*.npz")) == ["gpm", "maxmin", "maxmin-trainer"]
+    assert sorted(p.stem for p in (out / "stages").glob("*.npz")) == ["gpm", "maxmin", "maxmin-trainer", "minority-gap"]
 
 
 @pytest.mark.slow
@@ -137,6 +227,7 @@ def test_quick_margins(quick_run):
 # Read by tests/test_suites_smoke.py: the claim ids every run returns, in order; the claims that hold
 # even at smoke scale (measured: both, with margins, at the smoke budget); MEETS_CLAIMS_CONTRACT turns on
 # the v2 checks of Claim objects (this suite returns v3 records, checked by the smoke test's v3 branch).
-CLAIM_IDS = ["maxmin-serves-minority", "maxmin-keeps-majority", "gpm-fits-cycles"]
+CLAIM_IDS = ["maxmin-serves-minority", "maxmin-keeps-majority", "gpm-fits-cycles",
+             "single-reward-gap-grows-as-minority-shrinks", "single-reward-gap-grows-with-diversity"]
 HOLD_AT_SMOKE = {"maxmin-serves-minority", "gpm-fits-cycles"}
 MEETS_CLAIMS_CONTRACT = True
