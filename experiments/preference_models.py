@@ -45,6 +45,12 @@ Claims (declared in :data:`CLAIMS`, before any measurement code; contract v3):
   (the BT reward fitted to the same pairs, v2's control, is reported: its verdict is fixed by the
   best-transitive bound).
 
+* ``single-reward-gap-grows-as-minority-shrinks`` and ``single-reward-gap-grows-with-diversity``
+  (:mod:`alignjax_experiments._maxmin_gap`, stage ``minority-gap``): single-reward RLHF's regret for
+  the minority, ``beta KL(pi_single || pi*_min)``, rises at every step as the minority's share of 20
+  annotators shrinks (0.5 to 0.05) and as the groups' reward correlation falls (1 to -1); control:
+  minority-only RLHF, the same check.
+
 Quick and full differ only in seeds (8 and 32); smoke shrinks steps and seeds.
 """
 
@@ -105,7 +111,8 @@ CLAIMS = claims.declared([
                "re-checked)",
         paper_value="abstract (v1): MaxMin 'improves the win-rate (accuracy) for minority groups by over 33%'; "
                     "Sec. 3: single-reward RLHF's alignment gap for a minority grows with the groups' diversity "
-                    "and shrinks with the minority's share",
+                    "and shrinks as the minority's share grows (as secondary summaries state it; the theorem's text "
+                    "was not read)",
         setting="tabular bandit (4 prompts x 8 responses), two annotator groups with anti-correlated rewards "
                 "(rho = -0.5), the paper's 10:1 ratio (20 + 2 annotators, 400 BT labels each); EM mixture of two "
                 "tabular BT rewards, exact max-min policy of the fitted rewards; beta = 0.5; 8 (quick) / 32 "
