@@ -211,6 +211,46 @@ def _cpu_devices(args, entry: bool) -> None:
     jax.config.update("jax_num_cpu_devices", n)
 
 
+def _reproduce_cpu_devices(args, entry: bool) -> None:
+    """Split the host CPU into JAX devices for ``reproduce``, before JAX starts: the suites' sweeps
+    are sharded over them, so a suite alone keeps every core busy in its sweeps.
+
+    One device per usable core (at most :data:`AUTO_CPU_DEVICES`), or ``$ALIGNJAX_CPU_DEVICES``;
+    with ``--jobs N`` each child process gets ``max(1, cores // N)`` (passed on in
+    ``$ALIGNJAX_CPU_DEVICES``, see :func:`_reproduce_parallel`), so the children together ask for
+    about one device per core. Under the same conditions as ``run``'s ``auto``
+    (:func:`_cpu_devices`): only for the process's own command line, and nothing when
+    ``XLA_FLAGS`` or ``JAX_NUM_CPU_DEVICES`` already set a count or several processes run the
+    suites. Every suite's numbers are the same for any count (checked on the quick suites).
+    """
+    multi = args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+    if not entry or multi or _preset_device_count():
+        return
+    env = os.environ.get("ALIGNJAX_CPU_DEVICES")
+    n = _device_count(env, "ALIGNJAX_CPU_DEVICES") if env is not None and env.strip().lower() != "auto" \
+        else min(usable_cores(), AUTO_CPU_DEVICES)
+    import jax
+    from jax._src import xla_bridge
+
+    if not xla_bridge.backends_are_initialized():
+        jax.config.update("jax_num_cpu_devices", n)
+
+
+def _preset_device_count() -> bool:
+    """Whether ``XLA_FLAGS`` or ``JAX_NUM_CPU_DEVICES`` already set the CPU device count."""
+    return "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "") or \
+        bool(os.environ.get("JAX_NUM_CPU_DEVICES"))
+
+
+def _child_cpu_devices(jobs: int) -> dict:
+    """The environment of a ``reproduce --jobs`` child: ``$ALIGNJAX_CPU_DEVICES`` set to ``max(1, cores
+    // jobs)`` unless the user set it or a device count is preset (then the child inherits that)."""
+    env = dict(os.environ)
+    if "ALIGNJAX_CPU_DEVICES" not in env and not _preset_device_count():
+        env["ALIGNJAX_CPU_DEVICES"] = str(max(1, min(usable_cores(), AUTO_CPU_DEVICES) // max(1, jobs)))
+    return env
+
+
 def _device_count(value: str, name: str) -> int:
     """``value`` as a device count: plain digits from 1 to :data:`MAX_CPU_DEVICES`; ValueError naming ``name``."""
     v = str(value).strip()
@@ -806,7 +846,8 @@ def _reproduce_parallel(args, names, dirs, done, previous, scale) -> int:
                 n = queue.pop(0)
                 log = tempfile.TemporaryFile()
                 cmd = base + [n] + flags + (["--resume"] if n in previous else [])
-                running[n] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
+                running[n] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                               env=_child_cpu_devices(args.jobs)), log)
                 _CHILDREN.append(running[n])
                 print(f"== {n} ({scale}) -> {dirs[n].target}: started ({len(running)} running)", flush=True)
             if failed and not running:
@@ -1291,6 +1332,8 @@ def _main(argv: list[str], entry: bool = False) -> int:
             if args.command == "run":
                 _cpu_devices(args, entry)
                 _init_distributed(args)
+            else:
+                _reproduce_cpu_devices(args, entry)
         except ValueError as e:
             return _fail(str(e))
         from alignjax.compile_cache import enable

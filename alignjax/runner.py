@@ -9,7 +9,8 @@ functions, so a second ``run`` with new values (same grid size, same shared name
 nothing; nothing is cached at module level: drop the runner and its programs go with it.
 
 A grid of ``B = configs x seeds`` rows is padded to a multiple of ``devices x block`` and
-sharded over a 1-D mesh (axis ``"sweep"``); each device evaluates ``vmap`` blocks of a size fixed
+sharded over a 1-D mesh (axis ``"sweep"``) of at most one device per block (in one process: a
+device past the number of blocks would only run padding); each device evaluates ``vmap`` blocks of a size fixed
 by the grid (``lax.map`` inside ``shard_map``), so results do not depend on the device count
 (see :mod:`alignjax.sweep` for the division caveat). Long runs go in chunks of
 ``policy.chunk_logs`` logged intervals (a scan of scans: chunk boundaries change no number);
@@ -96,7 +97,7 @@ class SweepRunner:
                  key_impl: str | None):
         self.program, self.num_steps, self.log_every = program, num_steps, log_every
         self.devices, self.block_size, self.key_impl = devices, block_size, key_impl
-        self.mesh = Mesh(np.array(devices), ("sweep",))
+        self._meshes: dict[int, Mesh] = {}
         self._fns: dict = {}
         self._counts: dict[str, int] = {}
         self._tick: Callable[[], None] | None = None
@@ -112,9 +113,22 @@ class SweepRunner:
         if self._tick is not None:
             self._tick()
 
-    def _fn(self, what: str, block: int, progress: bool, n: int = 0):
-        """The jitted ``what`` (``"whole"``, ``"init"`` or ``"chunk"`` of ``n`` logged intervals)."""
-        key = (what, block, progress, n)
+    def _mesh(self, rows: int, block: int) -> Mesh:
+        """The mesh a grid of ``rows`` rows runs on: the first ``min(devices, blocks)`` devices, where
+        ``blocks = ceil(rows / block)`` (in one process; all of them across processes, where each
+        process must hold a part). A device beyond the number of blocks would only evaluate padding
+        rows (copies of the last row); each block's numbers are the same on any device, so this
+        changes no number, only the work."""
+        n = len(self.devices)
+        if jax.process_count() == 1:
+            n = max(1, min(n, -(-rows // block)))
+        if n not in self._meshes:
+            self._meshes[n] = Mesh(np.array(self.devices[:n]), ("sweep",))
+        return self._meshes[n]
+
+    def _fn(self, what: str, block: int, progress: bool, n: int = 0, mesh: Mesh | None = None):
+        """The jitted ``what`` (``"whole"``, ``"init"`` or ``"chunk"`` of ``n`` logged intervals) on ``mesh``."""
+        key = (what, block, progress, n, mesh.size)
         if key not in self._fns:
             from alignjax.sweep import _make_advance, _make_batched_run
 
@@ -137,7 +151,7 @@ class SweepRunner:
                     state, ms = _make_advance(_with_shared(prog, s), le, tick)(state, h, n)
                     return state, jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), ms)
                 name = "chunk"
-            self._fns[key] = jax.jit(self._counted(name, _blocked(fn, self.mesh, block)))
+            self._fns[key] = jax.jit(self._counted(name, _blocked(fn, mesh, block)))
         return self._fns[key]
 
     # -- running -----------------------------------------------------------------------------------
@@ -182,24 +196,26 @@ class SweepRunner:
             self._tick = None
 
     def _place(self, grid, seed: int, block: int, shared) -> "_Rows":
-        """The grid as padded rows on the mesh (hyperparameters and keys split, shared data replicated)."""
+        """The grid as padded rows on its mesh (:meth:`_mesh`; hyperparameters and keys split, shared
+        data replicated)."""
         from alignjax.sweep import _as_run_float, _put, _rows
 
-        sharded = NamedSharding(self.mesh, PartitionSpec("sweep"))
-        hp_np, keys_np, b = _rows(grid, seed, len(self.devices), block, self.key_impl)
+        mesh = self._mesh(grid.size, block)
+        sharded = NamedSharding(mesh, PartitionSpec("sweep"))
+        hp_np, keys_np, b = _rows(grid, seed, mesh.size, block, self.key_impl)
         hp = {k: _put(_as_run_float(v), sharded) for k, v in hp_np.items()}
-        replicated = NamedSharding(self.mesh, PartitionSpec())
+        replicated = NamedSharding(mesh, PartitionSpec())
         sh = {k: _put(_as_run_float(v), replicated) for k, v in dict(shared or {}).items()}
         clash = set(sh) & set(hp)
         if clash:
             raise ValueError(f"names both per-row and shared: {sorted(clash)}")
-        return _Rows(hp_np, hp, _put(keys_np, sharded), sh, b, len(keys_np), sharded)
+        return _Rows(hp_np, hp, _put(keys_np, sharded), sh, b, len(keys_np), sharded, mesh)
 
     def _run_whole(self, rows: "_Rows", block: int, progress: bool, on_metrics):
         """The whole run in one call: padded metrics ``(B, T, ...)``, or None when streamed."""
         from alignjax.sweep import _get
 
-        metrics = _get(self._fn("whole", block, progress)(rows.hp, rows.keys, rows.shared))
+        metrics = _get(self._fn("whole", block, progress, mesh=rows.mesh)(rows.hp, rows.keys, rows.shared))
         if on_metrics is None:
             return metrics
         on_metrics(0, {k: np.asarray(v)[:rows.b] for k, v in metrics.items()})
@@ -212,7 +228,7 @@ class SweepRunner:
         from alignjax.sweep import _get
 
         num_logs, on_metrics = self.num_steps // self.log_every, policy.on_metrics
-        start_fn = lambda h, k: self._fn("init", block, False)(h, k, rows.shared)  # noqa: E731
+        start_fn = lambda h, k: self._fn("init", block, False, mesh=rows.mesh)(h, k, rows.shared)  # noqa: E731
         mgr, done, gathered, state = None, 0, None, None
         if policy.out_dir is not None:
             from alignjax import checkpoint
@@ -238,7 +254,7 @@ class SweepRunner:
             while done < num_logs:
                 n = min(chunk_logs, num_logs - done)
                 t0 = time.perf_counter()
-                state, ms = self._fn("chunk", block, bar is not None, n)(state, rows.hp, rows.shared)
+                state, ms = self._fn("chunk", block, bar is not None, n, mesh=rows.mesh)(state, rows.hp, rows.shared)
                 ms = _get(ms)
                 timings.setdefault("compile", time.perf_counter() - t0)
                 if on_metrics is not None:
@@ -293,6 +309,7 @@ class _Rows:
     b: int
     padded: int
     sharding: Any
+    mesh: Any
 
 
 def _with_shared(program: Program, shared: Mapping[str, Any]) -> Program:

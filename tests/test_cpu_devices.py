@@ -143,3 +143,66 @@ def test_cpu_devices_share_the_hosts_memory_in_the_guard():
                          env={**env, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
     n, device, host = map(int, out.stdout.split())
     assert n == 4 and device == host // 4
+
+
+# ---- reproduce: a device per core for a suite alone, cores // jobs for each --jobs child
+@pytest.mark.parametrize("entry, env, count", [
+    (True, {}, min(usable_cores(), AUTO_CPU_DEVICES)),
+    (True, {"ALIGNJAX_CPU_DEVICES": "3"}, 3),  # a --jobs child's share, or the user's count
+    (True, {"ALIGNJAX_CPU_DEVICES": "3", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, None),  # preset
+    (False, {}, None),  # a library call: its caller's set-up
+])
+def test_the_count_reproduce_asks_jax_for(entry, env, count, monkeypatch):
+    import jax
+    from jax._src import xla_bridge
+
+    from alignjax.cli import _reproduce_cpu_devices
+
+    for k in ("ALIGNJAX_CPU_DEVICES", "XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    asked = []
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    monkeypatch.setattr(jax.config, "update", lambda k, v: asked.append((k, v)))
+    args = SimpleNamespace(distributed=False, coordinator=None, num_processes=None, process_id=None)
+    _reproduce_cpu_devices(args, entry=entry)
+    assert asked == ([] if count is None else [("jax_num_cpu_devices", count)])
+
+
+@pytest.mark.parametrize("jobs", [1, 2, 3, 100])
+def test_each_jobs_child_gets_its_share_of_the_cores(jobs, monkeypatch):
+    from alignjax.cli import _child_cpu_devices
+
+    for k in ("ALIGNJAX_CPU_DEVICES", "XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
+        monkeypatch.delenv(k, raising=False)
+    want = max(1, min(usable_cores(), AUTO_CPU_DEVICES) // jobs)
+    assert _child_cpu_devices(jobs)["ALIGNJAX_CPU_DEVICES"] == str(want)
+    monkeypatch.setenv("ALIGNJAX_CPU_DEVICES", "7")  # the user's count is passed on as it is
+    assert _child_cpu_devices(jobs)["ALIGNJAX_CPU_DEVICES"] == "7"
+    monkeypatch.delenv("ALIGNJAX_CPU_DEVICES")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  # preset: inherited, nothing added
+    assert "ALIGNJAX_CPU_DEVICES" not in _child_cpu_devices(jobs)
+
+
+def test_map_over_devices_is_bit_identical_for_any_device_count():
+    """ranking-accuracy's checkpoint log-probs (``_map_over_devices``): the same values, bit for bit, on 1 and on 4
+    CPU devices (K = 7 parameter sets: padded to 8 over 4 devices), in a subprocess per count."""
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np; from alignjax_experiments.ranking_accuracy import _map_over_devices\n"
+        "rng = np.random.default_rng(0); w = rng.normal(size=(7, 16, 16)).astype(np.float32)\n"
+        "x = rng.normal(size=(32, 16)).astype(np.float32)\n"
+        "f = lambda p, x: jax.nn.log_softmax(jnp.tanh(x @ p) @ p, axis=-1).sum(-1)\n"
+        "out = _map_over_devices(lambda d, x: f(d['w'], x), {'w': w}, x)\n"
+        "print(len(jax.devices()), out.shape == (7, 32), out.tobytes().hex())")
+    outs = []
+    for n in (1, 4):
+        env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        count, shape_ok, data = proc.stdout.split()
+        assert (int(count), shape_ok) == (n, "True")
+        outs.append(data)
+    assert outs[0] == outs[1]

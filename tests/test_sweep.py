@@ -280,7 +280,8 @@ def _block_cases():
     """``{name: (program, grid, block_size)}``: sweeps with more than one ``vmap`` block per device.
 
     On 1 device: 3 blocks of 2, 9 blocks of 2, and 300 rows in 2 blocks of the default 256.
-    On 4 devices (8, 24, 1024 and 2048 rows after padding): 1, 3, 1 and 2 blocks per device.
+    On 4 devices, at most one device per block (:meth:`~alignjax.runner.SweepRunner._mesh`): 3, 4, 2 and
+    4 devices (6, 24, 512 and 2048 rows after padding), 1, 3, 1 and 2 blocks per device.
     """
     exact = _exact_program()
     return {
@@ -348,6 +349,21 @@ def test_results_do_not_depend_on_device_count(tmp_path):
     assert set(blocks.files) == set(single)
     for k in single:
         _assert_bitwise_equal(blocks[k], single[k], k)
+
+
+def test_a_grid_runs_on_at_most_one_device_per_block():
+    """A device past the number of ``vmap`` blocks would only evaluate padding: on 4 devices a one-block grid runs
+    on one device (no padded copies of its rows), a grid of ``k`` blocks on ``min(4, k)``."""
+    code = ("import jax; from alignjax.runner import compile_sweep\n"
+            "from alignjax.experiment import Program\n"
+            "r = compile_sweep(Program(lambda h, k: 0.0, lambda s, h: s, lambda s, h: {}), num_steps=1, log_every=1)\n"
+            "print(len(jax.devices()), *[r._mesh(rows, block).size for rows, block in "
+            "((1, 16), (16, 16), (17, 16), (6, 2), (18, 2), (300, 256), (1100, 256))])")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["4", "1", "1", "2", "3", "4", "2", "4"]
 
 
 def test_shared_data_equals_per_row_copies_and_a_kept_program_compiles_once():
