@@ -25,8 +25,20 @@ DPO's points with the sampled-RLHF frontier at equal KL (:func:`frontier_lead`).
 """
 from __future__ import annotations
 
-from alignjax import claims as C
+import jax
+import jax.numpy as jnp
+import numpy as np
 
+from alignjax import claims as C
+from alignjax.data import bandits
+from alignjax.experiment import Program
+from alignjax.metrics import reverse_kl
+from alignjax.policies import tabular
+from alignjax.registry import TRAINERS
+from alignjax.reward_model import tabular_reward
+from alignjax.rlhf import Problem
+
+ARMS = ("dpo", "rlhf", "rlhf-exact")
 DPO_SRC = "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290, NeurIPS 2023)"
 PROMPTS, RESPONSES = 8, 16
 PAIRS = 512  # offline pairs in all (64 per prompt on average), one vote each
@@ -70,3 +82,146 @@ SPEC = C.ClaimSpec(
              "policy gradient's sampling noise alone beats sampled RLHF at equal KL; beside the subject it shows "
              "whether DPO's lead is more than RLHF's optimisation noise."),
 )
+
+
+def _trainers():
+    """``{arm: Trainer}`` of :data:`ARMS` on the tabular policy (Adam, the registered trainers)."""
+    pol = tabular(PROMPTS, RESPONSES)
+    rm = tabular_reward(PROMPTS, RESPONSES)
+    return pol, {"dpo": TRAINERS.get("dpo")(pol),
+                 "rlhf": TRAINERS.get("rlhf")(pol, reward_model=rm, mode="sampled", num_samples=SAMPLES,
+                                              reward_steps=REWARD_STEPS),
+                 "rlhf-exact": TRAINERS.get("rlhf")(pol, reward_model=rm, mode="exact", reward_steps=REWARD_STEPS)}
+
+
+def frontier_program() -> Program:
+    """Every arm of :data:`ARMS` at the row's ``beta`` on one instance per key (the key depends on the seed
+    only, so every beta of a seed sees the same instance and pairs).
+
+    State: each arm's train state (tabular logits from ``log pi_ref``; the RLHF arms' reward fitted at
+    ``init``), the instance and a key split once per step (one subkey per sampled arm, never reused).
+    Observes ``K`` ``(3,)`` = ``mean_x KL(pi || pi_ref)``, ``R`` ``(3,)`` = ``mean_x E_pi r`` (true reward),
+    and the same of ``pi* ∝ pi_ref exp(r / beta)`` (``K_opt``, ``R_opt``: the exact frontier, which no policy
+    beats at its KL) and of ``pi_ref exp(r_hat / beta)`` with the fitted reward (``K_fit``, ``R_fit``: where
+    exact RLHF converges).
+    """
+    X = PROMPTS
+    pol, arms = _trainers()
+
+    def problem(inst):
+        return Problem(jnp.arange(X), inst["log_ref"], inst["pairs"], jnp.zeros((X, RESPONSES, 1)))
+
+    def hp(h):
+        return {"beta": h["beta"], "learning_rate": jnp.asarray(LR, h["beta"].dtype),
+                "reward_learning_rate": jnp.asarray(REWARD_LR, h["beta"].dtype)}
+
+    def init(h, key):
+        from alignjax_experiments.dpo_bandit import _instance as bandit_instance
+
+        k_inst, k_pairs, k_init, key = jax.random.split(key, 4)
+        r, log_ref = bandit_instance(k_inst, X, RESPONSES, 1.0)
+        pairs = bandits.sample_pairs(k_pairs, r, log_ref, jnp.ones((X, RESPONSES), bool), PAIRS)
+        inst = {"r": r, "log_ref": log_ref, "pairs": pairs}
+        ks = jax.random.split(k_init, len(ARMS))
+        train = {a: arms[a].init(log_ref, problem(inst), hp(h), k) for a, k in zip(ARMS, ks)}
+        return {"train": train, "inst": inst, "key": key}
+
+    def step(s, h):
+        key, *ks = jax.random.split(s["key"], len(ARMS) + 1)
+        prob = problem(s["inst"])
+        train = {a: arms[a].update(s["train"][a], prob, hp(h), k)[0] for a, k in zip(ARMS, ks)}
+        return {**s, "train": train, "key": key}
+
+    def observe(s, h):
+        r, log_ref = s["inst"]["r"], s["inst"]["log_ref"]
+        kr = lambda lp: (jnp.mean(reverse_kl(lp, log_ref)), jnp.mean(jnp.sum(jnp.exp(lp) * r, -1)))  # noqa: E731
+        pts = [kr(pol.log_probs(s["train"][a].params, jnp.arange(X))) for a in ARMS]
+        k_opt, r_opt = kr(jax.nn.log_softmax(log_ref + r / h["beta"], -1))
+        r_hat = s["train"]["rlhf"].reward_params
+        k_fit, r_fit = kr(jax.nn.log_softmax(log_ref + r_hat / h["beta"], -1))
+        return {"K": jnp.stack([p[0] for p in pts]), "R": jnp.stack([p[1] for p in pts]), "K_opt": k_opt,
+                "R_opt": r_opt, "K_fit": k_fit, "R_fit": r_fit}
+
+    return Program(init, step, observe)
+
+
+def frontier_stage(seeds: int = SEEDS, steps: int = STEPS) -> dict:
+    """Stage ``dpo-frontier``: :func:`frontier_program` over :data:`BETAS` x ``seeds`` (one ``vmap`` block, so
+    the numbers do not depend on the device count): ``{"steps", "K", "R": (betas, seeds, logs, arms),
+    "K_opt", "R_opt", "K_fit", "R_fit": (betas, seeds, logs)}``."""
+    from alignjax.sweep import make_grid, run_sweep
+
+    grid = make_grid({"beta": BETAS[0]}, {"beta": list(BETAS)}, seeds=seeds)
+    res = run_sweep(frontier_program(), grid, num_steps=steps, log_every=steps // 10, block_size=grid.size)
+    return {"steps": np.asarray(res.steps), **{k: np.asarray(v) for k, v in res.metrics.items()}}
+
+
+def frontier_lead(k, r, k_ref, r_ref) -> float:
+    """``min_i [r_i - interp(k_i; k_ref, r_ref)]`` over the points ``i`` with ``k_i`` inside ``[min k_ref,
+    max k_ref]`` (the reference frontier's points sorted by ``k_ref``, linearly interpolated); NaN when no
+    point is inside. Positive: every point inside lies above the reference frontier at its KL."""
+    k, r, k_ref, r_ref = (np.asarray(a, np.float64) for a in (k, r, k_ref, r_ref))
+    order = np.argsort(k_ref)
+    inside = (k >= k_ref.min()) & (k <= k_ref.max())
+    if not inside.any():
+        return float("nan")
+    return float(np.min(r[inside] - np.interp(k[inside], k_ref[order], r_ref[order])))
+
+
+def leads(st, arm: str) -> np.ndarray:
+    """Per seed :func:`frontier_lead` of ``arm``'s final points (one per beta) against sampled RLHF's."""
+    K, R = np.asarray(st["K"])[:, :, -1], np.asarray(st["R"])[:, :, -1]  # (betas, seeds, arms)
+    a, ref = ARMS.index(arm), ARMS.index("rlhf")
+    return np.array([frontier_lead(K[:, s, a], R[:, s, a], K[:, s, ref], R[:, s, ref]) for s in range(K.shape[1])])
+
+
+def frontier_claim(st) -> dict:
+    """``dpo-reward-kl-frontier``: subject the median over seeds of DPO's smallest lead over the sampled-RLHF
+    frontier, control the same of exact-gradient RLHF; seeds without a DPO point inside RLHF's KL range are
+    left out and counted."""
+    d = st["dpo-frontier"]
+    sub, ctl = leads(d, "dpo"), leads(d, "rlhf-exact")
+    med = lambda v: float(np.median(v))  # noqa: E731
+    K, R = np.asarray(d["K"])[:, :, -1], np.asarray(d["R"])[:, :, -1]
+    per_beta = lambda m: {f"{b:g}": {a: med(m[i, :, j]) for j, a in enumerate(ARMS)} for i, b in enumerate(BETAS)}  # noqa: E731
+    gap_opt = np.asarray(d["R_opt"])[:, :, -1][:, :, None]
+    measured = {
+        "K = mean KL(pi || pi_ref) per beta and arm, median over seeds": per_beta(K),
+        "R = mean E_pi r per beta and arm, median over seeds": per_beta(R),
+        "exact frontier pi_ref exp(r / beta): (K, R) per beta, median over seeds": {
+            f"{b:g}": [med(np.asarray(d["K_opt"])[i, :, -1]), med(np.asarray(d["R_opt"])[i, :, -1])]
+            for i, b in enumerate(BETAS)},
+        "fitted-reward optimum pi_ref exp(r_hat / beta): (K, R) per beta, median over seeds": {
+            f"{b:g}": [med(np.asarray(d["K_fit"])[i, :, -1]), med(np.asarray(d["R_fit"])[i, :, -1])]
+            for i, b in enumerate(BETAS)},
+        "R_opt(beta) - R per beta and arm (reward below the exact optimum at the same beta), median": per_beta(
+            gap_opt - R),
+        "seeds with no point inside sampled RLHF's KL range (left out): dpo / rlhf-exact": [
+            int(np.isnan(sub).sum()), int(np.isnan(ctl).sum())],
+        "seeds where every in-range point leads: dpo / rlhf-exact": [
+            int(np.sum(sub[~np.isnan(sub)] > 0)), int(np.sum(ctl[~np.isnan(ctl)] > 0))],
+    }
+    note = ("One point per beta and arm after the budget, as the paper's frontier: DPO on the fixed pairs, RLHF "
+            "(reward model fitted to the same pairs) by sampled and by exact policy gradients. R_opt is the exact "
+            "frontier of the true reward; no policy lies above it at its KL.")
+    return C.evaluate(SPEC, C.measure(sub[~np.isnan(sub)], np.median), C.measure(ctl[~np.isnan(ctl)], np.median),
+                      measured=measured, note=note)
+
+
+def frontier_plot(ctx, d) -> None:
+    """``dpo_frontier.png``: each arm's final (K, R) per beta, medians over seeds, and the exact frontier."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    K, R = np.median(np.asarray(d["K"])[:, :, -1], 1), np.median(np.asarray(d["R"])[:, :, -1], 1)
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(np.median(np.asarray(d["K_opt"])[:, :, -1], 1), np.median(np.asarray(d["R_opt"])[:, :, -1], 1), "k--",
+            label="exact frontier (true r)")
+    for j, a in enumerate(ARMS):
+        ax.plot(K[:, j], R[:, j], "o-", color=f"C{j}", label=a)
+    ax.set(xlabel="KL(pi || pi_ref)", ylabel="E_pi r (true)", title="reward vs KL, one point per beta (medians)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    ctx.savefig(fig, "dpo_frontier.png")

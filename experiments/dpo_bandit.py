@@ -384,6 +384,8 @@ def settings(scale: str) -> dict:
     online-vs-offline DPO runs (:func:`alignjax_experiments._online_dpo.online_stage`), the same at quick and full
     (smoke: 200, 2). ``xpo_steps`` / ``xpo_seeds``: the XPO runs
     (:func:`alignjax_experiments._xpo_exploration.xpo_stage`), the same at quick and full (smoke: 200, 2).
+    ``frontier``: the seeds and steps of the reward-KL frontier runs
+    (:func:`alignjax_experiments._dpo_frontier.frontier_stage`), the same at quick and full (smoke: 2, 200).
     """
     if scale not in ("full", "quick", "smoke"):
         raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
@@ -396,11 +398,11 @@ def settings(scale: str) -> dict:
          "d1_steps": D1_STEPS, "d1_seeds": D1_SEEDS, "kto_steps": KTO.STEPS, "kto_seeds": 16,
          "fdpo_seeds": 16 if quick else 64,
          "online_steps": OAIF.STEPS, "online_seeds": 16,
-         "xpo_steps": XPO.STEPS, "xpo_seeds": 16}
+         "xpo_steps": XPO.STEPS, "xpo_seeds": 16, "frontier": {"seeds": FRONTIER.SEEDS, "steps": FRONTIER.STEPS}}
     if scale == "smoke":
         s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200, sampled_steps=2000, sampled_log_every=100,
                  d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2, fdpo_seeds=2, online_steps=200, online_seeds=2, xpo_steps=200,
-                 xpo_seeds=2)
+                 xpo_seeds=2, frontier={"seeds": 2, "steps": 200})
     return s
 
 
@@ -702,7 +704,7 @@ def monotone_rate_error(labels):
 def claims(s, st) -> list:
     """The suite's claim records (:data:`CLAIMS`, in order) from the stage outputs ``st``."""
     return [overfit_claim(s, st), rate_claim(s, st), d1_claim(st), KTO.kto_claim(st), FDPO.fdpo_claim(st),
-            OAIF.online_claim(st), XPO.xpo_claim(st)]
+            OAIF.online_claim(st), XPO.xpo_claim(st), FRONTIER.frontier_claim(st)]
 
 
 def plots(ctx, s, st) -> None:
@@ -738,6 +740,7 @@ def plots(ctx, s, st) -> None:
     FDPO.fdpo_plot(ctx, st["fdpo-divergence"])
     OAIF.online_plot(ctx, st["online-dpo"])
     XPO.xpo_plot(ctx, st["xpo-exploration"])
+    FRONTIER.frontier_plot(ctx, st["dpo-frontier"])
 
 
 def d1_plot(ctx, d) -> None:
@@ -842,6 +845,7 @@ def reproduce(ctx) -> list:
         "fdpo-divergence": ctx.stage("fdpo-divergence", lambda: FDPO.fdpo_stage(s)),
         "online-dpo": ctx.stage("online-dpo", lambda: OAIF.online_stage(s)),
         "xpo-exploration": ctx.stage("xpo-exploration", lambda: XPO.xpo_stage(s)),
+        "dpo-frontier": ctx.stage("dpo-frontier", lambda: FRONTIER.frontier_stage(**s["frontier"])),
     }
     plots(ctx, s, st)
     return claims(s, st)
@@ -852,7 +856,7 @@ SUITES.register(
     meta={"description": "hard-label overfitting (DPO on few vs many pairs, every beta); the statistical data-size "
                          "gap at the maximum-likelihood rate (DPO vs cDPO); IPO's solution follows tau on Azar et "
                          "al.'s three-action example, DPO's does not; KTO with 90% of the desirable examples discarded "
-                         "against DPO (Ethayarajh et al.); f-DPO's divergence trades reward for diversity (Wang et al.); online DPO against a fixed offline dataset (Guo et al.); XPO's exploration under poor coverage (Xie et al.)",
+                         "against DPO (Ethayarajh et al.); f-DPO's divergence trades reward for diversity (Wang et al.); online DPO against a fixed offline dataset (Guo et al.); XPO's exploration under poor coverage (Xie et al.); DPO's reward-KL frontier against RLHF's (Rafailov et al.)",
           "claims": CLAIMS, "quick_seconds": 160})  # cold-cache seconds, a scheduling hint
 
 

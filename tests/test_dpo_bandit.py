@@ -220,19 +220,21 @@ def test_suite_quick_path(tmp_path):
     for r in records:
         assert C.recompute(r) == (r["verdict"], r["control"]["verdict"])
         expected = "fails" if r["id"] in ("kto-imbalanced-matches-dpo", "fdpo-divergence-trades-reward-for-diversity",
-                                          "xpo-explores-past-poor-coverage") else "holds"  # measured (papers/dpo_bandit.md)
+                                          "xpo-explores-past-poor-coverage", "dpo-reward-kl-frontier") \
+            else "holds"  # measured (papers/dpo_bandit.md)
         assert r["verdict"] == expected, (r["id"], r["subject"], r["measured"])
         want_control = "holds" if r["id"] == "online-dpo-beats-offline" else "fails"  # measured
         assert r["control"]["verdict"] == want_control, (r["id"], r["control"])
         assert r["subject"]["units"] == {"ipo-solution-follows-tau": 10, "kto-imbalanced-matches-dpo": 16,
                                          "fdpo-divergence-trades-reward-for-diversity": 16,
                                          "online-dpo-beats-offline": 16,
-                                         "xpo-explores-past-poor-coverage": 16}.get(r["id"], 4)
+                                         "xpo-explores-past-poor-coverage": 16,
+                                         "dpo-reward-kl-frontier": 16}.get(r["id"], 4)
     assert ctx.config["scale"] == "quick" and ctx.config["seeds"] == 4
     for name in ("dpo_bandit.png", "overfit_dpo_metrics.csv", "overfit_ipo_metrics.csv", "overfit_dpo_512pairs_metrics.csv",
                  "sampled_hard_metrics.csv", "graph_hard_metrics.csv", "graph_hard_ipo_metrics.csv",
                  "graph_hard_cdpo_metrics.csv", "ipo_tau.png", "kto_imbalance.png", "fdpo_tradeoff.png",
-                 "online_dpo.png", "xpo_exploration.png"):
+                 "online_dpo.png", "xpo_exploration.png", "dpo_frontier.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
@@ -248,6 +250,7 @@ CLAIM_IDS = [
     "fdpo-divergence-trades-reward-for-diversity",
     "online-dpo-beats-offline",
     "xpo-explores-past-poor-coverage",
+    "dpo-reward-kl-frontier",
 ]
 # smoke (2 seeds): filled in from the first smoke run below
 HOLD_AT_SMOKE = {
@@ -445,3 +448,42 @@ def test_xpo_loss_gradient_instance_and_arms_float64():
     s1 = prog.step(peaked, h)
     np.testing.assert_array_equal(np.asarray(s1["theta"][0]), np.asarray(peaked["theta"][0]))  # online DPO: (0, 0)
     assert np.abs(np.asarray(s1["theta"][1]) - np.asarray(peaked["theta"][1])).max() > 0  # XPO: yt ~ pi_ref, bonus
+
+
+def test_frontier_lead_by_hand():
+    """The smallest lead of points over a reference frontier, linearly interpolated at the points' KL; points
+    outside the reference's KL range are ignored, and none inside gives NaN."""
+    from alignjax_experiments._dpo_frontier import frontier_lead
+
+    k_ref, r_ref = [2.0, 0.0, 1.0], [1.5, 0.0, 1.0]          # unsorted on purpose: (0, 0), (1, 1), (2, 1.5)
+    assert frontier_lead([0.5, 1.5], [0.7, 1.3], k_ref, r_ref) == pytest.approx(min(0.7 - 0.5, 1.3 - 1.25))
+    assert frontier_lead([0.5, 3.0], [0.4, 9.0], k_ref, r_ref) == pytest.approx(-0.1)  # K = 3 is outside
+    assert np.isnan(frontier_lead([3.0, 4.0], [9.0, 9.0], k_ref, r_ref))
+
+
+def test_frontier_arms_start_at_the_reference_and_exact_rlhf_reaches_its_fitted_optimum():
+    """Every arm starts at pi_ref (K = 0, R = E_ref r); the two RLHF arms fit the same reward; exact-gradient RLHF
+    (Adam) approaches pi_ref exp(r_hat / beta), the optimum of its fitted reward; the leads are per seed, from the
+    arms' own runs."""
+    from alignjax_experiments import _dpo_frontier as F
+
+    prog = F.frontier_program()
+    h = {"beta": np.float32(0.5)}
+    s = prog.init(h, jax.random.key(0))
+    m0 = prog.observe(s, h)
+    np.testing.assert_allclose(np.asarray(m0["K"]), 0.0, atol=1e-6)
+    assert np.ptp(np.asarray(m0["R"])) < 1e-6
+    np.testing.assert_array_equal(np.asarray(s["train"]["rlhf"].reward_params),
+                                  np.asarray(s["train"]["rlhf-exact"].reward_params))
+    step = jax.jit(prog.step)
+    for _ in range(1500):
+        s = step(s, h)
+    m = prog.observe(s, h)
+    k, r = np.asarray(m["K"]), np.asarray(m["R"])
+    assert abs(k[2] - float(m["K_fit"])) < 0.02 * max(1.0, float(m["K_fit"]))
+    assert abs(r[2] - float(m["R_fit"])) < 0.02
+    # Gibbs: pi* = pi_ref exp(r / beta) maximises E_pi r - beta KL(pi || pi_ref), so no arm's value exceeds it
+    assert (r - 0.5 * k <= float(m["R_opt"]) - 0.5 * float(m["K_opt"]) + 1e-5).all()
+    fake = {"K": np.random.default_rng(0).uniform(size=(6, 3, 1, 3)), "R": np.random.default_rng(1).normal(size=(6, 3, 1, 3))}
+    assert F.leads(fake, "dpo").shape == (3,)
+    assert not np.allclose(F.leads(fake, "dpo"), F.leads(fake, "rlhf-exact"))
