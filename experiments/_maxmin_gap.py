@@ -71,6 +71,10 @@ _CONTROL = ("Minority-only RLHF: the BT reward fitted to the minority annotators
             "check. It has no structural dependence on the share or on rho (it never sees the majority), so it "
             "passes only through estimation: fewer minority labels as the share shrinks (a real competitor "
             "explanation of the subject's trend), or noise along rho.")
+_CONTROL_SHARE = _CONTROL + (" Here: the runs of the share axis (rho = -0.5), where the minority-only fit has 400 to "
+                             "4,000 labels.")
+_CONTROL_RHO = _CONTROL + (" Here: the runs of the rho axis (share 0.1), where the minority-only fit has 800 labels "
+                           "at every rho.")
 
 SPECS = (
     C.ClaimSpec(
@@ -86,7 +90,7 @@ SPECS = (
         check=C.Check(_SHARE_METRIC, ">", MIN_STEP,
                       "docs/thresholds.md#single-reward-gap-grows-as-minority-shrinks: the theorem's direction (as "
                       "summarised); every step, so that the check tests 'grows', not only the two ends"),
-        control=_CONTROL),
+        control=_CONTROL_SHARE),
     C.ClaimSpec(
         id="single-reward-gap-grows-with-diversity",
         statement=("Single-reward RLHF's alignment gap for a minority grows as the groups' preferences differ more: with "
@@ -101,7 +105,7 @@ SPECS = (
         check=C.Check(_RHO_METRIC, ">", MIN_STEP,
                       "docs/thresholds.md#single-reward-gap-grows-with-diversity: the theorem's direction (as "
                       "summarised); every step, so that the check tests 'grows', not only the two ends"),
-        control=_CONTROL),
+        control=_CONTROL_RHO),
 )
 
 
