@@ -76,36 +76,34 @@ _CONTROL_SHARE = _CONTROL + (" Here: the runs of the share axis (rho = -0.5), wh
 _CONTROL_RHO = _CONTROL + (" Here: the runs of the rho axis (share 0.1), where the minority-only fit has 800 labels "
                            "at every rho.")
 
+def _gap_spec(cid: str, statement: str, grows_with: str, axis: str, metric: str, control: str) -> C.ClaimSpec:
+    """One of the two claims: the same source, setting and threshold origin, along its own axis."""
+    return C.ClaimSpec(
+        id=cid, statement=statement, source=_PLACE,
+        paper_value=("Sec. 3: an impossibility result (a lower bound on single-reward RLHF's alignment gap for the "
+                     f"minority, growing {grows_with}, as summarised). No number to compare"),
+        setting=_SETTING + "; " + axis,
+        check=C.Check(metric, ">", MIN_STEP,
+                      f"docs/thresholds.md#{cid}: the theorem's direction (as summarised); every step, so that the "
+                      "check tests 'grows', not only the two ends"),
+        control=control)
+
+
 SPECS = (
-    C.ClaimSpec(
-        id="single-reward-gap-grows-as-minority-shrinks",
-        statement=("Single-reward RLHF's alignment gap for a minority grows as the minority's share of the annotators "
-                   "shrinks: with conflicting groups (rho = -0.5) the minority's regret G_min = F_min(pi*_min) - "
-                   "F_min(pi_single) rises at every step of the share grid 0.5, 0.3, 0.2, 0.1, 0.05 (median over seeds "
-                   "of the smallest step > 0)."),
-        source=_PLACE,
-        paper_value=("Sec. 3: an impossibility result (a lower bound on single-reward RLHF's alignment gap for the "
-                     "minority, growing as the minority's share falls, as summarised). No number to compare"),
-        setting=_SETTING + "; shares 0.5, 0.3, 0.2, 0.1, 0.05 at rho = -0.5",
-        check=C.Check(_SHARE_METRIC, ">", MIN_STEP,
-                      "docs/thresholds.md#single-reward-gap-grows-as-minority-shrinks: the theorem's direction (as "
-                      "summarised); every step, so that the check tests 'grows', not only the two ends"),
-        control=_CONTROL_SHARE),
-    C.ClaimSpec(
-        id="single-reward-gap-grows-with-diversity",
-        statement=("Single-reward RLHF's alignment gap for a minority grows as the groups' preferences differ more: with "
-                   "the minority at 2 of 20 annotators the minority's regret G_min = F_min(pi*_min) - "
-                   "F_min(pi_single) rises at every step of rho = 1, 0.5, 0, -0.5, -1 (median over seeds of the "
-                   "smallest step > 0; the total-variation distance between the groups' preference distributions is "
-                   "reported per rho)."),
-        source=_PLACE,
-        paper_value=("Sec. 3: an impossibility result (a lower bound on single-reward RLHF's alignment gap for the "
-                     "minority, growing with the groups' diversity, as summarised). No number to compare"),
-        setting=_SETTING + "; rho = 1, 0.5, 0, -0.5, -1 at share 0.1",
-        check=C.Check(_RHO_METRIC, ">", MIN_STEP,
-                      "docs/thresholds.md#single-reward-gap-grows-with-diversity: the theorem's direction (as "
-                      "summarised); every step, so that the check tests 'grows', not only the two ends"),
-        control=_CONTROL_RHO),
+    _gap_spec("single-reward-gap-grows-as-minority-shrinks",
+              "Single-reward RLHF's alignment gap for a minority grows as the minority's share of the annotators "
+              "shrinks: with conflicting groups (rho = -0.5) the minority's regret G_min = F_min(pi*_min) - "
+              "F_min(pi_single) rises at every step of the share grid 0.5, 0.3, 0.2, 0.1, 0.05 (median over seeds "
+              "of the smallest step > 0).",
+              "as the minority's share falls", "shares 0.5, 0.3, 0.2, 0.1, 0.05 at rho = -0.5", _SHARE_METRIC,
+              _CONTROL_SHARE),
+    _gap_spec("single-reward-gap-grows-with-diversity",
+              "Single-reward RLHF's alignment gap for a minority grows as the groups' preferences differ more: with "
+              "the minority at 2 of 20 annotators the minority's regret G_min = F_min(pi*_min) - "
+              "F_min(pi_single) rises at every step of rho = 1, 0.5, 0, -0.5, -1 (median over seeds of the "
+              "smallest step > 0; the total-variation distance between the groups' preference distributions is "
+              "reported per rho).",
+              "with the groups' diversity", "rho = 1, 0.5, 0, -0.5, -1 at share 0.1", _RHO_METRIC, _CONTROL_RHO),
 )
 
 

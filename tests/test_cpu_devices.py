@@ -41,18 +41,11 @@ def test_the_command_uses_a_device_per_core_and_results_do_not_depend_on_the_spl
             np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=f"{other}: {name}")
 
 
-@pytest.mark.parametrize("entry, env, count", [
-    (True, {"ALIGNJAX_CPU_DEVICES": "5"}, 5),  # auto's count, from the environment
-    (True, {}, min(usable_cores(), AUTO_CPU_DEVICES)),  # auto: a device per usable core
-    (True, {"ALIGNJAX_CPU_DEVICES": "5", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, None),  # preset
-    (True, {"ALIGNJAX_CPU_DEVICES": "5", "JAX_NUM_CPU_DEVICES": "2"}, None),
-    (False, {"ALIGNJAX_CPU_DEVICES": "5"}, None),  # a library call: its caller's set-up
-])
-def test_the_count_auto_asks_jax_for(entry, env, count, monkeypatch):
+def _asked_count(monkeypatch, env, call) -> list:
+    """The ``jax.config.update`` calls ``call()`` makes, as before JAX starts, with exactly ``env`` of the three
+    device-count variables set."""
     import jax
     from jax._src import xla_bridge
-
-    from alignjax.cli import _cpu_devices
 
     for k in ("ALIGNJAX_CPU_DEVICES", "XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
         monkeypatch.delenv(k, raising=False)
@@ -61,9 +54,23 @@ def test_the_count_auto_asks_jax_for(entry, env, count, monkeypatch):
     asked = []
     monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)  # as before JAX starts
     monkeypatch.setattr(jax.config, "update", lambda k, v: asked.append((k, v)))
+    call()
+    return asked
+
+
+@pytest.mark.parametrize("entry, env, count", [
+    (True, {"ALIGNJAX_CPU_DEVICES": "5"}, 5),  # auto's count, from the environment
+    (True, {}, min(usable_cores(), AUTO_CPU_DEVICES)),  # auto: a device per usable core
+    (True, {"ALIGNJAX_CPU_DEVICES": "5", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, None),  # preset
+    (True, {"ALIGNJAX_CPU_DEVICES": "5", "JAX_NUM_CPU_DEVICES": "2"}, None),
+    (False, {"ALIGNJAX_CPU_DEVICES": "5"}, None),  # a library call: its caller's set-up
+])
+def test_the_count_auto_asks_jax_for(entry, env, count, monkeypatch):
+    from alignjax.cli import _cpu_devices
+
     args = SimpleNamespace(cpu_devices=None, distributed=False, coordinator=None, num_processes=None,
                            process_id=None, resume=False, out=None, experiment="nash-dynamics")
-    _cpu_devices(args, entry=entry)
+    asked = _asked_count(monkeypatch, env, lambda: _cpu_devices(args, entry=entry))
     assert asked == ([] if count is None else [("jax_num_cpu_devices", count)])
 
 
@@ -153,20 +160,10 @@ def test_cpu_devices_share_the_hosts_memory_in_the_guard():
     (False, {}, None),  # a library call: its caller's set-up
 ])
 def test_the_count_reproduce_asks_jax_for(entry, env, count, monkeypatch):
-    import jax
-    from jax._src import xla_bridge
-
     from alignjax.cli import _reproduce_cpu_devices
 
-    for k in ("ALIGNJAX_CPU_DEVICES", "XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
-        monkeypatch.delenv(k, raising=False)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    asked = []
-    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
-    monkeypatch.setattr(jax.config, "update", lambda k, v: asked.append((k, v)))
     args = SimpleNamespace(distributed=False, coordinator=None, num_processes=None, process_id=None)
-    _reproduce_cpu_devices(args, entry=entry)
+    asked = _asked_count(monkeypatch, env, lambda: _reproduce_cpu_devices(args, entry=entry))
     assert asked == ([] if count is None else [("jax_num_cpu_devices", count)])
 
 
