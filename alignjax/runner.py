@@ -126,7 +126,7 @@ class SweepRunner:
             self._meshes[n] = Mesh(np.array(self.devices[:n]), ("sweep",))
         return self._meshes[n]
 
-    def _fn(self, what: str, block: int, progress: bool, n: int = 0, mesh: Mesh | None = None):
+    def _fn(self, what: str, block: int, progress: bool, n: int = 0, *, mesh: Mesh):
         """The jitted ``what`` (``"whole"``, ``"init"`` or ``"chunk"`` of ``n`` logged intervals) on ``mesh``."""
         key = (what, block, progress, n, mesh.size)
         if key not in self._fns:
