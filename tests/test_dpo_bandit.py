@@ -86,7 +86,8 @@ def test_settings_keep_quick_and_full_and_shrink_for_smoke():
                      "exact_steps": 400, "exact_log_every": 20, "sampled_steps": 10000,
                      "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10,
                      "kto_steps": 4000, "kto_seeds": 16, "fdpo_seeds": 16,
-                     "online_steps": 2000, "online_seeds": 16, "xpo_steps": 2000, "xpo_seeds": 16}  # papers/dpo_bandit.md
+                     "online_steps": 2000, "online_seeds": 16, "xpo_steps": 2000, "xpo_seeds": 16,
+                     "frontier": {"seeds": 16, "steps": 2000}}  # papers/dpo_bandit.md
     assert full["seeds"] == 16 and full["exact_steps"] == 2000 and full["sampled_steps"] == 10000
     assert full["fdpo_seeds"] == 64 and smoke["fdpo_seeds"] == 2
     assert smoke["betas"] == quick["betas"] and smoke["seeds"] < quick["seeds"]
@@ -133,7 +134,17 @@ def _fake_stages(s, rng, scale=1.0):
                            "winrate_opt": rng.uniform(0.8, 0.9, (s["online_seeds"], 3))},
             "xpo-exploration": {"steps": np.arange(3), **{k: rng.uniform(0, 1, (s["xpo_seeds"], 3, 3))
                                                           for k in ("value", "p_best", "kl_ref")},
-                                "value_opt": rng.uniform(1, 2, (s["xpo_seeds"], 3))}}
+                                "value_opt": rng.uniform(1, 2, (s["xpo_seeds"], 3))},
+            "dpo-frontier": _fake_frontier(s["frontier"]["seeds"], rng)}
+
+
+def _fake_frontier(seeds, rng):
+    """A dpo-frontier stage (betas, seeds, logs, arms): sampled RLHF's KL spans [0, 2] at every seed and the other
+    arms' lie inside it, so every seed has points to compare."""
+    K = rng.uniform(0.2, 1.8, (6, seeds, 3, 3))
+    K[..., 1] = np.linspace(0.0, 2.0, 6)[:, None, None]
+    return {"steps": np.arange(3), "K": K, "R": rng.uniform(0, 1, (6, seeds, 3, 3)),
+            **{k: rng.uniform(0, 2, (6, seeds, 3)) for k in ("K_opt", "R_opt", "K_fit", "R_fit")}}
 
 
 def test_every_control_is_measured_from_its_own_stage():
@@ -148,12 +159,13 @@ def test_every_control_is_measured_from_its_own_stage():
                      "kto-imbalanced-matches-dpo": ("kto-imbalance", "winrate[..., 2]"),  # the unweighted arm
                      "fdpo-divergence-trades-reward-for-diversity": ("fdpo-divergence", "[:, :, 1]"),  # permuted labels
                      "online-dpo-beats-offline": ("online-dpo", "winrate[..., 2]"),  # the fresh-offline arm
-                     "xpo-explores-past-poor-coverage": ("xpo-exploration", "value[..., 2]")}  # no bonus
+                     "xpo-explores-past-poor-coverage": ("xpo-exploration", "value[..., 2]"),  # no bonus
+                     "dpo-reward-kl-frontier": ("dpo-frontier", "R[..., 2]")}  # the exact-gradient RLHF arm
     base = {r["id"]: r for r in claims(s, st)}
     assert list(base) == [c.id for c in CLAIMS] == list(control_stage)
     for cid, (name, part) in control_stage.items():
         new = _fake_stages(s, np.random.default_rng(1))[name]
-        if part in ("winrate[..., 2]", "value[..., 2]"):  # only the control's arm changes
+        if part in ("winrate[..., 2]", "value[..., 2]", "R[..., 2]"):  # only the control's arm changes
             k = part.split("[")[0]
             part, new = k, {k: st[name][k].copy()}
             new[k][..., 2] = _fake_stages(s, np.random.default_rng(1))[name][k][..., 2]
@@ -172,8 +184,9 @@ def test_every_control_is_measured_from_its_own_stage():
         units = {"ipo-solution-follows-tau": "d1_seeds", "kto-imbalanced-matches-dpo": "kto_seeds",
                  "fdpo-divergence-trades-reward-for-diversity": "fdpo_seeds",
                  "online-dpo-beats-offline": "online_seeds",
-                 "xpo-explores-past-poor-coverage": "xpo_seeds"}.get(r["id"], "seeds")
-        assert r["subject"]["units"] == r["control"]["units"] == s[units]
+                 "xpo-explores-past-poor-coverage": "xpo_seeds", "dpo-reward-kl-frontier": "frontier"}.get(r["id"], "seeds")
+        want = s[units]["seeds"] if units == "frontier" else s[units]
+        assert r["subject"]["units"] == r["control"]["units"] == want
 
 
 def test_d1_optimum_is_the_minimiser_of_eq17_and_ipo_reaches_it():
