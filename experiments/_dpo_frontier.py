@@ -33,6 +33,7 @@ from alignjax import claims as C
 from alignjax.data import bandits
 from alignjax.experiment import Program
 from alignjax.metrics import reverse_kl
+from alignjax.metrics.coverage import optimal_policy
 from alignjax.policies import tabular
 from alignjax.registry import TRAINERS
 from alignjax.reward_model import tabular_reward
@@ -137,9 +138,9 @@ def frontier_program() -> Program:
         r, log_ref = s["inst"]["r"], s["inst"]["log_ref"]
         kr = lambda lp: (jnp.mean(reverse_kl(lp, log_ref)), jnp.mean(jnp.sum(jnp.exp(lp) * r, -1)))  # noqa: E731
         pts = [kr(pol.log_probs(s["train"][a].params, jnp.arange(X))) for a in ARMS]
-        k_opt, r_opt = kr(jax.nn.log_softmax(log_ref + r / h["beta"], -1))
+        k_opt, r_opt = kr(optimal_policy(log_ref, r, h["beta"]))
         r_hat = s["train"]["rlhf"].reward_params
-        k_fit, r_fit = kr(jax.nn.log_softmax(log_ref + r_hat / h["beta"], -1))
+        k_fit, r_fit = kr(optimal_policy(log_ref, r_hat, h["beta"]))
         return {"K": jnp.stack([p[0] for p in pts]), "R": jnp.stack([p[1] for p in pts]), "K_opt": k_opt,
                 "R_opt": r_opt, "K_fit": k_fit, "R_fit": r_fit}
 
