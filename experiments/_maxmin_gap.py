@@ -143,12 +143,6 @@ def share_instance(key, cfg, share, rho):
     return r, log_ref, pairs, group
 
 
-def minority_only(pairs: mm.AnnotatedPairs, group) -> mm.AnnotatedPairs:
-    """The minority's labels alone (weights renormalised to sum 1): the data of minority-only RLHF."""
-    w = pairs.weight * (group[pairs.annotator] == 1).astype(pairs.weight.dtype)
-    return pairs._replace(weight=w / jnp.maximum(jnp.sum(w), 1e-30))
-
-
 def preference_tv(r, log_ref):
     """The groups' diversity: ``mean_x E_{y, y' ~ pi_ref} |sigmoid(r_maj(y) - r_maj(y')) - sigmoid(r_min(y) -
     r_min(y'))|``, the total-variation distance between the two groups' label distributions on a pair drawn from
@@ -162,6 +156,8 @@ def gap_program(cfg) -> Program:
     """Single-reward RLHF (the pooled BT fit) and minority-only RLHF (the control), ``m_steps`` Adam steps of each
     fit per program step; observed: each group's regret ``G_u(pi) = F_u(pi*_u) - F_u(pi)`` under both policies
     (``(2,)``: majority, minority) and the groups' :func:`preference_tv`."""
+    from alignjax_experiments.preference_models import minority_pairs  # the suite's (it imports this module)
+
     X, N = cfg["mm_prompts"], cfg["mm_responses"]
     model = tabular_reward(X, N)
     bt = reward_fitter(model)
@@ -180,7 +176,8 @@ def gap_program(cfg) -> Program:
             return jax.lax.scan(lambda st, _: (bt.update(st, None, data, lr)[0], None), state, None,
                                 length=cfg["m_steps"])[0]
 
-        return {**s, "single": fit(s["single"], pairs), "minority_only": fit(s["minority_only"], minority_only(pairs, group))}
+        return {**s, "single": fit(s["single"], pairs),
+                "minority_only": fit(s["minority_only"], minority_pairs(pairs, group))}
 
     def observe(s, h):
         r, log_ref, _, _ = s["data"]

@@ -122,7 +122,7 @@ def test_share_instance_puts_round_share_h_annotators_in_the_minority_with_commo
 def test_minority_only_keeps_the_minority_labels_alone():
     cfg = pm.settings("smoke")
     _, _, pairs, group = gap.share_instance(jax.random.key(0), cfg, 0.2, -0.5)
-    w = np.asarray(gap.minority_only(pairs, group).weight)
+    w = np.asarray(pm.minority_pairs(pairs, group).weight)
     mine = np.asarray(group)[np.asarray(pairs.annotator)] == 1
     assert (w[~mine] == 0).all() and w[mine].sum() == pytest.approx(1.0, rel=1e-5)
 
