@@ -110,6 +110,8 @@ _MOVE = ("median over beta of |R~(best-validation checkpoint) - R~(pi_ref)|, len
          "on the training pairs")
 _NEAR = "Pearson(ranking accuracy on training pairs, win rate) over checkpoints at distance <= the median"
 _FAR = "Pearson(ranking accuracy on training pairs, win rate) over checkpoints at distance > the median"
+_TREND = ("(R(gamma_hi) - R(gamma_lo)) x (win(gamma_hi) - win(gamma_lo)), best-validation checkpoints, gamma_lo / "
+          "gamma_hi the smallest / largest gamma >= 1.25 of the grid")
 _OTHER = "min over IPO, cDPO, rDPO, online IPO of the median over beta of (own idealized R - observed R)"
 
 _REGIME = ("tiny causal transformer SFT'd on a hidden Markov language; responses of ~55 tokens (at most 96), so the "
@@ -235,6 +237,24 @@ CLAIMS = claims.declared([
             "weaker than the paper: v2 asked for a drop of 0.3 in the correlation far from theta_ref where Fig. 4 "
             "shows an anti-correlation; v3 states the sign, split into two claims (near and far).", "v2",
             easier=False),)),
+    claims.ClaimSpec(
+        id="gamma-trend-together-large-gamma",
+        statement="When the reference's influence is strong (gamma >= 1.25 in Eq. 4), ranking accuracy and win rate of "
+                  "the best-validation gamma-DPO model move in the same direction as gamma rises: (R(gamma_hi) - "
+                  "R(gamma_lo)) x (win(gamma_hi) - win(gamma_lo)) > 0 over the grid's gammas >= 1.25.",
+        source=f"{SOURCE}, Sec. 5 (setting 2, Eq. 4) and Fig. 10(a) with its caption (read in the paper's PDF as the "
+               "authors' repository angie-chen55/pref-learning-ranking-acc ships it)",
+        paper_value="Fig. 10(a) caption: 'For larger gamma values (gamma >= 1.25), ranking accuracy and win rate trend "
+                    "in the same direction' (Pythia-2.8B, gamma in 0-2 by 0.25, best model per gamma)",
+        setting="the gamma sweep of winrate-ranking-correlation-near (gamma in {0, 0.5, 1, 1.5, 2} at beta = 0.1), "
+                "each run's best-validation checkpoint (the paper's 'best model for each gamma'); R on the training "
+                "pairs; win rate against pi_ref per val prompt (64 quick / 128 full) under the raters' expected vote; "
+                "our grid has two gammas >= 1.25 (1.5 and 2), so the trend is one step; interval: bootstrap over "
+                "training pairs (R) and prompts (win rate), resampled independently",
+        check=claims.Check(_TREND, ">", 0.0, "Fig. 10(a) caption: 'trend in the same direction' (the sign of the "
+                                             "product of the two changes)"),
+        control="The same product for the two smallest gammas of the sweep (0 and 0.5, the same step in gamma): two "
+                "other runs of the sweep, whose accuracy and win rate could move together or not."),
     claims.ClaimSpec(
         id="alignment-gap-other-methods",
         statement="Every method with a closed-form optimum (IPO, cDPO, rDPO, online IPO) leaves a gap of at least "
