@@ -308,7 +308,7 @@ SETTINGS["smoke"] = dict(
     SETTINGS["quick"], max_len=16, eos_bias=-2.0, eos_slope=0.3, dim=16, depth=1, heads=2,
     sft_examples=256, sft_steps=20, sft_batch=32,
     num_train=64, num_val=32, batch_size=16, epochs=2, learning_rate=1e-3,
-    betas=(0.1, 1.0), other_betas=(0.1,), gammas=(0.0, 1.0),
+    betas=(0.1, 1.0), other_betas=(0.1,), gammas=(0.0, 1.5, 2.0),   # two gammas >= 1.25 (Fig. 10 claim)
     online_steps=2, online_batch=8, winrate_prompts=16,
 )
 
@@ -938,8 +938,16 @@ def evaluate(cfg, sft, pairs, tabular, train, progress=False) -> dict:
                "loss_id": np.asarray(loss_id)[wc]}
     near, far = dist <= d_med, dist > d_med
     boot = lambda m: _bootstrap_pearson(Rw[m], win[m], cfg["seed"])
+    # Fig. 10(a): each gamma run's best-validation checkpoint, per training pair (R) and per prompt (win rate)
+    wrr = np.asarray(off["winrate_rows"])
+    wb = best[wrr]
+    best_params = {n: np.asarray(v)[np.arange(len(wrr)), wb][:, None] for n, v in off["params"].items()}
+    fig10 = {"gamma": np.asarray(off["gamma"], np.float64)[wrr], "best_index": wb,
+             "correct": tr_pc[wrr, wb] > tr_pr[wrr, wb],                                         # (runs, pairs)
+             "win_per_prompt": _winrates(cfg, sft, va["prompts"], best_params, per_prompt=True)[:, 0],  # (runs, prompts)
+             "win_stored": win[np.arange(len(wrr)), wb], "distance": dist[np.arange(len(wrr)), wb]}
     return {"tabular": thm31, "table1": table1, "offline": offline, "online": online, "own_gap": own_gap,
-            "flips": flips, "fig2": fig2, "per_pair": per_pair,
+            "flips": flips, "fig2": fig2, "per_pair": per_pair, "fig10": fig10,
             "winrate": {"win": win, "kl": kl, "distance": dist, "R_train": Rw, "split": d_med,
                         "R_val": R_va[off["winrate_rows"]], "R_len_train": Rln_tr[off["winrate_rows"]], "near": near,
                         "pearson_near": _pearson(Rw[near], win[near]), "pearson_far": _pearson(Rw[far], win[far]),
@@ -1048,20 +1056,55 @@ def _bootstrap_pearson(a, b, seed, num=1000):
     return np.nanpercentile(r, [5, 95]) if np.isfinite(r).any() else np.array([np.nan, np.nan])
 
 
-def _winrates(cfg, sft, val_prompts, params):
+TREND_GAMMA = 1.25
+"""Fig. 10(a)'s caption: ranking accuracy and win rate trend together for gamma >= 1.25."""
+
+
+def _trend_measurement(fig10, rows, seed, resamples=2000) -> claims.Measurement:
+    """``(R(hi) - R(lo)) * (win(hi) - win(lo))`` for the first and last of ``rows`` (indices into ``fig10``'s
+    runs, in increasing gamma), with a 95% percentile bootstrap interval: the training pairs (``R``, the
+    mean of per-pair indicators) and the prompts (win rate, the mean of per-prompt win probabilities)
+    resampled independently, ``numpy.random.default_rng(seed)``. Units: the smaller of the two counts.
+    NaN with fewer than two rows."""
+    if len(rows) < 2:
+        return claims.Measurement(float("nan"), float("nan"), float("nan"), 0)
+    lo, hi = rows[0], rows[-1]
+    d_r = np.asarray(fig10["correct"][hi], np.float64) - np.asarray(fig10["correct"][lo], np.float64)
+    d_w = np.asarray(fig10["win_per_prompt"][hi], np.float64) - np.asarray(fig10["win_per_prompt"][lo], np.float64)
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(d_r), (resamples, len(d_r)))
+    j = rng.integers(0, len(d_w), (resamples, len(d_w)))
+    stats = d_r[i].mean(1) * d_w[j].mean(1)
+    value = float(d_r.mean() * d_w.mean())
+    q_lo, q_hi = np.quantile(stats, [0.025, 0.975])
+    return claims.Measurement(value, float(min(q_lo, value)), float(max(q_hi, value)), int(min(len(d_r), len(d_w))))
+
+
+def _winrates(cfg, sft, val_prompts, params, per_prompt=False):
     """Win rate against ``pi_ref`` (ground-truth raters) and Monte Carlo ``KL(pi || pi_ref)`` on the
-    first ``winrate_prompts`` val prompts, for stacked parameters ``(runs, T, ...)``; float64."""
+    first ``winrate_prompts`` val prompts, for stacked parameters ``(runs, T, ...)``; float64.
+
+    The win rate of a checkpoint is ``mean_x P(y > y_ref | x)``, ``y ~ pi(.|x)`` and ``y_ref ~ pi_ref(.|x)``
+    drawn with the suite's two win-rate keys (the same draws for every checkpoint). With
+    ``per_prompt=True`` returns only ``P(y > y_ref | x)`` per prompt, ``(runs, T, prompts)``.
+    """
     k, policy, raters = _keys(cfg), _policy(cfg), _raters(sft)
     ref_params = _unnamed(policy, sft["ref_params"])
     xw = val_prompts[: cfg["winrate_prompts"]]
     yref, mref = jax.jit(policy.sample)(ref_params, xw, k["winrate_reference"], 1.0)
 
-    def winrate(params):
+    def wins(params):
         y, m = policy.sample(params, xw, k["winrate_policy"])
+        return y, m, lg.preference_prob(raters, xw, y, m, yref, mref)
+
+    def winrate(params):
+        y, m, p = wins(params)
         lp, _ = policy.sequence_logps(params, xw, y, m)
         lr, _ = policy.sequence_logps(ref_params, xw, y, m)
-        return jnp.mean(lg.preference_prob(raters, xw, y, m, yref, mref)), jnp.mean(lp - lr)
+        return jnp.mean(p), jnp.mean(lp - lr)
 
+    if per_prompt:
+        return np.asarray(jax.jit(jax.vmap(jax.vmap(lambda q: wins(q)[2])))(_unnamed(policy, params)), np.float64)
     win, kl = jax.jit(jax.vmap(jax.vmap(winrate)))(_unnamed(policy, params))
     return np.asarray(win, np.float64), np.asarray(kl, np.float64)
 
@@ -1254,6 +1297,24 @@ def claim_records(cfg, ev) -> list:
     if np.isfinite(pn) and np.isfinite(pf):
         claims.judge_old_check(out[-1], claims.exact(min(pn - 0.5, (pn - 0.3) - pf)))
 
+    f10 = ev["fig10"]
+    gam = np.asarray(f10["gamma"], np.float64)
+    order = np.argsort(gam, kind="stable")
+    large = [i for i in order if gam[i] >= TREND_GAMMA]
+    out.append(claims.evaluate(
+        spec("gamma-trend-together-large-gamma"), _trend_measurement(f10, large, cfg["seed"]),
+        _trend_measurement(f10, list(order[:2]), cfg["seed"]),
+        measured={"per_gamma (best-validation checkpoint)": [
+                      {"gamma": float(gam[i]), "best_step_index": int(f10["best_index"][i]),
+                       "R_train": round(float(np.mean(f10["correct"][i])), 4),
+                       "win_rate": round(float(np.mean(f10["win_per_prompt"][i])), 4),
+                       "win_rate_in_winrate_points (the same checkpoint, batched with the others)":
+                           round(float(f10["win_stored"][i]), 4),
+                       "distance": round(float(f10["distance"][i]), 4)} for i in order],
+                  "gammas_judged": [float(gam[i]) for i in large], "control_gammas": [float(gam[i]) for i in order[:2]]},
+        note="one step in gamma (1.5 -> 2) where the paper's Fig. 10(a) has four gammas >= 1.25; the product is "
+             "positive when both rise or both fall"))
+
     methods = [METHODS[m] for m in (IPO, CDPO, RDPO, ONLINE_IPO)]
     out.append(claims.evaluate(
         spec("alignment-gap-other-methods"), claims.measure(pairs_first(pp["other_gap"]), _worst_method_gap),
@@ -1268,7 +1329,7 @@ def claim_records(cfg, ev) -> list:
 # ============================================================================ tables and plots
 def report(ctx: SuiteContext, cfg, train, ev) -> None:
     """The tables (``table1.csv``, ``alignment_gap.csv``, ``flips_by_beta_c.csv``, ``fig2_categories.csv``,
-    ``winrate_points.csv``) and figures, from the stage outputs."""
+    ``winrate_points.csv``, ``fig10_gamma.csv``) and figures, from the stage outputs."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -1303,6 +1364,11 @@ def report(ctx: SuiteContext, cfg, train, ev) -> None:
          "kl": wr["kl"][i, s], "distance": wr["distance"][i, s], "win_rate": wr["win"][i, s],
          "R_train": wr["R_train"][i, s]}
         for i, r in enumerate(wr_rows) for s in range(len(steps))])
+    f10 = ev["fig10"]
+    ctx.write_csv("fig10_gamma.csv", [
+        {"gamma": float(f10["gamma"][i]), "best_step": int(steps[f10["best_index"][i]]),
+         "R_train": float(np.mean(f10["correct"][i])), "win_rate": float(np.mean(f10["win_per_prompt"][i])),
+         "distance": float(f10["distance"][i])} for i in np.argsort(f10["gamma"], kind="stable")])
 
     betas = np.asarray(cfg["betas"], np.float32)
     dpo = np.flatnonzero(loss_id == DPO)

@@ -282,6 +282,9 @@ def _fake_evaluate_stage(rng, n=301, runs=3, T=5):
                     "control": {"win": u(6, T), "R_train": u(6, T), "distance": u(6, T),
                                 "loss_id": np.repeat([ra.IPO, ra.CDPO], 3)},
                     "pearson_near": u(), "pearson_far": u()},
+        "fig10": {"gamma": np.array(cfg["gammas"], float)[::-1], "best_index": np.zeros(len(cfg["gammas"]), int),
+                  "correct": b(len(cfg["gammas"]), n), "win_per_prompt": u(len(cfg["gammas"]), 17),
+                  "win_stored": u(len(cfg["gammas"])), "distance": u(len(cfg["gammas"]))},
         "per_pair": {"R": b(nb, n), "R_len": b(nb, n), "R_star": b(nb, n), "R_len_star": b(nb, n),
                      "R_len_reference": b(n, p=0.5), "simpo_R_len": b(no, n, p=0.7),
                      "tabular_R": b(nb, n, p=0.8), "tabular_R_len": b(nb, n, p=0.8),
@@ -325,6 +328,26 @@ def test_every_control_is_measured_from_its_own_run():
         assert a[cid]["control"]["value"] == pytest.approx(want)
     want = np.min(np.median(pp["other_gap_reference"].mean(-1), -1))
     assert a["alignment-gap-other-methods"]["control"]["value"] == pytest.approx(want)
+    f = ev["fig10"]   # gammas stored in decreasing order: the claim sorts them
+    g = list(f["gamma"])
+    change = lambda lo, hi: ((f["correct"][g.index(hi)].mean() - f["correct"][g.index(lo)].mean())
+                             * (f["win_per_prompt"][g.index(hi)].mean() - f["win_per_prompt"][g.index(lo)].mean()))
+    assert a["gamma-trend-together-large-gamma"]["subject"]["value"] == pytest.approx(change(1.5, 2.0))
+    assert a["gamma-trend-together-large-gamma"]["control"]["value"] == pytest.approx(change(0.0, 0.5))
+
+
+def test_trend_measurement_is_the_product_of_the_two_changes_with_a_two_sample_bootstrap():
+    """Hand-computed: R rises by 1/4 (one of four pairs flips to correct) and the win rate falls by 0.1 on
+    every prompt: the product is -0.025, its interval holds it, and only the pair resampling moves it (the
+    win-rate change is the same on every prompt); both falling gives a positive product; one run gives NaN."""
+    f = {"correct": np.array([[1, 0, 0, 1], [1, 1, 0, 1]], bool),
+         "win_per_prompt": np.array([[0.7, 0.6, 0.9], [0.6, 0.5, 0.8]])}
+    m = ra._trend_measurement(f, [0, 1], seed=0)
+    assert m.value == pytest.approx(0.25 * -0.1)
+    assert m.low <= m.value <= m.high and m.units == 3
+    assert m.low == pytest.approx(-0.1 * 0.75) and m.high == pytest.approx(0.0)   # mean flip over 4 pairs: 0 .. 3/4
+    assert ra._trend_measurement(f, [1, 0], seed=0).value == pytest.approx(0.25 * -0.1)  # both changes flip sign
+    assert np.isnan(ra._trend_measurement(f, [0], seed=0).value)
 
 
 def _fake_orpo_stage(rng, n=97):
@@ -399,6 +422,7 @@ QUICK_VERDICTS = {
     "ranking-accuracy-barely-moves": ("inconclusive", "inconclusive"),
     "winrate-ranking-correlation-near": ("holds", "holds"),
     "winrate-ranking-correlation": ("inconclusive", "fails"),
+    "gamma-trend-together-large-gamma": ("inconclusive", "fails"),
     "alignment-gap-other-methods": ("fails", "fails"),
     "orpo-sft-raises-rejected": ("holds", "inconclusive"),
     "orpo-large-lambda-lowers-chosen": ("fails", "fails"),
@@ -419,7 +443,7 @@ def test_quick_suite_end_to_end(quick_run):
     ctx, by_id, ids, out = quick_run
     assert ids == CLAIM_IDS
     for f in ("alignment_gap.csv", "table1.csv", "flips_by_beta_c.csv", "fig2_categories.csv", "winrate_points.csv",
-              "alignment_gap_and_flips.png", "fig2_categories.png", "winrate_vs_ranking.png"):
+              "fig10_gamma.csv", "alignment_gap_and_flips.png", "fig2_categories.png", "winrate_vs_ranking.png"):
         assert (out / f).exists()
     assert ctx.config["offline_rows"] == len(ra._rows(ra.SETTINGS["quick"])[0])
     assert ctx.config["scale"] == "quick"
@@ -445,6 +469,7 @@ CLAIM_IDS = [
     "ranking-accuracy-barely-moves",
     "winrate-ranking-correlation-near",
     "winrate-ranking-correlation",
+    "gamma-trend-together-large-gamma",
     "alignment-gap-other-methods",
     "orpo-sft-raises-rejected",
     "orpo-large-lambda-lowers-chosen",
