@@ -69,6 +69,7 @@ from alignjax.sft import (bucketed_sequence_logps, length_buckets, logged_step_k
                           preference_step, sft_step)
 from alignjax.sweep import Grid, run_sweep
 from alignjax_experiments import _orpo_lambda as ORPO
+from alignjax_experiments import _ranking_many as MANY
 
 # ============================================================================ settings
 SOURCE = "Chen et al. 2024 (arXiv 2405.19534)"
@@ -268,6 +269,7 @@ CLAIMS = claims.declared([
                                                         "threshold borrowed (no paper number for these methods)"),
         control="The reference policy itself (no training) against each method's own idealized accuracy, same pairs."),
     *ORPO.SPECS,  # orpo-sft-raises-rejected, orpo-large-lambda-lowers-chosen: experiments/_orpo_lambda.py
+    *MANY.SPECS,  # four-response-ranking-barely-moves: experiments/_ranking_many.py
 ])
 
 
