@@ -310,7 +310,7 @@ SETTINGS["smoke"] = dict(
     SETTINGS["quick"], max_len=16, eos_bias=-2.0, eos_slope=0.3, dim=16, depth=1, heads=2,
     sft_examples=256, sft_steps=20, sft_batch=32,
     num_train=64, num_val=32, batch_size=16, epochs=2, learning_rate=1e-3,
-    betas=(0.1, 1.0), other_betas=(0.1,), gammas=(0.0, 1.5, 2.0),   # two gammas >= 1.25 (Fig. 10 claim)
+    betas=(0.1, 1.0), other_betas=(0.1,), gammas=(0.0, 1.0, 1.5, 2.0),   # DPO (gamma 1) and two gammas >= 1.25 (Fig. 10)
     online_steps=2, online_batch=8, winrate_prompts=16,
 )
 
@@ -350,6 +350,7 @@ def _keys(cfg):
     for split in ("train", "val"):
         named[split] = {n: next(k) for n in ("prompts", "y1", "y2", "votes")}
     named.update({n: next(k) for n in ("offline", "online", "winrate_reference", "winrate_policy", "votes5", "orpo")})
+    named.update({n: next(k) for n in ("many_y3", "many_y4")})   # appended: every earlier key keeps its value
     return named
 
 
@@ -1437,7 +1438,8 @@ def reproduce(ctx: SuiteContext):
     ev = ctx.stage("evaluate", lambda: evaluate(cfg, sft, pairs, tabular, train, p))
     report(ctx, cfg, train, ev)
     orpo = ctx.stage("orpo", lambda: ORPO.orpo_stage(cfg, sft, pairs, p))
-    return claim_records(cfg, ev) + ORPO.orpo_claims(orpo)
+    many = ctx.stage("many-responses", lambda: MANY.many_stage(cfg, sft, pairs, train, ev, p))
+    return claim_records(cfg, ev) + ORPO.orpo_claims(orpo) + MANY.many_claims(many)
 
 
 SUITES.register("ranking-accuracy", reproduce,

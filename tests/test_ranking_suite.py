@@ -11,6 +11,7 @@ from alignjax.metrics import ranking as rk
 from alignjax.registry import SUITES
 from alignjax.results import SuiteContext
 from alignjax_experiments import _orpo_lambda as ORPO
+from alignjax_experiments import _ranking_many as MANY
 from alignjax_experiments import ranking_accuracy as ra
 from claims_tools import assert_controls_are_runs
 
@@ -93,8 +94,9 @@ def test_keys_are_one_split_of_the_seed_in_order():
     order = [named[n] for n in ("language", "raters", "sft_prompts", "sft_responses", "policy_init", "sft")]
     order += [named[s][n] for s in ("train", "val") for n in ("prompts", "y1", "y2", "votes")]
     order += [named[n] for n in ("offline", "online", "winrate_reference", "winrate_policy", "votes5", "orpo")]
-    assert len(flat) == len(order) == 20   # a new key is appended: every earlier key keeps its value
-    want = jax.random.key_data(jax.random.split(jax.random.key(3), 32)[:20])
+    order += [named[n] for n in ("many_y3", "many_y4")]
+    assert len(flat) == len(order) == 22   # a new key is appended: every earlier key keeps its value
+    want = jax.random.key_data(jax.random.split(jax.random.key(3), 32)[:22])
     np.testing.assert_array_equal(jax.random.key_data(jnp.stack(order)), want)
 
 
@@ -298,9 +300,11 @@ def test_every_control_is_measured_from_its_own_run():
     ``evaluate`` stages with different data give different controls, each different from its subject, and
     each equal to the declared statistic of the control's own arrays."""
     a = {r["id"]: r for r in ra.claim_records(*_fake_evaluate_stage(np.random.default_rng(0)))
-         + ORPO.orpo_claims(_fake_orpo_stage(np.random.default_rng(0)))}
+         + ORPO.orpo_claims(_fake_orpo_stage(np.random.default_rng(0)))
+         + MANY.many_claims(_fake_many_stage(np.random.default_rng(0)))}
     b = {r["id"]: r for r in ra.claim_records(*_fake_evaluate_stage(np.random.default_rng(1)))
-         + ORPO.orpo_claims(_fake_orpo_stage(np.random.default_rng(1)))}
+         + ORPO.orpo_claims(_fake_orpo_stage(np.random.default_rng(1)))
+         + MANY.many_claims(_fake_many_stage(np.random.default_rng(1)))}
     assert list(a) == CLAIM_IDS == [s.id for s in ra.CLAIMS]
     assert_controls_are_runs(a, b, CLAIM_IDS)
     cfg, ev = _fake_evaluate_stage(np.random.default_rng(0))
@@ -348,6 +352,33 @@ def test_trend_measurement_is_the_product_of_the_two_changes_with_a_two_sample_b
     assert m.low == pytest.approx(-0.1 * 0.75) and m.high == pytest.approx(0.0)   # mean flip over 4 pairs: 0 .. 3/4
     assert ra._trend_measurement(f, [1, 0], seed=0).value == pytest.approx(0.25 * -0.1)  # both changes flip sign
     assert np.isnan(ra._trend_measurement(f, [0], seed=0).value)
+
+
+def _fake_many_stage(rng, n=211):
+    """A ``many-responses`` stage output with random scores (3 models x n prompts x 4 responses)."""
+    return {"borda": rng.uniform(0, 3, size=(n, 4)), "logp": -rng.uniform(10, 100, size=(3, n, 4)),
+            "length": rng.integers(5, 60, size=(3, n, 4)).astype(float), "best_index": np.array([8, 8])}
+
+
+def test_many_response_control_reads_the_gamma0_run_and_subject_the_dpo_run():
+    st = _fake_many_stage(np.random.default_rng(2))
+    rec = MANY.many_claims(st)[0]
+    ok = MANY.exact_match(st["logp"] / st["length"], st["borda"]).astype(float)
+    assert rec["subject"]["value"] == pytest.approx(abs(np.mean(ok[1] - ok[0])))
+    assert rec["control"]["value"] == pytest.approx(abs(np.mean(ok[2] - ok[0])))
+
+
+def test_exact_match_is_def_a8_on_hand_made_orders():
+    """Def. A.8: a prompt counts only when the whole order of the four scores equals the social order."""
+    borda = np.array([[3.0, 2.0, 1.0, 0.0], [3.0, 2.0, 1.0, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    score = np.array([[-1.0, -2.0, -3.0, -4.0],     # same order
+                      [-1.0, -2.0, -4.0, -3.0],     # last two swapped: wrong
+                      [-4.0, -3.0, -2.0, -1.0]])    # same (both ascending)
+    np.testing.assert_array_equal(MANY.exact_match(score, borda), [True, False, True])
+    # a uniformly random order matches one time in 4! = 24
+    rng = np.random.default_rng(0)
+    hits = MANY.exact_match(rng.normal(size=(48000, 4)), rng.normal(size=(48000, 4))).mean()
+    assert abs(hits - 1 / 24) < 0.004
 
 
 def _fake_orpo_stage(rng, n=97):
@@ -426,6 +457,7 @@ QUICK_VERDICTS = {
     "alignment-gap-other-methods": ("fails", "fails"),
     "orpo-sft-raises-rejected": ("holds", "inconclusive"),
     "orpo-large-lambda-lowers-chosen": ("fails", "fails"),
+    "four-response-ranking-barely-moves": ("fails", "inconclusive"),
 }
 """The quick run's (subject, control) verdicts (papers/ranking_accuracy.md)."""
 
@@ -473,6 +505,7 @@ CLAIM_IDS = [
     "alignment-gap-other-methods",
     "orpo-sft-raises-rejected",
     "orpo-large-lambda-lowers-chosen",
+    "four-response-ranking-barely-moves",
 ]
 # none: every claim needs the quick budgets (Thm 3.1 on tabular policies is a unit test since v3)
 HOLD_AT_SMOKE: set = set()
