@@ -63,6 +63,7 @@ from alignjax.metrics.bandit import comparison_reach, coverage_limit, implicit_r
 from alignjax.experiment import Experiment, Program, check_representable, namespaced
 from alignjax.registry import EXPERIMENTS, LOSSES, SUITES
 from alignjax_experiments import _dpo_frontier as FRONTIER
+from alignjax_experiments import _gpo_tradeoff as GPO
 from alignjax_experiments import _fdpo_divergence as FDPO
 from alignjax_experiments import _kto_imbalance as KTO
 from alignjax_experiments import _online_dpo as OAIF
@@ -205,6 +206,7 @@ CLAIMS = C.declared([
     OAIF.SPEC,  # online-dpo-beats-offline (Guo et al. 2024, OAIF): experiments/_online_dpo.py
     XPO.SPEC,  # xpo-explores-past-poor-coverage (Xie et al. 2024, XPO): experiments/_xpo_exploration.py
     FRONTIER.SPEC,  # dpo-reward-kl-frontier (Rafailov et al. 2023, Fig. 2 left): experiments/_dpo_frontier.py
+    GPO.SPEC,  # gpo-variants-similar-tradeoff (Tang et al. 2024, GPO): experiments/_gpo_tradeoff.py
 ])
 
 
