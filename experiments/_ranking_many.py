@@ -37,7 +37,8 @@ SPECS = (
         source=SOURCE,
         paper_value=("Table 3: SFT -> DPO changes of at most 0.8 points (Zephyr-7B on UltraFeedback, R~ 2.7% -> 3.5%; on "
                      "StackExchange 32.2% -> 33.0%; Tulu-2: at most 0.3); every model's UltraFeedback R 1.2-1.8%, R~ "
-                     "2.1-3.5% (chance for four responses: 1/24 = 4.2%)"),
+                     "2.1-3.5% (the authors' code never counts a prompt with tied scores as a match, so these are not "
+                     "comparable with the 1/24 of a random strict order)"),
         setting=("each training prompt (512 quick / 1024 full) with 4 responses: its training pair's two and two more "
                  "drawn from pi_ref (temperatures 1 and 1.5, as the pair's); social ranking rho by the raters' expected "
                  "Borda score (sum over the other three of the expected vote P(y_i > y_j)); DPO = the gamma-DPO run at "
@@ -129,7 +130,7 @@ def many_claims(st: dict) -> list[dict]:
                 "R_4 (exact match, summed log-probabilities)": dict(zip(MODELS, np.round(ok.mean(-1), 4).tolist())),
                 "R_4 change (unnormalised; DPO, gamma = 0)": [round(float(np.mean(ok[1] - ok[0])), 4),
                                                                round(float(np.mean(ok[2] - ok[0])), 4)],
-                "chance (one of 4! orders)": round(1 / 24, 4),
+                "a random strict order on a tie-free prompt (1/24)": round(1 / 24, 4),
                 "pairwise R~ of the training pair (chosen over rejected)": dict(zip(MODELS, np.round(pair_len, 4).tolist())),
                 "best-validation checkpoint index (DPO, gamma = 0)": np.asarray(st["best_index"]).tolist(),
                 "prompts": int(ok.shape[-1])}
