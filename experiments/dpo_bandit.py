@@ -400,11 +400,12 @@ def settings(scale: str) -> dict:
          "d1_steps": D1_STEPS, "d1_seeds": D1_SEEDS, "kto_steps": KTO.STEPS, "kto_seeds": 16,
          "fdpo_seeds": 16 if quick else 64,
          "online_steps": OAIF.STEPS, "online_seeds": 16,
-         "xpo_steps": XPO.STEPS, "xpo_seeds": 16, "frontier": {"seeds": FRONTIER.SEEDS, "steps": FRONTIER.STEPS}}
+         "xpo_steps": XPO.STEPS, "xpo_seeds": 16, "frontier": {"seeds": FRONTIER.SEEDS, "steps": FRONTIER.STEPS},
+         "gpo_seeds": 8 if quick else 16}
     if scale == "smoke":
         s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200, sampled_steps=2000, sampled_log_every=100,
                  d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2, fdpo_seeds=2, online_steps=200, online_seeds=2, xpo_steps=200,
-                 xpo_seeds=2, frontier={"seeds": 2, "steps": 200})
+                 xpo_seeds=2, frontier={"seeds": 2, "steps": 200}, gpo_seeds=2)
     return s
 
 
@@ -706,7 +707,7 @@ def monotone_rate_error(labels):
 def claims(s, st) -> list:
     """The suite's claim records (:data:`CLAIMS`, in order) from the stage outputs ``st``."""
     return [overfit_claim(s, st), rate_claim(s, st), d1_claim(st), KTO.kto_claim(st), FDPO.fdpo_claim(st),
-            OAIF.online_claim(st), XPO.xpo_claim(st), FRONTIER.frontier_claim(st)]
+            OAIF.online_claim(st), XPO.xpo_claim(st), FRONTIER.frontier_claim(st), GPO.gpo_claim(st["gpo-tradeoff"])]
 
 
 def plots(ctx, s, st) -> None:
@@ -743,6 +744,7 @@ def plots(ctx, s, st) -> None:
     OAIF.online_plot(ctx, st["online-dpo"])
     XPO.xpo_plot(ctx, st["xpo-exploration"])
     FRONTIER.frontier_plot(ctx, st["dpo-frontier"])
+    GPO.gpo_plot(ctx, st["gpo-tradeoff"])
 
 
 def d1_plot(ctx, d) -> None:
@@ -848,6 +850,7 @@ def reproduce(ctx) -> list:
         "online-dpo": ctx.stage("online-dpo", lambda: OAIF.online_stage(s)),
         "xpo-exploration": ctx.stage("xpo-exploration", lambda: XPO.xpo_stage(s)),
         "dpo-frontier": ctx.stage("dpo-frontier", lambda: FRONTIER.frontier_stage(**s["frontier"])),
+        "gpo-tradeoff": ctx.stage("gpo-tradeoff", lambda: GPO.gpo_stage(ctx, s["gpo_seeds"])),
     }
     plots(ctx, s, st)
     return claims(s, st)
