@@ -1104,7 +1104,7 @@ UNCLAIMED = """## Shipped algorithms without a claim yet: what their papers stat
 
 Issue 26 asks for one claim per shipped algorithm, or a statement of why a toy cannot test the paper's
 headline. Of the eight it names, KTO (session 7), ORPO (session 8), f-DPO, online DPO and XPO (session 9) have
-claims in the dpo-bandit and ranking-accuracy suites; SPO, the GPO family and VPO do not yet. What was read
+claims in the dpo-bandit and ranking-accuracy suites, and the GPO family since session 11; SPO and VPO do not yet. What was read
 (sessions 8 and 9, by helpers; quotes are the papers') and what a toy could test:
 
 - **f-DPO** (Wang et al. 2023, arXiv 2309.16240; the abstract, the ICLR 2024 reviews and the authors' code read,
@@ -1122,9 +1122,11 @@ claims in the dpo-bandit and ranking-accuracy suites; SPO, the GPO family and VP
 - **GPO family** (Tang et al. 2024, arXiv 2402.05749, ICML 2024; the abstract read, the body not): "The GPO
   framework also sheds light on how offline algorithms enforce regularization, through the design of the convex
   function that defines the loss", and "different GPO variants achieve similar trade-offs between regularization
-  and performance, though the optimal values of hyper-parameter might differ as predicted by theory". Testable on
-  the bandit (each member's reward against its KL from pi_ref along beta: one frontier, at member-specific betas),
-  but "similar" has no number in what was read, so no check is declared yet.
+  and performance, though the optimal values of hyper-parameter might differ as predicted by theory". One claim
+  since session 11, `gpo-variants-similar-tradeoff` in the dpo-bandit suite (a convention for "similar": every
+  member within a tenth of the exact reward-KL frontier's gain): holds, but its control (JS f-DPO) holds too, two
+  members are on the frontier by construction and the hyper-parameter half is not tested; see
+  `papers/dpo_bandit.md`.
 - **ORPO** (Hong et al. 2024, arXiv 2403.07691; read in full, the ar5iv render of v2) has two claims
   since session 8, in the ranking-accuracy suite (they need shared parameters: in a tabular softmax, NLL
   on the chosen response lowers every other response): `orpo-sft-raises-rejected` (Sec. 3, Fig. 3: SFT
