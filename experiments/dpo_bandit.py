@@ -388,6 +388,8 @@ def settings(scale: str) -> dict:
     (:func:`alignjax_experiments._xpo_exploration.xpo_stage`), the same at quick and full (smoke: 200, 2).
     ``frontier``: the seeds and steps of the reward-KL frontier runs
     (:func:`alignjax_experiments._dpo_frontier.frontier_stage`), the same at quick and full (smoke: 2, 200).
+    ``gpo_seeds`` / ``gpo_steps``: the GPO family's instances and steps
+    (:func:`alignjax_experiments._gpo_tradeoff.gpo_stage`): 8 / 2,000 at quick, 16 / 2,000 at full (smoke: 2, 200).
     """
     if scale not in ("full", "quick", "smoke"):
         raise ValueError(f"scale must be 'full', 'quick' or 'smoke'; got {scale!r}")
@@ -401,11 +403,11 @@ def settings(scale: str) -> dict:
          "fdpo_seeds": 16 if quick else 64,
          "online_steps": OAIF.STEPS, "online_seeds": 16,
          "xpo_steps": XPO.STEPS, "xpo_seeds": 16, "frontier": {"seeds": FRONTIER.SEEDS, "steps": FRONTIER.STEPS},
-         "gpo_seeds": 8 if quick else 16}
+         "gpo_seeds": 8 if quick else 16, "gpo_steps": GPO.STEPS}
     if scale == "smoke":
         s.update(seeds=2, sizes=[4, 16, 64], labels=[4, 16, 64], exact_steps=200, sampled_steps=2000, sampled_log_every=100,
                  d1_steps=200, d1_seeds=2, kto_steps=200, kto_seeds=2, fdpo_seeds=2, online_steps=200, online_seeds=2, xpo_steps=200,
-                 xpo_seeds=2, frontier={"seeds": 2, "steps": 200}, gpo_seeds=2)
+                 xpo_seeds=2, frontier={"seeds": 2, "steps": 200}, gpo_seeds=2, gpo_steps=200)
     return s
 
 
@@ -850,7 +852,7 @@ def reproduce(ctx) -> list:
         "online-dpo": ctx.stage("online-dpo", lambda: OAIF.online_stage(s)),
         "xpo-exploration": ctx.stage("xpo-exploration", lambda: XPO.xpo_stage(s)),
         "dpo-frontier": ctx.stage("dpo-frontier", lambda: FRONTIER.frontier_stage(**s["frontier"])),
-        "gpo-tradeoff": ctx.stage("gpo-tradeoff", lambda: GPO.gpo_stage(ctx, s["gpo_seeds"])),
+        "gpo-tradeoff": ctx.stage("gpo-tradeoff", lambda: GPO.gpo_stage(ctx, s["gpo_seeds"], s["gpo_steps"])),
     }
     plots(ctx, s, st)
     return claims(s, st)

@@ -87,7 +87,8 @@ def test_settings_keep_quick_and_full_and_shrink_for_smoke():
                      "sampled_log_every": 500, "d1_steps": 18000, "d1_seeds": 10,
                      "kto_steps": 4000, "kto_seeds": 16, "fdpo_seeds": 16,
                      "online_steps": 2000, "online_seeds": 16, "xpo_steps": 2000, "xpo_seeds": 16,
-                     "frontier": {"seeds": 16, "steps": 2000}, "gpo_seeds": 8}  # papers/dpo_bandit.md
+                     "frontier": {"seeds": 16, "steps": 2000}, "gpo_seeds": 8,
+                     "gpo_steps": 2000}  # papers/dpo_bandit.md
     assert full["seeds"] == 16 and full["exact_steps"] == 2000 and full["sampled_steps"] == 10000
     assert full["fdpo_seeds"] == 64 and smoke["fdpo_seeds"] == 2
     assert full["gpo_seeds"] == 16 and smoke["gpo_seeds"] == 2
