@@ -185,11 +185,11 @@ def frontier_temperature(st, loss: str):
     divided by the point's beta (log-interpolated in ``b`` along each instance's frontier; NaN outside it)."""
     import numpy as np
 
-    b = np.logspace(np.log10(FRONTIER_B[0]), np.log10(FRONTIER_B[1]), FRONTIER_B[2])[::-1]   # K increases as b falls
     K = np.asarray(st[loss]["K"], np.float64)
     out = np.full(K.shape, np.nan)
     for s in range(K.shape[1]):
         fk = np.asarray(st["front_K"][s])
+        b = np.logspace(np.log10(FRONTIER_B[0]), np.log10(FRONTIER_B[1]), len(fk))[::-1]  # K increases as b falls
         inside = (K[:, s] >= fk[0]) & (K[:, s] <= fk[-1])
         out[inside, s] = np.exp(np.interp(K[inside, s], fk, np.log(b)))
     return out / np.asarray(BETAS, np.float64)[:, None]

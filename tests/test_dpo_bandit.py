@@ -543,10 +543,14 @@ def test_gpo_shortfall_by_hand_and_the_exact_frontier_dominates_every_policy():
         rew = np.mean(np.sum(np.exp(logp) * r, -1))
         if k <= K[-1]:
             assert rew <= np.interp(k, K, R) + 1e-3
+    # the frontier temperature at a point's KL: b itself for a point of the frontier (here b = 0.3)
+    st = {"front_K": K[None], "front_R": R[None], "x": {"K": None}}
     z = log_ref + r / 0.3
     logp = z - np.logaddexp.reduce(z, -1, keepdims=True)
     k, rew = np.mean(np.sum(np.exp(logp) * (logp - log_ref), -1)), np.mean(np.sum(np.exp(logp) * r, -1))
     assert G.shortfall([k], [rew], K, R, r_ref)[0] == pytest.approx(0.0, abs=1e-3)
+    st["x"]["K"] = np.full((len(G.BETAS), 1), k)
+    np.testing.assert_allclose(G.frontier_temperature(st, "x")[:, 0] * np.asarray(G.BETAS), 0.3, rtol=1e-2)
 
 
 def test_gpo_instances_are_the_programs_own():
