@@ -19,7 +19,11 @@ from the best one.
 """
 from __future__ import annotations
 
+import jax
+import numpy as np
+
 from alignjax import claims as C
+from alignjax.sweep import make_grid
 
 GPO_SRC = "Tang et al. 2024, Generalized Preference Optimization (arXiv 2402.05749, ICML 2024)"
 MEMBERS = ("dpo", "ipo", "slic", "gpo_truncated_quadratic", "gpo_savage")
@@ -74,9 +78,6 @@ def instances(seeds: int):
     """``(r, log_ref)`` ``(seeds, X, N)`` float64: the instance each seed's runs see, rebuilt from the engine's
     seed keys (``split(key(0), seeds)``) the way :func:`alignjax_experiments.dpo_bandit.make_program` draws it
     (``k_data = split(key)[0]``, ``k_inst = split(k_data, 3)[0]``); :func:`gpo_stage` checks it against DPO's run."""
-    import jax
-    import numpy as np
-
     from alignjax_experiments.dpo_bandit import _instance
 
     out = []
@@ -91,7 +92,6 @@ def instances(seeds: int):
 def exact_frontier(r, log_ref):
     """``(K(b), R(b))`` of ``pi_b ∝ pi_ref exp(r / b)`` over :data:`FRONTIER_B`, float64, for one instance
     ``(X, N)``: ``K = mean_x KL(pi_b || pi_ref)``, ``R = mean_x E_{pi_b} r``; sorted by increasing ``K``."""
-    import numpy as np
 
     b = np.logspace(np.log10(FRONTIER_B[0]), np.log10(FRONTIER_B[1]), FRONTIER_B[2])
     z = log_ref[None] + r[None] / b[:, None, None]
@@ -107,7 +107,6 @@ def shortfall(k, rew, front_k, front_r, r_ref):
     """Relative shortfall ``[R_front(k) - rew] / [R_front(k) - r_ref]`` of points ``(k, rew)`` against a frontier
     (``front_k`` increasing, linearly interpolated); NaN where ``k`` is outside the frontier's range or the
     frontier gains nothing there."""
-    import numpy as np
 
     k, rew = np.asarray(k, np.float64), np.asarray(rew, np.float64)
     inside = (k >= front_k[0]) & (k <= front_k[-1])
@@ -124,9 +123,6 @@ def gpo_stage(ctx, seeds: int, steps: int = STEPS) -> dict:
     log-distance to the KL-regularised optimum (``max_abs_log_err``) and the late drift; and the instances'
     exact frontiers. ``{loss: {"K", "R", "err", "drift": (betas, seeds)}, "front_K", "front_R": (seeds, B),
     "R_ref": (seeds,)}``."""
-    import numpy as np
-
-    from alignjax.sweep import make_grid
     from alignjax_experiments import dpo_bandit as db
 
     out = {}
@@ -158,7 +154,6 @@ def gpo_stage(ctx, seeds: int, steps: int = STEPS) -> dict:
 
 def shortfall_table(st, loss: str):
     """``(betas, seeds)`` relative shortfall of ``loss``'s points against each instance's exact frontier."""
-    import numpy as np
 
     K, R = np.asarray(st[loss]["K"]), np.asarray(st[loss]["R"])
     return np.stack([shortfall(K[:, s], R[:, s], st["front_K"][s], st["front_R"][s], st["R_ref"][s])
@@ -167,9 +162,8 @@ def shortfall_table(st, loss: str):
 
 def _worst(st, losses):
     """Per instance, the largest relative shortfall over ``losses`` and their betas (NaN points skipped)."""
-    import numpy as np
 
-    return np.nanmax(np.concatenate([shortfall_table(st, l) for l in losses], axis=0), axis=0)
+    return np.nanmax(np.concatenate([shortfall_table(st, loss) for loss in losses], axis=0), axis=0)
 
 
 SECOND_ORDER = {"dpo": 1.0, "gpo_savage": 1.0, "gpo_truncated_quadratic": 2.0, "ipo": 4.0}
@@ -183,7 +177,6 @@ second derivative at 0."""
 def frontier_temperature(st, loss: str):
     """``(betas, seeds)``: the temperature ``b`` of the exact frontier point with the same KL as ``loss``'s point,
     divided by the point's beta (log-interpolated in ``b`` along each instance's frontier; NaN outside it)."""
-    import numpy as np
 
     K = np.asarray(st[loss]["K"], np.float64)
     out = np.full(K.shape, np.nan)
@@ -198,7 +191,6 @@ def frontier_temperature(st, loss: str):
 def gpo_claim(st) -> dict:
     """The claim's record: the median over instances of the worst member's relative shortfall (subject) and of
     f-DPO (JS)'s (control), bootstrapped over instances."""
-    import numpy as np
 
     per = {l: shortfall_table(st, l) for l in (*MEMBERS, CONTROL)}
     table = {l: {f"beta={b:g}": {"shortfall (median)": round(float(np.nanmedian(per[l][i])), 4),
@@ -227,7 +219,6 @@ def gpo_plot(ctx, st) -> None:
     """``gpo_tradeoff.png``: (left) instance 0's exact frontier and every loss's (K, R) points; (right) each loss's
     relative shortfall per beta, median over instances."""
     import matplotlib
-    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -17,7 +17,12 @@ the ``gamma = 0`` run's (the reference-free objective of Eq. 4).
 """
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from alignjax import claims as C
+from alignjax.data import language as lg
 
 SOURCE = ("Chen et al. 2024 (arXiv 2405.19534), App. A.6 (Def. A.8, ranking accuracy for n > 2 outputs) and App. C.3 "
           "Table 3 (read in the paper's PDF as the authors' repository angie-chen55/pref-learning-ranking-acc ships it)")
@@ -66,11 +71,6 @@ def many_stage(cfg, sft, pairs, train, ev, progress=False) -> dict:
     draws from ``pi_ref`` at temperatures 1 and ``second_temperature``) and ``best_index`` (the
     best-validation checkpoint read for the two trained models).
     """
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from alignjax.data import language as lg
     from alignjax_experiments import ranking_accuracy as ra
 
     k, policy = ra._keys(cfg), ra._policy(cfg)
@@ -109,7 +109,6 @@ def many_stage(cfg, sft, pairs, train, ev, progress=False) -> dict:
 
 def exact_match(score, borda):
     """Def. A.8 per prompt: ``1[order of score == order of borda]`` (descending; ``score`` ``(..., n, 4)``)."""
-    import numpy as np
 
     return np.all(np.argsort(-np.asarray(score), axis=-1, kind="stable")
                   == np.argsort(-np.asarray(borda), axis=-1, kind="stable"), axis=-1)
@@ -119,7 +118,6 @@ def many_claims(st: dict) -> list[dict]:
     """The claim's record from the ``many-responses`` stage: the change of the per-prompt exact-match indicator
     (length-normalised) from ``pi_ref`` to the DPO run (subject) and to the ``gamma = 0`` run (control),
     ``|mean|`` over prompts with a bootstrap interval over prompts."""
-    import numpy as np
 
     logp, length, borda = (np.asarray(st[k], np.float64) for k in ("logp", "length", "borda"))
     ok_len = exact_match(logp / length, borda).astype(np.float64)     # (models, n)

@@ -1315,8 +1315,8 @@ def claim_records(cfg, ev) -> list:
                            round(float(f10["win_stored"][i]), 4),
                        "distance": round(float(f10["distance"][i]), 4)} for i in order],
                   "gammas_judged": [float(gam[i]) for i in large], "control_gammas": [float(gam[i]) for i in order[:2]]},
-        note="one step in gamma (1.5 -> 2) where the paper's Fig. 10(a) has four gammas >= 1.25; the product is "
-             "positive when both rise or both fall"))
+        note="one step in gamma (1.5 -> 2) where the paper's Fig. 10(a) plots five gammas >= 1.25 (1.25 to 2.25); the "
+             "product is positive when both rise or both fall"))
 
     methods = [METHODS[m] for m in (IPO, CDPO, RDPO, ONLINE_IPO)]
     out.append(claims.evaluate(
